@@ -1,0 +1,131 @@
+//! JSON bodies of the HTTP API, shared by the gateway (which derives their OpenAPI
+//! schemas) and the client.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::wal::WalFileKind;
+
+/// Every error answer: a stable machine code and a sentence a person can act on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Stable code, e.g. `bad_name`, `conflict`, `not_found`, `unauthorized`.
+    pub error: String,
+    pub message: String,
+}
+
+/// What a token may do. Each role includes the rights of those before it in this list:
+/// viewer < restorer < archiver < admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads metadata: cluster status, WAL and backup lists.
+    Viewer,
+    /// Also fetches WAL and backups, for restores.
+    Restorer,
+    /// Also pushes WAL and backups.
+    Archiver,
+    /// Everything, on every cluster it is scoped to, plus token and cluster management.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Restorer, Role::Archiver, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Restorer => "restorer",
+            Role::Archiver => "archiver",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}`: use viewer, restorer, archiver or admin"))
+    }
+}
+
+/// One archived WAL file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalFile {
+    pub name: String,
+    pub kind: WalFileKind,
+    pub timeline: u32,
+    /// Size of the file as PostgreSQL wrote it.
+    pub size: u64,
+    /// Size stored, after compression.
+    pub stored_size: u64,
+    /// SHA-256 of the file as PostgreSQL wrote it, hexadecimal.
+    pub sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub archived_at: OffsetDateTime,
+}
+
+/// A page of the WAL list, in name order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WalList {
+    pub files: Vec<WalFile>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// A cluster as the gateway knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cluster {
+    pub name: String,
+    /// The database system identifier, as a decimal string (it exceeds JSON's safe integers).
+    pub system_identifier: Option<String>,
+    pub segment_size: Option<u64>,
+    /// PostgreSQL major version, from the WAL page magic.
+    pub pg_version: Option<u32>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub wal_files: u64,
+    pub wal_bytes: u64,
+    pub last_wal: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_archived_at: Option<OffsetDateTime>,
+}
+
+/// A token's record; the token itself is shown once, when issued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub id: String,
+    /// Cluster names, or `*` for every cluster.
+    pub clusters: Vec<String>,
+    pub role: Role,
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_by_rights() {
+        assert!(Role::Viewer < Role::Restorer && Role::Restorer < Role::Archiver);
+        assert!(Role::Archiver < Role::Admin);
+        assert_eq!("archiver".parse::<Role>(), Ok(Role::Archiver));
+        assert!("root".parse::<Role>().is_err());
+        assert_eq!(serde_json::to_string(&Role::Restorer).unwrap(), "\"restorer\"");
+    }
+}

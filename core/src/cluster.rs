@@ -1,0 +1,63 @@
+//! Cluster names: the first path segment of every per-cluster API path and object key.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A cluster name, `[a-z0-9][a-z0-9_-]{0,62}`; safe in URLs and object keys as it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a cluster name: use 1 to 63 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit"
+)]
+pub struct ClusterNameError(String);
+
+impl FromStr for ClusterName {
+    type Err = ClusterNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+        if ok {
+            Ok(ClusterName(s.to_owned()))
+        } else {
+            Err(ClusterNameError(s.chars().take(80).collect()))
+        }
+    }
+}
+
+impl ClusterName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_pattern() {
+        for good in ["a", "0", "main-db", "db_01", &"a".repeat(63)] {
+            assert_eq!(good.parse::<ClusterName>().unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        for bad in ["", "-a", "_a", "A", "a.b", "a/b", "..", "a b", "é", &"a".repeat(64)] {
+            assert!(bad.parse::<ClusterName>().is_err(), "{bad:?} was accepted");
+        }
+    }
+}

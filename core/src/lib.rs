@@ -1,0 +1,17 @@
+//! Types shared by the walgate gateway and its client.
+//!
+//! Everything here is parsed once from untrusted text or bytes and never panics on bad
+//! input: WAL file names, LSNs, timelines, WAL page headers and the JSON bodies of the
+//! HTTP API. The crate has no I/O and no async runtime so the client stays small.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cluster;
+pub mod lsn;
+pub mod page;
+pub mod wal;
+
+pub use cluster::ClusterName;
+pub use lsn::Lsn;
+pub use page::{LongPageHeader, PageHeaderError};
+pub use wal::{SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};
