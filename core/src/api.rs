@@ -126,6 +126,9 @@ mod tests {
         assert!(Role::Archiver < Role::Admin);
         assert_eq!("archiver".parse::<Role>(), Ok(Role::Archiver));
         assert!("root".parse::<Role>().is_err());
-        assert_eq!(serde_json::to_string(&Role::Restorer).unwrap(), "\"restorer\"");
+        assert_eq!(
+            serde_json::to_string(&Role::Restorer).unwrap(),
+            "\"restorer\""
+        );
     }
 }

@@ -56,7 +56,18 @@ mod tests {
 
     #[test]
     fn rejects_everything_else() {
-        for bad in ["", "-a", "_a", "A", "a.b", "a/b", "..", "a b", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a.b",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(bad.parse::<ClusterName>().is_err(), "{bad:?} was accepted");
         }
     }

@@ -17,8 +17,8 @@
 //! | 32 | `xlp_seg_size` u32 |
 //! | 36 | `xlp_xlog_blcksz` u32 |
 
-use crate::wal::{SegmentName, SegmentSize, Timeline};
 use crate::Lsn;
+use crate::wal::{SegmentName, SegmentSize, Timeline};
 
 const XLP_LONG_HEADER: u16 = 0x0002;
 
@@ -110,8 +110,7 @@ impl LongPageHeader {
     /// segment's first byte, and the page's timeline may be older than the name's (the
     /// first segment of a new timeline begins with a copy of the old one's pages).
     pub fn matches(&self, name: SegmentName) -> bool {
-        name.start_lsn(self.segment_size) == Some(self.page_addr)
-            && self.timeline <= name.timeline
+        name.start_lsn(self.segment_size) == Some(self.page_addr) && self.timeline <= name.timeline
     }
 }
 
@@ -156,19 +155,34 @@ pub(crate) mod tests {
     #[test]
     fn refuses_what_is_not_a_first_page() {
         let good = header(1, 1, 0, 16 << 20);
-        assert_eq!(LongPageHeader::parse(&good[..39]), Err(PageHeaderError::TooShort(39)));
+        assert_eq!(
+            LongPageHeader::parse(&good[..39]),
+            Err(PageHeaderError::TooShort(39))
+        );
         let mut b = good.clone();
         b[0] = 0;
-        assert!(matches!(LongPageHeader::parse(&b), Err(PageHeaderError::BadMagic(_))));
+        assert!(matches!(
+            LongPageHeader::parse(&b),
+            Err(PageHeaderError::BadMagic(_))
+        ));
         let mut b = good.clone();
         b[2] = 0x04;
-        assert_eq!(LongPageHeader::parse(&b), Err(PageHeaderError::NotLongHeader));
+        assert_eq!(
+            LongPageHeader::parse(&b),
+            Err(PageHeaderError::NotLongHeader)
+        );
         let b = header(1, 0, 0, 16 << 20);
         assert_eq!(LongPageHeader::parse(&b), Err(PageHeaderError::BadTimeline));
         let b = header(1, 1, 0, 3 << 20);
-        assert_eq!(LongPageHeader::parse(&b), Err(PageHeaderError::BadSegmentSize(3 << 20)));
+        assert_eq!(
+            LongPageHeader::parse(&b),
+            Err(PageHeaderError::BadSegmentSize(3 << 20))
+        );
         let mut b = good.clone();
         b[36..40].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(LongPageHeader::parse(&b), Err(PageHeaderError::BadBlockSize(1000)));
+        assert_eq!(
+            LongPageHeader::parse(&b),
+            Err(PageHeaderError::BadBlockSize(1000))
+        );
     }
 }

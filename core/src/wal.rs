@@ -72,7 +72,11 @@ impl SegmentName {
     /// The name of segment `segno` on `timeline`.
     pub fn from_segment_no(timeline: Timeline, segno: u64, size: SegmentSize) -> Self {
         let per = size.segments_per_log_id();
-        SegmentName { timeline, log: (segno / per) as u32, seg: (segno % per) as u32 }
+        SegmentName {
+            timeline,
+            log: (segno / per) as u32,
+            seg: (segno % per) as u32,
+        }
     }
 
     /// The LSN of the segment's first byte.
@@ -112,10 +116,15 @@ impl WalFileKind {
 impl FromStr for WalFileKind {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        [Self::Segment, Self::Partial, Self::History, Self::BackupHistory]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(())
+        [
+            Self::Segment,
+            Self::Partial,
+            Self::History,
+            Self::BackupHistory,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or(())
     }
 }
 
@@ -136,7 +145,9 @@ pub enum WalFileName {
 pub struct WalNameError(String);
 
 fn hex8(s: &str) -> Option<u32> {
-    let ok = s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+    let ok = s.len() == 8
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
     ok.then(|| u32::from_str_radix(s, 16).ok()).flatten()
 }
 
@@ -148,7 +159,11 @@ fn segment(s: &str) -> Option<SegmentName> {
     if s.len() != 24 || !s.is_ascii() {
         return None;
     }
-    Some(SegmentName { timeline: timeline(&s[..8])?, log: hex8(&s[8..16])?, seg: hex8(&s[16..])? })
+    Some(SegmentName {
+        timeline: timeline(&s[..8])?,
+        log: hex8(&s[8..16])?,
+        seg: hex8(&s[16..])?,
+    })
 }
 
 impl FromStr for WalFileName {
@@ -228,7 +243,10 @@ mod tests {
             ("000000010000000A000000FE", WalFileKind::Segment),
             ("000000010000000A000000FE.partial", WalFileKind::Partial),
             ("0000000A.history", WalFileKind::History),
-            ("000000010000000A000000FE.00000028.backup", WalFileKind::BackupHistory),
+            (
+                "000000010000000A000000FE.00000028.backup",
+                WalFileKind::BackupHistory,
+            ),
         ] {
             let parsed: WalFileName = name.parse().unwrap();
             assert_eq!(parsed.kind(), kind);
@@ -271,7 +289,10 @@ mod tests {
         assert_eq!(seg.start_lsn(s16), Some(Lsn(0x2_FF00_0000)));
         // With 1 GiB segments a log id holds only four: 0xFF is no such segment.
         assert_eq!(seg.segment_no(s1g), None);
-        assert_eq!(SegmentName::from_segment_no(Timeline(1), 2 * 256 + 255, s16), seg);
+        assert_eq!(
+            SegmentName::from_segment_no(Timeline(1), 2 * 256 + 255, s16),
+            seg
+        );
     }
 
     #[test]

@@ -1,1 +1,240 @@
-fn main() {}
+//! `walgate`: the gateway binary.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use walgate::catalog::Scope;
+use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
+use walgate::{AppState, http};
+use walgate_core::api::Role;
+
+/// HTTP backup gateway for PostgreSQL.
+///
+/// Database hosts archive WAL to the gateway with curl or walgate-client and fetch it
+/// back for recovery; the gateway holds the storage credentials and the catalog.
+/// Run `walgate serve` to start it on embedded defaults (SQLite catalog and local
+/// objects under ./walgate-data), then `walgate token issue` to let hosts in.
+#[derive(Parser)]
+#[command(name = "walgate", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Apply catalog migrations and exit (`serve` also applies them at start).
+    Migrate {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Issue, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token and print it on stdout (it is shown only once).
+    ///
+    /// Example, for a database host's archive_command:
+    ///   walgate token issue --cluster main --role archiver > /etc/walgate/token
+    Issue {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Cluster the token may access; repeat for several, or `*` for all.
+        #[arg(long = "cluster", required = true, value_name = "NAME")]
+        clusters: Vec<String>,
+        /// viewer (read metadata), restorer (+ fetch WAL), archiver (+ push WAL), admin (all).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Lifetime, e.g. `90d` or `12h` [default: does not expire; revoke it instead].
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<humantime::Duration>,
+        /// Free text shown in `token list`, e.g. the host it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        #[command(flatten)]
+        state: StateArgs,
+        id: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("WALGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { state, serve } => {
+            let settings = Settings::resolve(&state, &serve)?;
+            init_logs(settings.log_format);
+            run(settings).await
+        }
+        Command::Migrate { state } => {
+            let settings = Settings::resolve(&state, &ServeArgs::default())?;
+            walgate::catalog::open(settings.catalog_url.expose()).await?;
+            eprintln!("catalog {} is up to date", settings.catalog_url);
+            Ok(())
+        }
+        Command::Token(cmd) => token(cmd).await,
+        Command::Openapi => {
+            println!("{}", http::openapi().to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(?settings, "starting");
+    let state = AppState::open(&settings).await?;
+    state
+        .store
+        .probe()
+        .await
+        .context("the object store failed its write/read/delete probe")?;
+    if state.catalog.tokens().await?.is_empty() {
+        tracing::warn!(
+            "no tokens yet: create an admin token with `walgate token issue --data-dir {} --cluster '*' --role admin`",
+            settings.data_dir.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: lets scripts and tests find a port chosen with :0.
+    println!("walgate listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, catalog = state.catalog.backend(), storage = state.store.url(), "ready");
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn open_state(state: &StateArgs) -> anyhow::Result<AppState> {
+    AppState::open(&Settings::resolve(state, &ServeArgs::default())?).await
+}
+
+async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Issue {
+            state,
+            clusters,
+            role,
+            expires,
+            description,
+        } => {
+            let scope: Scope = clusters
+                .join(",")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!(e))?;
+            let app = open_state(&state).await?;
+            let (row, token) = app
+                .auth
+                .issue(scope, role, expires.map(Into::into), description)
+                .await?;
+            eprintln!(
+                "issued token {} ({} on {})",
+                row.id,
+                role.as_str(),
+                row.scope.encode()
+            );
+            println!("{token}");
+        }
+        TokenCommand::List { state, json } => {
+            let app = open_state(&state).await?;
+            let rows: Vec<_> = app
+                .catalog
+                .tokens()
+                .await?
+                .iter()
+                .map(|t| t.to_api())
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<32}  {:<8}  {:<24}  {:<20}  STATUS",
+                    "ID", "ROLE", "CLUSTERS", "EXPIRES"
+                );
+                for t in rows {
+                    let status = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    let expires = t
+                        .expires_at
+                        .map(|e| e.date().to_string())
+                        .unwrap_or_else(|| "never".into());
+                    println!(
+                        "{:<32}  {:<8}  {:<24}  {:<20}  {status}",
+                        t.id,
+                        t.role.as_str(),
+                        t.clusters.join(","),
+                        expires
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { state, id } => {
+            let app = open_state(&state).await?;
+            let found = app
+                .catalog
+                .revoke_token(&id, time::OffsetDateTime::now_utc())
+                .await?;
+            anyhow::ensure!(found, "no token with id {id}: see `walgate token list`");
+            eprintln!("revoked token {id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! End-to-end harness: throwaway PostgreSQL clusters and walgate gateways, driven the way
+//! an operator would drive them (real `initdb`, `pg_ctl`, `curl` and the real binaries).
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root every PostgreSQL
+//! command runs as the `postgres` user (`runuser`) in a directory it owns.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The directory of the PostgreSQL server binaries: `$PG_BIN`, or the newest
+/// `/usr/lib/postgresql/*/bin` (Debian's layout).
+pub fn pg_bin() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var("PG_BIN") {
+            return PathBuf::from(dir);
+        }
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+            .filter(|(_, p)| p.join("initdb").exists())
+            .collect();
+        found.sort();
+        found.pop().map(|(_, p)| p).expect(
+            "no PostgreSQL server binaries: install postgresql-15 (apt-get install postgresql-15) or set PG_BIN",
+        )
+    })
+    .clone()
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// A command run as the owner of PostgreSQL's files.
+fn as_pg_owner(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Runs a command to completion; fails with its output when it fails.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A temporary directory the PostgreSQL owner can write to.
+pub fn pg_owned_tempdir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create temp dir");
+    if running_as_root() {
+        run(Command::new("chown").arg("postgres:").arg(dir.path())).expect("chown temp dir");
+    }
+    dir
+}
+
+/// Writes a file readable by the PostgreSQL owner (and nobody else).
+pub fn write_pg_owned(path: &Path, contents: &str) {
+    std::fs::write(path, contents).expect("write file");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    if running_as_root() {
+        run(Command::new("chown").arg("postgres:").arg(path)).expect("chown file");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway PostgreSQL cluster, stopped (immediately) and deleted on drop.
+pub struct PgCluster {
+    pub dir: tempfile::TempDir,
+    pub pgdata: PathBuf,
+    pub port: u16,
+    running: bool,
+}
+
+impl PgCluster {
+    fn empty() -> Self {
+        let dir = pg_owned_tempdir("walgate-pg-");
+        let pgdata = dir.path().join("data");
+        PgCluster {
+            dir,
+            pgdata,
+            port: free_port(),
+            running: false,
+        }
+    }
+
+    /// `initdb` a new cluster listening on a free port on 127.0.0.1.
+    pub fn init(extra_initdb_args: &[&str]) -> Self {
+        let c = Self::empty();
+        run(as_pg_owner(pg_bin().join("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "-N", "-D"])
+            .arg(&c.pgdata)
+            .args(extra_initdb_args))
+        .expect("initdb");
+        c.write_base_conf();
+        c
+    }
+
+    /// A new cluster from a `pg_basebackup` of `source` (which must be running).
+    pub fn from_basebackup(source: &PgCluster, extra: &[&str]) -> Self {
+        let c = Self::empty();
+        run(as_pg_owner(pg_bin().join("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &source.port.to_string(),
+                "-D",
+            ])
+            .arg(&c.pgdata)
+            .args(extra))
+        .expect("pg_basebackup");
+        c.write_base_conf();
+        c
+    }
+
+    fn write_base_conf(&self) {
+        self.append_conf(&format!(
+            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\n",
+            self.port,
+            self.dir.path().display()
+        ));
+    }
+
+    /// Adds settings to `postgresql.auto.conf`-style config (last one wins).
+    pub fn append_conf(&self, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.pgdata.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(f, "{text}").expect("write postgresql.conf");
+    }
+
+    /// Creates a file in the data directory (e.g. `recovery.signal`).
+    pub fn touch(&self, name: &str) {
+        write_pg_owned(&self.pgdata.join(name), "");
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts the server and waits until it accepts connections (`pg_ctl -w`).
+    /// Does not wait for recovery to finish.
+    pub fn start(&mut self) {
+        let result = run(as_pg_owner(pg_bin().join("pg_ctl"))
+            .args(["-w", "-t", "120", "-D"])
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(self.log_path())
+            .arg("start"));
+        if let Err(e) = result {
+            panic!("pg_ctl start: {e:#}\nserver log:\n{}", self.log());
+        }
+        self.running = true;
+    }
+
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = run(as_pg_owner(pg_bin().join("pg_ctl"))
+                .args(["-w", "-m", "fast", "-D"])
+                .arg(&self.pgdata)
+                .arg("stop"));
+            self.running = false;
+        }
+    }
+
+    /// Runs SQL with psql, returning unaligned tuples-only output, trimmed.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = run(Command::new(pg_bin().join("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]));
+        match out {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) => panic!(
+                "psql {sql:?}: {e:#}\nserver log tail:\n{}",
+                tail(&self.log(), 30)
+            ),
+        }
+    }
+
+    /// Runs `pgbench` with the given arguments against this cluster.
+    pub fn pgbench(&self, args: &[&str]) {
+        run(Command::new(pg_bin().join("pgbench"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(args)
+            .arg("postgres"))
+        .expect("pgbench");
+    }
+
+    /// The connection URL of the `postgres` database.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Waits for `cond` to hold, polling; panics with `what` after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out waiting for {what}\nserver log tail:\n{}",
+                    tail(&self.log(), 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = run(as_pg_owner(pg_bin().join("pg_ctl"))
+                .args(["-m", "immediate", "-D"])
+                .arg(&self.pgdata)
+                .arg("stop"));
+        }
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<_> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The path of one of the workspace's binaries, building them once per test process
+/// (so `cargo test` alone is enough), or from `$WALGATE_BIN_DIR`.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var("WALGATE_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        // The test executable lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "walgate",
+            "-p",
+            "walgate-client",
+            "--bins",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        run(&mut cmd).expect("build the walgate binaries");
+        profile_dir
+    })
+    .join(name)
+}
+
+/// A `walgate serve` process on a free port, killed on drop.
+pub struct Gateway {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Flags passed to every `walgate` command (catalog URL and the like).
+    pub args: Vec<String>,
+    stderr_log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts a gateway on `data_dir` with extra state flags, and waits until `/readyz`.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut g = Gateway {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_owned(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            stderr_log: data_dir.with_extension("log"),
+        };
+        g.restart();
+        g
+    }
+
+    /// (Re)starts the process on a new port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("gateway log");
+        let mut child = Command::new(bin("walgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("WALGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn walgate serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read stdout");
+        let url = line
+            .trim()
+            .strip_prefix("walgate listening on ")
+            .unwrap_or_else(|| panic!("gateway did not start: {line:?}\n{}", self.log()));
+        self.url = url.to_owned();
+        self.child = Some(child);
+        let start = Instant::now();
+        while self.get("/readyz", None).status() != 200 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "gateway not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Issues a token with `walgate token issue`, as an operator would.
+    pub fn token(&self, cluster: &str, role: &str) -> String {
+        self.token_with(&["--cluster", cluster, "--role", role])
+    }
+
+    pub fn token_with(&self, flags: &[&str]) -> String {
+        run(self.command(&["token", "issue"]).args(flags))
+            .expect("token issue")
+            .trim()
+            .to_owned()
+    }
+
+    /// A `walgate` command with this gateway's state flags.
+    pub fn command(&self, sub: &[&str]) -> Command {
+        let mut c = Command::new(bin("walgate"));
+        c.args(sub)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args);
+        c
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> ureq::http::Response<ureq::Body> {
+        let mut req = agent().get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        req.call().expect("GET")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP agent that returns 4xx and 5xx answers instead of failing on them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// The `Authorization` header line, in a file for `curl -H @file`: the token stays out
+/// of the process list.
+pub fn write_token_header(path: &Path, token: &str) {
+    write_pg_owned(path, &format!("Authorization: Bearer {token}\n"));
+}
+
+/// The README's archive_command recipe, for `cluster` on `gateway_url`.
+pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
+    format!(
+        "curl -sS --fail --retry 3 -H @{} -T %p {gateway_url}/v1/clusters/{cluster}/wal/%f",
+        header_file.display()
+    )
+}
+
+/// The README's restore_command recipe: exit 1 only when the gateway says 404, and 200
+/// (above 125: recovery stops rather than ends) when it cannot be asked.
+pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
+    format!(
+        "c=$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @{} -o %p.part -w '%%{{http_code}}' {gateway_url}/v1/clusters/{cluster}/wal/%f); \
+         case $c in 200) mv %p.part %p;; 404) rm -f %p.part; exit 1;; *) rm -f %p.part; exit 200;; esac",
+        header_file.display()
+    )
+}

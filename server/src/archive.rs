@@ -1,0 +1,451 @@
+//! Archiving one WAL file: validate, hash, compress, store, index.
+//!
+//! The request body is read on the async side and handed in chunks to a blocking worker
+//! that decodes it (when the client sent zstd), checks a segment's page header as soon
+//! as its first 40 bytes arrive, hashes and compresses. Receiving and compressing thus
+//! overlap, and a bad segment is refused after its first chunk.
+//!
+//! The order of the durable steps is what makes an ack safe (DESIGN rules 1 to 4):
+//! nothing is written until the whole body has been read and checked; the object is
+//! written create-only and confirmed durable; only then is the catalog row committed;
+//! only then does the caller answer 2xx. A crash between the two leaves an object with no
+//! row, which the next push of the same file adopts if its content is identical.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use object_store::PutPayload;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, WalFileName};
+
+use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
+use crate::storage::{Put, StorageError, Store, layout};
+
+/// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
+pub const MAX_TEXT_FILE: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{name}: {source}")]
+    BadHeader {
+        name: WalFileName,
+        source: PageHeaderError,
+    },
+    #[error(
+        "{name} is not the segment its page header describes (the header says it starts at {found}); refusing to store it under this name"
+    )]
+    WrongPosition {
+        name: WalFileName,
+        found: walgate_core::Lsn,
+    },
+    #[error(
+        "{name} belongs to database system {found}, but cluster `{cluster}` archives system {expected}: check WALGATE_CLUSTER / the URL on this host"
+    )]
+    WrongSystem {
+        cluster: ClusterName,
+        name: WalFileName,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "{name} has {found}-byte segments, but cluster `{cluster}` uses {expected}-byte segments"
+    )]
+    WrongSegmentSize {
+        cluster: ClusterName,
+        name: WalFileName,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "{name} is {got} bytes, but a segment of this cluster is {expected} bytes: the upload was cut short or the file is damaged"
+    )]
+    WrongSize {
+        name: WalFileName,
+        got: u64,
+        expected: u64,
+    },
+    #[error("{name} is empty")]
+    Empty { name: WalFileName },
+    #[error("the body is larger than the {limit} bytes {name} can have")]
+    TooLarge { name: WalFileName, limit: u64 },
+    #[error("the request body could not be read (cut upload or bad zstd encoding): {0}")]
+    Body(io::Error),
+    #[error(
+        "{name} is already archived with different content (stored sha256 {stored}, sent {sent}): this may be split brain between two primaries or corruption; nothing was overwritten"
+    )]
+    Conflict {
+        name: WalFileName,
+        stored: String,
+        sent: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    pub row: WalRow,
+    /// False when the identical file was already archived.
+    pub created: bool,
+}
+
+/// How the request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    Identity,
+    Zstd,
+}
+
+/// A blocking `Read` over the chunks the async side forwards.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A `Write` that collects output in 1 MiB `Bytes` chunks, so a large object is never
+/// copied into one growing buffer.
+#[derive(Default)]
+struct Chunks {
+    done: Vec<Bytes>,
+    current: BytesMut,
+    len: u64,
+}
+
+impl Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const CHUNK: usize = 1 << 20;
+        if self.current.capacity() - self.current.len() < buf.len() && !self.current.is_empty() {
+            self.done.push(std::mem::take(&mut self.current).freeze());
+        }
+        if self.current.capacity() == 0 {
+            self.current.reserve(CHUNK.max(buf.len()));
+        }
+        self.current.extend_from_slice(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Chunks {
+    fn into_payload(mut self) -> (PutPayload, u64) {
+        if !self.current.is_empty() {
+            self.done.push(self.current.freeze());
+        }
+        (self.done.into_iter().collect(), self.len)
+    }
+}
+
+/// What the blocking worker knows about the cluster before it starts.
+struct Expect {
+    cluster: ClusterName,
+    name: WalFileName,
+    pinned: Option<(u64, SegmentSize)>,
+    level: i32,
+}
+
+/// A checked, hashed and compressed file, ready to store.
+struct Encoded {
+    header: Option<LongPageHeader>,
+    size: u64,
+    sha256: [u8; 32],
+    payload: PutPayload,
+    stored_size: u64,
+}
+
+fn check_header(e: &Expect, buf: &[u8]) -> Result<LongPageHeader, ArchiveError> {
+    let name = e.name;
+    let h =
+        LongPageHeader::parse(buf).map_err(|source| ArchiveError::BadHeader { name, source })?;
+    if let Some(pinned) = e.pinned {
+        check_identity(&e.cluster, name, &h, pinned)?;
+    }
+    let seg = name.wal_segment().expect("only segments have page headers");
+    if !h.matches(seg) {
+        return Err(ArchiveError::WrongPosition {
+            name,
+            found: h.page_addr,
+        });
+    }
+    Ok(h)
+}
+
+/// A segment must come from the database system its cluster is pinned to.
+fn check_identity(
+    cluster: &ClusterName,
+    name: WalFileName,
+    h: &LongPageHeader,
+    (sysid, size): (u64, SegmentSize),
+) -> Result<(), ArchiveError> {
+    if h.system_identifier != sysid {
+        return Err(ArchiveError::WrongSystem {
+            cluster: cluster.clone(),
+            name,
+            expected: sysid,
+            found: h.system_identifier,
+        });
+    }
+    if h.segment_size != size {
+        return Err(ArchiveError::WrongSegmentSize {
+            cluster: cluster.clone(),
+            name,
+            expected: size.bytes(),
+            found: h.segment_size.bytes(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the body ends; returns how much was read.
+fn read_up_to(body: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match body.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// The largest body `name` may have, given the cluster's pinned segment size if any.
+fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
+    match (name.wal_segment(), pinned) {
+        (Some(_), Some((_, size))) => size.bytes(),
+        (Some(_), None) => u64::from(SegmentSize::MAX),
+        (None, _) => MAX_TEXT_FILE,
+    }
+}
+
+/// The blocking half: decode, check, hash, compress.
+fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded, ArchiveError> {
+    let mut body: Box<dyn Read> = match encoding {
+        BodyEncoding::Identity => Box::new(body),
+        BodyEncoding::Zstd => Box::new(zstd::Decoder::new(body).map_err(ArchiveError::Body)?),
+    };
+    let mut limit = size_limit(e.name, e.pinned);
+    let mut sha = Sha256::new();
+    let mut out = zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
+    let mut size = 0u64;
+    let mut header = None;
+    if e.name.wal_segment().is_some() {
+        let mut first = [0u8; LongPageHeader::LEN];
+        let got = read_up_to(&mut body, &mut first).map_err(ArchiveError::Body)?;
+        let h = check_header(&e, &first[..got])?;
+        limit = h.segment_size.bytes();
+        sha.update(first);
+        out.write_all(&first).map_err(ArchiveError::Body)?;
+        size = first.len() as u64;
+        header = Some(h);
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = body.read(&mut buf).map_err(ArchiveError::Body)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(ArchiveError::TooLarge {
+                name: e.name,
+                limit,
+            });
+        }
+        sha.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(ArchiveError::Body)?;
+    }
+    match header {
+        Some(h) if size != h.segment_size.bytes() => {
+            return Err(ArchiveError::WrongSize {
+                name: e.name,
+                got: size,
+                expected: h.segment_size.bytes(),
+            });
+        }
+        None if size == 0 => return Err(ArchiveError::Empty { name: e.name }),
+        _ => {}
+    }
+    let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
+    Ok(Encoded {
+        header,
+        size,
+        sha256: sha.finalize().into(),
+        payload,
+        stored_size,
+    })
+}
+
+/// Archives one WAL file read from `body`. `declared_len` (the Content-Length of a raw
+/// body) lets an oversized upload be refused before it is read.
+pub async fn push<S, E>(
+    catalog: &dyn Catalog,
+    store: &Store,
+    level: i32,
+    cluster: &ClusterName,
+    name: WalFileName,
+    encoding: BodyEncoding,
+    declared_len: Option<u64>,
+    mut body: S,
+) -> Result<Archived, ArchiveError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use futures_util::StreamExt;
+
+    let existing_cluster = catalog.cluster(cluster).await?;
+    let pinned = existing_cluster.as_ref().and_then(pinned_identity);
+    let expect = Expect {
+        cluster: cluster.clone(),
+        name,
+        pinned,
+        level,
+    };
+    if let (Some(len), BodyEncoding::Identity) = (declared_len, encoding) {
+        let limit = size_limit(name, pinned);
+        if len > limit {
+            return Err(ArchiveError::TooLarge { name, limit });
+        }
+    }
+
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    let worker = tokio::task::spawn_blocking(move || {
+        encode(
+            expect,
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+            encoding,
+        )
+    });
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(io::Error::other);
+        let failed = chunk.is_err();
+        // A closed channel means the worker has refused the file: stop reading.
+        if tx.send(chunk).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let encoded = worker.await.expect("archive worker panicked")?;
+
+    let row = WalRow {
+        name,
+        size: encoded.size,
+        stored_size: encoded.stored_size,
+        sha256: encoded.sha256,
+        archived_at: OffsetDateTime::now_utc(),
+    };
+    if let Some(stored) = catalog.wal(cluster, &name).await? {
+        return same_content(stored, &row).map(|row| Archived {
+            row,
+            created: false,
+        });
+    }
+    match encoded.header {
+        Some(h) if pinned.is_none() => {
+            let now = catalog
+                .pin_cluster(
+                    cluster,
+                    h.system_identifier,
+                    h.segment_size,
+                    Some(h.pg_version),
+                )
+                .await?;
+            // Another push may have pinned a different identity first.
+            let pinned_now = pinned_identity(&now).expect("pin_cluster sets both fields");
+            check_identity(cluster, name, &h, pinned_now)?;
+        }
+        None if existing_cluster.is_none() => {
+            catalog.ensure_cluster(cluster).await?;
+        }
+        _ => {}
+    }
+
+    let key = layout::wal_key(cluster, &name);
+    if store.put_new(&key, encoded.payload).await? == Put::AlreadyExists {
+        // Left by a push that crashed before its catalog row, or a concurrent push:
+        // adopt it only if it holds exactly this file.
+        let stored = stored_sha256(store, &key).await?;
+        if stored != row.sha256 {
+            return Err(ArchiveError::Conflict {
+                name,
+                stored: hex::encode(stored),
+                sent: hex::encode(row.sha256),
+            });
+        }
+    }
+    match catalog.insert_wal(cluster, &row).await? {
+        Inserted::New => Ok(Archived { row, created: true }),
+        Inserted::Existing(stored) => same_content(stored, &row).map(|row| Archived {
+            row,
+            created: false,
+        }),
+    }
+}
+
+fn pinned_identity(c: &ClusterRow) -> Option<(u64, SegmentSize)> {
+    c.system_identifier.zip(c.segment_size)
+}
+
+fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {
+    if stored.sha256 == sent.sha256 {
+        Ok(stored)
+    } else {
+        Err(ArchiveError::Conflict {
+            name: sent.name,
+            stored: hex::encode(stored.sha256),
+            sent: hex::encode(sent.sha256),
+        })
+    }
+}
+
+/// Reads a stored WAL object back and hashes its decompressed content.
+async fn stored_sha256(
+    store: &Store,
+    key: &object_store::path::Path,
+) -> Result<[u8; 32], ArchiveError> {
+    let compressed = store.get_all(key).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut sha = Sha256::new();
+        let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Body)?;
+        io::copy(&mut dec, &mut HashWriter(&mut sha)).map_err(ArchiveError::Body)?;
+        Ok(sha.finalize().into())
+    })
+    .await
+    .expect("hash worker panicked")
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! The catalog: the gateway's index of clusters, archived WAL and tokens.
+//!
+//! One [`Catalog`] trait with a native SQLite backend (the embedded default) and a native
+//! PostgreSQL backend (for production and for several gateway replicas sharing state).
+//! Each has its own migrations folder under `migrations/`. The catalog is an index only:
+//! every stored object can be found again from its key, so it can be rebuilt from the
+//! object store.
+
+mod sql;
+
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use walgate_core::api::{self, Role};
+use walgate_core::{ClusterName, SegmentSize, WalFileName};
+
+pub use sql::{PostgresCatalog, SqliteCatalog};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("catalog migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported catalog URL `{0}`: use sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    #[error("catalog row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// A cluster's identity. `system_identifier` and `segment_size` are pinned by the first
+/// accepted segment (or by an admin) and never change afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRow {
+    pub name: ClusterName,
+    pub system_identifier: Option<u64>,
+    pub segment_size: Option<SegmentSize>,
+    pub pg_version: Option<u32>,
+    pub created_at: OffsetDateTime,
+}
+
+/// One archived WAL file. The object key is derived from `(cluster, name)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRow {
+    pub name: WalFileName,
+    pub size: u64,
+    pub stored_size: u64,
+    pub sha256: [u8; 32],
+    pub archived_at: OffsetDateTime,
+}
+
+impl WalRow {
+    pub fn to_api(&self) -> api::WalFile {
+        api::WalFile {
+            name: self.name.to_string(),
+            kind: self.name.kind(),
+            timeline: self.name.timeline().0,
+            size: self.size,
+            stored_size: self.stored_size,
+            sha256: hex::encode(self.sha256),
+            archived_at: self.archived_at,
+        }
+    }
+}
+
+/// Which WAL files to list: in name order, after a cursor, optionally one timeline and a
+/// name range (inclusive).
+#[derive(Debug, Clone, Default)]
+pub struct WalFilter {
+    pub timeline: Option<u32>,
+    pub from: Option<WalFileName>,
+    pub to: Option<WalFileName>,
+    pub after: Option<WalFileName>,
+    pub limit: u32,
+}
+
+/// Per-cluster figures for the fleet view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub wal_files: u64,
+    pub wal_bytes: u64,
+    pub last_wal: Option<String>,
+    pub last_archived_at: Option<OffsetDateTime>,
+}
+
+/// What a token may touch: a list of clusters or all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Clusters(Vec<ClusterName>),
+}
+
+impl Scope {
+    pub fn covers(&self, cluster: &ClusterName) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Clusters(list) => list.contains(cluster),
+        }
+    }
+
+    /// The stored and signed form: comma-separated names, or `*`.
+    pub fn encode(&self) -> String {
+        match self {
+            Scope::All => "*".to_owned(),
+            Scope::Clusters(list) => list
+                .iter()
+                .map(ClusterName::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "*" {
+            return Ok(Scope::All);
+        }
+        let names = s
+            .split(',')
+            .map(|n| n.parse::<ClusterName>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Scope::Clusters(names))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub scope: Scope,
+    pub role: Role,
+    pub description: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl TokenRow {
+    pub fn to_api(&self) -> api::TokenInfo {
+        let clusters = match &self.scope {
+            Scope::All => vec!["*".to_owned()],
+            Scope::Clusters(list) => list.iter().map(ToString::to_string).collect(),
+        };
+        api::TokenInfo {
+            id: self.id.clone(),
+            clusters,
+            role: self.role,
+            description: self.description.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
+/// The outcome of recording a WAL file: new, or the row already there (which the caller
+/// compares, so that a race between two pushes of one file is decided by the catalog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Existing(WalRow),
+}
+
+#[async_trait::async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+
+    async fn cluster(&self, name: &ClusterName) -> Result<Option<ClusterRow>>;
+    /// Creates the cluster unless it exists; returns the row either way.
+    async fn ensure_cluster(&self, name: &ClusterName) -> Result<ClusterRow>;
+    /// Pins identity fields that are still unset; fields already set are left alone, so
+    /// the caller compares the returned row with what it asked for.
+    async fn pin_cluster(
+        &self,
+        name: &ClusterName,
+        system_identifier: u64,
+        segment_size: SegmentSize,
+        pg_version: Option<u32>,
+    ) -> Result<ClusterRow>;
+    async fn clusters(&self) -> Result<Vec<(ClusterRow, ClusterStats)>>;
+    async fn cluster_stats(&self, name: &ClusterName) -> Result<ClusterStats>;
+
+    async fn wal(&self, cluster: &ClusterName, name: &WalFileName) -> Result<Option<WalRow>>;
+    /// Records a WAL file unless a row for its name exists.
+    async fn insert_wal(&self, cluster: &ClusterName, row: &WalRow) -> Result<Inserted>;
+    async fn list_wal(&self, cluster: &ClusterName, filter: &WalFilter) -> Result<Vec<WalRow>>;
+
+    async fn insert_token(&self, token: &TokenRow) -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>>;
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// Marks a token revoked; false when no such token exists.
+    async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<bool>;
+}
+
+/// Opens (creating if needed) and migrates the catalog at `url`.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Catalog>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteCatalog::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresCatalog::open(url).await?))
+    } else {
+        Err(CatalogError::BadUrl(url.chars().take(20).collect()))
+    }
+}
+
+/// Helpers that turn stored columns back into typed values.
+fn parse_name(s: &str) -> Result<WalFileName> {
+    s.parse()
+        .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
+}
+
+fn parse_cluster(s: &str) -> Result<ClusterName> {
+    s.parse()
+        .map_err(|e: walgate_core::cluster::ClusterNameError| CatalogError::Corrupt(e.to_string()))
+}
+
+fn parse_sha(s: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| CatalogError::Corrupt(format!("bad sha256 `{s}`")))?;
+    Ok(out)
+}
+
+fn parse_segment_size(v: Option<i64>) -> Result<Option<SegmentSize>> {
+    v.map(|b| {
+        SegmentSize::new(b as u64)
+            .ok_or_else(|| CatalogError::Corrupt(format!("bad segment size {b}")))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests;

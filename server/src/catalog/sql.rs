@@ -1,0 +1,303 @@
+//! The SQLite and PostgreSQL catalog backends.
+//!
+//! The two speak the same SQL here (`$n` placeholders, `ON CONFLICT`, `RETURNING`), and
+//! sqlx decodes `TIMESTAMPTZ` and SQLite's text timestamps into the same
+//! `OffsetDateTime`, so one body of code serves both. It is written once, as a macro,
+//! because sqlx's generic-over-database bounds would be longer than the code itself.
+//! Connection setup and migrations, which do differ, are written per backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+use time::OffsetDateTime;
+use walgate_core::{ClusterName, SegmentSize, WalFileName};
+
+use super::{
+    Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow, WalFilter, WalRow,
+    parse_cluster, parse_name, parse_segment_size, parse_sha,
+};
+
+/// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a
+/// committed row survives power loss (an ack depends on it).
+pub struct SqliteCatalog {
+    pool: SqlitePool,
+}
+
+impl SqliteCatalog {
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(SqliteCatalog { pool })
+    }
+}
+
+/// The production catalog, shared by every gateway replica pointed at it.
+pub struct PostgresCatalog {
+    pool: PgPool,
+}
+
+impl PostgresCatalog {
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(PostgresCatalog { pool })
+    }
+}
+
+const CLUSTER_COLUMNS: &str = "name, system_identifier, segment_size, pg_version, created_at";
+const WAL_COLUMNS: &str = "name, size, stored_size, sha256, archived_at";
+const TOKEN_COLUMNS: &str = "id, clusters, role, description, created_at, expires_at, revoked_at";
+
+fn u64_col(v: i64) -> u64 {
+    v as u64
+}
+
+macro_rules! sql_catalog {
+    ($catalog:ty, $row:ty, $backend:literal) => {
+        impl $catalog {
+            fn cluster_row(row: &$row) -> Result<ClusterRow> {
+                Ok(ClusterRow {
+                    name: parse_cluster(row.try_get("name")?)?,
+                    system_identifier: row.try_get::<Option<i64>, _>("system_identifier")?.map(u64_col),
+                    segment_size: parse_segment_size(row.try_get("segment_size")?)?,
+                    pg_version: row.try_get::<Option<i32>, _>("pg_version")?.map(|v| v as u32),
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn wal_row(row: &$row) -> Result<WalRow> {
+                Ok(WalRow {
+                    name: parse_name(row.try_get("name")?)?,
+                    size: u64_col(row.try_get("size")?),
+                    stored_size: u64_col(row.try_get("stored_size")?),
+                    sha256: parse_sha(row.try_get("sha256")?)?,
+                    archived_at: row.try_get("archived_at")?,
+                })
+            }
+
+            fn token_row(row: &$row) -> Result<TokenRow> {
+                let corrupt = |e: String| super::CatalogError::Corrupt(e);
+                Ok(TokenRow {
+                    id: row.try_get("id")?,
+                    scope: row.try_get::<&str, _>("clusters")?.parse().map_err(corrupt)?,
+                    role: row.try_get::<&str, _>("role")?.parse().map_err(corrupt)?,
+                    description: row.try_get("description")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            }
+
+            fn stats(row: &$row) -> Result<ClusterStats> {
+                Ok(ClusterStats {
+                    wal_files: u64_col(row.try_get("wal_files")?),
+                    wal_bytes: u64_col(row.try_get("wal_bytes")?),
+                    last_wal: row.try_get("last_wal")?,
+                    last_archived_at: row.try_get("last_archived_at")?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Catalog for $catalog {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn cluster(&self, name: &ClusterName) -> Result<Option<ClusterRow>> {
+                let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1");
+                let row = sqlx::query(AssertSqlSafe(sql)).bind(name.as_str()).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::cluster_row).transpose()
+            }
+
+            async fn ensure_cluster(&self, name: &ClusterName) -> Result<ClusterRow> {
+                sqlx::query(
+                    "INSERT INTO clusters (name, created_at) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name.as_str())
+                .bind(OffsetDateTime::now_utc())
+                .execute(&self.pool)
+                .await?;
+                let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1");
+                let row = sqlx::query(AssertSqlSafe(sql)).bind(name.as_str()).fetch_one(&self.pool).await?;
+                Self::cluster_row(&row)
+            }
+
+            async fn pin_cluster(
+                &self,
+                name: &ClusterName,
+                system_identifier: u64,
+                segment_size: SegmentSize,
+                pg_version: Option<u32>,
+            ) -> Result<ClusterRow> {
+                self.ensure_cluster(name).await?;
+                let sql = format!(
+                    "UPDATE clusters SET \
+                       system_identifier = COALESCE(system_identifier, $2), \
+                       segment_size = COALESCE(segment_size, $3), \
+                       pg_version = COALESCE(pg_version, $4) \
+                     WHERE name = $1 RETURNING {CLUSTER_COLUMNS}"
+                );
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(name.as_str())
+                    .bind(system_identifier as i64)
+                    .bind(segment_size.bytes() as i64)
+                    .bind(pg_version.map(|v| v as i32))
+                    .fetch_one(&self.pool)
+                    .await?;
+                Self::cluster_row(&row)
+            }
+
+            async fn clusters(&self) -> Result<Vec<(ClusterRow, ClusterStats)>> {
+                let sql = format!(
+                    "SELECT {CLUSTER_COLUMNS}, {STATS_COLUMNS} FROM clusters c \
+                     LEFT JOIN ({STATS_QUERY} GROUP BY cluster) w ON w.cluster = c.name \
+                     ORDER BY c.name"
+                );
+                let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+                rows.iter().map(|r| Ok((Self::cluster_row(r)?, Self::stats(r)?))).collect()
+            }
+
+            async fn cluster_stats(&self, name: &ClusterName) -> Result<ClusterStats> {
+                let sql = format!(
+                    "SELECT {STATS_COLUMNS} FROM (SELECT 1 AS one) o \
+                     LEFT JOIN ({STATS_QUERY} WHERE cluster = $1 GROUP BY cluster) w ON true"
+                );
+                let row = sqlx::query(AssertSqlSafe(sql)).bind(name.as_str()).fetch_one(&self.pool).await?;
+                Self::stats(&row)
+            }
+
+            async fn wal(&self, cluster: &ClusterName, name: &WalFileName) -> Result<Option<WalRow>> {
+                let sql = format!("SELECT {WAL_COLUMNS} FROM wal_files WHERE cluster = $1 AND name = $2");
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(name.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::wal_row).transpose()
+            }
+
+            async fn insert_wal(&self, cluster: &ClusterName, row: &WalRow) -> Result<Inserted> {
+                let done = sqlx::query(
+                    "INSERT INTO wal_files \
+                       (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (cluster, name) DO NOTHING",
+                )
+                .bind(cluster.as_str())
+                .bind(row.name.to_string())
+                .bind(row.name.kind().as_str())
+                .bind(i64::from(row.name.timeline().0))
+                .bind(row.size as i64)
+                .bind(row.stored_size as i64)
+                .bind(hex::encode(row.sha256))
+                .bind(row.archived_at)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(Inserted::New);
+                }
+                let existing = self.wal(cluster, &row.name).await?.ok_or_else(|| {
+                    super::CatalogError::Corrupt(format!("{} vanished during insert", row.name))
+                })?;
+                Ok(Inserted::Existing(existing))
+            }
+
+            async fn list_wal(&self, cluster: &ClusterName, f: &WalFilter) -> Result<Vec<WalRow>> {
+                let sql = format!(
+                    "SELECT {WAL_COLUMNS} FROM wal_files WHERE cluster = $1 \
+                       AND ($2 IS NULL OR timeline = $2) \
+                       AND ($3 IS NULL OR name >= $3) \
+                       AND ($4 IS NULL OR name <= $4) \
+                       AND ($5 IS NULL OR name > $5) \
+                     ORDER BY name LIMIT $6"
+                );
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(f.timeline.map(i64::from))
+                    .bind(f.from.map(|n| n.to_string()))
+                    .bind(f.to.map(|n| n.to_string()))
+                    .bind(f.after.map(|n| n.to_string()))
+                    .bind(i64::from(f.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::wal_row).collect()
+            }
+
+            async fn insert_token(&self, t: &TokenRow) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO tokens (id, clusters, role, description, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.id)
+                .bind(t.scope.encode())
+                .bind(t.role.as_str())
+                .bind(&t.description)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+                let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
+                let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::token_row).transpose()
+            }
+
+            async fn tokens(&self) -> Result<Vec<TokenRow>> {
+                let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
+                let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::token_row).collect()
+            }
+
+            async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+/// Aggregates of `wal_files` per cluster; the caller adds `WHERE` and `GROUP BY`.
+const STATS_QUERY: &str = "SELECT cluster, count(*) AS n, CAST(sum(stored_size) AS BIGINT) AS bytes, \
+     max(CASE WHEN kind = 'segment' THEN name END) AS last_name, \
+     max(archived_at) AS last_at FROM wal_files";
+const STATS_COLUMNS: &str = "CAST(COALESCE(w.n, 0) AS BIGINT) AS wal_files, \
+     CAST(COALESCE(w.bytes, 0) AS BIGINT) AS wal_bytes, \
+     w.last_name AS last_wal, w.last_at AS last_archived_at";
+
+sql_catalog!(SqliteCatalog, SqliteRow, "sqlite");
+sql_catalog!(PostgresCatalog, PgRow, "postgres");

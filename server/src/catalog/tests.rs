@@ -1,0 +1,175 @@
+//! One suite, run against both backends: SQLite in a temp dir and a throwaway
+//! PostgreSQL 15 cluster started by the harness.
+
+use time::OffsetDateTime;
+use walgate_core::api::Role;
+use walgate_core::{ClusterName, SegmentSize, WalFileName};
+use walgate_tests::PgCluster;
+
+use super::*;
+
+fn wal(name: &str, sha: u8) -> WalRow {
+    WalRow {
+        name: name.parse().unwrap(),
+        size: 16 << 20,
+        stored_size: 1000,
+        sha256: [sha; 32],
+        archived_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+    }
+}
+
+async fn suite(c: &dyn Catalog) {
+    c.ping().await.unwrap();
+    let main: ClusterName = "main".parse().unwrap();
+    let other: ClusterName = "other".parse().unwrap();
+    assert_eq!(c.cluster(&main).await.unwrap(), None);
+
+    // Registration and pinning: first writer wins, later pins change nothing.
+    let row = c.ensure_cluster(&main).await.unwrap();
+    assert_eq!((row.system_identifier, row.segment_size), (None, None));
+    assert_eq!(c.ensure_cluster(&main).await.unwrap(), row);
+    let big_sysid = u64::MAX - 5; // survives the signed BIGINT column
+    let pinned = c
+        .pin_cluster(&main, big_sysid, SegmentSize::DEFAULT, Some(15))
+        .await
+        .unwrap();
+    assert_eq!(pinned.system_identifier, Some(big_sysid));
+    assert_eq!(pinned.segment_size, Some(SegmentSize::DEFAULT));
+    let again = c
+        .pin_cluster(&main, 1, SegmentSize::new(1 << 20).unwrap(), Some(16))
+        .await
+        .unwrap();
+    assert_eq!(again, pinned);
+
+    // WAL rows: insert once; a second insert reports the row already there.
+    let seg1 = wal("000000010000000000000001", 1);
+    assert_eq!(c.insert_wal(&main, &seg1).await.unwrap(), Inserted::New);
+    assert_eq!(
+        c.insert_wal(&main, &wal("000000010000000000000001", 2))
+            .await
+            .unwrap(),
+        Inserted::Existing(seg1.clone())
+    );
+    assert_eq!(c.wal(&main, &seg1.name).await.unwrap(), Some(seg1.clone()));
+    assert_eq!(c.wal(&other, &seg1.name).await.unwrap(), None);
+    for name in [
+        "000000010000000000000002",
+        "000000010000000000000002.00000028.backup",
+        "00000002.history",
+        "000000010000000000000003.partial",
+        "000000020000000000000003",
+    ] {
+        assert_eq!(
+            c.insert_wal(&main, &wal(name, 3)).await.unwrap(),
+            Inserted::New
+        );
+    }
+    let names = |rows: Vec<WalRow>| rows.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+    let all = WalFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(c.list_wal(&main, &all).await.unwrap().len(), 6);
+    let tl2 = WalFilter {
+        timeline: Some(2),
+        ..all.clone()
+    };
+    assert_eq!(
+        names(c.list_wal(&main, &tl2).await.unwrap()),
+        ["00000002.history", "000000020000000000000003"]
+    );
+    let page = WalFilter {
+        limit: 2,
+        after: Some(seg1.name),
+        ..all.clone()
+    };
+    assert_eq!(
+        names(c.list_wal(&main, &page).await.unwrap()),
+        [
+            "000000010000000000000002",
+            "000000010000000000000002.00000028.backup"
+        ]
+    );
+    let range = WalFilter {
+        from: Some("000000010000000000000002".parse().unwrap()),
+        to: Some(
+            "000000010000000000000003.partial"
+                .parse::<WalFileName>()
+                .unwrap(),
+        ),
+        ..all.clone()
+    };
+    assert_eq!(c.list_wal(&main, &range).await.unwrap().len(), 3);
+
+    let stats = c.cluster_stats(&main).await.unwrap();
+    assert_eq!((stats.wal_files, stats.wal_bytes), (6, 6000));
+    assert_eq!(stats.last_wal.as_deref(), Some("000000020000000000000003"));
+    assert!(stats.last_archived_at.is_some());
+    assert_eq!(
+        c.cluster_stats(&other).await.unwrap(),
+        ClusterStats::default()
+    );
+    c.ensure_cluster(&other).await.unwrap();
+    let fleet = c.clusters().await.unwrap();
+    assert_eq!(fleet.len(), 2);
+    assert_eq!(fleet[0].1, stats);
+    assert_eq!(fleet[1].1, ClusterStats::default());
+
+    // Tokens.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let token = TokenRow {
+        id: "t1".into(),
+        scope: Scope::Clusters(vec![main.clone(), other.clone()]),
+        role: Role::Archiver,
+        description: Some("db1".into()),
+        created_at: now,
+        expires_at: Some(now + time::Duration::days(1)),
+        revoked_at: None,
+    };
+    c.insert_token(&token).await.unwrap();
+    c.insert_token(&TokenRow {
+        id: "t2".into(),
+        scope: Scope::All,
+        expires_at: None,
+        ..token.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.token("t1").await.unwrap(), Some(token.clone()));
+    assert_eq!(c.token("nope").await.unwrap(), None);
+    assert_eq!(c.tokens().await.unwrap().len(), 2);
+    assert!(c.revoke_token("t1", now).await.unwrap());
+    assert!(!c.revoke_token("nope", now).await.unwrap());
+    assert_eq!(c.token("t1").await.unwrap().unwrap().revoked_at, Some(now));
+}
+
+#[tokio::test]
+async fn sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&format!("sqlite://{}/catalog.db", dir.path().display()))
+        .await
+        .unwrap();
+    assert_eq!(c.backend(), "sqlite");
+    suite(c.as_ref()).await;
+}
+
+#[tokio::test]
+async fn postgres_backend() {
+    let mut pg = PgCluster::init(&[]);
+    pg.start();
+    pg.psql("CREATE DATABASE walgate_catalog");
+    let c = open(&pg.url("walgate_catalog")).await.unwrap();
+    assert_eq!(c.backend(), "postgres");
+    suite(c.as_ref()).await;
+    // Migrations are idempotent: opening again applies nothing and loses nothing.
+    let c = open(&pg.url("walgate_catalog")).await.unwrap();
+    assert_eq!(c.tokens().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    assert!(matches!(
+        open("mysql://x").await,
+        Err(CatalogError::BadUrl(_))
+    ));
+}

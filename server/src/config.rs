@@ -1,0 +1,227 @@
+//! Configuration: flags, each with an environment variable (for envdir and systemd), over
+//! an optional TOML file, over embedded defaults under the data directory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// Where the gateway keeps its state; shared by every command that opens it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StateArgs {
+    /// TOML file with any of the settings below (flags and env variables win over it).
+    #[arg(long, env = "WALGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded defaults: SQLite catalog, local objects, signing key.
+    #[arg(long, env = "WALGATE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Catalog database: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite in the data dir].
+    #[arg(
+        long,
+        env = "WALGATE_CATALOG_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub catalog_url: Option<String>,
+    /// Object store: file:///PATH [default: objects/ in the data dir].
+    #[arg(long, env = "WALGATE_STORAGE_URL", value_name = "URL")]
+    pub storage_url: Option<String>,
+    /// File holding the token signing key, created on first start [default: signing.key in the data dir].
+    #[arg(long, env = "WALGATE_SIGNING_KEY_FILE", value_name = "FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Settings only `serve` uses.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout at start).
+    #[arg(long, env = "WALGATE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// zstd level for WAL at rest, 1 (fastest) to 19.
+    #[arg(long, env = "WALGATE_ZSTD_LEVEL", value_name = "N", value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: Option<i32>,
+    /// Log format on stderr.
+    #[arg(long, env = "WALGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The config file: the same settings, by the flags' names with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    catalog_url: Option<String>,
+    storage_url: Option<String>,
+    signing_key_file: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    zstd_level: Option<i32>,
+    log_format: Option<LogFormat>,
+}
+
+/// A value that must not be printed: `Debug` and `Display` redact it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Shows a URL without its password or query string.
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.split('?').next().unwrap_or_default();
+        match (s.find("://"), s.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &s[scheme + 3..at];
+                let user = userinfo.split(':').next().unwrap_or_default();
+                write!(f, "{}{user}:***{}", &s[..scheme + 3], &s[at..])
+            }
+            _ => f.write_str(s),
+        }
+    }
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub catalog_url: Secret,
+    pub storage_url: String,
+    pub signing_key_file: PathBuf,
+    pub listen: SocketAddr,
+    pub zstd_level: i32,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
+pub const DEFAULT_DATA_DIR: &str = "walgate-data";
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolve {}", p.display()))
+}
+
+impl Settings {
+    pub fn resolve(state: &StateArgs, serve: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &state.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parse config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = absolute(
+            &state
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        )?;
+        let catalog_url = state
+            .catalog_url
+            .clone()
+            .or(file.catalog_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        let storage_url = state
+            .storage_url
+            .clone()
+            .or(file.storage_url)
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let signing_key_file = absolute(
+            &state
+                .signing_key_file
+                .clone()
+                .or(file.signing_key_file)
+                .unwrap_or_else(|| data_dir.join("signing.key")),
+        )?;
+        let zstd_level = serve.zstd_level.or(file.zstd_level).unwrap_or(1);
+        anyhow::ensure!((1..=19).contains(&zstd_level), "zstd_level must be 1 to 19");
+        Ok(Settings {
+            data_dir,
+            catalog_url: Secret(catalog_url),
+            storage_url,
+            signing_key_file,
+            listen: serve
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid")),
+            zstd_level,
+            log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret("postgres://walgate:hunter2@db:5432/catalog?password=x".into());
+        assert_eq!(format!("{s}"), "postgres://walgate:***@db:5432/catalog");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            Secret("sqlite:///x/c.db".into()).to_string(),
+            "sqlite:///x/c.db"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("walgate.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/wg\"\nzstd_level = 5\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let state = StateArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&state, &ServeArgs::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/wg"));
+        assert_eq!(s.catalog_url.expose(), "sqlite:///srv/wg/catalog.db");
+        assert_eq!(s.storage_url, "file:///srv/wg/objects");
+        assert_eq!(s.zstd_level, 5);
+        let serve = ServeArgs {
+            zstd_level: Some(3),
+            ..Default::default()
+        };
+        let state = StateArgs {
+            data_dir: Some("/tmp/x".into()),
+            ..state
+        };
+        let s = Settings::resolve(&state, &serve).unwrap();
+        assert_eq!((s.data_dir, s.zstd_level), (PathBuf::from("/tmp/x"), 3));
+        std::fs::write(&file, "datadir = \"/x\"\n").unwrap();
+        let err = Settings::resolve(
+            &StateArgs {
+                config: Some(file),
+                ..Default::default()
+            },
+            &serve,
+        );
+        assert!(format!("{:#}", err.unwrap_err()).contains("unknown field"));
+    }
+}

@@ -1,0 +1,125 @@
+//! `/v1/clusters`: the fleet and one cluster's identity and archive status.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use walgate_core::SegmentSize;
+use walgate_core::api::{Cluster, ErrorBody, Role};
+
+use super::error::ApiError;
+use super::extract::ClusterPath;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::catalog::{ClusterRow, ClusterStats};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_clusters))
+        .routes(routes!(get_cluster, put_cluster))
+}
+
+fn to_api(row: ClusterRow, stats: ClusterStats) -> Cluster {
+    Cluster {
+        name: row.name.to_string(),
+        system_identifier: row.system_identifier.map(|s| s.to_string()),
+        segment_size: row.segment_size.map(SegmentSize::bytes),
+        pg_version: row.pg_version,
+        created_at: row.created_at,
+        wal_files: stats.wal_files,
+        wal_bytes: stats.wal_bytes,
+        last_wal: stats.last_wal,
+        last_archived_at: stats.last_archived_at,
+    }
+}
+
+/// The clusters this token may see.
+#[utoipa::path(get, path = "/v1/clusters", tag = "clusters",
+    responses((status = 200, body = Vec<Cluster>)), security(("bearer" = [])))]
+async fn list_clusters(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Cluster>>, ApiError> {
+    let all = state.catalog.clusters().await?;
+    let visible = all
+        .into_iter()
+        .filter(|(c, _)| caller.scope.covers(&c.name));
+    Ok(Json(visible.map(|(c, s)| to_api(c, s)).collect()))
+}
+
+/// One cluster.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}", tag = "clusters",
+    params(("cluster" = String, Path)),
+    responses((status = 200, body = Cluster), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn get_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(name): ClusterPath,
+) -> Result<Json<Cluster>, ApiError> {
+    caller.require(&name, Role::Viewer)?;
+    let row = state.catalog.cluster(&name).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no cluster `{name}`: it is registered by its first WAL push or by an admin"
+        ))
+    })?;
+    let stats = state.catalog.cluster_stats(&name).await?;
+    Ok(Json(to_api(row, stats)))
+}
+
+/// Identity to pin when registering a cluster ahead of its first push.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+struct RegisterCluster {
+    /// The database system identifier (`pg_controldata`), decimal.
+    system_identifier: Option<String>,
+    /// WAL segment size in bytes (default 16 MiB).
+    segment_size: Option<u64>,
+}
+
+/// Register a cluster (admin). Identity fields already pinned must match.
+#[utoipa::path(put, path = "/v1/clusters/{cluster}", tag = "clusters",
+    params(("cluster" = String, Path)), request_body = RegisterCluster,
+    responses((status = 200, body = Cluster), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+async fn put_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(name): ClusterPath,
+    body: Option<Json<RegisterCluster>>,
+) -> Result<Json<Cluster>, ApiError> {
+    caller.require(&name, Role::Admin)?;
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let sysid = req
+        .system_identifier
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("system_identifier must be a decimal 64-bit number")
+            })
+        })
+        .transpose()?;
+    let size = match req.segment_size {
+        None => SegmentSize::DEFAULT,
+        Some(b) => SegmentSize::new(b).ok_or_else(|| {
+            ApiError::bad_request("segment_size must be a power of two from 1 MiB to 1 GiB")
+        })?,
+    };
+    let row = match sysid {
+        Some(id) => {
+            let row = state.catalog.pin_cluster(&name, id, size, None).await?;
+            if row.system_identifier != Some(id) || row.segment_size != Some(size) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "cluster `{name}` is already pinned to another system identifier or segment size"
+                    ),
+                ));
+            }
+            row
+        }
+        None => state.catalog.ensure_cluster(&name).await?,
+    };
+    let stats = state.catalog.cluster_stats(&name).await?;
+    Ok(Json(to_api(row, stats)))
+}

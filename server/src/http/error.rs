@@ -1,0 +1,104 @@
+//! The HTTP error: every failure of every layer becomes a status and a JSON body
+//! `{"error": code, "message": …}` here, and only here.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use walgate_core::api::ErrorBody;
+
+use crate::archive::ArchiveError;
+use crate::auth::AuthError;
+use crate::catalog::CatalogError;
+use crate::storage::StorageError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure of the gateway itself: logged in full, reported without internals.
+    fn internal(err: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %err, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the gateway could not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message,
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let (status, code) = match &e {
+            AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            AuthError::WrongCluster(_) | AuthError::Forbidden { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
+            AuthError::Catalog(c) => return Self::internal(c),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<ArchiveError> for ApiError {
+    fn from(e: ArchiveError) -> Self {
+        use ArchiveError as A;
+        let (status, code) = match &e {
+            A::BadHeader { .. }
+            | A::WrongPosition { .. }
+            | A::WrongSize { .. }
+            | A::Empty { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
+            A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, "wrong_segment_size"),
+            A::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
+            A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
+            A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            A::Catalog(c) => return Self::internal(c),
+            A::Storage(s) => return Self::internal(s),
+        };
+        tracing::warn!(error = %e, "WAL file refused");
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        Self::internal(&e)
+    }
+}

@@ -1,0 +1,67 @@
+//! The HTTP API. Each resource module exposes its routes; [`app`] assembles them, and
+//! registering a route through `utoipa-axum` also documents it in [`openapi`].
+
+mod clusters;
+pub mod error;
+mod extract;
+mod health;
+mod wal;
+
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "walgate", description = "HTTP backup gateway for PostgreSQL"),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "wal", description = "Archive and fetch WAL files"),
+        (name = "clusters", description = "The fleet"),
+        (name = "probes", description = "Health and readiness"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(wal::router())
+        .merge(clusters::router())
+        .merge(health::router())
+}
+
+/// The whole application, testable without a socket.
+pub fn app(state: AppState) -> Router {
+    let router = routes().split_for_parts().0;
+    let doc = std::sync::Arc::new(openapi());
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The OpenAPI document of [`app`]; `openapi/openapi.json` is this, pretty-printed.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().split_for_parts().1;
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}

@@ -1,0 +1,274 @@
+//! `/v1/clusters/{cluster}/wal`: archive, fetch and list WAL files.
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use tokio_util::io::{ReaderStream, StreamReader};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use walgate_core::WalFileName;
+use walgate_core::api::{ErrorBody, Role, WalFile, WalList};
+
+use super::error::ApiError;
+use super::extract::{ClusterPath, WalPath};
+use crate::AppState;
+use crate::archive::{self, BodyEncoding};
+use crate::auth::Caller;
+use crate::catalog::{WalFilter, WalRow};
+use crate::storage::layout;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_wal, get_wal, head_wal))
+        .routes(routes!(list_wal))
+        // WAL bodies are bounded by the cluster's segment size, checked while streaming.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, ApiError> {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(BodyEncoding::Identity),
+        Some("zstd") => Ok(BodyEncoding::Zstd),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding `{other}` is not supported: send the file raw or as zstd"),
+        )),
+    }
+}
+
+fn accepts_zstd(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut parts = e.split(';').map(str::trim);
+            parts.next() == Some("zstd") && !parts.any(|p| p == "q=0" || p == "q=0.0")
+        })
+}
+
+/// Archive one WAL file.
+///
+/// The body is the file as PostgreSQL wrote it, raw (`curl -T %p`) or zstd-compressed
+/// with `Content-Encoding: zstd`. The answer comes only after the file is durable.
+#[utoipa::path(put, path = "/v1/clusters/{cluster}/wal/{file}", tag = "wal",
+    params(("cluster" = String, Path), ("file" = String, Path, description = "WAL file name")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Stored", body = WalFile),
+        (status = 200, description = "Already stored with identical content", body = WalFile),
+        (status = 400, description = "Bad name or content", body = ErrorBody),
+        (status = 409, description = "Stored with different content, or another database system", body = ErrorBody),
+        (status = 413, description = "Larger than the cluster's segment size", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn put_wal(
+    State(state): State<AppState>,
+    caller: Caller,
+    WalPath(cluster, name): WalPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Archiver)?;
+    let encoding = body_encoding(&headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let done = archive::push(
+        state.catalog.as_ref(),
+        &state.store,
+        state.zstd_level,
+        &cluster,
+        name,
+        encoding,
+        declared,
+        body.into_data_stream(),
+    )
+    .await?;
+    let status = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    if done.created {
+        tracing::info!(%cluster, file = %name, size = done.row.size, stored = done.row.stored_size, "archived");
+    }
+    Ok((status, Json(done.row.to_api())).into_response())
+}
+
+async fn find(
+    state: &AppState,
+    cluster: &walgate_core::ClusterName,
+    name: &WalFileName,
+) -> Result<WalRow, ApiError> {
+    state.catalog.wal(cluster, name).await?.ok_or_else(|| {
+        ApiError::not_found(format!("{name} is not archived for cluster `{cluster}`"))
+    })
+}
+
+fn file_headers(row: &WalRow) -> [(header::HeaderName, HeaderValue); 2] {
+    let sha = hex::encode(row.sha256);
+    [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is a valid header"),
+        ),
+        (
+            header::HeaderName::from_static("x-walgate-sha256"),
+            HeaderValue::from_str(&sha).expect("hex"),
+        ),
+    ]
+}
+
+/// Fetch one WAL file.
+///
+/// Sent raw, or as stored (zstd, `Content-Encoding: zstd`) when the request has
+/// `Accept-Encoding: zstd`. `404` means the file is not archived, and only that.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/wal/{file}", tag = "wal",
+    params(("cluster" = String, Path), ("file" = String, Path)),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "Not archived", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn get_wal(
+    State(state): State<AppState>,
+    caller: Caller,
+    WalPath(cluster, name): WalPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Restorer)?;
+    let row = find(&state, &cluster, &name).await?;
+    let stored = state.store.get(&layout::wal_key(&cluster, &name)).await?;
+    let stored = stored.map_err(std::io::Error::other);
+    let octets = HeaderValue::from_static("application/octet-stream");
+    let mut response = if accepts_zstd(&headers) {
+        let mut r = Response::new(Body::from_stream(stored));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, row.stored_size.into());
+        r
+    } else {
+        let decoded = ReaderStream::new(ZstdDecoder::new(StreamReader::new(stored)));
+        let mut r = Response::new(Body::from_stream(decoded.map_err(|e| {
+            tracing::error!(error = %e, "stored WAL object could not be decoded");
+            e
+        })));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, row.size.into());
+        r
+    };
+    response.headers_mut().insert(header::CONTENT_TYPE, octets);
+    response.headers_mut().extend(file_headers(&row));
+    Ok(response)
+}
+
+/// Is this WAL file archived.
+#[utoipa::path(head, path = "/v1/clusters/{cluster}/wal/{file}", tag = "wal",
+    params(("cluster" = String, Path), ("file" = String, Path)),
+    responses((status = 200, description = "Archived"), (status = 404, description = "Not archived")),
+    security(("bearer" = [])))]
+async fn head_wal(
+    State(state): State<AppState>,
+    caller: Caller,
+    WalPath(cluster, name): WalPath,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Viewer)?;
+    let row = find(&state, &cluster, &name).await?;
+    let mut response = StatusCode::OK.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, row.size.into());
+    response.headers_mut().extend(file_headers(&row));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this timeline.
+    timeline: Option<u32>,
+    /// First file name to include.
+    from: Option<String>,
+    /// Last file name to include.
+    to: Option<String>,
+    /// Continue after this file name (from `next_after`).
+    after: Option<String>,
+    /// Page size, 1 to 10000 (default 1000).
+    limit: Option<u32>,
+}
+
+fn optional_name(field: &str, v: Option<String>) -> Result<Option<WalFileName>, ApiError> {
+    v.map(|s| {
+        s.parse()
+            .map_err(|e: walgate_core::WalNameError| ApiError::bad_request(format!("{field}: {e}")))
+    })
+    .transpose()
+}
+
+/// List archived WAL files in name order.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/wal", tag = "wal",
+    params(("cluster" = String, Path), ListQuery),
+    responses((status = 200, body = WalList), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_wal(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(cluster): ClusterPath,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<WalList>, ApiError> {
+    caller.require(&cluster, Role::Viewer)?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let filter = WalFilter {
+        timeline: q.timeline,
+        from: optional_name("from", q.from)?,
+        to: optional_name("to", q.to)?,
+        after: optional_name("after", q.after)?,
+        limit,
+    };
+    let rows = state.catalog.list_wal(&cluster, &filter).await?;
+    let next_after = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.name.to_string()))
+        .flatten();
+    Ok(Json(WalList {
+        files: rows.iter().map(WalRow::to_api).collect(),
+        next_after,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_is_parsed() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_zstd(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, zstd;q=0.9"),
+        );
+        assert!(accepts_zstd(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("zstd;q=0"),
+        );
+        assert!(!accepts_zstd(&h));
+    }
+}

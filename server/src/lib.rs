@@ -1,0 +1,48 @@
+//! The walgate gateway: an HTTP backup gateway for PostgreSQL fleets.
+//!
+//! Layers, from the wire inwards: [`http`] (routes, extractors, the one error mapping),
+//! [`archive`] (what it takes to archive a WAL file safely), [`auth`] (tokens),
+//! [`catalog`] (the index, SQLite or PostgreSQL) and [`storage`] (objects).
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod storage;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<dyn catalog::Catalog>,
+    pub store: storage::Store,
+    pub auth: auth::Authority,
+    /// zstd level for WAL at rest.
+    pub zstd_level: i32,
+}
+
+impl AppState {
+    /// Opens the catalog (migrating it), the object store and the signing key.
+    pub async fn open(s: &config::Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&s.data_dir)
+            .with_context(|| format!("create data directory {}", s.data_dir.display()))?;
+        let catalog = catalog::open(s.catalog_url.expose())
+            .await
+            .with_context(|| format!("open catalog {}", s.catalog_url))?;
+        let store = storage::Store::open(&s.storage_url)
+            .with_context(|| format!("open object store {}", s.storage_url))?;
+        let keys = auth::Keys::load_or_create(&s.signing_key_file)?;
+        let auth = auth::Authority::new(keys, catalog.clone());
+        Ok(AppState {
+            catalog,
+            store,
+            auth,
+            zstd_level: s.zstd_level,
+        })
+    }
+}

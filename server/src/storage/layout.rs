@@ -1,0 +1,35 @@
+//! The object layout: the one place that turns typed names into object keys.
+//!
+//! ```text
+//! clusters/<cluster>/wal/<wal file name>.zst     one archived WAL file, zstd-compressed
+//! probes/<uuid>                                  short-lived readiness probes
+//! ```
+//!
+//! Keys carry the cluster and the file name PostgreSQL used, so the catalog can be
+//! rebuilt by listing `clusters/`.
+
+use object_store::path::Path;
+use walgate_core::{ClusterName, WalFileName};
+
+pub fn wal_key(cluster: &ClusterName, name: &WalFileName) -> Path {
+    Path::from(format!("clusters/{cluster}/wal/{name}.zst"))
+}
+
+pub fn probe_key(id: &str) -> Path {
+    Path::from(format!("probes/{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_cluster_and_file() {
+        let c: ClusterName = "main".parse().unwrap();
+        let n: WalFileName = "000000010000000000000003".parse().unwrap();
+        assert_eq!(
+            wal_key(&c, &n).as_ref(),
+            "clusters/main/wal/000000010000000000000003.zst"
+        );
+    }
+}
