@@ -208,8 +208,13 @@ impl PgCluster {
 
     /// Runs SQL with psql, returning unaligned tuples-only output, trimmed.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs SQL in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = run(Command::new(pg_bin().join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-p"])
             .arg(self.port.to_string())
             .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]));
         match out {
@@ -446,4 +451,14 @@ pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path
          case $c in 200) mv %p.part %p;; 404) rm -f %p.part; exit 1;; *) rm -f %p.part; exit 200;; esac",
         header_file.display()
     )
+}
+
+/// The whole body of a response, however large.
+pub fn body_bytes(response: ureq::http::Response<ureq::Body>) -> Vec<u8> {
+    response
+        .into_body()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .expect("read body")
 }
