@@ -1,0 +1,619 @@
+//! The HTTP API in-process (no socket): every WAL status of the contract, token scoping,
+//! and for each bad input, the archive left exactly as it was.
+
+use std::path::Path;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use walgate::AppState;
+use walgate::catalog::Scope;
+use walgate::config::{ServeArgs, Settings, StateArgs};
+use walgate_core::api::Role;
+
+const SYSID: u64 = 7_300_000_000_000_000_001;
+const SEG: usize = 16 << 20;
+
+/// A segment as PostgreSQL 15 would write it: a long page header, then `fill`.
+fn segment(sysid: u64, tli: u32, segno: u64, fill: u8) -> Vec<u8> {
+    let mut b = vec![fill; SEG];
+    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+    b[4..8].copy_from_slice(&tli.to_le_bytes());
+    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
+    b[16..24].fill(0);
+    b[24..32].copy_from_slice(&sysid.to_le_bytes());
+    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
+    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    b
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    objects: std::path::PathBuf,
+    app: Router,
+    state: AppState,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let args = StateArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(&args, &ServeArgs::default()).unwrap();
+        let state = AppState::open(&settings).await.unwrap();
+        Fixture {
+            objects: dir.path().join("objects"),
+            _dir: dir,
+            app: walgate::http::app(state.clone()),
+            state,
+        }
+    }
+
+    async fn token(&self, clusters: &str, role: Role) -> String {
+        let scope: Scope = clusters.parse().unwrap();
+        self.state
+            .auth
+            .issue(scope, role, None, None)
+            .await
+            .unwrap()
+            .1
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, headers, bytes)
+    }
+
+    async fn put(
+        &self,
+        token: &str,
+        cluster: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        let uri = format!("/v1/clusters/{cluster}/wal/{name}");
+        let (s, _, b) = self.send(Method::PUT, &uri, Some(token), &[], body).await;
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    async fn get(&self, token: &str, cluster: &str, name: &str) -> (StatusCode, Vec<u8>) {
+        let uri = format!("/v1/clusters/{cluster}/wal/{name}");
+        let (s, _, b) = self.send(Method::GET, &uri, Some(token), &[], vec![]).await;
+        (s, b)
+    }
+
+    /// Everything stored: object paths with their contents, and the catalog's WAL list.
+    async fn snapshot(&self, token: &str) -> (Vec<(String, Vec<u8>)>, String) {
+        fn walk(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push((
+                        e.path().display().to_string(),
+                        std::fs::read(e.path()).unwrap(),
+                    ));
+                }
+            }
+        }
+        let mut objects = vec![];
+        walk(&self.objects.join("clusters"), &mut objects);
+        objects.sort();
+        let (_, _, list) = self
+            .send(
+                Method::GET,
+                "/v1/clusters/main/wal",
+                Some(token),
+                &[],
+                vec![],
+            )
+            .await;
+        (objects, String::from_utf8(list).unwrap())
+    }
+}
+
+fn error_code(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn push_fetch_and_idempotence() {
+    let f = Fixture::new().await;
+    let t = f.token("main", Role::Archiver).await;
+    let seg3 = segment(SYSID, 1, 3, 0xAB);
+    assert_eq!(
+        f.put(&t, "main", "000000010000000000000003", seg3.clone())
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let before = f.snapshot(&t).await;
+    // Same name, same content: 200 and nothing rewritten.
+    let (status, body) = f
+        .put(&t, "main", "000000010000000000000003", seg3.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(f.snapshot(&t).await, before);
+    // Same name, other content: 409 and nothing rewritten.
+    let (status, body) = f
+        .put(
+            &t,
+            "main",
+            "000000010000000000000003",
+            segment(SYSID, 1, 3, 0xCD),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
+    assert!(body.contains("split brain"), "{body}");
+    assert_eq!(f.snapshot(&t).await, before);
+
+    assert_eq!(
+        f.get(&t, "main", "000000010000000000000003").await,
+        (StatusCode::OK, seg3.clone())
+    );
+    let (status, headers, zbody) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/wal/000000010000000000000003",
+            Some(&t),
+            &[("accept-encoding", "zstd")],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-encoding"], "zstd");
+    assert!(zbody.len() < 4096, "stored compressed");
+    assert_eq!(zstd::decode_all(&zbody[..]).unwrap(), seg3);
+    let (status, headers, _) = f
+        .send(
+            Method::HEAD,
+            "/v1/clusters/main/wal/000000010000000000000003",
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (status, headers["content-length"].to_str().unwrap()),
+        (StatusCode::OK, "16777216")
+    );
+    assert_eq!(
+        f.get(&t, "main", "000000010000000000000004").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _, _) = f
+        .send(
+            Method::HEAD,
+            "/v1/clusters/main/wal/000000010000000000000004",
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A zstd-encoded upload is stored and served decoded.
+    let seg4 = segment(SYSID, 1, 4, 0x11);
+    let (status, _, body) = f
+        .send(
+            Method::PUT,
+            "/v1/clusters/main/wal/000000010000000000000004",
+            Some(&t),
+            &[("content-encoding", "zstd")],
+            zstd::encode_all(&seg4[..], 3).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        f.get(&t, "main", "000000010000000000000004").await,
+        (StatusCode::OK, seg4)
+    );
+
+    // History, backup history and partial files.
+    let history = b"1\t0/5000000\tno recovery target specified\n".to_vec();
+    assert_eq!(
+        f.put(&t, "main", "00000002.history", history.clone())
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.get(&t, "main", "00000002.history").await,
+        (StatusCode::OK, history)
+    );
+    let backup = b"START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n".to_vec();
+    assert_eq!(
+        f.put(
+            &t,
+            "main",
+            "000000010000000000000003.00000028.backup",
+            backup
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let partial = segment(SYSID, 1, 5, 0);
+    assert_eq!(
+        f.put(&t, "main", "000000010000000000000005.partial", partial)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    // A new timeline's first segment starts with pages of the old timeline.
+    assert_eq!(
+        f.put(
+            &t,
+            "main",
+            "000000020000000000000005",
+            segment(SYSID, 1, 5, 2)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+
+    let (status, _, list) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/wal?timeline=1&limit=2",
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let list: walgate_core::api::WalList = serde_json::from_slice(&list).unwrap();
+    let names: Vec<_> = list.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "000000010000000000000003",
+            "000000010000000000000003.00000028.backup"
+        ]
+    );
+    assert_eq!(
+        list.next_after.as_deref(),
+        Some("000000010000000000000003.00000028.backup")
+    );
+
+    let (_, _, cluster) = f
+        .send(Method::GET, "/v1/clusters/main", Some(&t), &[], vec![])
+        .await;
+    let cluster: walgate_core::api::Cluster = serde_json::from_slice(&cluster).unwrap();
+    assert_eq!(cluster.system_identifier, Some(SYSID.to_string()));
+    assert_eq!(
+        (cluster.segment_size, cluster.pg_version, cluster.wal_files),
+        (Some(SEG as u64), Some(15), 6)
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let f = Fixture::new().await;
+    let t = f.token("main", Role::Archiver).await;
+    assert_eq!(
+        f.put(
+            &t,
+            "main",
+            "000000010000000000000003",
+            segment(SYSID, 1, 3, 1)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let before = f.snapshot(&t).await;
+
+    let mut short = segment(SYSID, 1, 4, 1);
+    short.truncate(SEG - 8192);
+    let mut long = segment(SYSID, 1, 4, 1);
+    long.push(0);
+    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "main",
+            "000000010000000a00000004",
+            segment(SYSID, 1, 0xA00000004, 1),
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        ),
+        ("main", "..", vec![1], StatusCode::BAD_REQUEST, "bad_name"),
+        (
+            "main",
+            "..%2F..%2Fetc",
+            vec![1],
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        ),
+        (
+            "main",
+            "000000010000000000000004%2Fx",
+            vec![1],
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        ),
+        (
+            "main",
+            "000000010000000000000004.gz",
+            vec![1],
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+        ),
+        (
+            "Main",
+            "000000010000000000000004",
+            segment(SYSID, 1, 4, 1),
+            StatusCode::BAD_REQUEST,
+            "bad_cluster",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            short,
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            long,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            b"garbage, not WAL".repeat(100_000),
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            segment(SYSID, 1, 5, 1),
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            segment(SYSID + 1, 1, 4, 1),
+            StatusCode::CONFLICT,
+            "wrong_system",
+        ),
+        (
+            "main",
+            "000000010000000000000004",
+            segment(SYSID, 2, 4, 1),
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "00000002.history",
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "00000002.history",
+            vec![b'x'; (1 << 20) + 1],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ];
+    for (cluster, name, body, status, code) in cases {
+        let (got, body) = f.put(&t, cluster, name, body).await;
+        assert_eq!(
+            (got, error_code(&body).as_str()),
+            (status, code),
+            "{cluster}/{name}: {body}"
+        );
+        let message = serde_json::from_str::<serde_json::Value>(&body).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.len() > 20,
+            "{cluster}/{name}: unhelpful message {message:?}"
+        );
+        assert_eq!(
+            f.snapshot(&t).await,
+            before,
+            "{cluster}/{name} changed the archive"
+        );
+    }
+
+    // Bodies that are not what their encoding says.
+    let uri = "/v1/clusters/main/wal/000000010000000000000004";
+    let (status, _, body) = f
+        .send(
+            Method::PUT,
+            uri,
+            Some(&t),
+            &[("content-encoding", "zstd")],
+            b"not zstd".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&String::from_utf8_lossy(&body)).as_str()),
+        (StatusCode::BAD_REQUEST, "bad_body")
+    );
+    let (status, _, _) = f
+        .send(
+            Method::PUT,
+            uri,
+            Some(&t),
+            &[("content-encoding", "br")],
+            segment(SYSID, 1, 4, 1),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // An oversized declared length is refused before the body is read.
+    let (status, _, _) = f
+        .send(
+            Method::PUT,
+            uri,
+            Some(&t),
+            &[("content-length", "99999999999")],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(f.snapshot(&t).await, before);
+}
+
+#[tokio::test]
+async fn tokens_are_scoped_to_clusters_and_roles() {
+    let f = Fixture::new().await;
+    let archiver = f.token("main", Role::Archiver).await;
+    let other = f.token("other", Role::Admin).await;
+    let restorer = f.token("main", Role::Restorer).await;
+    let viewer = f.token("main", Role::Viewer).await;
+    let admin = f.token("*", Role::Admin).await;
+    let seg = || segment(SYSID, 1, 3, 1);
+    let name = "000000010000000000000003";
+    assert_eq!(
+        f.put(&archiver, "main", name, seg()).await.0,
+        StatusCode::CREATED
+    );
+    let before = f.snapshot(&admin).await;
+
+    for (token, status) in [
+        ("", StatusCode::UNAUTHORIZED),
+        ("not-a-jwt", StatusCode::UNAUTHORIZED),
+        (&other, StatusCode::FORBIDDEN),
+        (&restorer, StatusCode::FORBIDDEN),
+        (&viewer, StatusCode::FORBIDDEN),
+    ] {
+        let (got, body) = f
+            .put(
+                token,
+                "main",
+                "000000010000000000000004",
+                segment(SYSID, 1, 4, 1),
+            )
+            .await;
+        assert_eq!(got, status, "{body}");
+    }
+    let uri = format!("/v1/clusters/main/wal/{name}");
+    let (status, _, _) = f.send(Method::PUT, &uri, None, &[], seg()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(f.snapshot(&admin).await, before);
+
+    assert_eq!(f.get(&other, "main", name).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(f.get(&viewer, "main", name).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(f.get(&restorer, "main", name).await.0, StatusCode::OK);
+    assert_eq!(f.get(&admin, "main", name).await.0, StatusCode::OK);
+    let (status, _, _) = f.send(Method::HEAD, &uri, Some(&viewer), &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/wal",
+            Some(&other),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The fleet view shows only what the token covers.
+    let (_, _, list) = f
+        .send(Method::GET, "/v1/clusters", Some(&other), &[], vec![])
+        .await;
+    assert_eq!(String::from_utf8(list).unwrap(), "[]");
+    let (_, _, list) = f
+        .send(Method::GET, "/v1/clusters", Some(&viewer), &[], vec![])
+        .await;
+    assert!(String::from_utf8(list).unwrap().contains("\"main\""));
+
+    // Registering a cluster takes an admin; pinning another identity later is refused.
+    let body = br#"{"system_identifier": "42"}"#.to_vec();
+    let json = [("content-type", "application/json")];
+    let (status, _, _) = f
+        .send(
+            Method::PUT,
+            "/v1/clusters/new",
+            Some(&archiver),
+            &json,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = f
+        .send(Method::PUT, "/v1/clusters/new", Some(&admin), &json, body)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = f
+        .send(
+            Method::PUT,
+            "/v1/clusters/new",
+            Some(&admin),
+            &json,
+            br#"{"system_identifier": "43"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let new_seg = segment(SYSID, 1, 3, 1);
+    assert_eq!(
+        f.put(&admin, "new", name, new_seg).await.0,
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn probes_answer_without_a_token() {
+    let f = Fixture::new().await;
+    let (status, _, body) = f.send(Method::GET, "/readyz", None, &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = f.send(Method::GET, "/healthz", None, &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+}
