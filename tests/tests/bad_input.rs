@@ -1,0 +1,295 @@
+//! Bad input over real sockets with real curl: each answer's status, and the archive
+//! (catalog listing and stored objects) left exactly as it was.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use walgate_tests::{Gateway, body_bytes, run};
+
+const SYSID: u64 = 7_300_000_000_000_000_001;
+const SEG: usize = 16 << 20;
+
+fn segment(sysid: u64, segno: u64) -> Vec<u8> {
+    let mut b = vec![0u8; SEG];
+    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
+    b[24..32].copy_from_slice(&sysid.to_le_bytes());
+    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
+    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    b
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    files: PathBuf,
+    gateway: Gateway,
+    admin: String,
+}
+
+impl Env {
+    fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let p = self.files.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// A PUT of `file` with curl, returning the HTTP status and the body. (`-T` would
+    /// rewrite a URL that ends in `..`; `--data-binary` sends the path as given.)
+    fn put(&self, token: Option<&str>, path: &str, file: &Path) -> (u16, String) {
+        let out = self.files.join("answer");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--path-as-is", "-X", "PUT", "-o"])
+            .arg(&out)
+            .args(["-w", "%{http_code}"]);
+        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let code = run(cmd.arg(format!("{}{path}", self.gateway.url))).unwrap();
+        (
+            code.trim().parse().unwrap(),
+            std::fs::read_to_string(out).unwrap_or_default(),
+        )
+    }
+
+    fn snapshot(&self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<u8>) {
+        let mut objects = vec![];
+        let mut stack = vec![self.gateway.data_dir.join("objects/clusters")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    objects.push((e.path(), std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        objects.sort();
+        let list = body_bytes(self.gateway.get("/v1/clusters/main/wal", Some(&self.admin)));
+        (objects, list)
+    }
+}
+
+fn setup() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let gateway = Gateway::start(&dir.path().join("data"), &[]);
+    let admin = gateway.token("*", "admin");
+    Env {
+        _dir: dir,
+        files,
+        gateway,
+        admin,
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_store_nothing() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let good = env.file("good", &segment(SYSID, 3));
+    assert_eq!(
+        env.put(
+            Some(&archiver),
+            "/v1/clusters/main/wal/000000010000000000000003",
+            &good
+        )
+        .0,
+        201
+    );
+    let before = env.snapshot();
+
+    let mut short = segment(SYSID, 4);
+    short.truncate(SEG / 2);
+    let short = env.file("short", &short);
+    let foreign = env.file("foreign", &segment(SYSID + 1, 4));
+    let next = env.file("next", &segment(SYSID, 4));
+    let other_cluster = env.gateway.token("other", "archiver");
+    let expired =
+        env.gateway
+            .token_with(&["--cluster", "main", "--role", "archiver", "--expires", "1s"]);
+    let revoked = env.gateway.token_with(&[
+        "--cluster",
+        "main",
+        "--role",
+        "archiver",
+        "--description",
+        "to-revoke",
+    ]);
+    let list = run(&mut env.gateway.command(&["token", "list", "--json"])).unwrap();
+    let tokens: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["description"] == "to-revoke")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run(&mut env.gateway.command(&["token", "revoke", &id])).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let wal = "/v1/clusters/main/wal/000000010000000000000004";
+    let cases: Vec<(&str, Option<&str>, &str, &Path, u16, &str)> = vec![
+        (
+            "dot-dot name",
+            Some(&archiver),
+            "/v1/clusters/main/wal/..",
+            &next,
+            400,
+            "bad_name",
+        ),
+        (
+            "escaped slash",
+            Some(&archiver),
+            "/v1/clusters/main/wal/..%2F000000010000000000000004",
+            &next,
+            400,
+            "bad_name",
+        ),
+        (
+            "lowercase hex",
+            Some(&archiver),
+            "/v1/clusters/main/wal/00000001000000000000000a",
+            &next,
+            400,
+            "bad_name",
+        ),
+        (
+            "wrong size",
+            Some(&archiver),
+            wal,
+            &short,
+            400,
+            "bad_content",
+        ),
+        (
+            "other database",
+            Some(&archiver),
+            wal,
+            &foreign,
+            409,
+            "wrong_system",
+        ),
+        ("no token", None, wal, &next, 401, "unauthorized"),
+        (
+            "other cluster's token",
+            Some(&other_cluster),
+            wal,
+            &next,
+            403,
+            "forbidden",
+        ),
+        (
+            "expired token",
+            Some(&expired),
+            wal,
+            &next,
+            401,
+            "unauthorized",
+        ),
+        (
+            "revoked token",
+            Some(&revoked),
+            wal,
+            &next,
+            401,
+            "unauthorized",
+        ),
+        (
+            "garbage token",
+            Some("eyJhbGciOiJub25lIn0.e30."),
+            wal,
+            &next,
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (what, token, path, file, status, code) in cases {
+        let (got, body) = env.put(token, path, file);
+        assert_eq!(got, status, "{what}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
+        assert_eq!(json["error"], code, "{what}: {body}");
+        assert!(
+            json["message"].as_str().unwrap().len() > 20,
+            "{what}: {body}"
+        );
+        assert!(env.snapshot() == before, "{what} changed the archive");
+    }
+    // The good token still works: nothing above broke the gateway.
+    assert_eq!(env.put(Some(&archiver), wal, &next).0, 201);
+}
+
+#[test]
+fn cut_uploads_leave_nothing_behind() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let addr = env.gateway.url.trim_start_matches("http://").to_owned();
+    let body = segment(SYSID, 4);
+    let head = |extra: &str| {
+        format!(
+            "PUT /v1/clusters/main/wal/000000010000000000000004 HTTP/1.1\r\nHost: {addr}\r\n\
+             Authorization: Bearer {archiver}\r\n{extra}\r\n"
+        )
+    };
+    // With a length, cut after 1 MiB.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(head(&format!("Content-Length: {SEG}\r\n")).as_bytes())
+        .unwrap();
+    s.write_all(&body[..1 << 20]).unwrap();
+    drop(s);
+    // Chunked, cut before the last chunk.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(head("Transfer-Encoding: chunked\r\n").as_bytes())
+        .unwrap();
+    for chunk in body[..SEG - 4096].chunks(1 << 20) {
+        write!(s, "{:x}\r\n", chunk.len()).unwrap();
+        s.write_all(chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    drop(s);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let head_status = |name: &str| {
+        let req = walgate_tests::agent()
+            .head(format!("{}/v1/clusters/main/wal/{name}", env.gateway.url))
+            .header("Authorization", format!("Bearer {archiver}"));
+        req.call().unwrap().status().as_u16()
+    };
+    assert_eq!(head_status("000000010000000000000004"), 404);
+    let (objects, _) = env.snapshot();
+    assert!(objects.is_empty(), "a cut upload left objects: {objects:?}");
+    let stray: Vec<_> = walk_all(&env.gateway.data_dir.join("objects"));
+    assert!(stray.is_empty(), "a cut upload left files: {stray:?}");
+    // The full upload afterwards succeeds.
+    let file = env.file("seg", &body);
+    assert_eq!(
+        env.put(
+            Some(&archiver),
+            "/v1/clusters/main/wal/000000010000000000000004",
+            &file
+        )
+        .0,
+        201
+    );
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_all(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
