@@ -296,16 +296,22 @@ fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded,
     })
 }
 
-/// Archives one WAL file read from `body`. `declared_len` (the Content-Length of a raw
-/// body) lets an oversized upload be refused before it is read.
+/// One WAL file a client is sending.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub cluster: &'a ClusterName,
+    pub name: WalFileName,
+    pub encoding: BodyEncoding,
+    /// The Content-Length of a raw body: an oversized upload is refused before it is read.
+    pub declared_len: Option<u64>,
+}
+
+/// Archives one WAL file read from `body`, compressing it at zstd `level`.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
     store: &Store,
     level: i32,
-    cluster: &ClusterName,
-    name: WalFileName,
-    encoding: BodyEncoding,
-    declared_len: Option<u64>,
+    upload: Upload<'_>,
     mut body: S,
 ) -> Result<Archived, ArchiveError>
 where
@@ -314,6 +320,7 @@ where
 {
     use futures_util::StreamExt;
 
+    let Upload { cluster, name, encoding, declared_len } = upload;
     let existing_cluster = catalog.cluster(cluster).await?;
     let pinned = existing_cluster.as_ref().and_then(pinned_identity);
     let expect = Expect {

@@ -137,7 +137,9 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
     std::thread::sleep(Duration::from_millis(1100));
 
     let wal = "/v1/clusters/main/wal/000000010000000000000004";
-    let cases: Vec<(&str, Option<&str>, &str, &Path, u16, &str)> = vec![
+    // (what, token, path, body, status, error code)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a Path, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "dot-dot name",
             Some(&archiver),

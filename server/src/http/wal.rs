@@ -18,7 +18,7 @@ use walgate_core::api::{ErrorBody, Role, WalFile, WalList};
 use super::error::ApiError;
 use super::extract::{ClusterPath, WalPath};
 use crate::AppState;
-use crate::archive::{self, BodyEncoding};
+use crate::archive::{self, BodyEncoding, Upload};
 use crate::auth::Caller;
 use crate::catalog::{WalFilter, WalRow};
 use crate::storage::layout;
@@ -86,17 +86,10 @@ async fn put_wal(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let done = archive::push(
-        state.catalog.as_ref(),
-        &state.store,
-        state.zstd_level,
-        &cluster,
-        name,
-        encoding,
-        declared,
-        body.into_data_stream(),
-    )
-    .await?;
+    let upload = Upload { cluster: &cluster, name, encoding, declared_len: declared };
+    let body = body.into_data_stream();
+    let done =
+        archive::push(state.catalog.as_ref(), &state.store, state.zstd_level, upload, body).await?;
     let status = if done.created {
         StatusCode::CREATED
     } else {
