@@ -320,7 +320,12 @@ where
 {
     use futures_util::StreamExt;
 
-    let Upload { cluster, name, encoding, declared_len } = upload;
+    let Upload {
+        cluster,
+        name,
+        encoding,
+        declared_len,
+    } = upload;
     let existing_cluster = catalog.cluster(cluster).await?;
     let pinned = existing_cluster.as_ref().and_then(pinned_identity);
     let expect = Expect {

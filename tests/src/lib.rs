@@ -447,8 +447,8 @@ pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path
 /// (above 125: recovery stops rather than ends) when it cannot be asked.
 pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
     format!(
-        "c=$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @{} -o %p.part -w '%%{{http_code}}' {gateway_url}/v1/clusters/{cluster}/wal/%f); \
-         case $c in 200) mv %p.part %p;; 404) rm -f %p.part; exit 1;; *) rm -f %p.part; exit 200;; esac",
+        "c=$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @{} -o \"%p.part\" -w \"%%{{http_code}}\" {gateway_url}/v1/clusters/{cluster}/wal/%f); \
+         case $c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac",
         header_file.display()
     )
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, body_bytes, curl_archive_command, curl_restore_command, write_token_header,
+    Gateway, PgCluster, bin, body_bytes, curl_archive_command, curl_restore_command,
+    write_pg_owned, write_token_header,
 };
 
 /// A checksum of every pgbench table's rows, in a fixed order.
@@ -43,16 +44,53 @@ fn done_segments(pg: &PgCluster) -> Vec<String> {
     names
 }
 
-fn archive_and_recover(gateway: &Gateway) {
+/// Which client PostgreSQL's archive and restore commands use.
+#[derive(Clone, Copy)]
+enum Tool {
+    Curl,
+    Client,
+}
+
+impl Tool {
+    /// The command line for `pg`, with the credentials it needs written next to it.
+    fn command(self, gateway: &Gateway, pg: &PgCluster, token: &str, restore: bool) -> String {
+        match self {
+            Tool::Curl => {
+                let header = pg.dir.path().join("walgate-auth-header");
+                write_token_header(&header, token);
+                if restore {
+                    curl_restore_command(&gateway.url, "main", &header)
+                } else {
+                    curl_archive_command(&gateway.url, "main", &header)
+                }
+            }
+            Tool::Client => {
+                let file = pg.dir.path().join("walgate-token");
+                write_pg_owned(&file, token);
+                let sub = if restore {
+                    "wal-fetch %f %p"
+                } else {
+                    "wal-push %p"
+                };
+                format!(
+                    "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} {sub}",
+                    gateway.url,
+                    file.display(),
+                    bin("walgate-client").display()
+                )
+            }
+        }
+    }
+}
+
+fn archive_and_recover(gateway: &Gateway, tool: Tool) {
     let archiver = gateway.token("main", "archiver");
     let restorer = gateway.token("main", "restorer");
 
     let mut source = PgCluster::init(&[]);
-    let header = source.dir.path().join("walgate-archiver");
-    write_token_header(&header, &archiver);
     source.append_conf(&format!(
         "wal_level = replica\narchive_mode = on\nwal_keep_size = '2GB'\narchive_command = {}",
-        conf_quote(&curl_archive_command(&gateway.url, "main", &header))
+        conf_quote(&tool.command(gateway, &source, &archiver, false))
     ));
     source.start();
     source.pgbench(&["-i", "-s", "4", "-q"]);
@@ -100,11 +138,9 @@ fn archive_and_recover(gateway: &Gateway) {
     let expected = pgbench_checksum(&source);
 
     // Recover the second cluster to the end of the archive.
-    let header = restored.dir.path().join("walgate-restorer");
-    write_token_header(&header, &restorer);
     restored.append_conf(&format!(
         "archive_mode = off\nrestore_command = {}",
-        conf_quote(&curl_restore_command(&gateway.url, "main", &header))
+        conf_quote(&tool.command(gateway, &restored, &restorer, true))
     ));
     restored.touch("recovery.signal");
     restored.start();
@@ -138,7 +174,14 @@ fn gateway_dir() -> tempfile::TempDir {
 fn archive_and_recover_with_curl_on_the_sqlite_catalog() {
     let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    archive_and_recover(&gateway);
+    archive_and_recover(&gateway, Tool::Curl);
+}
+
+#[test]
+fn archive_and_recover_with_the_client() {
+    let dir = gateway_dir();
+    let gateway = Gateway::start(&dir.path().join("data"), &[]);
+    archive_and_recover(&gateway, Tool::Client);
 }
 
 #[test]
@@ -149,7 +192,7 @@ fn archive_and_recover_with_curl_on_the_postgres_catalog() {
     let dir = gateway_dir();
     let url = catalog_pg.url("walgate");
     let gateway = Gateway::start(&dir.path().join("data"), &["--catalog-url", &url]);
-    archive_and_recover(&gateway);
+    archive_and_recover(&gateway, Tool::Curl);
     let rows = catalog_pg.psql_in(
         "walgate",
         "SELECT count(*) FROM wal_files WHERE cluster = 'main'",
@@ -159,4 +202,54 @@ fn archive_and_recover_with_curl_on_the_postgres_catalog() {
         !Path::new(&dir.path().join("data/catalog.db")).exists(),
         "SQLite was used"
     );
+}
+
+/// The restore recipe tells PostgreSQL "not archived" (exit 1) only for a 404, and
+/// stops recovery (exit above 125) when the gateway cannot be asked.
+#[test]
+fn restore_recipe_exit_codes() {
+    let dir = gateway_dir();
+    let mut gateway = Gateway::start(&dir.path().join("data"), &[]);
+    let token = gateway.token("main", "restorer");
+    let header = dir.path().join("header");
+    write_token_header(&header, &token);
+    let work = dir.path();
+    let fetch = |gateway_url: &str, name: &str, header: &Path| {
+        let recipe = curl_restore_command(gateway_url, "main", header)
+            .replace("%%", "%")
+            .replace("%p", "pg_wal/RECOVERYXLOG")
+            .replace("%f", name);
+        std::fs::create_dir_all(work.join("pg_wal")).unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&recipe)
+            .current_dir(work)
+            .status()
+            .unwrap();
+        let leftovers: Vec<_> = std::fs::read_dir(work.join("pg_wal"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        (status.code().unwrap(), leftovers)
+    };
+    // Not archived: 1, and no file left behind.
+    assert_eq!(
+        fetch(&gateway.url, "000000010000000000000042", &header),
+        (1, vec![])
+    );
+    assert_eq!(
+        fetch(&gateway.url, "00000002.history", &header),
+        (1, vec![])
+    );
+    // A token the gateway refuses is not "not archived": stop.
+    let bad = dir.path().join("bad-header");
+    write_token_header(&bad, "not-a-token");
+    assert_eq!(fetch(&gateway.url, "000000010000000000000042", &bad).0, 200);
+    // No gateway at all: stop (after curl's retries give up).
+    let url = gateway.url.clone();
+    gateway.kill();
+    let (code, leftovers) = fetch(&url, "000000010000000000000042", &header);
+    assert!(code > 125, "exit {code}");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

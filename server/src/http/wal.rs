@@ -86,10 +86,21 @@ async fn put_wal(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let upload = Upload { cluster: &cluster, name, encoding, declared_len: declared };
+    let upload = Upload {
+        cluster: &cluster,
+        name,
+        encoding,
+        declared_len: declared,
+    };
     let body = body.into_data_stream();
-    let done =
-        archive::push(state.catalog.as_ref(), &state.store, state.zstd_level, upload, body).await?;
+    let done = archive::push(
+        state.catalog.as_ref(),
+        &state.store,
+        state.zstd_level,
+        upload,
+        body,
+    )
+    .await?;
     let status = if done.created {
         StatusCode::CREATED
     } else {

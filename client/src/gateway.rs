@@ -1,0 +1,168 @@
+//! The gateway's WAL API over blocking HTTP, with bounded retries.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use walgate_core::api::ErrorBody;
+use walgate_core::{ClusterName, WalFileName};
+
+/// How long one command keeps retrying a gateway that does not answer.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+pub struct Gateway {
+    agent: ureq::Agent,
+    base: String,
+    cluster: ClusterName,
+    auth: String,
+}
+
+pub enum Pushed {
+    Stored,
+    AlreadyStored,
+}
+
+pub enum Fetched {
+    Written,
+    NotArchived,
+}
+
+/// Whether a failed attempt is worth repeating.
+enum Attempt<T> {
+    Done(T),
+    Retry(anyhow::Error),
+}
+
+impl Gateway {
+    pub fn new(url: &str, cluster: ClusterName, token: String) -> anyhow::Result<Self> {
+        if !url.starts_with("http://") {
+            bail!(
+                "gateway URL `{url}` must start with http:// (put a TLS-terminating proxy in front, or run the client on a trusted network)"
+            );
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        Ok(Gateway {
+            agent,
+            base: url.trim_end_matches('/').to_owned(),
+            cluster,
+            auth: format!("Bearer {token}"),
+        })
+    }
+
+    fn wal_url(&self, name: &WalFileName) -> String {
+        format!("{}/v1/clusters/{}/wal/{name}", self.base, self.cluster)
+    }
+
+    /// Repeats `attempt` with exponential backoff while it asks to, for at most RETRY_FOR.
+    fn retrying<T>(&self, mut attempt: impl FnMut() -> Attempt<T>) -> anyhow::Result<T> {
+        let start = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match attempt() {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Retry(e) if start.elapsed() + wait > RETRY_FOR => {
+                    return Err(e.context(format!("gave up after {:?}", start.elapsed())));
+                }
+                Attempt::Retry(e) => {
+                    eprintln!("walgate-client: {e:#}; retrying in {wait:?}");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Uploads one zstd-compressed WAL file; succeeds only on the gateway's durable ack.
+    pub fn push_wal(&self, name: &WalFileName, compressed: &[u8]) -> anyhow::Result<Pushed> {
+        let url = self.wal_url(name);
+        let result = self.retrying(|| {
+            let sent = self
+                .agent
+                .put(&url)
+                .header("Authorization", &self.auth)
+                .header("Content-Encoding", "zstd")
+                .header("Content-Type", "application/octet-stream")
+                .send(compressed);
+            match sent {
+                Err(e) => Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
+                Ok(mut r) => match r.status().as_u16() {
+                    201 => Attempt::Done(Ok(Pushed::Stored)),
+                    200 => Attempt::Done(Ok(Pushed::AlreadyStored)),
+                    s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
+                    s => Attempt::Done(Err(error(s, r.body_mut()))),
+                },
+            }
+        })?;
+        result
+    }
+
+    /// Downloads one WAL file to `dest` (atomically: a temporary file, then a rename).
+    pub fn fetch_wal(&self, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
+        let url = self.wal_url(name);
+        let result = self.retrying(|| {
+            let got = self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.auth)
+                .header("Accept-Encoding", "zstd")
+                .call();
+            match got {
+                Err(e) => Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
+                Ok(mut r) => match r.status().as_u16() {
+                    200 => {
+                        let zstd = r
+                            .headers()
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "zstd");
+                        let body = r.body_mut().with_config().limit(u64::MAX).reader();
+                        match write_atomically(body, zstd, dest) {
+                            Ok(()) => Attempt::Done(Ok(Fetched::Written)),
+                            Err(e) => Attempt::Retry(e),
+                        }
+                    }
+                    404 => Attempt::Done(Ok(Fetched::NotArchived)),
+                    s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
+                    s => Attempt::Done(Err(error(s, r.body_mut()))),
+                },
+            }
+        })?;
+        result
+    }
+}
+
+fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
+    let text = body.read_to_string().unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(e) => anyhow::anyhow!("gateway answered {status} {}: {}", e.error, e.message),
+        Err(_) => anyhow::anyhow!(
+            "gateway answered {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+fn write_atomically(body: impl Read, zstd: bool, dest: &Path) -> anyhow::Result<()> {
+    let tmp = dest.with_extension("walgate-part");
+    let result = (|| {
+        let mut file =
+            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let mut body: Box<dyn Read> = if zstd {
+            Box::new(zstd::Decoder::new(body)?)
+        } else {
+            Box::new(body)
+        };
+        std::io::copy(&mut body, &mut file).context("download")?;
+        file.flush()?;
+        std::fs::rename(&tmp, dest).with_context(|| format!("rename to {}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
