@@ -28,9 +28,10 @@ pub enum Fetched {
     NotArchived,
 }
 
-/// Whether a failed attempt is worth repeating.
+/// The outcome of one try: done, failed for good, or worth repeating.
 enum Attempt<T> {
     Done(T),
+    Fail(anyhow::Error),
     Retry(anyhow::Error),
 }
 
@@ -66,6 +67,7 @@ impl Gateway {
         loop {
             match attempt() {
                 Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
                 Attempt::Retry(e) if start.elapsed() + wait > RETRY_FOR => {
                     return Err(e.context(format!("gave up after {:?}", start.elapsed())));
                 }
@@ -81,7 +83,7 @@ impl Gateway {
     /// Uploads one zstd-compressed WAL file; succeeds only on the gateway's durable ack.
     pub fn push_wal(&self, name: &WalFileName, compressed: &[u8]) -> anyhow::Result<Pushed> {
         let url = self.wal_url(name);
-        let result = self.retrying(|| {
+        self.retrying(|| {
             let sent = self
                 .agent
                 .put(&url)
@@ -92,20 +94,19 @@ impl Gateway {
             match sent {
                 Err(e) => Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
                 Ok(mut r) => match r.status().as_u16() {
-                    201 => Attempt::Done(Ok(Pushed::Stored)),
-                    200 => Attempt::Done(Ok(Pushed::AlreadyStored)),
+                    201 => Attempt::Done(Pushed::Stored),
+                    200 => Attempt::Done(Pushed::AlreadyStored),
                     s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
-                    s => Attempt::Done(Err(error(s, r.body_mut()))),
+                    s => Attempt::Fail(error(s, r.body_mut())),
                 },
             }
-        })?;
-        result
+        })
     }
 
     /// Downloads one WAL file to `dest` (atomically: a temporary file, then a rename).
     pub fn fetch_wal(&self, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
         let url = self.wal_url(name);
-        let result = self.retrying(|| {
+        self.retrying(|| {
             let got = self
                 .agent
                 .get(&url)
@@ -122,17 +123,16 @@ impl Gateway {
                             .is_some_and(|v| v == "zstd");
                         let body = r.body_mut().with_config().limit(u64::MAX).reader();
                         match write_atomically(body, zstd, dest) {
-                            Ok(()) => Attempt::Done(Ok(Fetched::Written)),
+                            Ok(()) => Attempt::Done(Fetched::Written),
                             Err(e) => Attempt::Retry(e),
                         }
                     }
-                    404 => Attempt::Done(Ok(Fetched::NotArchived)),
+                    404 => Attempt::Done(Fetched::NotArchived),
                     s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
-                    s => Attempt::Done(Err(error(s, r.body_mut()))),
+                    s => Attempt::Fail(error(s, r.body_mut())),
                 },
             }
-        })?;
-        result
+        })
     }
 }
 
