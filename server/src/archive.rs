@@ -121,6 +121,21 @@ impl Read for ChannelReader {
     }
 }
 
+/// Copies everything read through it into `copy`: the client's own zstd frames, which
+/// are stored as they came instead of being compressed a second time.
+struct Tee<R> {
+    inner: R,
+    copy: Chunks,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// A `Write` that collects output in 1 MiB `Bytes` chunks, so a large object is never
 /// copied into one growing buffer.
 #[derive(Default)]
@@ -169,7 +184,8 @@ struct Expect {
 struct Encoded {
     header: Option<LongPageHeader>,
     size: u64,
-    sha256: [u8; 32],
+    /// Set when the worker decoded the body; a raw body is hashed as it arrives.
+    sha256: Option<[u8; 32]>,
     payload: PutPayload,
     stored_size: u64,
 }
@@ -238,23 +254,74 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
     }
 }
 
-/// The blocking half: decode, check, hash, compress.
+/// Compression workers per upload. PostgreSQL's archiver sends one file at a time and
+/// waits for each, so one upload's latency is what limits archiving: spread it.
+fn compression_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
+}
+
+/// The blocking half: decode, check, and compress (or keep the client's zstd). A raw
+/// body is hashed on the async side as it arrives; a zstd body is hashed here, decoded.
 fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded, ArchiveError> {
-    let mut body: Box<dyn Read> = match encoding {
-        BodyEncoding::Identity => Box::new(body),
-        BodyEncoding::Zstd => Box::new(zstd::Decoder::new(body).map_err(ArchiveError::Body)?),
-    };
+    match encoding {
+        BodyEncoding::Identity => {
+            let mut out =
+                zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
+            if compression_workers() > 1 {
+                out.multithread(compression_workers())
+                    .map_err(ArchiveError::Body)?;
+            }
+            let (header, size) = check(&e, body, &mut out)?;
+            let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
+            Ok(Encoded {
+                header,
+                size,
+                sha256: None,
+                payload,
+                stored_size,
+            })
+        }
+        BodyEncoding::Zstd => {
+            let mut tee = Tee {
+                inner: body,
+                copy: Chunks::default(),
+            };
+            let decoder = zstd::Decoder::new(&mut tee).map_err(ArchiveError::Body)?;
+            let mut sha = HashWriter(Sha256::new());
+            let (header, size) = check(&e, decoder, &mut sha)?;
+            // Whatever follows the last frame was not checked: refuse it.
+            if tee.read(&mut [0u8; 1]).map_err(ArchiveError::Body)? != 0 {
+                return Err(ArchiveError::Body(io::Error::other(
+                    "data after the end of the zstd stream",
+                )));
+            }
+            let (payload, stored_size) = tee.copy.into_payload();
+            Ok(Encoded {
+                header,
+                size,
+                sha256: Some(sha.0.finalize().into()),
+                payload,
+                stored_size,
+            })
+        }
+    }
+}
+
+/// Reads the whole file into `out`, checking a segment's page header first and its size
+/// at the end. Returns the header and the size.
+fn check(
+    e: &Expect,
+    mut body: impl Read,
+    out: &mut impl Write,
+) -> Result<(Option<LongPageHeader>, u64), ArchiveError> {
     let mut limit = size_limit(e.name, e.pinned);
-    let mut sha = Sha256::new();
-    let mut out = zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
     let mut size = 0u64;
     let mut header = None;
     if e.name.wal_segment().is_some() {
         let mut first = [0u8; LongPageHeader::LEN];
         let got = read_up_to(&mut body, &mut first).map_err(ArchiveError::Body)?;
-        let h = check_header(&e, &first[..got])?;
+        let h = check_header(e, &first[..got])?;
         limit = h.segment_size.bytes();
-        sha.update(first);
         out.write_all(&first).map_err(ArchiveError::Body)?;
         size = first.len() as u64;
         header = Some(h);
@@ -272,7 +339,6 @@ fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded,
                 limit,
             });
         }
-        sha.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(ArchiveError::Body)?;
     }
     match header {
@@ -286,14 +352,7 @@ fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded,
         None if size == 0 => return Err(ArchiveError::Empty { name: e.name }),
         _ => {}
     }
-    let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
-    Ok(Encoded {
-        header,
-        size,
-        sha256: sha.finalize().into(),
-        payload,
-        stored_size,
-    })
+    Ok((header, size))
 }
 
 /// One WAL file a client is sending.
@@ -352,8 +411,13 @@ where
             encoding,
         )
     });
+    // A raw body is hashed here while the worker compresses: the two overlap.
+    let mut sha = (encoding == BodyEncoding::Identity).then(Sha256::new);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(io::Error::other);
+        if let (Ok(c), Some(sha)) = (&chunk, sha.as_mut()) {
+            sha.update(c);
+        }
         let failed = chunk.is_err();
         // A closed channel means the worker has refused the file: stop reading.
         if tx.send(chunk).await.is_err() || failed {
@@ -367,7 +431,11 @@ where
         name,
         size: encoded.size,
         stored_size: encoded.stored_size,
-        sha256: encoded.sha256,
+        sha256: match (encoded.sha256, sha) {
+            (Some(decoded), _) => decoded,
+            (None, Some(raw)) => raw.finalize().into(),
+            (None, None) => unreachable!("a raw body is hashed while it is read"),
+        },
         archived_at: OffsetDateTime::now_utc(),
     };
     if let Some(stored) = catalog.wal(cluster, &name).await? {
@@ -441,18 +509,19 @@ async fn stored_sha256(
 ) -> Result<[u8; 32], ArchiveError> {
     let compressed = store.get_all(key).await?;
     tokio::task::spawn_blocking(move || {
-        let mut sha = Sha256::new();
+        let mut sha = HashWriter(Sha256::new());
         let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Body)?;
-        io::copy(&mut dec, &mut HashWriter(&mut sha)).map_err(ArchiveError::Body)?;
-        Ok(sha.finalize().into())
+        io::copy(&mut dec, &mut sha).map_err(ArchiveError::Body)?;
+        Ok(sha.0.finalize().into())
     })
     .await
     .expect("hash worker panicked")
 }
 
-struct HashWriter<'a>(&'a mut Sha256);
+/// A `Write` that only hashes.
+struct HashWriter(Sha256);
 
-impl Write for HashWriter<'_> {
+impl Write for HashWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.update(buf);
         Ok(buf.len())
