@@ -400,7 +400,9 @@ where
         }
     }
 
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
+    // Up to 64 chunks in flight (hyper yields at most 16 KiB or so each): bounded, yet
+    // deep enough that the worker rarely waits for the network or the network for it.
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
     let worker = tokio::task::spawn_blocking(move || {
         encode(
             expect,
