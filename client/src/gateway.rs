@@ -91,15 +91,11 @@ impl Gateway {
                 .header("Content-Encoding", "zstd")
                 .header("Content-Type", "application/octet-stream")
                 .send(compressed);
-            match sent {
-                Err(e) => Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
-                Ok(mut r) => match r.status().as_u16() {
-                    201 => Attempt::Done(Pushed::Stored),
-                    200 => Attempt::Done(Pushed::AlreadyStored),
-                    s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
-                    s => Attempt::Fail(error(s, r.body_mut())),
-                },
-            }
+            classify(sent, |status, _| match status {
+                201 => Some(Attempt::Done(Pushed::Stored)),
+                200 => Some(Attempt::Done(Pushed::AlreadyStored)),
+                _ => None,
+            })
         })
     }
 
@@ -113,26 +109,46 @@ impl Gateway {
                 .header("Authorization", &self.auth)
                 .header("Accept-Encoding", "zstd")
                 .call();
-            match got {
-                Err(e) => Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
-                Ok(mut r) => match r.status().as_u16() {
-                    200 => {
-                        let zstd = r
-                            .headers()
-                            .get("content-encoding")
-                            .is_some_and(|v| v == "zstd");
-                        let body = r.body_mut().with_config().limit(u64::MAX).reader();
-                        match write_atomically(body, zstd, dest) {
-                            Ok(()) => Attempt::Done(Fetched::Written),
-                            Err(e) => Attempt::Retry(e),
-                        }
-                    }
-                    404 => Attempt::Done(Fetched::NotArchived),
-                    s if s >= 500 || s == 429 => Attempt::Retry(error(s, r.body_mut())),
-                    s => Attempt::Fail(error(s, r.body_mut())),
-                },
-            }
+            classify(got, |status, r| match status {
+                200 => {
+                    let zstd = r
+                        .headers()
+                        .get("content-encoding")
+                        .is_some_and(|v| v == "zstd");
+                    let body = r.body_mut().with_config().limit(u64::MAX).reader();
+                    Some(match write_atomically(body, zstd, dest) {
+                        Ok(()) => Attempt::Done(Fetched::Written),
+                        Err(e) => Attempt::Retry(e),
+                    })
+                }
+                404 => Some(Attempt::Done(Fetched::NotArchived)),
+                _ => None,
+            })
         })
+    }
+}
+
+type Answer = ureq::http::Response<ureq::Body>;
+
+/// Sorts an answer: what `expected` recognises, else transport errors, 5xx and 429 are
+/// worth retrying, and any other status is final.
+fn classify<T>(
+    sent: Result<Answer, ureq::Error>,
+    expected: impl FnOnce(u16, &mut Answer) -> Option<Attempt<T>>,
+) -> Attempt<T> {
+    let mut r = match sent {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
+    };
+    let status = r.status().as_u16();
+    if let Some(attempt) = expected(status, &mut r) {
+        return attempt;
+    }
+    let e = error(status, r.body_mut());
+    if status >= 500 || status == 429 {
+        Attempt::Retry(e)
+    } else {
+        Attempt::Fail(e)
     }
 }
 
