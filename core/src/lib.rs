@@ -6,11 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod cluster;
+pub mod history;
 pub mod lsn;
 pub mod page;
 pub mod wal;
 
+pub use backup::BackupLabel;
 pub use cluster::ClusterName;
 pub use lsn::Lsn;
 pub use page::{LongPageHeader, PageHeaderError};

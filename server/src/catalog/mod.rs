@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 use walgate_core::api::{self, Role};
-use walgate_core::{ClusterName, SegmentSize, WalFileName};
+use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 pub use sql::{PostgresCatalog, SqliteCatalog};
 
@@ -83,6 +83,62 @@ pub struct ClusterStats {
     pub wal_bytes: u64,
     pub last_wal: Option<String>,
     pub last_archived_at: Option<OffsetDateTime>,
+}
+
+/// Where a backup is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupStatus {
+    /// Objects are being written; not usable for a restore.
+    Uploading,
+    /// Every object, the sentinel last, is durable.
+    Complete,
+    /// Its objects are being removed; not usable for a restore.
+    Deleting,
+}
+
+impl BackupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Uploading => "uploading",
+            BackupStatus::Complete => "complete",
+            BackupStatus::Deleting => "deleting",
+        }
+    }
+}
+
+impl FromStr for BackupStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Uploading, Self::Complete, Self::Deleting]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown backup status `{s}`"))
+    }
+}
+
+/// One base backup. Its objects live under a prefix derived from `(cluster, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRow {
+    pub id: String,
+    pub status: BackupStatus,
+    pub label: String,
+    pub method: String,
+    pub from_standby: bool,
+    pub start_lsn: Lsn,
+    pub start_timeline: Timeline,
+    pub checkpoint_lsn: Lsn,
+    /// Where the backup becomes consistent, from its manifest's WAL range.
+    pub end_lsn: Option<Lsn>,
+    pub end_timeline: Option<Timeline>,
+    pub system_identifier: Option<u64>,
+    /// Bytes of the tar stream.
+    pub size: u64,
+    pub stored_size: u64,
+    /// SHA-256 of the tar stream, hexadecimal.
+    pub sha256: String,
+    pub has_manifest: bool,
+    pub started_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
 }
 
 /// What a token may touch: a list of clusters or all of them.
@@ -189,6 +245,15 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records a WAL file unless a row for its name exists.
     async fn insert_wal(&self, cluster: &ClusterName, row: &WalRow) -> Result<Inserted>;
     async fn list_wal(&self, cluster: &ClusterName, filter: &WalFilter) -> Result<Vec<WalRow>>;
+
+    /// Records a new backup; fails if the id is taken.
+    async fn insert_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
+    /// Rewrites a backup's mutable fields (status, end, sizes, hash, finish time).
+    async fn update_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
+    async fn delete_backup(&self, cluster: &ClusterName, id: &str) -> Result<()>;
+    async fn backup(&self, cluster: &ClusterName, id: &str) -> Result<Option<BackupRow>>;
+    /// Every backup of the cluster, newest first.
+    async fn backups(&self, cluster: &ClusterName) -> Result<Vec<BackupRow>>;
 
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;

@@ -16,10 +16,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
-use walgate_core::{ClusterName, SegmentSize, WalFileName};
+use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{
-    Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow, WalFilter, WalRow,
+    BackupRow, Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow, WalFilter, WalRow,
     parse_cluster, parse_name, parse_segment_size, parse_sha,
 };
 
@@ -65,6 +65,9 @@ impl PostgresCatalog {
 
 const CLUSTER_COLUMNS: &str = "name, system_identifier, segment_size, pg_version, created_at";
 const WAL_COLUMNS: &str = "name, size, stored_size, sha256, archived_at";
+const BACKUP_COLUMNS: &str = "id, status, label, method, from_standby, start_lsn, start_timeline, \
+     checkpoint_lsn, end_lsn, end_timeline, system_identifier, size, stored_size, sha256, \
+     has_manifest, started_at, finished_at";
 const TOKEN_COLUMNS: &str = "id, clusters, role, description, created_at, expires_at, revoked_at";
 
 fn u64_col(v: i64) -> u64 {
@@ -104,6 +107,31 @@ macro_rules! sql_catalog {
                     created_at: row.try_get("created_at")?,
                     expires_at: row.try_get("expires_at")?,
                     revoked_at: row.try_get("revoked_at")?,
+                })
+            }
+
+            fn backup_row(row: &$row) -> Result<BackupRow> {
+                let corrupt = |e: String| super::CatalogError::Corrupt(e);
+                let lsn = |v: i64| Lsn(v as u64);
+                let timeline = |v: i64| Timeline(v as u32);
+                Ok(BackupRow {
+                    id: row.try_get("id")?,
+                    status: row.try_get::<&str, _>("status")?.parse().map_err(corrupt)?,
+                    label: row.try_get("label")?,
+                    method: row.try_get("method")?,
+                    from_standby: row.try_get::<i64, _>("from_standby")? != 0,
+                    start_lsn: lsn(row.try_get("start_lsn")?),
+                    start_timeline: timeline(row.try_get("start_timeline")?),
+                    checkpoint_lsn: lsn(row.try_get("checkpoint_lsn")?),
+                    end_lsn: row.try_get::<Option<i64>, _>("end_lsn")?.map(lsn),
+                    end_timeline: row.try_get::<Option<i64>, _>("end_timeline")?.map(timeline),
+                    system_identifier: row.try_get::<Option<i64>, _>("system_identifier")?.map(u64_col),
+                    size: u64_col(row.try_get("size")?),
+                    stored_size: u64_col(row.try_get("stored_size")?),
+                    sha256: row.try_get("sha256")?,
+                    has_manifest: row.try_get::<i64, _>("has_manifest")? != 0,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
                 })
             }
 
@@ -247,6 +275,84 @@ macro_rules! sql_catalog {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(Self::wal_row).collect()
+            }
+
+            async fn insert_backup(&self, cluster: &ClusterName, b: &BackupRow) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO backups (cluster, id, status, label, method, from_standby, start_lsn, \
+                       start_timeline, checkpoint_lsn, end_lsn, end_timeline, system_identifier, size, \
+                       stored_size, sha256, has_manifest, started_at, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                )
+                .bind(cluster.as_str())
+                .bind(&b.id)
+                .bind(b.status.as_str())
+                .bind(&b.label)
+                .bind(&b.method)
+                .bind(i64::from(b.from_standby))
+                .bind(b.start_lsn.0 as i64)
+                .bind(i64::from(b.start_timeline.0))
+                .bind(b.checkpoint_lsn.0 as i64)
+                .bind(b.end_lsn.map(|l| l.0 as i64))
+                .bind(b.end_timeline.map(|t| i64::from(t.0)))
+                .bind(b.system_identifier.map(|s| s as i64))
+                .bind(b.size as i64)
+                .bind(b.stored_size as i64)
+                .bind(&b.sha256)
+                .bind(i64::from(b.has_manifest))
+                .bind(b.started_at)
+                .bind(b.finished_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn update_backup(&self, cluster: &ClusterName, b: &BackupRow) -> Result<()> {
+                sqlx::query(
+                    "UPDATE backups SET status = $3, end_lsn = $4, end_timeline = $5, \
+                       system_identifier = $6, size = $7, stored_size = $8, sha256 = $9, \
+                       has_manifest = $10, finished_at = $11 \
+                     WHERE cluster = $1 AND id = $2",
+                )
+                .bind(cluster.as_str())
+                .bind(&b.id)
+                .bind(b.status.as_str())
+                .bind(b.end_lsn.map(|l| l.0 as i64))
+                .bind(b.end_timeline.map(|t| i64::from(t.0)))
+                .bind(b.system_identifier.map(|s| s as i64))
+                .bind(b.size as i64)
+                .bind(b.stored_size as i64)
+                .bind(&b.sha256)
+                .bind(i64::from(b.has_manifest))
+                .bind(b.finished_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_backup(&self, cluster: &ClusterName, id: &str) -> Result<()> {
+                sqlx::query("DELETE FROM backups WHERE cluster = $1 AND id = $2")
+                    .bind(cluster.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn backup(&self, cluster: &ClusterName, id: &str) -> Result<Option<BackupRow>> {
+                let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE cluster = $1 AND id = $2");
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::backup_row).transpose()
+            }
+
+            async fn backups(&self, cluster: &ClusterName) -> Result<Vec<BackupRow>> {
+                let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE cluster = $1 ORDER BY id DESC");
+                let rows = sqlx::query(AssertSqlSafe(sql)).bind(cluster.as_str()).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::backup_row).collect()
             }
 
             async fn insert_token(&self, t: &TokenRow) -> Result<()> {

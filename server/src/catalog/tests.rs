@@ -115,6 +115,55 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(fleet[0].1, stats);
     assert_eq!(fleet[1].1, ClusterStats::default());
 
+    // Backups: newest first by id, updated in place, deleted.
+    let backup = |id: &str| BackupRow {
+        id: id.into(),
+        status: BackupStatus::Uploading,
+        label: "nightly".into(),
+        method: "streamed".into(),
+        from_standby: true,
+        start_lsn: walgate_core::Lsn(0x200_0028),
+        start_timeline: walgate_core::Timeline(1),
+        checkpoint_lsn: walgate_core::Lsn(0x200_0060),
+        end_lsn: None,
+        end_timeline: None,
+        system_identifier: Some(big_sysid),
+        size: 0,
+        stored_size: 0,
+        sha256: String::new(),
+        has_manifest: false,
+        started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        finished_at: None,
+    };
+    let mut b1 = backup("20261127T010000Z-000000010000000000000002");
+    c.insert_backup(&main, &b1).await.unwrap();
+    c.insert_backup(&main, &backup("20261127T020000Z-000000010000000000000004"))
+        .await
+        .unwrap();
+    assert!(c.insert_backup(&main, &b1).await.is_err(), "ids are unique");
+    b1.status = BackupStatus::Complete;
+    b1.end_lsn = Some(walgate_core::Lsn(0x200_0100));
+    b1.end_timeline = Some(walgate_core::Timeline(1));
+    b1.size = 1 << 40;
+    b1.has_manifest = true;
+    b1.finished_at = Some(b1.started_at);
+    c.update_backup(&main, &b1).await.unwrap();
+    assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(b1.clone()));
+    assert_eq!(c.backup(&other, &b1.id).await.unwrap(), None);
+    let ids: Vec<_> = c
+        .backups(&main)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["20261127T020000Z-000000010000000000000004", b1.id.as_str()]
+    );
+    c.delete_backup(&main, &b1.id).await.unwrap();
+    assert_eq!(c.backups(&main).await.unwrap().len(), 1);
+
     // Tokens.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let token = TokenRow {
