@@ -99,6 +99,43 @@ pub struct Cluster {
     pub last_archived_at: Option<OffsetDateTime>,
 }
 
+/// A base backup's metadata. Also stored, as the backup's sentinel object, next to its
+/// data: the catalog can be rebuilt from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Backup {
+    /// Sorts by time: upload start (UTC), then the first WAL segment it needs.
+    pub id: String,
+    pub cluster: String,
+    /// `uploading`, `complete` or `deleting`; only complete backups can be restored.
+    pub status: String,
+    pub label: String,
+    pub method: String,
+    pub from_standby: bool,
+    pub system_identifier: Option<String>,
+    pub start_lsn: String,
+    pub start_timeline: u32,
+    pub checkpoint_lsn: String,
+    /// Where the backup becomes consistent (from its manifest); absent without one.
+    pub end_lsn: Option<String>,
+    pub end_timeline: Option<u32>,
+    /// The first WAL segment a restore needs.
+    pub start_wal: String,
+    /// The last WAL segment a restore needs to become consistent, when known.
+    pub end_wal: Option<String>,
+    /// Bytes of the tar stream.
+    pub size: u64,
+    /// Bytes stored, compressed.
+    pub stored_size: u64,
+    /// SHA-256 of the tar stream, hexadecimal.
+    pub sha256: String,
+    pub has_manifest: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
 /// A token's record; the token itself is shown once, when issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

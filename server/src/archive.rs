@@ -13,7 +13,7 @@
 
 use std::io::{self, Read, Write};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::PutPayload;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -22,6 +22,7 @@ use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, Wa
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, layout};
+use crate::stream::{ChannelReader, Chunks, HashWriter, forward};
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
 pub const MAX_TEXT_FILE: u64 = 1 << 20;
@@ -101,26 +102,6 @@ pub enum BodyEncoding {
     Zstd,
 }
 
-/// A blocking `Read` over the chunks the async side forwards.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Copies everything read through it into `copy`: the client's own zstd frames, which
 /// are stored as they came instead of being compressed a second time.
 struct Tee<R> {
@@ -133,42 +114,6 @@ impl<R: Read> Read for Tee<R> {
         let n = self.inner.read(buf)?;
         self.copy.write_all(&buf[..n])?;
         Ok(n)
-    }
-}
-
-/// A `Write` that collects output in 1 MiB `Bytes` chunks, so a large object is never
-/// copied into one growing buffer.
-#[derive(Default)]
-struct Chunks {
-    done: Vec<Bytes>,
-    current: BytesMut,
-    len: u64,
-}
-
-impl Write for Chunks {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        const CHUNK: usize = 1 << 20;
-        if self.current.capacity() - self.current.len() < buf.len() && !self.current.is_empty() {
-            self.done.push(std::mem::take(&mut self.current).freeze());
-        }
-        if self.current.capacity() == 0 {
-            self.current.reserve(CHUNK.max(buf.len()));
-        }
-        self.current.extend_from_slice(buf);
-        self.len += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Chunks {
-    fn into_payload(mut self) -> (PutPayload, u64) {
-        if !self.current.is_empty() {
-            self.done.push(self.current.freeze());
-        }
-        (self.done.into_iter().collect(), self.len)
     }
 }
 
@@ -371,14 +316,12 @@ pub async fn push<S, E>(
     store: &Store,
     level: i32,
     upload: Upload<'_>,
-    mut body: S,
+    body: S,
 ) -> Result<Archived, ArchiveError>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + Send + Sync + 'static,
 {
-    use futures_util::StreamExt;
-
     let Upload {
         cluster,
         name,
@@ -403,30 +346,16 @@ where
     // Up to 64 chunks in flight (hyper yields at most 16 KiB or so each): bounded, yet
     // deep enough that the worker rarely waits for the network or the network for it.
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
-    let worker = tokio::task::spawn_blocking(move || {
-        encode(
-            expect,
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-            },
-            encoding,
-        )
-    });
+    let worker =
+        tokio::task::spawn_blocking(move || encode(expect, ChannelReader::new(rx), encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
     let mut sha = (encoding == BodyEncoding::Identity).then(Sha256::new);
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(io::Error::other);
-        if let (Ok(c), Some(sha)) = (&chunk, sha.as_mut()) {
-            sha.update(c);
+    forward(body, tx, |chunk| {
+        if let Some(sha) = sha.as_mut() {
+            sha.update(chunk);
         }
-        let failed = chunk.is_err();
-        // A closed channel means the worker has refused the file: stop reading.
-        if tx.send(chunk).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(tx);
+    })
+    .await;
     let encoded = worker.await.expect("archive worker panicked")?;
 
     let row = WalRow {
@@ -518,17 +447,4 @@ async fn stored_sha256(
     })
     .await
     .expect("hash worker panicked")
-}
-
-/// A `Write` that only hashes.
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

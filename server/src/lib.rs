@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod storage;
+pub mod stream;
 
 use std::sync::Arc;
 

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! clusters/<cluster>/wal/<wal file name>.zst     one archived WAL file, zstd-compressed
+//! clusters/<cluster>/backups/<id>/base.tar.zst   a base backup's tar stream, zstd
+//! clusters/<cluster>/backups/<id>/backup_manifest  its manifest, as PostgreSQL wrote it
+//! clusters/<cluster>/backups/<id>/backup.json      its metadata, written last (the sentinel)
 //! probes/<uuid>                                  short-lived readiness probes
 //! ```
 //!
@@ -13,6 +16,22 @@ use walgate_core::{ClusterName, WalFileName};
 
 pub fn wal_key(cluster: &ClusterName, name: &WalFileName) -> Path {
     Path::from(format!("clusters/{cluster}/wal/{name}.zst"))
+}
+
+/// The objects of one backup, in the order they are written.
+pub struct BackupKeys {
+    pub data: Path,
+    pub manifest: Path,
+    pub sentinel: Path,
+}
+
+pub fn backup_keys(cluster: &ClusterName, id: &str) -> BackupKeys {
+    let prefix = format!("clusters/{cluster}/backups/{id}");
+    BackupKeys {
+        data: Path::from(format!("{prefix}/base.tar.zst")),
+        manifest: Path::from(format!("{prefix}/backup_manifest")),
+        sentinel: Path::from(format!("{prefix}/backup.json")),
+    }
 }
 
 pub fn probe_key(id: &str) -> Path {

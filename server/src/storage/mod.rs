@@ -14,7 +14,13 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+
+/// Part size of multipart uploads: above S3's 5 MiB minimum, small enough that a few
+/// parts in flight keep a backup's memory bounded.
+pub const MULTIPART_CHUNK: usize = 8 << 20;
+/// Parts of one upload in flight at once.
+pub const MULTIPART_CONCURRENCY: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -91,6 +97,21 @@ impl Store {
         match self.inner.put_opts(key, payload, opts).await {
             Ok(_) => Ok(Put::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a multipart write at `key`. Multipart uploads have no create-only mode, so
+    /// callers must own `key` (the catalog row of a new backup id does that).
+    pub async fn multipart(&self, key: &Path) -> Result<WriteMultipart, StorageError> {
+        let upload = self.inner.put_multipart(key).await?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK))
+    }
+
+    /// Deletes `key`; a missing object is not an error (deletes are retried).
+    pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
+        match self.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
