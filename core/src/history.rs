@@ -2,11 +2,11 @@
 //! and where.
 //!
 //! ```text
-//! 1	0/3000158	no recovery target specified
+//! 1<TAB>0/3000158<TAB>no recovery target specified
 //! ```
 //!
 //! Each line names a parent timeline and the LSN where its child branched off; the file
-//! of timeline N lists every ancestor of N, oldest first.
+//! of timeline N lists every ancestor of N, oldest first. Fields are tab-separated.
 
 use crate::{Lsn, Timeline};
 

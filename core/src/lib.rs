@@ -17,4 +17,4 @@ pub use backup::BackupLabel;
 pub use cluster::ClusterName;
 pub use lsn::Lsn;
 pub use page::{LongPageHeader, PageHeaderError};
-pub use wal::{SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};
+pub use wal::{SegmentName, SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};

@@ -201,7 +201,7 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
 
 /// Compression workers per upload. PostgreSQL's archiver sends one file at a time and
 /// waits for each, so one upload's latency is what limits archiving: spread it.
-fn compression_workers() -> u32 {
+pub(crate) fn compression_workers() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
 }
 

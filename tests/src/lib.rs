@@ -130,6 +130,24 @@ impl PgCluster {
         c
     }
 
+    /// A new cluster whose data directory is filled by a shell pipeline run as the
+    /// PostgreSQL owner, with `$PGDATA` set (e.g. `curl … | tar -x -C "$PGDATA"`).
+    pub fn from_shell(script: &str) -> Self {
+        let c = Self::empty();
+        std::fs::create_dir(&c.pgdata).expect("create data dir");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&c.pgdata, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        if running_as_root() {
+            run(Command::new("chown").arg("postgres:").arg(&c.pgdata)).expect("chown");
+        }
+        run(as_pg_owner("bash")
+            .args(["-o", "pipefail", "-c", script])
+            .env("PGDATA", &c.pgdata))
+        .expect("fill the data directory");
+        c.write_base_conf();
+        c
+    }
+
     /// A new cluster from a `pg_basebackup` of `source` (which must be running).
     pub fn from_basebackup(source: &PgCluster, extra: &[&str]) -> Self {
         let c = Self::empty();

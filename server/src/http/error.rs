@@ -7,6 +7,7 @@ use walgate_core::api::ErrorBody;
 
 use crate::archive::ArchiveError;
 use crate::auth::AuthError;
+use crate::backup::BackupError;
 use crate::catalog::CatalogError;
 use crate::storage::StorageError;
 
@@ -87,6 +88,23 @@ impl From<ArchiveError> for ApiError {
             A::Storage(s) => return Self::internal(s),
         };
         tracing::warn!(error = %e, "WAL file refused");
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        use BackupError as B;
+        let (status, code) = match &e {
+            B::NotABackup(_) => (StatusCode::BAD_REQUEST, "not_a_backup"),
+            B::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
+            B::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
+            B::Duplicate(_) => (StatusCode::CONFLICT, "conflict"),
+            B::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            B::Catalog(c) => return Self::internal(c),
+            B::Storage(s) => return Self::internal(s),
+        };
+        tracing::warn!(error = %e, "backup request refused");
         Self::new(status, code, e.to_string())
     }
 }

@@ -1,6 +1,8 @@
 //! Extractors that turn untrusted request parts into typed values before a handler runs:
 //! the caller's token and the cluster and file names of the path.
 
+use std::collections::HashMap;
+
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -30,28 +32,34 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-fn path_error(e: axum::extract::rejection::PathRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text())
+/// The path's named parameters.
+async fn params(parts: &mut Parts) -> Result<HashMap<String, String>, ApiError> {
+    let Path(map) = Path::<HashMap<String, String>>::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text()))?;
+    Ok(map)
 }
 
-fn cluster_name(s: &str) -> Result<ClusterName, ApiError> {
-    s.parse()
+fn param<'a>(map: &'a HashMap<String, String>, name: &str) -> &'a str {
+    map.get(name).map(String::as_str).unwrap_or_default()
+}
+
+fn cluster_name(map: &HashMap<String, String>) -> Result<ClusterName, ApiError> {
+    param(map, "cluster")
+        .parse()
         .map_err(|e: walgate_core::cluster::ClusterNameError| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_cluster", e.to_string())
         })
 }
 
-/// `/v1/clusters/{cluster}`.
+/// `/v1/clusters/{cluster}…`.
 pub struct ClusterPath(pub ClusterName);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClusterPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(c) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(path_error)?;
-        Ok(ClusterPath(cluster_name(&c)?))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(ClusterPath(cluster_name(&params(parts).await?)?))
     }
 }
 
@@ -61,13 +69,39 @@ pub struct WalPath(pub ClusterName, pub WalFileName);
 impl<S: Send + Sync> FromRequestParts<S> for WalPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((c, f)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(path_error)?;
-        let file = f.parse().map_err(|e: walgate_core::WalNameError| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string())
-        })?;
-        Ok(WalPath(cluster_name(&c)?, file))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let map = params(parts).await?;
+        let file = param(&map, "file")
+            .parse()
+            .map_err(|e: walgate_core::WalNameError| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string())
+            })?;
+        Ok(WalPath(cluster_name(&map)?, file))
+    }
+}
+
+/// `/v1/clusters/{cluster}/backups/{id}…`: a backup id, or `latest`.
+pub struct BackupPath(pub ClusterName, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BackupPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let map = params(parts).await?;
+        let id = param(&map, "id");
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_id",
+                format!(
+                    "`{}` is not a backup id (or `latest`)",
+                    id.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+        Ok(BackupPath(cluster_name(&map)?, id.to_owned()))
     }
 }

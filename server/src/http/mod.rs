@@ -1,6 +1,7 @@
 //! The HTTP API. Each resource module exposes its routes; [`app`] assembles them, and
 //! registering a route through `utoipa-axum` also documents it in [`openapi`].
 
+mod backups;
 mod clusters;
 pub mod error;
 mod extract;
@@ -21,6 +22,7 @@ use crate::AppState;
     modifiers(&BearerAuth),
     tags(
         (name = "wal", description = "Archive and fetch WAL files"),
+        (name = "backups", description = "Base backups"),
         (name = "clusters", description = "The fleet"),
         (name = "probes", description = "Health and readiness"),
     )
@@ -42,6 +44,7 @@ impl Modify for BearerAuth {
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(wal::router())
+        .merge(backups::router())
         .merge(clusters::router())
         .merge(health::router())
 }

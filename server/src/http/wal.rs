@@ -46,7 +46,7 @@ fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, ApiError> {
     }
 }
 
-fn accepts_zstd(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_zstd(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

@@ -128,6 +128,15 @@ impl Store {
         }
     }
 
+    /// The size of the object at `key`.
+    pub async fn head_size(&self, key: &Path) -> Result<u64, StorageError> {
+        match self.inner.head(key).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a whole (small) object.
     pub async fn get_all(&self, key: &Path) -> Result<Bytes, StorageError> {
         let mut stream = self.get(key).await?;

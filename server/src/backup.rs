@@ -1,0 +1,580 @@
+//! Base backups: receive a tar stream, read what it says about itself, store it.
+//!
+//! The body (plain, zstd or gzip) goes to a blocking worker that decodes it, hashes and
+//! compresses the tar stream as it passes, and parses it on the way with the `tar` crate:
+//! `backup_label` must be the first entry (it names the start LSN and timeline),
+//! `global/pg_control` names the database system, and `backup_manifest`, the last entry
+//! when pg_basebackup writes to stdout, gives the LSN where the backup is consistent.
+//! Compressed output comes back to the async side in chunks and goes to the object store
+//! as a multipart upload, so memory stays bounded whatever the backup's size.
+//!
+//! A backup becomes visible only at the end (DESIGN rules 1 and 4): its catalog row is
+//! `uploading` until the data, the manifest and, last, the sentinel object are durable.
+//! Any failure aborts the upload, deletes what was written and drops the row.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use object_store::PutPayload;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::macros::format_description;
+use tokio::sync::mpsc;
+use walgate_core::api;
+use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Timeline};
+
+use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
+use crate::storage::{MULTIPART_CONCURRENCY, StorageError, Store, layout};
+use crate::stream::{ChannelReader, forward};
+
+/// Largest `backup_label` and `backup_manifest` read into memory.
+const MAX_LABEL: u64 = 64 << 10;
+const MAX_MANIFEST: u64 = 512 << 20;
+/// Compressed output is handed to the uploader in chunks of this size.
+const EVENT_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "not a base backup: {0} (send the tar stream of `pg_basebackup -D - -Ft -X fetch`, plain, zstd or gzip)"
+    )]
+    NotABackup(String),
+    #[error(
+        "the backup is of database system {found}, but cluster `{cluster}` archives system {expected}"
+    )]
+    WrongSystem {
+        cluster: ClusterName,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the request body could not be read (cut upload or bad compression): {0}")]
+    Body(io::Error),
+    #[error("a backup with id {0} is already being uploaded: retry in a second")]
+    Duplicate(String),
+    #[error("no backup {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// How the request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupEncoding {
+    Identity,
+    Zstd,
+    Gzip,
+}
+
+/// What the worker tells the uploader, in order: the label, then data.
+enum Event {
+    Label(Box<BackupLabel>),
+    Data(Bytes),
+}
+
+/// What the worker learned by the end of the stream.
+struct Summary {
+    size: u64,
+    sha256: [u8; 32],
+    system_identifier: Option<u64>,
+    manifest: Option<Vec<u8>>,
+    end: Option<(Timeline, Lsn)>,
+}
+
+/// A `Write` that hands compressed output to the uploader in `EVENT_CHUNK` pieces, and
+/// holds it back until the label has gone first.
+struct EventSink {
+    tx: mpsc::Sender<Event>,
+    buf: BytesMut,
+    label_sent: Arc<AtomicBool>,
+}
+
+impl EventSink {
+    fn send(&mut self) -> io::Result<()> {
+        let data = std::mem::take(&mut self.buf).freeze();
+        self.tx
+            .blocking_send(Event::Data(data))
+            .map_err(|_| io::Error::other("the upload was abandoned"))
+    }
+}
+
+impl Write for EventSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= EVENT_CHUNK && self.label_sent.load(Ordering::Acquire) {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads through to `out` (the compressor), counting and hashing the tar stream.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+    sha: Sha256,
+    size: u64,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        self.size += n as u64;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The part of a backup manifest the gateway uses.
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(rename = "WAL-Ranges", default)]
+    wal_ranges: Vec<WalRange>,
+}
+
+#[derive(Deserialize)]
+struct WalRange {
+    #[serde(rename = "Timeline")]
+    timeline: u32,
+    #[serde(rename = "End-LSN")]
+    end_lsn: String,
+}
+
+/// The timeline and LSN where the backup is consistent: the manifest's last WAL range.
+fn manifest_end(manifest: &[u8]) -> Result<Option<(Timeline, Lsn)>, BackupError> {
+    let bad = |e: String| BackupError::NotABackup(format!("unreadable backup_manifest: {e}"));
+    let m: Manifest = serde_json::from_slice(manifest).map_err(|e| bad(e.to_string()))?;
+    m.wal_ranges
+        .last()
+        .map(|r| {
+            let lsn = r
+                .end_lsn
+                .parse()
+                .map_err(|e: walgate_core::lsn::LsnParseError| bad(e.to_string()))?;
+            Ok((Timeline(r.timeline), lsn))
+        })
+        .transpose()
+}
+
+fn read_small(entry: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, BackupError> {
+    let mut buf = Vec::new();
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(BackupError::Body)?;
+    if buf.len() as u64 > limit {
+        return Err(BackupError::NotABackup(format!(
+            "{what} is larger than {limit} bytes"
+        )));
+    }
+    Ok(buf)
+}
+
+/// The blocking half: decode, hash, compress and parse the tar stream.
+fn read_backup(
+    body: impl Read,
+    encoding: BackupEncoding,
+    level: i32,
+    events: mpsc::Sender<Event>,
+) -> Result<Summary, BackupError> {
+    let decoded: Box<dyn Read> = match encoding {
+        BackupEncoding::Identity => Box::new(body),
+        BackupEncoding::Zstd => Box::new(zstd::Decoder::new(body).map_err(BackupError::Body)?),
+        BackupEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+    };
+    let label_sent = Arc::new(AtomicBool::new(false));
+    let sink = EventSink {
+        tx: events.clone(),
+        buf: BytesMut::new(),
+        label_sent: label_sent.clone(),
+    };
+    let mut encoder = zstd::Encoder::new(sink, level).map_err(BackupError::Body)?;
+    encoder
+        .multithread(crate::archive::compression_workers())
+        .map_err(BackupError::Body)?;
+    let tee = Tee {
+        inner: decoded,
+        out: encoder,
+        sha: Sha256::new(),
+        size: 0,
+    };
+
+    let mut archive = tar::Archive::new(tee);
+    let not_tar = |e: io::Error| {
+        if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
+            BackupError::NotABackup(format!("not a tar stream: {e}"))
+        } else {
+            BackupError::Body(e)
+        }
+    };
+    let mut system_identifier = None;
+    let mut manifest = None;
+    let mut seen_label = false;
+    for entry in archive.entries().map_err(not_tar)? {
+        let mut entry = entry.map_err(not_tar)?;
+        let path = entry
+            .path()
+            .map_err(not_tar)?
+            .to_string_lossy()
+            .into_owned();
+        if !seen_label {
+            if path != "backup_label" {
+                return Err(BackupError::NotABackup(format!(
+                    "the tar stream starts with `{path}`, not `backup_label`"
+                )));
+            }
+            let text = read_small(&mut entry, MAX_LABEL, "backup_label")?;
+            let label: BackupLabel = String::from_utf8_lossy(&text).parse().map_err(
+                |e: walgate_core::backup::BackupLabelError| BackupError::NotABackup(e.to_string()),
+            )?;
+            events
+                .blocking_send(Event::Label(Box::new(label)))
+                .map_err(|_| BackupError::Body(io::Error::other("the upload was abandoned")))?;
+            label_sent.store(true, Ordering::Release);
+            seen_label = true;
+        } else if path == "global/pg_control" {
+            let head = read_small(&mut entry.by_ref().take(8), 8, "pg_control")?;
+            let bytes: [u8; 8] = head
+                .try_into()
+                .map_err(|_| BackupError::NotABackup("global/pg_control is truncated".into()))?;
+            system_identifier = Some(u64::from_le_bytes(bytes));
+        } else if path == "backup_manifest" {
+            manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
+        }
+    }
+    if !seen_label {
+        return Err(BackupError::NotABackup("the tar stream is empty".into()));
+    }
+    // The tar crate stops at the end-of-archive marker: the record padding after it is
+    // part of the stream too, and a body cut there must still be noticed.
+    let mut tee = archive.into_inner();
+    io::copy(&mut tee, &mut io::sink()).map_err(BackupError::Body)?;
+    let mut sink = tee.out.finish().map_err(BackupError::Body)?;
+    sink.flush().map_err(BackupError::Body)?;
+    let end = manifest.as_deref().map(manifest_end).transpose()?.flatten();
+    Ok(Summary {
+        size: tee.size,
+        sha256: tee.sha.finalize().into(),
+        system_identifier,
+        manifest,
+        end,
+    })
+}
+
+/// The id of a backup started at `at` from `label`: sorts by time, says where it starts.
+fn backup_id(at: OffsetDateTime, label: &BackupLabel) -> String {
+    let stamp = at
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("a UTC timestamp formats");
+    format!("{stamp}-{}", label.start_wal)
+}
+
+/// The backup's API form (and sentinel), given the cluster's segment size if known.
+pub fn to_api(
+    cluster: &ClusterName,
+    b: &BackupRow,
+    segment_size: Option<SegmentSize>,
+) -> api::Backup {
+    let size = segment_size.unwrap_or(SegmentSize::DEFAULT);
+    let segment_of = |tli: Timeline, lsn: Lsn| {
+        SegmentName::from_segment_no(tli, lsn.0 / size.bytes(), size).to_string()
+    };
+    api::Backup {
+        id: b.id.clone(),
+        cluster: cluster.to_string(),
+        status: b.status.as_str().to_owned(),
+        label: b.label.clone(),
+        method: b.method.clone(),
+        from_standby: b.from_standby,
+        system_identifier: b.system_identifier.map(|s| s.to_string()),
+        start_lsn: b.start_lsn.to_string(),
+        start_timeline: b.start_timeline.0,
+        checkpoint_lsn: b.checkpoint_lsn.to_string(),
+        end_lsn: b.end_lsn.map(|l| l.to_string()),
+        end_timeline: b.end_timeline.map(|t| t.0),
+        start_wal: segment_of(b.start_timeline, b.start_lsn),
+        // The end LSN points just past the last record: that byte's segment is needed.
+        end_wal: b
+            .end_lsn
+            .zip(b.end_timeline)
+            .map(|(l, t)| segment_of(t, Lsn(l.0.saturating_sub(1)))),
+        size: b.size,
+        stored_size: b.stored_size,
+        sha256: b.sha256.clone(),
+        has_manifest: b.has_manifest,
+        started_at: b.started_at,
+        finished_at: b.finished_at,
+    }
+}
+
+/// Receives one base backup from `body` and stores it; returns the completed row.
+pub async fn push<S, E>(
+    catalog: &dyn Catalog,
+    store: &Store,
+    level: i32,
+    cluster: &ClusterName,
+    encoding: BackupEncoding,
+    body: S,
+) -> Result<BackupRow, BackupError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (body_tx, body_rx) = mpsc::channel::<io::Result<Bytes>>(64);
+    let (event_tx, mut events) = mpsc::channel::<Event>(8);
+    let pump = tokio::spawn(forward(body, body_tx, |_| {}));
+    let worker = tokio::task::spawn_blocking(move || {
+        read_backup(ChannelReader::new(body_rx), encoding, level, event_tx)
+    });
+
+    let mut upload: Option<(BackupRow, object_store::WriteMultipart)> = None;
+    let mut failure: Option<BackupError> = None;
+    while let Some(event) = events.recv().await {
+        let step = match event {
+            Event::Label(label) => start(catalog, store, cluster, &label)
+                .await
+                .map(|u| upload = Some(u)),
+            Event::Data(data) => match upload.as_mut() {
+                Some((_, writer)) => writer
+                    .wait_for_capacity(MULTIPART_CONCURRENCY)
+                    .await
+                    .map(|()| writer.put(data))
+                    .map_err(|e| BackupError::Storage(e.into())),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = step {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(events); // unblocks a worker waiting to send
+    let summary = worker.await.expect("backup worker panicked");
+    pump.abort();
+    let id = upload.as_ref().map(|(row, _)| row.id.clone());
+    let result = match (failure, summary, upload) {
+        (None, Ok(summary), Some((row, writer))) => {
+            finish(catalog, store, cluster, row, writer, summary).await
+        }
+        (Some(e), _, upload) | (None, Err(e), upload) => {
+            if let Some((_, writer)) = upload {
+                let _ = writer.abort().await;
+            }
+            Err(e)
+        }
+        (None, Ok(_), None) => Err(BackupError::NotABackup("no backup_label".into())),
+    };
+    if let (Err(_), Some(id)) = (&result, id) {
+        discard(catalog, store, cluster, &id).await;
+    }
+    result
+}
+
+/// Records the new backup as `uploading` and opens its data object.
+async fn start(
+    catalog: &dyn Catalog,
+    store: &Store,
+    cluster: &ClusterName,
+    label: &BackupLabel,
+) -> Result<(BackupRow, object_store::WriteMultipart), BackupError> {
+    let now = OffsetDateTime::now_utc();
+    let row = BackupRow {
+        id: backup_id(now, label),
+        status: BackupStatus::Uploading,
+        label: label.label.clone(),
+        method: label.method.clone(),
+        from_standby: label.from_standby,
+        start_lsn: label.start_lsn,
+        start_timeline: label.start_timeline,
+        checkpoint_lsn: label.checkpoint_lsn,
+        end_lsn: None,
+        end_timeline: None,
+        system_identifier: None,
+        size: 0,
+        stored_size: 0,
+        sha256: String::new(),
+        has_manifest: false,
+        started_at: now,
+        finished_at: None,
+    };
+    catalog.ensure_cluster(cluster).await?;
+    if catalog.backup(cluster, &row.id).await?.is_some() {
+        return Err(BackupError::Duplicate(row.id));
+    }
+    catalog
+        .insert_backup(cluster, &row)
+        .await
+        .map_err(|_| BackupError::Duplicate(row.id.clone()))?;
+    let keys = layout::backup_keys(cluster, &row.id);
+    match store.multipart(&keys.data).await {
+        Ok(writer) => Ok((row, writer)),
+        Err(e) => {
+            discard(catalog, store, cluster, &row.id).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Makes the backup durable and visible: data, manifest, sentinel, then the catalog.
+async fn finish(
+    catalog: &dyn Catalog,
+    store: &Store,
+    cluster: &ClusterName,
+    mut row: BackupRow,
+    writer: object_store::WriteMultipart,
+    summary: Summary,
+) -> Result<BackupRow, BackupError> {
+    let pinned = catalog.cluster(cluster).await?;
+    check_system(cluster, pinned.as_ref(), summary.system_identifier)?;
+    let keys = layout::backup_keys(cluster, &row.id);
+    writer
+        .finish()
+        .await
+        .map_err(|e| BackupError::Storage(e.into()))?;
+    let stored = store.head_size(&keys.data).await?;
+    if let Some(manifest) = &summary.manifest {
+        store
+            .put_new(&keys.manifest, PutPayload::from(manifest.clone()))
+            .await?;
+    }
+    row.status = BackupStatus::Complete;
+    row.end_timeline = summary.end.map(|(t, _)| t);
+    row.end_lsn = summary.end.map(|(_, l)| l);
+    row.system_identifier = summary.system_identifier;
+    row.size = summary.size;
+    row.stored_size = stored;
+    row.sha256 = hex::encode(summary.sha256);
+    row.has_manifest = summary.manifest.is_some();
+    row.finished_at = Some(OffsetDateTime::now_utc());
+    let segment_size = pinned.and_then(|c| c.segment_size);
+    let sentinel =
+        serde_json::to_vec_pretty(&to_api(cluster, &row, segment_size)).expect("serialisable");
+    store
+        .put_new(&keys.sentinel, PutPayload::from(sentinel))
+        .await?;
+    catalog.update_backup(cluster, &row).await?;
+    Ok(row)
+}
+
+fn check_system(
+    cluster: &ClusterName,
+    pinned: Option<&ClusterRow>,
+    found: Option<u64>,
+) -> Result<(), BackupError> {
+    let Some(found) = found else {
+        return Err(BackupError::NotABackup(
+            "the tar stream has no global/pg_control".into(),
+        ));
+    };
+    match pinned.and_then(|c| c.system_identifier) {
+        Some(expected) if expected != found => Err(BackupError::WrongSystem {
+            cluster: cluster.clone(),
+            expected,
+            found,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a backup's objects (sentinel first, so it never looks complete without its
+/// data) and then its row. Best effort: a failure leaves a `deleting`/`uploading` row
+/// that is never restored from, and deleting again finishes the job.
+pub async fn discard(catalog: &dyn Catalog, store: &Store, cluster: &ClusterName, id: &str) {
+    let keys = layout::backup_keys(cluster, id);
+    for key in [&keys.sentinel, &keys.manifest, &keys.data] {
+        if let Err(e) = store.delete(key).await {
+            tracing::error!(%cluster, backup = id, error = %e, "could not delete a backup object");
+            return;
+        }
+    }
+    if let Err(e) = catalog.delete_backup(cluster, id).await {
+        tracing::error!(%cluster, backup = id, error = %e, "could not delete a backup row");
+    }
+}
+
+/// Deletes a backup: marks it `deleting` (no restore will pick it), then discards it.
+pub async fn delete(
+    catalog: &dyn Catalog,
+    store: &Store,
+    cluster: &ClusterName,
+    id: &str,
+) -> Result<(), BackupError> {
+    let mut row = catalog
+        .backup(cluster, id)
+        .await?
+        .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
+    row.status = BackupStatus::Deleting;
+    catalog.update_backup(cluster, &row).await?;
+    discard(catalog, store, cluster, id).await;
+    match catalog.backup(cluster, id).await? {
+        None => Ok(()),
+        Some(_) => Err(BackupError::Storage(StorageError::Backend(
+            object_store::Error::Generic {
+                store: "walgate",
+                source: "some objects of the backup could not be deleted; delete it again".into(),
+            },
+        ))),
+    }
+}
+
+/// Finds a backup by id, or the newest complete one for `latest`.
+pub async fn find(
+    catalog: &dyn Catalog,
+    cluster: &ClusterName,
+    id: &str,
+) -> Result<BackupRow, BackupError> {
+    let found = if id == "latest" {
+        catalog
+            .backups(cluster)
+            .await?
+            .into_iter()
+            .find(|b| b.status == BackupStatus::Complete)
+    } else {
+        catalog.backup(cluster, id).await?
+    };
+    found.ok_or_else(|| BackupError::NotFound(format!("{id} for cluster `{cluster}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_end_is_the_last_wal_range() {
+        let m = br#"{"PostgreSQL-Backup-Manifest-Version": 1, "Files": [],
+            "WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100"}],
+            "Manifest-Checksum": "x"}"#;
+        assert_eq!(
+            manifest_end(m).unwrap(),
+            Some((Timeline(1), Lsn(0x200_0100)))
+        );
+        assert!(manifest_end(b"{}").unwrap().is_none());
+        assert!(manifest_end(b"not json").is_err());
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_name_the_start() {
+        let label: BackupLabel = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+            CHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n"
+            .parse()
+            .unwrap();
+        let at = time::macros::datetime!(2026-11-27 06:45:12 UTC);
+        assert_eq!(
+            backup_id(at, &label),
+            "20261127T064512Z-000000010000000000000002"
+        );
+    }
+}

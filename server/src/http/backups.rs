@@ -1,0 +1,237 @@
+//! `/v1/clusters/{cluster}/backups`: upload, list, fetch and delete base backups.
+
+use async_compression::tokio::bufread::ZstdDecoder;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use tokio_util::io::{ReaderStream, StreamReader};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use walgate_core::ClusterName;
+use walgate_core::api::{Backup, ErrorBody, Role};
+
+use super::error::ApiError;
+use super::extract::{BackupPath, ClusterPath};
+use super::wal::accepts_zstd;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::backup::{self, BackupEncoding};
+use crate::catalog::BackupRow;
+use crate::storage::layout;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_backup, put_backup, list_backups))
+        .routes(routes!(get_backup, delete_backup))
+        .routes(routes!(get_archive))
+        // A backup is as large as the database; it streams to the object store.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+fn encoding(headers: &HeaderMap) -> Result<BackupEncoding, ApiError> {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(BackupEncoding::Identity),
+        Some("zstd") => Ok(BackupEncoding::Zstd),
+        Some("gzip") | Some("x-gzip") => Ok(BackupEncoding::Gzip),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!(
+                "Content-Encoding `{other}` is not supported: send the tar stream plain, zstd or gzip"
+            ),
+        )),
+    }
+}
+
+async fn api_form(
+    state: &AppState,
+    cluster: &ClusterName,
+    row: &BackupRow,
+) -> Result<Backup, ApiError> {
+    let size = state
+        .catalog
+        .cluster(cluster)
+        .await?
+        .and_then(|c| c.segment_size);
+    Ok(backup::to_api(cluster, row, size))
+}
+
+/// Upload a base backup.
+///
+/// The body is one tar stream as `pg_basebackup -D - -Ft -X fetch` writes it, plain or
+/// with `Content-Encoding: zstd` or `gzip`. The answer comes once it is durable.
+#[utoipa::path(post, path = "/v1/clusters/{cluster}/backups", tag = "backups",
+    params(("cluster" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses(
+        (status = 201, body = Backup),
+        (status = 400, description = "Not a base backup, or a cut upload", body = ErrorBody),
+        (status = 409, description = "A backup of another database system", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn post_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(cluster): ClusterPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Archiver)?;
+    let encoding = encoding(&headers)?;
+    // Run to the end even if the client goes away: a cut upload must be cleaned up,
+    // and dropping this future half-way would skip that.
+    let (catalog, store, level, name) = (
+        state.catalog.clone(),
+        state.store.clone(),
+        state.zstd_level,
+        cluster.clone(),
+    );
+    let row = tokio::spawn(async move {
+        backup::push(
+            catalog.as_ref(),
+            &store,
+            level,
+            &name,
+            encoding,
+            body.into_data_stream(),
+        )
+        .await
+    })
+    .await
+    .expect("backup upload task panicked")?;
+    tracing::info!(%cluster, backup = %row.id, size = row.size, stored = row.stored_size, "backup stored");
+    Ok((
+        StatusCode::CREATED,
+        Json(api_form(&state, &cluster, &row).await?),
+    )
+        .into_response())
+}
+
+/// Upload a base backup with PUT, as `curl -T -` sends it; the same as POST.
+#[utoipa::path(put, path = "/v1/clusters/{cluster}/backups", tag = "backups",
+    params(("cluster" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 201, body = Backup), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn put_backup(
+    state: State<AppState>,
+    caller: Caller,
+    cluster: ClusterPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    post_backup(state, caller, cluster, headers, body).await
+}
+
+/// List backups, newest first.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/backups", tag = "backups",
+    params(("cluster" = String, Path)),
+    responses((status = 200, body = Vec<Backup>)), security(("bearer" = [])))]
+async fn list_backups(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(cluster): ClusterPath,
+) -> Result<Json<Vec<Backup>>, ApiError> {
+    caller.require(&cluster, Role::Viewer)?;
+    let size = state
+        .catalog
+        .cluster(&cluster)
+        .await?
+        .and_then(|c| c.segment_size);
+    let rows = state.catalog.backups(&cluster).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|b| backup::to_api(&cluster, b, size))
+            .collect(),
+    ))
+}
+
+/// One backup's metadata; `latest` is the newest complete one.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/backups/{id}", tag = "backups",
+    params(("cluster" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Backup), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn get_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    BackupPath(cluster, id): BackupPath,
+) -> Result<Json<Backup>, ApiError> {
+    caller.require(&cluster, Role::Viewer)?;
+    let row = backup::find(state.catalog.as_ref(), &cluster, &id).await?;
+    Ok(Json(api_form(&state, &cluster, &row).await?))
+}
+
+/// The backup as a tar stream (`| tar -x -C $PGDATA`); zstd as stored with
+/// `Accept-Encoding: zstd`.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/backups/{id}/archive", tag = "backups",
+    params(("cluster" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 200, content_type = "application/x-tar", body = Vec<u8>),
+        (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn get_archive(
+    State(state): State<AppState>,
+    caller: Caller,
+    BackupPath(cluster, id): BackupPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Restorer)?;
+    let row = backup::find(state.catalog.as_ref(), &cluster, &id).await?;
+    if row.status != crate::catalog::BackupStatus::Complete {
+        return Err(ApiError::not_found(format!(
+            "backup {} is {}, not complete",
+            row.id,
+            row.status.as_str()
+        )));
+    }
+    let stored = state
+        .store
+        .get(&layout::backup_keys(&cluster, &row.id).data)
+        .await?;
+    let stored = stored.map_err(std::io::Error::other);
+    let mut response = if accepts_zstd(&headers) {
+        let mut r = Response::new(Body::from_stream(stored));
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, row.stored_size.into());
+        r
+    } else {
+        let mut decoder = ZstdDecoder::new(StreamReader::new(stored));
+        decoder.multiple_members(true);
+        let mut r = Response::new(Body::from_stream(ReaderStream::new(decoder)));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, row.size.into());
+        r
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
+    response
+        .headers_mut()
+        .insert(header::HeaderName::from_static("x-walgate-sha256"), sha);
+    Ok(response)
+}
+
+/// Delete a backup (admin).
+#[utoipa::path(delete, path = "/v1/clusters/{cluster}/backups/{id}", tag = "backups",
+    params(("cluster" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn delete_backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    BackupPath(cluster, id): BackupPath,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&cluster, Role::Admin)?;
+    backup::delete(state.catalog.as_ref(), &state.store, &cluster, &id).await?;
+    tracing::info!(%cluster, backup = %id, "backup deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,307 @@
+//! Base backups end to end: `pg_basebackup | curl` into the gateway, `curl | tar -x` out
+//! of it, and PostgreSQL recovering from the result with the curl restore_command; plus
+//! the uploads the gateway must refuse without leaving anything behind.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use walgate_tests::{
+    Gateway, PgCluster, body_bytes, curl_archive_command, curl_restore_command, pg_bin, run,
+    write_token_header,
+};
+
+fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn checksum(pg: &PgCluster) -> String {
+    pg.psql(
+        "SELECT md5(string_agg(t, '|')) FROM (
+           SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM pgbench_accounts a) AS t
+           UNION ALL SELECT (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)
+           UNION ALL SELECT (SELECT string_agg(note, ',' ORDER BY note) FROM marker)) s",
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    gateway: Gateway,
+    header: std::path::PathBuf,
+    source: PgCluster,
+}
+
+/// A gateway and a source cluster archiving into it as `main`.
+fn setup() -> Setup {
+    let dir = tempfile::Builder::new()
+        .prefix("walgate-gw-")
+        .tempdir()
+        .unwrap();
+    let gateway = Gateway::start(&dir.path().join("data"), &[]);
+    let mut source = PgCluster::init(&[]);
+    let header = source.dir.path().join("auth-header");
+    write_token_header(&header, &gateway.token("main", "admin"));
+    source.append_conf(&format!(
+        "wal_level = replica\narchive_mode = on\narchive_command = {}",
+        conf_quote(&curl_archive_command(&gateway.url, "main", &header))
+    ));
+    source.start();
+    source.pgbench(&["-i", "-s", "2", "-q"]);
+    source.psql("CREATE TABLE marker (note text)");
+    Setup {
+        _dir: dir,
+        gateway,
+        header,
+        source,
+    }
+}
+
+impl Setup {
+    /// Streams a pg_basebackup of the source into the gateway; returns curl's status and body.
+    fn backup(&self, basebackup_flags: &str, curl_flags: &str) -> (u16, serde_json::Value) {
+        let script = format!(
+            "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft {basebackup_flags} --checkpoint=fast \
+             | curl -sS -H @{} {curl_flags} -T - -w '\\n%{{http_code}}' {}/v1/clusters/main/backups",
+            pg_bin().display(),
+            self.source.port,
+            self.header.display(),
+            self.gateway.url
+        );
+        let out = run(Command::new("bash").args(["-o", "pipefail", "-c", &script])).unwrap();
+        let (body, code) = out.trim().rsplit_once('\n').unwrap();
+        (
+            code.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn list(&self) -> Vec<serde_json::Value> {
+        let token = self.gateway.token("main", "viewer");
+        let body = body_bytes(self.gateway.get("/v1/clusters/main/backups", Some(&token)));
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn backup_objects(&self) -> Vec<String> {
+        let dir = self.gateway.data_dir.join("objects/clusters/main/backups");
+        let mut out = vec![];
+        for b in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+                out.push(f.path().display().to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Switches WAL and waits until the source has archived everything so far.
+    fn archive_all(&self) {
+        let last = self
+            .source
+            .psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        self.source.psql("SELECT pg_switch_wal()");
+        self.source
+            .wait_for("archiving", Duration::from_secs(120), || {
+                self.source
+                    .psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+                    >= last
+            });
+    }
+
+    /// Restores backup `id` with curl and tar, recovers with the curl restore_command
+    /// to the end of the archive, and returns the running cluster.
+    fn restore(&self, id: &str) -> PgCluster {
+        let restorer = self.gateway.token("main", "restorer");
+        let mut pg = PgCluster::from_shell(&format!(
+            "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{id}/archive | tar -x -C \"$PGDATA\"",
+            self.gateway.url
+        ));
+        let header = pg.dir.path().join("auth-header");
+        write_token_header(&header, &restorer);
+        pg.append_conf(&format!(
+            "archive_mode = off\nrestore_command = {}",
+            conf_quote(&curl_restore_command(&self.gateway.url, "main", &header))
+        ));
+        pg.touch("recovery.signal");
+        pg.start();
+        pg.wait_for("recovery to finish", Duration::from_secs(180), || {
+            pg.psql("SELECT pg_is_in_recovery()") == "f"
+        });
+        pg
+    }
+}
+
+#[test]
+fn pg_basebackup_through_curl_and_back() {
+    let s = setup();
+    // Plain tar with WAL, zstd-compressed on the client, gzip: all accepted.
+    let (code, plain) = s.backup("-X fetch", "");
+    assert_eq!(code, 201, "{plain}");
+    assert_eq!(plain["status"], "complete");
+    assert!(plain["has_manifest"].as_bool().unwrap(), "{plain}");
+    assert!(plain["end_lsn"].is_string(), "{plain}");
+    assert!(plain["size"].as_u64().unwrap() > plain["stored_size"].as_u64().unwrap());
+    let (code, zstd) = s.backup(
+        "-X fetch --compress=client-zstd",
+        "-H 'Content-Encoding: zstd'",
+    );
+    assert_eq!(code, 201, "{zstd}");
+    let (code, gzip) = s.backup(
+        "-X none --compress=client-gzip",
+        "-H 'Content-Encoding: gzip'",
+    );
+    assert_eq!(code, 201, "{gzip}");
+    // Newest first; `latest` is the newest.
+    let ids: Vec<String> = s
+        .list()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted);
+    assert_eq!(ids[0], gzip["id"].as_str().unwrap());
+
+    s.source.pgbench(&["-c", "2", "-t", "500", "-n"]);
+    s.source
+        .psql("INSERT INTO marker VALUES ('after the backups')");
+    s.archive_all();
+    let expected = checksum(&s.source);
+
+    // The plain backup, restored with curl | tar and recovered from the archive.
+    let restored = s.restore(plain["id"].as_str().unwrap());
+    assert_eq!(checksum(&restored), expected);
+    drop(restored);
+    // The gzip one had no WAL of its own: all of it comes from the archive.
+    let restored = s.restore("latest");
+    assert_eq!(checksum(&restored), expected);
+    drop(restored);
+
+    // Delete one: gone from the list, and its objects with it.
+    let admin = s.gateway.token("main", "admin");
+    let del = walgate_tests::agent()
+        .delete(format!(
+            "{}/v1/clusters/main/backups/{}",
+            s.gateway.url,
+            zstd["id"].as_str().unwrap()
+        ))
+        .header("Authorization", format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(s.list().len(), 2);
+    assert!(
+        !s.backup_objects()
+            .iter()
+            .any(|o| o.contains(zstd["id"].as_str().unwrap()))
+    );
+    assert_eq!(
+        s.backup_objects().len(),
+        2 * 3,
+        "data, manifest and sentinel per backup"
+    );
+}
+
+#[test]
+fn bad_backups_are_refused_and_leave_nothing() {
+    let s = setup();
+    let (code, first) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{first}");
+    let before = (s.list(), s.backup_objects());
+    let token = s.gateway.token("main", "archiver");
+    let post = |body: Vec<u8>| {
+        let r = walgate_tests::agent()
+            .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .send(&body[..])
+            .unwrap();
+        let status = r.status().as_u16();
+        let json: serde_json::Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+        (
+            status,
+            json["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    // Garbage, an empty body, a tar without backup_label.
+    assert_eq!(
+        post(b"this is not a tar stream at all".repeat(100)),
+        (400, "not_a_backup".into())
+    );
+    assert_eq!(post(vec![]), (400, "not_a_backup".into()));
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(5);
+    header.set_cksum();
+    tar.append_data(&mut header, "PG_VERSION", &b"15\n\0\0"[..])
+        .unwrap();
+    assert_eq!(
+        post(tar.into_inner().unwrap()),
+        (400, "not_a_backup".into())
+    );
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // A backup of another database system.
+    let mut other = PgCluster::init(&[]);
+    other.start();
+    let script = format!(
+        "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none | curl -sS -H @{} -T - -o /dev/null -w '%{{http_code}}' {}/v1/clusters/main/backups",
+        pg_bin().display(),
+        other.port,
+        s.header.display(),
+        s.gateway.url
+    );
+    let code = run(Command::new("bash").args(["-o", "pipefail", "-c", &script])).unwrap();
+    assert_eq!(code.trim(), "409");
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // A real backup cut half-way.
+    let full = raw_tar(&s.source);
+    let addr = s.gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/clusters/main/backups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        full.len()
+    )
+    .unwrap();
+    stream.write_all(&full[..full.len() / 2]).unwrap();
+    drop(stream);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        (s.list(), s.backup_objects()),
+        before,
+        "a cut upload left something"
+    );
+}
+
+/// A whole pg_basebackup tar of `pg`, in memory.
+fn raw_tar(pg: &PgCluster) -> Vec<u8> {
+    let out = Command::new(pg_bin().join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-D",
+            "-",
+            "-Ft",
+            "-X",
+            "none",
+            "-p",
+            &pg.port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
