@@ -11,6 +11,7 @@ pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod restore;
 pub mod storage;
 pub mod stream;
 

@@ -1,0 +1,324 @@
+//! Restore planning: for a recovery target, which backup to start from, which WAL it
+//! needs on which timelines, whether the archive holds all of it, and the settings to
+//! give PostgreSQL.
+//!
+//! The timeline rules follow PostgreSQL's own: the target timeline's history file lists
+//! its ancestors and where each branched off; a segment is read from the newest timeline
+//! on that path whose first segment is not after it (so the segment holding a switch
+//! point comes from the new timeline); a backup is usable only if it started on that
+//! path, before the path left its timeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+use walgate_core::history::Branch;
+use walgate_core::{Lsn, SegmentName, SegmentSize, Timeline, WalFileName};
+
+use crate::catalog::{BackupRow, BackupStatus};
+
+/// What to recover to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The end of the archive.
+    Latest,
+    Time(OffsetDateTime),
+    Lsn(Lsn),
+    Xid(u64),
+    Name(String),
+}
+
+/// Everything the planner reads, gathered from the catalog and the store.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub segment_size: SegmentSize,
+    pub backups: Vec<BackupRow>,
+    /// Every archived WAL file name.
+    pub files: BTreeSet<WalFileName>,
+    /// Parsed history files by timeline.
+    pub histories: BTreeMap<Timeline, Vec<Branch>>,
+}
+
+/// One timeline of the recovery path and the LSN range read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub timeline: Timeline,
+    pub begin: Lsn,
+    /// Where the next timeline branched off; `None` for the target timeline.
+    pub end: Option<Lsn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub backup: BackupRow,
+    pub timeline: Timeline,
+    pub path: Vec<Leg>,
+    /// First and last segment replay needs, with the timeline each is read from.
+    pub first_wal: SegmentName,
+    pub last_wal: SegmentName,
+    pub segments: u64,
+    pub history_files: Vec<WalFileName>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("cluster has no complete backup: take one first (pg_basebackup … | curl -T - …/backups)")]
+    NoBackups,
+    #[error("timeline {0} is not in the archive (no history file {1})")]
+    UnknownTimeline(Timeline, WalFileName),
+    #[error("no complete backup on the path to timeline {timeline} is consistent before the target{detail}")]
+    NoBackupBeforeTarget { timeline: Timeline, detail: String },
+    #[error("the archive has a gap: {missing} is not archived, so replay from backup {backup} cannot get past it")]
+    Gap { backup: String, missing: String },
+    #[error("the target LSN {target} is beyond the end of the archive (last segment {last})")]
+    BeyondArchive { target: Lsn, last: String },
+}
+
+impl Archive {
+    /// The newest timeline the archive knows.
+    fn latest_timeline(&self) -> Timeline {
+        let from_files = self.files.iter().map(WalFileName::timeline).max();
+        from_files.into_iter().chain(self.histories.keys().copied()).max().unwrap_or(Timeline(1))
+    }
+
+    /// The recovery path to `timeline`, oldest first.
+    fn path(&self, timeline: Timeline) -> Result<Vec<Leg>, PlanError> {
+        let ancestors: &[Branch] = match self.histories.get(&timeline) {
+            Some(h) => h,
+            None if timeline == Timeline(1) => &[],
+            None => return Err(PlanError::UnknownTimeline(timeline, WalFileName::History(timeline))),
+        };
+        let mut legs = Vec::new();
+        let mut begin = Lsn(0);
+        for b in ancestors {
+            legs.push(Leg { timeline: b.timeline, begin, end: Some(b.switch_lsn) });
+            begin = b.switch_lsn;
+        }
+        legs.push(Leg { timeline, begin, end: None });
+        Ok(legs)
+    }
+
+    fn segno(&self, lsn: Lsn) -> u64 {
+        lsn.0 / self.segment_size.bytes()
+    }
+
+    /// The timeline segment `segno` is read from: the newest leg that starts at or
+    /// before it.
+    fn timeline_of(&self, path: &[Leg], segno: u64) -> Timeline {
+        path.iter().rev().find(|l| self.segno(l.begin) <= segno).map_or(path[0].timeline, |l| l.timeline)
+    }
+
+    fn has_segment(&self, path: &[Leg], segno: u64) -> bool {
+        let name = SegmentName::from_segment_no(self.timeline_of(path, segno), segno, self.segment_size);
+        self.files.contains(&WalFileName::Segment(name))
+    }
+
+    fn segment_name(&self, path: &[Leg], segno: u64) -> SegmentName {
+        SegmentName::from_segment_no(self.timeline_of(path, segno), segno, self.segment_size)
+    }
+}
+
+fn on_path(path: &[Leg], b: &BackupRow) -> bool {
+    path.iter().any(|l| {
+        l.timeline == b.start_timeline && b.start_lsn >= l.begin && l.end.is_none_or(|e| b.start_lsn < e)
+    })
+}
+
+/// Plans a recovery to `target` on `timeline` (default: the newest).
+pub fn plan(archive: &Archive, target: &Target, timeline: Option<Timeline>) -> Result<Plan, PlanError> {
+    let complete: Vec<&BackupRow> =
+        archive.backups.iter().filter(|b| b.status == BackupStatus::Complete).collect();
+    if complete.is_empty() {
+        return Err(PlanError::NoBackups);
+    }
+    let timeline = timeline.unwrap_or_else(|| archive.latest_timeline());
+    let path = archive.path(timeline)?;
+    let mut notes = Vec::new();
+
+    let consistent_before = |b: &BackupRow| match target {
+        Target::Lsn(l) => b.end_lsn.unwrap_or(b.start_lsn) <= *l,
+        Target::Time(t) => b.finished_at.is_some_and(|f| f <= *t),
+        Target::Latest | Target::Xid(_) | Target::Name(_) => true,
+    };
+    let backup = complete
+        .iter()
+        .filter(|b| on_path(&path, b) && consistent_before(b))
+        .max_by_key(|b| (b.start_lsn, b.id.clone()))
+        .copied()
+        .ok_or_else(|| PlanError::NoBackupBeforeTarget {
+            timeline,
+            detail: match target {
+                Target::Lsn(l) => format!(" (LSN {l})"),
+                Target::Time(t) => format!(" ({t})"),
+                _ => String::new(),
+            },
+        })?;
+    if matches!(target, Target::Xid(_) | Target::Name(_)) {
+        notes.push(
+            "the archive cannot tell where a transaction id or restore point lies: the newest backup \
+             was chosen, and recovery fails if the target is older than it"
+                .to_owned(),
+        );
+    }
+    if backup.end_lsn.is_none() {
+        notes.push(format!(
+            "backup {} has no manifest: its consistency point is unknown, so the plan counts from its start",
+            backup.id
+        ));
+    }
+
+    // Replay needs every segment from the backup's start to the target (or the end of
+    // the archive), each from the timeline PostgreSQL will read it from.
+    let first = archive.segno(backup.start_lsn);
+    let needed_until = backup.end_lsn.map(|l| archive.segno(Lsn(l.0.saturating_sub(1)))).unwrap_or(first);
+    let mut last = first;
+    while archive.has_segment(&path, last + 1) {
+        last += 1;
+    }
+    if !archive.has_segment(&path, first) {
+        return Err(PlanError::Gap { backup: backup.id.clone(), missing: archive.segment_name(&path, first).to_string() });
+    }
+    if last < needed_until {
+        return Err(PlanError::Gap {
+            backup: backup.id.clone(),
+            missing: archive.segment_name(&path, last + 1).to_string(),
+        });
+    }
+    if let Target::Lsn(l) = target {
+        let want = archive.segno(*l);
+        if want > last {
+            // A later segment may exist past a gap: name the gap rather than the end.
+            let beyond = archive.files.iter().filter_map(WalFileName::wal_segment).any(|s| {
+                s.segment_no(archive.segment_size).is_some_and(|n| n > last + 1)
+            });
+            return Err(if beyond {
+                PlanError::Gap { backup: backup.id.clone(), missing: archive.segment_name(&path, last + 1).to_string() }
+            } else {
+                PlanError::BeyondArchive { target: *l, last: archive.segment_name(&path, last).to_string() }
+            });
+        }
+        last = want;
+    }
+    let history_files = path
+        .iter()
+        .filter(|l| l.timeline > Timeline(1))
+        .map(|l| WalFileName::History(l.timeline))
+        .filter(|h| archive.files.contains(h))
+        .collect();
+    Ok(Plan {
+        backup: backup.clone(),
+        timeline,
+        first_wal: archive.segment_name(&path, first),
+        last_wal: archive.segment_name(&path, last),
+        segments: last - first + 1,
+        path,
+        history_files,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB16: u64 = 16 << 20;
+
+    fn backup(id: &str, tli: u32, start: u64, end: u64, finished: i64) -> BackupRow {
+        BackupRow {
+            id: id.into(),
+            status: BackupStatus::Complete,
+            label: String::new(),
+            method: "streamed".into(),
+            from_standby: false,
+            start_lsn: Lsn(start),
+            start_timeline: Timeline(tli),
+            checkpoint_lsn: Lsn(start),
+            end_lsn: Some(Lsn(end)),
+            end_timeline: Some(Timeline(tli)),
+            system_identifier: None,
+            size: 0,
+            stored_size: 0,
+            sha256: String::new(),
+            has_manifest: true,
+            started_at: OffsetDateTime::from_unix_timestamp(finished - 10).unwrap(),
+            finished_at: Some(OffsetDateTime::from_unix_timestamp(finished).unwrap()),
+        }
+    }
+
+    fn seg(tli: u32, segno: u64) -> WalFileName {
+        WalFileName::Segment(SegmentName::from_segment_no(Timeline(tli), segno, SegmentSize::DEFAULT))
+    }
+
+    /// Timeline 1 has segments 2..=9; timeline 2 branched at 0/7000100 and has 7..=12.
+    fn archive() -> Archive {
+        let mut files: BTreeSet<_> = (2..=9).map(|n| seg(1, n)).collect();
+        files.extend((7..=12).map(|n| seg(2, n)));
+        files.insert(WalFileName::History(Timeline(2)));
+        Archive {
+            segment_size: SegmentSize::DEFAULT,
+            backups: vec![
+                backup("a", 1, 2 * MB16 + 0x28, 2 * MB16 + 0x100, 1000),
+                backup("b", 1, 5 * MB16 + 0x28, 5 * MB16 + 0x100, 2000),
+                // On timeline 1 after the branch: not on timeline 2's path.
+                backup("c", 1, 8 * MB16 + 0x28, 8 * MB16 + 0x100, 3000),
+                backup("d", 2, 10 * MB16 + 0x28, 10 * MB16 + 0x100, 4000),
+            ],
+            files,
+            histories: BTreeMap::from([(
+                Timeline(2),
+                vec![Branch { timeline: Timeline(1), switch_lsn: Lsn(7 * MB16 + 0x100) }],
+            )]),
+        }
+    }
+
+    #[test]
+    fn latest_follows_the_newest_timeline() {
+        let p = plan(&archive(), &Target::Latest, None).unwrap();
+        assert_eq!((p.backup.id.as_str(), p.timeline), ("d", Timeline(2)));
+        assert_eq!(p.first_wal.to_string(), "00000002000000000000000A");
+        assert_eq!(p.last_wal.to_string(), "00000002000000000000000C");
+        assert_eq!(p.history_files, [WalFileName::History(Timeline(2))]);
+    }
+
+    #[test]
+    fn an_lsn_on_the_old_part_of_the_path_uses_an_older_backup() {
+        let target = Target::Lsn(Lsn(9 * MB16));
+        let p = plan(&archive(), &target, None).unwrap();
+        // c started on timeline 1 after the branch: not on the way to timeline 2.
+        assert_eq!(p.backup.id, "b");
+        assert_eq!(p.first_wal.to_string(), "000000010000000000000005");
+        // The segment holding the switch point, and those after, come from timeline 2.
+        assert_eq!(p.last_wal.to_string(), "000000020000000000000009");
+        assert_eq!(p.segments, 5);
+        assert_eq!(p.path.len(), 2);
+    }
+
+    #[test]
+    fn staying_on_timeline_1_can_use_the_backup_after_the_branch() {
+        let p = plan(&archive(), &Target::Latest, Some(Timeline(1))).unwrap();
+        assert_eq!((p.backup.id.as_str(), p.last_wal.to_string().as_str()), ("c", "000000010000000000000009"));
+    }
+
+    #[test]
+    fn time_targets_pick_the_newest_backup_finished_before() {
+        let t = OffsetDateTime::from_unix_timestamp(2500).unwrap();
+        assert_eq!(plan(&archive(), &Target::Time(t), None).unwrap().backup.id, "b");
+        let early = OffsetDateTime::from_unix_timestamp(500).unwrap();
+        assert!(matches!(plan(&archive(), &Target::Time(early), None), Err(PlanError::NoBackupBeforeTarget { .. })));
+    }
+
+    #[test]
+    fn unreachable_targets_say_why() {
+        let mut a = archive();
+        assert!(matches!(plan(&a, &Target::Latest, Some(Timeline(3))), Err(PlanError::UnknownTimeline(..))));
+        assert!(matches!(
+            plan(&a, &Target::Lsn(Lsn(20 * MB16)), None),
+            Err(PlanError::BeyondArchive { .. })
+        ));
+        a.files.remove(&seg(2, 8));
+        let err = plan(&a, &Target::Lsn(Lsn(9 * MB16)), None).unwrap_err();
+        assert_eq!(err, PlanError::Gap { backup: "b".into(), missing: "000000020000000000000008".into() });
+        a.backups.clear();
+        assert_eq!(plan(&a, &Target::Latest, None), Err(PlanError::NoBackups));
+    }
+}
