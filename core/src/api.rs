@@ -136,6 +136,37 @@ pub struct Backup {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+/// One timeline of a recovery path and the LSN range replayed from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineLeg {
+    pub timeline: u32,
+    pub begin_lsn: String,
+    /// Where the next timeline branched off; absent for the target timeline.
+    pub end_lsn: Option<String>,
+}
+
+/// How to restore a cluster to a target: a `200` means the archive covers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestorePlan {
+    pub cluster: String,
+    /// The backup to restore: the newest consistent before the target.
+    pub backup: Backup,
+    pub target_timeline: u32,
+    pub timelines: Vec<TimelineLeg>,
+    /// First and last WAL segment replay reads, and how many.
+    pub first_wal: String,
+    pub last_wal: String,
+    pub segments: u64,
+    pub history_files: Vec<String>,
+    /// Every segment from `first_wal` to `last_wal` is archived.
+    pub covered: bool,
+    /// Settings for postgresql.conf (with `recovery.signal` in the data directory).
+    pub recovery_settings: std::collections::BTreeMap<String, String>,
+    pub notes: Vec<String>,
+}
+
 /// A token's record; the token itself is shown once, when issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod history;
 pub mod lsn;
 pub mod page;
+pub mod recipe;
 pub mod wal;
 
 pub use backup::BackupLabel;

@@ -81,6 +81,8 @@ pub enum ArchiveError {
         stored: String,
         sent: String,
     },
+    #[error("a stored object could not be decoded: {0}")]
+    Stored(io::Error),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -433,6 +435,20 @@ fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {
     }
 }
 
+/// Reads a small archived file (a history or backup history file) back, decompressed.
+pub async fn read_text(
+    store: &Store,
+    cluster: &ClusterName,
+    name: &WalFileName,
+) -> Result<Vec<u8>, ArchiveError> {
+    let compressed = store.get_all(&layout::wal_key(cluster, name)).await?;
+    let mut out = Vec::new();
+    zstd::Decoder::new(&compressed[..])
+        .and_then(|d| d.take(MAX_TEXT_FILE).read_to_end(&mut out))
+        .map_err(ArchiveError::Stored)?;
+    Ok(out)
+}
+
 /// Reads a stored WAL object back and hashes its decompressed content.
 async fn stored_sha256(
     store: &Store,
@@ -441,8 +457,8 @@ async fn stored_sha256(
     let compressed = store.get_all(key).await?;
     tokio::task::spawn_blocking(move || {
         let mut sha = HashWriter(Sha256::new());
-        let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Body)?;
-        io::copy(&mut dec, &mut sha).map_err(ArchiveError::Body)?;
+        let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Stored)?;
+        io::copy(&mut dec, &mut sha).map_err(ArchiveError::Stored)?;
         Ok(sha.0.finalize().into())
     })
     .await

@@ -62,13 +62,19 @@ pub struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("cluster has no complete backup: take one first (pg_basebackup … | curl -T - …/backups)")]
+    #[error(
+        "cluster has no complete backup: take one first (pg_basebackup … | curl -T - …/backups)"
+    )]
     NoBackups,
     #[error("timeline {0} is not in the archive (no history file {1})")]
     UnknownTimeline(Timeline, WalFileName),
-    #[error("no complete backup on the path to timeline {timeline} is consistent before the target{detail}")]
+    #[error(
+        "no complete backup on the path to timeline {timeline} is consistent before the target{detail}"
+    )]
     NoBackupBeforeTarget { timeline: Timeline, detail: String },
-    #[error("the archive has a gap: {missing} is not archived, so replay from backup {backup} cannot get past it")]
+    #[error(
+        "the archive has a gap: {missing} is not archived, so replay from backup {backup} cannot get past it"
+    )]
     Gap { backup: String, missing: String },
     #[error("the target LSN {target} is beyond the end of the archive (last segment {last})")]
     BeyondArchive { target: Lsn, last: String },
@@ -78,7 +84,11 @@ impl Archive {
     /// The newest timeline the archive knows.
     fn latest_timeline(&self) -> Timeline {
         let from_files = self.files.iter().map(WalFileName::timeline).max();
-        from_files.into_iter().chain(self.histories.keys().copied()).max().unwrap_or(Timeline(1))
+        from_files
+            .into_iter()
+            .chain(self.histories.keys().copied())
+            .max()
+            .unwrap_or(Timeline(1))
     }
 
     /// The recovery path to `timeline`, oldest first.
@@ -86,15 +96,28 @@ impl Archive {
         let ancestors: &[Branch] = match self.histories.get(&timeline) {
             Some(h) => h,
             None if timeline == Timeline(1) => &[],
-            None => return Err(PlanError::UnknownTimeline(timeline, WalFileName::History(timeline))),
+            None => {
+                return Err(PlanError::UnknownTimeline(
+                    timeline,
+                    WalFileName::History(timeline),
+                ));
+            }
         };
         let mut legs = Vec::new();
         let mut begin = Lsn(0);
         for b in ancestors {
-            legs.push(Leg { timeline: b.timeline, begin, end: Some(b.switch_lsn) });
+            legs.push(Leg {
+                timeline: b.timeline,
+                begin,
+                end: Some(b.switch_lsn),
+            });
             begin = b.switch_lsn;
         }
-        legs.push(Leg { timeline, begin, end: None });
+        legs.push(Leg {
+            timeline,
+            begin,
+            end: None,
+        });
         Ok(legs)
     }
 
@@ -105,11 +128,15 @@ impl Archive {
     /// The timeline segment `segno` is read from: the newest leg that starts at or
     /// before it.
     fn timeline_of(&self, path: &[Leg], segno: u64) -> Timeline {
-        path.iter().rev().find(|l| self.segno(l.begin) <= segno).map_or(path[0].timeline, |l| l.timeline)
+        path.iter()
+            .rev()
+            .find(|l| self.segno(l.begin) <= segno)
+            .map_or(path[0].timeline, |l| l.timeline)
     }
 
     fn has_segment(&self, path: &[Leg], segno: u64) -> bool {
-        let name = SegmentName::from_segment_no(self.timeline_of(path, segno), segno, self.segment_size);
+        let name =
+            SegmentName::from_segment_no(self.timeline_of(path, segno), segno, self.segment_size);
         self.files.contains(&WalFileName::Segment(name))
     }
 
@@ -120,14 +147,23 @@ impl Archive {
 
 fn on_path(path: &[Leg], b: &BackupRow) -> bool {
     path.iter().any(|l| {
-        l.timeline == b.start_timeline && b.start_lsn >= l.begin && l.end.is_none_or(|e| b.start_lsn < e)
+        l.timeline == b.start_timeline
+            && b.start_lsn >= l.begin
+            && l.end.is_none_or(|e| b.start_lsn < e)
     })
 }
 
 /// Plans a recovery to `target` on `timeline` (default: the newest).
-pub fn plan(archive: &Archive, target: &Target, timeline: Option<Timeline>) -> Result<Plan, PlanError> {
-    let complete: Vec<&BackupRow> =
-        archive.backups.iter().filter(|b| b.status == BackupStatus::Complete).collect();
+pub fn plan(
+    archive: &Archive,
+    target: &Target,
+    timeline: Option<Timeline>,
+) -> Result<Plan, PlanError> {
+    let complete: Vec<&BackupRow> = archive
+        .backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .collect();
     if complete.is_empty() {
         return Err(PlanError::NoBackups);
     }
@@ -170,13 +206,19 @@ pub fn plan(archive: &Archive, target: &Target, timeline: Option<Timeline>) -> R
     // Replay needs every segment from the backup's start to the target (or the end of
     // the archive), each from the timeline PostgreSQL will read it from.
     let first = archive.segno(backup.start_lsn);
-    let needed_until = backup.end_lsn.map(|l| archive.segno(Lsn(l.0.saturating_sub(1)))).unwrap_or(first);
+    let needed_until = backup
+        .end_lsn
+        .map(|l| archive.segno(Lsn(l.0.saturating_sub(1))))
+        .unwrap_or(first);
     let mut last = first;
     while archive.has_segment(&path, last + 1) {
         last += 1;
     }
     if !archive.has_segment(&path, first) {
-        return Err(PlanError::Gap { backup: backup.id.clone(), missing: archive.segment_name(&path, first).to_string() });
+        return Err(PlanError::Gap {
+            backup: backup.id.clone(),
+            missing: archive.segment_name(&path, first).to_string(),
+        });
     }
     if last < needed_until {
         return Err(PlanError::Gap {
@@ -188,13 +230,24 @@ pub fn plan(archive: &Archive, target: &Target, timeline: Option<Timeline>) -> R
         let want = archive.segno(*l);
         if want > last {
             // A later segment may exist past a gap: name the gap rather than the end.
-            let beyond = archive.files.iter().filter_map(WalFileName::wal_segment).any(|s| {
-                s.segment_no(archive.segment_size).is_some_and(|n| n > last + 1)
-            });
+            let beyond = archive
+                .files
+                .iter()
+                .filter_map(WalFileName::wal_segment)
+                .any(|s| {
+                    s.segment_no(archive.segment_size)
+                        .is_some_and(|n| n > last + 1)
+                });
             return Err(if beyond {
-                PlanError::Gap { backup: backup.id.clone(), missing: archive.segment_name(&path, last + 1).to_string() }
+                PlanError::Gap {
+                    backup: backup.id.clone(),
+                    missing: archive.segment_name(&path, last + 1).to_string(),
+                }
             } else {
-                PlanError::BeyondArchive { target: *l, last: archive.segment_name(&path, last).to_string() }
+                PlanError::BeyondArchive {
+                    target: *l,
+                    last: archive.segment_name(&path, last).to_string(),
+                }
             });
         }
         last = want;
@@ -246,7 +299,11 @@ mod tests {
     }
 
     fn seg(tli: u32, segno: u64) -> WalFileName {
-        WalFileName::Segment(SegmentName::from_segment_no(Timeline(tli), segno, SegmentSize::DEFAULT))
+        WalFileName::Segment(SegmentName::from_segment_no(
+            Timeline(tli),
+            segno,
+            SegmentSize::DEFAULT,
+        ))
     }
 
     /// Timeline 1 has segments 2..=9; timeline 2 branched at 0/7000100 and has 7..=12.
@@ -266,7 +323,10 @@ mod tests {
             files,
             histories: BTreeMap::from([(
                 Timeline(2),
-                vec![Branch { timeline: Timeline(1), switch_lsn: Lsn(7 * MB16 + 0x100) }],
+                vec![Branch {
+                    timeline: Timeline(1),
+                    switch_lsn: Lsn(7 * MB16 + 0x100),
+                }],
             )]),
         }
     }
@@ -296,28 +356,46 @@ mod tests {
     #[test]
     fn staying_on_timeline_1_can_use_the_backup_after_the_branch() {
         let p = plan(&archive(), &Target::Latest, Some(Timeline(1))).unwrap();
-        assert_eq!((p.backup.id.as_str(), p.last_wal.to_string().as_str()), ("c", "000000010000000000000009"));
+        assert_eq!(
+            (p.backup.id.as_str(), p.last_wal.to_string().as_str()),
+            ("c", "000000010000000000000009")
+        );
     }
 
     #[test]
     fn time_targets_pick_the_newest_backup_finished_before() {
         let t = OffsetDateTime::from_unix_timestamp(2500).unwrap();
-        assert_eq!(plan(&archive(), &Target::Time(t), None).unwrap().backup.id, "b");
+        assert_eq!(
+            plan(&archive(), &Target::Time(t), None).unwrap().backup.id,
+            "b"
+        );
         let early = OffsetDateTime::from_unix_timestamp(500).unwrap();
-        assert!(matches!(plan(&archive(), &Target::Time(early), None), Err(PlanError::NoBackupBeforeTarget { .. })));
+        assert!(matches!(
+            plan(&archive(), &Target::Time(early), None),
+            Err(PlanError::NoBackupBeforeTarget { .. })
+        ));
     }
 
     #[test]
     fn unreachable_targets_say_why() {
         let mut a = archive();
-        assert!(matches!(plan(&a, &Target::Latest, Some(Timeline(3))), Err(PlanError::UnknownTimeline(..))));
+        assert!(matches!(
+            plan(&a, &Target::Latest, Some(Timeline(3))),
+            Err(PlanError::UnknownTimeline(..))
+        ));
         assert!(matches!(
             plan(&a, &Target::Lsn(Lsn(20 * MB16)), None),
             Err(PlanError::BeyondArchive { .. })
         ));
         a.files.remove(&seg(2, 8));
         let err = plan(&a, &Target::Lsn(Lsn(9 * MB16)), None).unwrap_err();
-        assert_eq!(err, PlanError::Gap { backup: "b".into(), missing: "000000020000000000000008".into() });
+        assert_eq!(
+            err,
+            PlanError::Gap {
+                backup: "b".into(),
+                missing: "000000020000000000000008".into()
+            }
+        );
         a.backups.clear();
         assert_eq!(plan(&a, &Target::Latest, None), Err(PlanError::NoBackups));
     }

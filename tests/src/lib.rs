@@ -455,19 +455,19 @@ pub fn write_token_header(path: &Path, token: &str) {
 
 /// The README's archive_command recipe, for `cluster` on `gateway_url`.
 pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
-    format!(
-        "curl -sS --fail --retry 3 -H @{} -T %p {gateway_url}/v1/clusters/{cluster}/wal/%f",
-        header_file.display()
+    walgate_core::recipe::curl_archive_command(
+        gateway_url,
+        cluster,
+        &header_file.display().to_string(),
     )
 }
 
-/// The README's restore_command recipe: exit 1 only when the gateway says 404, and 200
-/// (above 125: recovery stops rather than ends) when it cannot be asked.
+/// The README's restore_command recipe.
 pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
-    format!(
-        "c=$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @{} -o \"%p.part\" -w \"%%{{http_code}}\" {gateway_url}/v1/clusters/{cluster}/wal/%f); \
-         case $c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac",
-        header_file.display()
+    walgate_core::recipe::curl_restore_command(
+        gateway_url,
+        cluster,
+        &header_file.display().to_string(),
     )
 }
 

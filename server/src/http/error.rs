@@ -84,6 +84,7 @@ impl From<ArchiveError> for ApiError {
             A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
             A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::internal(c),
             A::Storage(s) => return Self::internal(s),
         };

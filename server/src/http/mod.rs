@@ -6,6 +6,7 @@ mod clusters;
 pub mod error;
 mod extract;
 mod health;
+mod restore;
 mod wal;
 
 use axum::Router;
@@ -45,6 +46,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(wal::router())
         .merge(backups::router())
+        .merge(restore::router())
         .merge(clusters::router())
         .merge(health::router())
 }

@@ -1,0 +1,21 @@
+//! The curl recipes for `archive_command` and `restore_command`, written once: the
+//! README shows them, the gateway puts the restore one in restore plans, and the tests
+//! run exactly these.
+
+/// `archive_command`: exits 0 only when the gateway acknowledged the file as durable.
+pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &str) -> String {
+    format!(
+        "curl -sS --fail --retry 3 -H @{header_file} -T %p {gateway_url}/v1/clusters/{cluster}/wal/%f"
+    )
+}
+
+/// `restore_command`: exits 1 ("not archived") only for a 404, and 200 (above 125, so
+/// recovery stops instead of ending early) when the gateway cannot be asked.
+pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &str) -> String {
+    format!(
+        "c=$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @{header_file} \
+         -o \"%p.part\" -w \"%%{{http_code}}\" {gateway_url}/v1/clusters/{cluster}/wal/%f); \
+         case $c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; \
+         *) rm -f \"%p.part\"; exit 200;; esac"
+    )
+}

@@ -1,0 +1,217 @@
+//! `/v1/clusters/{cluster}/restore-plan`: what a point-in-time recovery needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use walgate_core::api::{ErrorBody, RestorePlan, Role, TimelineLeg};
+use walgate_core::{ClusterName, SegmentSize, Timeline, WalFileKind, WalFileName, history, recipe};
+
+use super::error::ApiError;
+use super::extract::ClusterPath;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::catalog::WalFilter;
+use crate::restore::{self, Archive, Target};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(restore_plan))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PlanQuery {
+    /// Recover to this time (RFC 3339, e.g. 2026-11-27T06:45:00Z).
+    target_time: Option<String>,
+    /// Recover to this LSN (e.g. 0/3000060).
+    target_lsn: Option<String>,
+    /// Recover to this transaction id.
+    target_xid: Option<u64>,
+    /// Recover to this named restore point (`pg_create_restore_point`).
+    target_name: Option<String>,
+    /// Timeline to recover along: a number, or `latest` (the default).
+    target_timeline: Option<String>,
+}
+
+fn target(q: &PlanQuery) -> Result<Target, ApiError> {
+    let given = [
+        q.target_time.is_some(),
+        q.target_lsn.is_some(),
+        q.target_xid.is_some(),
+        q.target_name.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(ApiError::bad_request(
+            "give at most one of target_time, target_lsn, target_xid, target_name",
+        ));
+    }
+    Ok(if let Some(t) = &q.target_time {
+        let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "target_time `{t}` is not RFC 3339, e.g. 2026-11-27T06:45:00Z"
+                ))
+            })?;
+        Target::Time(t)
+    } else if let Some(l) = &q.target_lsn {
+        Target::Lsn(
+            l.parse().map_err(|e: walgate_core::lsn::LsnParseError| {
+                ApiError::bad_request(e.to_string())
+            })?,
+        )
+    } else if let Some(x) = q.target_xid {
+        Target::Xid(x)
+    } else if let Some(n) = &q.target_name {
+        Target::Name(n.clone())
+    } else {
+        Target::Latest
+    })
+}
+
+/// Reads everything the planner needs from the catalog and, for history files, the store.
+async fn gather(state: &AppState, cluster: &ClusterName) -> Result<Archive, ApiError> {
+    let row = state
+        .catalog
+        .cluster(cluster)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cluster `{cluster}`")))?;
+    let mut files = BTreeSet::new();
+    let mut filter = WalFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    loop {
+        let page = state.catalog.list_wal(cluster, &filter).await?;
+        filter.after = page.last().map(|r| r.name);
+        let done = page.len() < filter.limit as usize;
+        files.extend(page.into_iter().map(|r| r.name));
+        if done {
+            break;
+        }
+    }
+    let mut histories = BTreeMap::new();
+    for name in files.iter().filter(|f| f.kind() == WalFileKind::History) {
+        let text = crate::archive::read_text(&state.store, cluster, name).await?;
+        let branches = history::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_reachable",
+                format!("{name}: {e}"),
+            )
+        })?;
+        histories.insert(name.timeline(), branches);
+    }
+    Ok(Archive {
+        segment_size: row.segment_size.unwrap_or(SegmentSize::DEFAULT),
+        backups: state.catalog.backups(cluster).await?,
+        files,
+        histories,
+    })
+}
+
+/// The settings to write next to `recovery.signal`.
+fn settings(
+    headers: &HeaderMap,
+    cluster: &ClusterName,
+    target: &Target,
+    timeline: &str,
+) -> BTreeMap<String, String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("GATEWAY:8432");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    let url = format!("{scheme}://{host}");
+    let mut s = BTreeMap::new();
+    s.insert(
+        "restore_command".to_owned(),
+        recipe::curl_restore_command(&url, cluster.as_str(), "/etc/walgate/auth-header"),
+    );
+    s.insert("recovery_target_timeline".to_owned(), timeline.to_owned());
+    let target = match target {
+        Target::Latest => None,
+        Target::Time(t) => Some((
+            "recovery_target_time",
+            t.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats"),
+        )),
+        Target::Lsn(l) => Some(("recovery_target_lsn", l.to_string())),
+        Target::Xid(x) => Some(("recovery_target_xid", x.to_string())),
+        Target::Name(n) => Some(("recovery_target_name", n.clone())),
+    };
+    if let Some((key, value)) = target {
+        s.insert(key.to_owned(), value);
+        s.insert("recovery_target_action".to_owned(), "promote".to_owned());
+    }
+    s
+}
+
+/// Plan a restore to the latest state or a point in time.
+///
+/// `422` when the archive cannot reach the target, with the reason: no backup before it,
+/// a missing segment or history file, a target past the end of the archive.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/restore-plan", tag = "backups",
+    params(("cluster" = String, Path), PlanQuery),
+    responses((status = 200, body = RestorePlan), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn restore_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(cluster): ClusterPath,
+    Query(q): Query<PlanQuery>,
+    headers: HeaderMap,
+) -> Result<Json<RestorePlan>, ApiError> {
+    caller.require(&cluster, Role::Viewer)?;
+    let target = target(&q)?;
+    let timeline = match q.target_timeline.as_deref() {
+        None | Some("latest") => None,
+        Some(t) => Some(Timeline(t.parse().ok().filter(|&t| t > 0).ok_or_else(
+            || ApiError::bad_request("target_timeline must be a timeline number or `latest`"),
+        )?)),
+    };
+    let archive = gather(&state, &cluster).await?;
+    let plan = restore::plan(&archive, &target, timeline).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_reachable",
+            e.to_string(),
+        )
+    })?;
+    let timeline_setting = q
+        .target_timeline
+        .clone()
+        .unwrap_or_else(|| "latest".to_owned());
+    Ok(Json(RestorePlan {
+        cluster: cluster.to_string(),
+        backup: crate::backup::to_api(&cluster, &plan.backup, Some(archive.segment_size)),
+        target_timeline: plan.timeline.0,
+        timelines: plan
+            .path
+            .iter()
+            .map(|l| TimelineLeg {
+                timeline: l.timeline.0,
+                begin_lsn: l.begin.to_string(),
+                end_lsn: l.end.map(|e| e.to_string()),
+            })
+            .collect(),
+        first_wal: plan.first_wal.to_string(),
+        last_wal: plan.last_wal.to_string(),
+        segments: plan.segments,
+        history_files: plan
+            .history_files
+            .iter()
+            .map(WalFileName::to_string)
+            .collect(),
+        covered: true,
+        recovery_settings: settings(&headers, &cluster, &target, &timeline_setting),
+        notes: plan.notes,
+    }))
+}
