@@ -305,3 +305,136 @@ fn raw_tar(pg: &PgCluster) -> Vec<u8> {
     );
     out.stdout
 }
+
+impl Setup {
+    fn plan(&self, query: &str) -> (u16, serde_json::Value) {
+        let token = self.gateway.token("main", "viewer");
+        let r = self.gateway.get(
+            &format!("/v1/clusters/main/restore-plan{query}"),
+            Some(&token),
+        );
+        let status = r.status().as_u16();
+        (status, serde_json::from_slice(&body_bytes(r)).unwrap())
+    }
+
+    /// Restores what `plan` says, with the settings it gives, and waits for promotion.
+    fn restore_plan(&self, plan: &serde_json::Value) -> PgCluster {
+        self.restore_plan_with(plan, "archive_mode = off")
+    }
+
+    fn restore_plan_with(&self, plan: &serde_json::Value, extra_conf: &str) -> PgCluster {
+        let restorer = self.gateway.token("main", "restorer");
+        let mut pg = PgCluster::from_shell(&format!(
+            "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{}/archive | tar -x -C \"$PGDATA\"",
+            self.gateway.url,
+            plan["backup"]["id"].as_str().unwrap()
+        ));
+        let header = pg.dir.path().join("auth-header");
+        write_token_header(&header, &restorer);
+        let mut conf = format!("{extra_conf}\n");
+        for (key, value) in plan["recovery_settings"].as_object().unwrap() {
+            let value = value
+                .as_str()
+                .unwrap()
+                .replace("/etc/walgate/auth-header", &header.display().to_string());
+            conf += &format!("{key} = {}\n", conf_quote(&value));
+        }
+        pg.append_conf(&conf);
+        pg.touch("recovery.signal");
+        pg.start();
+        pg.wait_for("recovery to finish", Duration::from_secs(180), || {
+            pg.psql("SELECT pg_is_in_recovery()") == "f"
+        });
+        pg
+    }
+}
+
+/// Point-in-time recovery to an LSN, a time and a restore point, each planned by the
+/// gateway; then a timeline switch that the latest plan follows.
+#[test]
+fn point_in_time_recovery_from_restore_plans() {
+    let s = setup();
+    assert_eq!(s.plan("").1["error"], "not_reachable", "no backup yet");
+    let (code, first) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{first}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.source.psql("INSERT INTO marker VALUES ('one')");
+    let lsn_one = s.source.psql("SELECT pg_current_wal_insert_lsn()");
+    let sum_one = checksum(&s.source);
+    s.source.psql("SELECT pg_create_restore_point('after-one')");
+    std::thread::sleep(Duration::from_millis(1100));
+    let time_one = s.source.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.source.psql("INSERT INTO marker VALUES ('two')");
+    s.archive_all();
+    let sum_two = checksum(&s.source);
+    assert_ne!(sum_one, sum_two);
+
+    for query in [
+        format!("?target_lsn={lsn_one}"),
+        format!("?target_time={time_one}"),
+        "?target_name=after-one".to_owned(),
+    ] {
+        let (code, plan) = s.plan(&query);
+        assert_eq!(code, 200, "{query}: {plan}");
+        assert_eq!(plan["backup"]["id"], first["id"]);
+        assert!(plan["covered"].as_bool().unwrap());
+        let pg = s.restore_plan(&plan);
+        assert_eq!(checksum(&pg), sum_one, "{query}");
+    }
+    // Beyond the end of the archive, or before the first backup: 422, with the reason.
+    let (code, err) = s.plan("?target_lsn=FF/0");
+    assert_eq!(code, 422, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the end of the archive"),
+        "{err}"
+    );
+    let (code, err) = s.plan("?target_time=2001-01-01T00:00:00Z");
+    assert_eq!(
+        (code, err["error"].as_str().unwrap()),
+        (422, "not_reachable")
+    );
+
+    // Restore to "one", promote (timeline 2), archiving into the same cluster.
+    let (_, plan) = s.plan(&format!("?target_lsn={lsn_one}"));
+    let archiving = format!(
+        "archive_mode = on\narchive_command = {}",
+        conf_quote(&curl_archive_command(&s.gateway.url, "main", &s.header))
+    );
+    let branch = s.restore_plan_with(&plan, &archiving);
+    branch.psql("CHECKPOINT");
+    assert_eq!(
+        branch.psql("SELECT timeline_id FROM pg_control_checkpoint()"),
+        "2"
+    );
+    branch.psql("INSERT INTO marker VALUES ('three, on timeline 2')");
+    let last = branch.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    branch.psql("SELECT pg_switch_wal()");
+    branch.wait_for("timeline 2 archiving", Duration::from_secs(120), || {
+        branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
+    });
+    let sum_three = checksum(&branch);
+
+    // The latest plan follows the history file to timeline 2 from the same backup.
+    let (code, plan) = s.plan("");
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["target_timeline"], 2);
+    assert_eq!(
+        plan["history_files"],
+        serde_json::json!(["00000002.history"])
+    );
+    assert_eq!(plan["timelines"].as_array().unwrap().len(), 2);
+    let pg = s.restore_plan(&plan);
+    assert_eq!(checksum(&pg), sum_three);
+    // Timeline 1 is still restorable to its own end.
+    let (code, plan) = s.plan("?target_timeline=1");
+    assert_eq!(code, 200, "{plan}");
+    let pg = s.restore_plan(&plan);
+    assert_eq!(checksum(&pg), sum_two);
+}

@@ -138,10 +138,14 @@ fn settings(
     s.insert("recovery_target_timeline".to_owned(), timeline.to_owned());
     let target = match target {
         Target::Latest => None,
+        // PostgreSQL's own timestamp syntax: its check of the setting refuses `T` and `Z`.
         Target::Time(t) => Some((
             "recovery_target_time",
-            t.format(&time::format_description::well_known::Rfc3339)
-                .expect("formats"),
+            t.to_offset(time::UtcOffset::UTC)
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]+00"
+                ))
+                .expect("a UTC time formats"),
         )),
         Target::Lsn(l) => Some(("recovery_target_lsn", l.to_string())),
         Target::Xid(x) => Some(("recovery_target_xid", x.to_string())),
