@@ -260,8 +260,19 @@ fn bad_backups_are_refused_and_leave_nothing() {
     assert_eq!(code.trim(), "409");
     assert_eq!((s.list(), s.backup_objects()), before);
 
-    // A real backup cut half-way.
+    // A real backup's start, with a token that may only restore: refused before the
+    // body is read.
     let full = raw_tar(&s.source);
+    let restorer = s.gateway.token("main", "restorer");
+    let r = walgate_tests::agent()
+        .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
+        .header("Authorization", format!("Bearer {restorer}"))
+        .send(&full[..4096])
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // A real backup cut half-way.
     let addr = s.gateway.url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).unwrap();
     write!(
