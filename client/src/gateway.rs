@@ -57,7 +57,7 @@ impl Gateway {
     }
 
     fn wal_url(&self, name: &WalFileName) -> String {
-        format!("{}/v1/clusters/{}/wal/{name}", self.base, self.cluster)
+        self.cluster_url(&format!("/wal/{name}"))
     }
 
     /// Repeats `attempt` with exponential backoff while it asks to, for at most RETRY_FOR.
@@ -91,10 +91,10 @@ impl Gateway {
                 .header("Content-Encoding", "zstd")
                 .header("Content-Type", "application/octet-stream")
                 .send(compressed);
-            classify(sent, |status, _| match status {
-                201 => Some(Attempt::Done(Pushed::Stored)),
-                200 => Some(Attempt::Done(Pushed::AlreadyStored)),
-                _ => None,
+            classify(sent, |status, r| match status {
+                201 => Ok(Attempt::Done(Pushed::Stored)),
+                200 => Ok(Attempt::Done(Pushed::AlreadyStored)),
+                _ => Err(Box::new(r)),
             })
         })
     }
@@ -109,20 +109,20 @@ impl Gateway {
                 .header("Authorization", &self.auth)
                 .header("Accept-Encoding", "zstd")
                 .call();
-            classify(got, |status, r| match status {
+            classify(got, |status, mut r| match status {
                 200 => {
                     let zstd = r
                         .headers()
                         .get("content-encoding")
                         .is_some_and(|v| v == "zstd");
                     let body = r.body_mut().with_config().limit(u64::MAX).reader();
-                    Some(match write_atomically(body, zstd, dest) {
+                    Ok(match write_atomically(body, zstd, dest) {
                         Ok(()) => Attempt::Done(Fetched::Written),
                         Err(e) => Attempt::Retry(e),
                     })
                 }
-                404 => Some(Attempt::Done(Fetched::NotArchived)),
-                _ => None,
+                404 => Ok(Attempt::Done(Fetched::NotArchived)),
+                _ => Err(Box::new(r)),
             })
         })
     }
@@ -130,25 +130,115 @@ impl Gateway {
 
 type Answer = ureq::http::Response<ureq::Body>;
 
+impl Gateway {
+    fn cluster_url(&self, rest: &str) -> String {
+        format!("{}/v1/clusters/{}{rest}", self.base, self.cluster)
+    }
+
+    /// GETs a JSON document under the cluster, retrying while the gateway is unreachable.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, rest: &str) -> anyhow::Result<T> {
+        let url = self.cluster_url(rest);
+        self.retrying(|| {
+            let got = self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.auth)
+                .call();
+            classify(got, |status, r| match status {
+                200 => Ok(json(r)),
+                _ => Err(Box::new(r)),
+            })
+        })
+    }
+
+    /// Streams a base backup (a tar stream, zstd-compressed) to the gateway. Not retried:
+    /// a stream cannot be replayed.
+    pub fn push_backup(&self, body: &mut dyn Read) -> anyhow::Result<walgate_core::api::Backup> {
+        let sent = self
+            .agent
+            .post(self.cluster_url("/backups"))
+            .header("Authorization", &self.auth)
+            .header("Content-Encoding", "zstd")
+            .header("Content-Type", "application/x-tar")
+            .config()
+            .timeout_global(None)
+            .build()
+            .send(ureq::SendBody::from_reader(body));
+        match classify(sent, |status, r| match status {
+            201 => Ok(json(r)),
+            _ => Err(Box::new(r)),
+        }) {
+            Attempt::Done(b) => Ok(b),
+            Attempt::Fail(e) | Attempt::Retry(e) => Err(e),
+        }
+    }
+
+    /// Opens a backup's tar stream as stored (zstd); the caller decodes it.
+    pub fn open_backup(&self, id: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        let url = self.cluster_url(&format!("/backups/{id}/archive"));
+        self.retrying(|| {
+            let got = self
+                .agent
+                .get(&url)
+                .header("Authorization", &self.auth)
+                .header("Accept-Encoding", "zstd")
+                .config()
+                .timeout_global(None)
+                .build()
+                .call();
+            classify(got, |status, r| {
+                if status != 200 {
+                    return Err(Box::new(r));
+                }
+                let zstd = r
+                    .headers()
+                    .get("content-encoding")
+                    .is_some_and(|v| v == "zstd");
+                let body = r.into_body().into_with_config().limit(u64::MAX).reader();
+                Ok(if zstd {
+                    match zstd::Decoder::new(body) {
+                        Ok(d) => Attempt::Done(Box::new(d) as Box<dyn Read + Send>),
+                        Err(e) => Attempt::Fail(e.into()),
+                    }
+                } else {
+                    Attempt::Done(Box::new(body))
+                })
+            })
+        })
+    }
+}
+
 /// Sorts an answer: what `expected` recognises, else transport errors, 5xx and 429 are
 /// worth retrying, and any other status is final.
 fn classify<T>(
     sent: Result<Answer, ureq::Error>,
-    expected: impl FnOnce(u16, &mut Answer) -> Option<Attempt<T>>,
+    expected: impl FnOnce(u16, Answer) -> Result<Attempt<T>, Box<Answer>>,
 ) -> Attempt<T> {
-    let mut r = match sent {
+    let r = match sent {
         Ok(r) => r,
         Err(e) => return Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
     };
     let status = r.status().as_u16();
-    if let Some(attempt) = expected(status, &mut r) {
-        return attempt;
-    }
+    let mut r = match expected(status, r) {
+        Ok(attempt) => return attempt,
+        Err(r) => *r,
+    };
     let e = error(status, r.body_mut());
     if status >= 500 || status == 429 {
         Attempt::Retry(e)
     } else {
         Attempt::Fail(e)
+    }
+}
+
+/// Reads a JSON answer.
+fn json<T: serde::de::DeserializeOwned>(r: Answer) -> Attempt<T> {
+    let body = r.into_body().into_with_config().limit(64 << 20).reader();
+    match serde_json::from_reader(body) {
+        Ok(v) => Attempt::Done(v),
+        Err(e) => {
+            Attempt::Fail(anyhow::Error::new(e).context("unreadable answer from the gateway"))
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! the network carries compressed WAL.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod gateway;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,55 @@ enum Command {
         /// Where to write it (%p).
         path: PathBuf,
     },
+    /// Take a base backup with pg_basebackup and stream it to the gateway.
+    ///
+    /// Connection settings come from the usual PG* variables or from pg_basebackup
+    /// options after `--`, e.g. `walgate-client backup-push -- -h /var/run/postgresql`.
+    /// Cron, nightly: `0 2 * * * walgate-client backup-push`.
+    BackupPush {
+        /// The pg_basebackup program.
+        #[arg(long, env = "WALGATE_PG_BASEBACKUP", default_value = "pg_basebackup")]
+        pg_basebackup: PathBuf,
+        /// Print the stored backup as JSON.
+        #[arg(long)]
+        json: bool,
+        /// More pg_basebackup options.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// List the cluster's backups, newest first.
+    BackupList {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract a backup (an id, or `latest`) into an empty directory.
+    BackupFetch { dir: PathBuf, id: String },
+    /// Prepare a data directory that recovers to a target when started.
+    ///
+    /// Asks the gateway for a restore plan, extracts the backup it names, and writes
+    /// `recovery.signal` and the recovery settings (restore_command running this client)
+    /// into `postgresql.auto.conf`. Needs --token-file, which PostgreSQL will read.
+    Restore {
+        /// The empty directory to restore into.
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// Recover to this time (RFC 3339, e.g. 2026-11-27T06:45:00Z).
+        #[arg(long, group = "target")]
+        target_time: Option<String>,
+        /// Recover to this LSN.
+        #[arg(long, group = "target")]
+        target_lsn: Option<String>,
+        /// Recover to this transaction id.
+        #[arg(long, group = "target")]
+        target_xid: Option<u64>,
+        /// Recover to this restore point.
+        #[arg(long, group = "target")]
+        target_name: Option<String>,
+        /// Timeline to follow: a number or `latest`.
+        #[arg(long)]
+        target_timeline: Option<String>,
+    },
 }
 
 /// What PostgreSQL reads from a restore_command that could not ask the gateway outside
@@ -125,7 +175,102 @@ fn main() -> ExitCode {
             }
         },
         Command::WalFetch { name, path } => wal_fetch(&cli.config, &name, &path),
+        command => match backup_command(&cli.config, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("walgate-client: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Percent-encodes a query value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn backup_command(config: &Config, command: Command) -> anyhow::Result<()> {
+    let gateway = config.gateway()?;
+    match command {
+        Command::BackupPush {
+            pg_basebackup,
+            json,
+            extra,
+        } => {
+            let b = backup::push(&gateway, config.zstd_level, &pg_basebackup, &extra)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                println!(
+                    "stored backup {} ({} bytes, {} stored)",
+                    b.id, b.size, b.stored_size
+                );
+            }
+        }
+        Command::BackupList { json } => {
+            let list: Vec<walgate_core::api::Backup> = gateway.get_json("/backups")?;
+            backup::print_list(&list, json)?;
+        }
+        Command::BackupFetch { dir, id } => backup::fetch(&gateway, &id, &dir)?,
+        Command::Restore {
+            pgdata,
+            target_time,
+            target_lsn,
+            target_xid,
+            target_name,
+            target_timeline,
+        } => {
+            let token_file = config
+                .token_file
+                .as_deref()
+                .context("restore needs --token-file (or WALGATE_TOKEN_FILE): PostgreSQL reads it during recovery")?;
+            let mut query = vec![];
+            let targets = [
+                ("target_time", target_time),
+                ("target_lsn", target_lsn),
+                ("target_name", target_name),
+            ];
+            for (key, value) in targets {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", encode(&v)));
+                }
+            }
+            if let Some(x) = target_xid {
+                query.push(format!("target_xid={x}"));
+            }
+            if let Some(t) = target_timeline {
+                query.push(format!("target_timeline={}", encode(&t)));
+            }
+            let plan: walgate_core::api::RestorePlan =
+                gateway.get_json(&format!("/restore-plan?{}", query.join("&")))?;
+            for note in &plan.notes {
+                eprintln!("note: {note}");
+            }
+            backup::fetch(&gateway, &plan.backup.id, &pgdata)?;
+            let url = config.url.as_deref().unwrap_or_default();
+            let cluster = config.cluster.as_deref().unwrap_or_default();
+            let command = backup::client_restore_command(url, cluster, token_file)?;
+            backup::write_recovery(&pgdata, &plan, &command)?;
+            eprintln!(
+                "restored backup {} into {}; start PostgreSQL to replay {} WAL segments ({} to {})",
+                plan.backup.id,
+                pgdata.display(),
+                plan.segments,
+                plan.first_wal,
+                plan.last_wal
+            );
+        }
+        Command::WalPush { .. } | Command::WalFetch { .. } => unreachable!("handled in main"),
+    }
+    Ok(())
 }
 
 fn file_name(path: &Path) -> anyhow::Result<WalFileName> {

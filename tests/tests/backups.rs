@@ -449,3 +449,61 @@ fn point_in_time_recovery_from_restore_plans() {
     let pg = s.restore_plan(&plan);
     assert_eq!(checksum(&pg), sum_two);
 }
+
+/// The same with the client: backup-push, backup-list, and restore to an LSN.
+#[test]
+fn client_backup_push_list_and_restore() {
+    let s = setup();
+    let token_file = s.source.dir.path().join("token");
+    walgate_tests::write_pg_owned(&token_file, &s.gateway.token("main", "admin"));
+    let client = |args: &[&str]| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "env"])
+            .arg(format!("WALGATE_URL={}", s.gateway.url))
+            .arg("WALGATE_CLUSTER=main")
+            .arg(format!("WALGATE_TOKEN_FILE={}", token_file.display()))
+            .arg(walgate_tests::bin("walgate-client"))
+            .args(args);
+        run(&mut c).unwrap()
+    };
+    let port = s.source.port.to_string();
+    let pushed: serde_json::Value = serde_json::from_str(&client(&[
+        "backup-push",
+        "--json",
+        "--pg-basebackup",
+        &pg_bin().join("pg_basebackup").display().to_string(),
+        "--",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+    ]))
+    .unwrap();
+    assert_eq!(pushed["status"], "complete", "{pushed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&client(&["backup-list", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], pushed["id"]);
+
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.source.psql("INSERT INTO marker VALUES ('target')");
+    let lsn = s.source.psql("SELECT pg_current_wal_insert_lsn()");
+    let expected = checksum(&s.source);
+    s.source
+        .psql("DELETE FROM pgbench_history; INSERT INTO marker VALUES ('after the target')");
+    s.archive_all();
+
+    let mut pg = PgCluster::from_shell(&format!(
+        "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} restore --pgdata \"$PGDATA\" --target-lsn {lsn}",
+        s.gateway.url,
+        token_file.display(),
+        walgate_tests::bin("walgate-client").display()
+    ));
+    assert!(pg.pgdata.join("recovery.signal").exists());
+    pg.start();
+    pg.wait_for("recovery to the LSN", Duration::from_secs(180), || {
+        pg.psql("SELECT pg_is_in_recovery()") == "f"
+    });
+    assert_eq!(checksum(&pg), expected);
+}
