@@ -181,35 +181,114 @@ fn read_small(entry: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, 
     Ok(buf)
 }
 
-/// The blocking half: decode, hash, compress and parse the tar stream.
+/// Reads through, copying every byte read into `out`: the client's own zstd frames go
+/// to storage as they came, instead of being decoded and compressed again.
+struct CopyTo<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for CopyTo<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// What the tar stream says about itself.
+struct Parsed {
+    system_identifier: Option<u64>,
+    manifest: Option<Vec<u8>>,
+}
+
+/// The blocking half: decode, hash and parse the tar stream, and send it to storage
+/// compressed (a zstd body as it came, anything else compressed here).
 fn read_backup(
     body: impl Read,
     encoding: BackupEncoding,
     level: i32,
     events: mpsc::Sender<Event>,
 ) -> Result<Summary, BackupError> {
-    let decoded: Box<dyn Read> = match encoding {
-        BackupEncoding::Identity => Box::new(body),
-        BackupEncoding::Zstd => Box::new(zstd::Decoder::new(body).map_err(BackupError::Body)?),
-        BackupEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
-    };
     let label_sent = Arc::new(AtomicBool::new(false));
     let sink = EventSink {
         tx: events.clone(),
         buf: BytesMut::new(),
         label_sent: label_sent.clone(),
     };
-    let mut encoder = zstd::Encoder::new(sink, level).map_err(BackupError::Body)?;
-    encoder
-        .multithread(crate::archive::compression_workers())
-        .map_err(BackupError::Body)?;
+    let send_label = |label: BackupLabel| {
+        events
+            .blocking_send(Event::Label(Box::new(label)))
+            .map_err(|_| BackupError::Body(io::Error::other("the upload was abandoned")))?;
+        label_sent.store(true, Ordering::Release);
+        Ok(())
+    };
+    let (sha, size, parsed) = match encoding {
+        BackupEncoding::Zstd => {
+            let raw = CopyTo {
+                inner: body,
+                out: sink,
+            };
+            let decoder = zstd::Decoder::new(raw).map_err(BackupError::Body)?;
+            let (
+                Tee {
+                    inner, sha, size, ..
+                },
+                parsed,
+            ) = parse(decoder, io::sink(), send_label)?;
+            let mut raw = inner.finish().into_inner();
+            // Whatever follows the last frame was not checked: refuse it.
+            if raw.read(&mut [0u8; 1]).map_err(BackupError::Body)? != 0 {
+                return Err(BackupError::Body(io::Error::other(
+                    "data after the end of the zstd stream",
+                )));
+            }
+            raw.out.flush().map_err(BackupError::Body)?;
+            (sha, size, parsed)
+        }
+        BackupEncoding::Identity | BackupEncoding::Gzip => {
+            let decoded: Box<dyn Read> = match encoding {
+                BackupEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+                _ => Box::new(body),
+            };
+            let mut encoder = zstd::Encoder::new(sink, level).map_err(BackupError::Body)?;
+            encoder
+                .multithread(crate::archive::compression_workers())
+                .map_err(BackupError::Body)?;
+            let (Tee { out, sha, size, .. }, parsed) = parse(decoded, encoder, send_label)?;
+            let mut sink = out.finish().map_err(BackupError::Body)?;
+            sink.flush().map_err(BackupError::Body)?;
+            (sha, size, parsed)
+        }
+    };
+    let end = parsed
+        .manifest
+        .as_deref()
+        .map(manifest_end)
+        .transpose()?
+        .flatten();
+    Ok(Summary {
+        size,
+        sha256: sha.finalize().into(),
+        system_identifier: parsed.system_identifier,
+        manifest: parsed.manifest,
+        end,
+    })
+}
+
+/// Parses the decoded tar stream, hashing it and copying it to `out` on the way; hands
+/// the label to `on_label` as soon as it is read.
+fn parse<R: Read, W: Write>(
+    decoded: R,
+    out: W,
+    on_label: impl FnOnce(BackupLabel) -> Result<(), BackupError>,
+) -> Result<(Tee<R, W>, Parsed), BackupError> {
     let tee = Tee {
         inner: decoded,
-        out: encoder,
+        out,
         sha: Sha256::new(),
         size: 0,
     };
-
     let mut archive = tar::Archive::new(tee);
     let not_tar = |e: io::Error| {
         if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
@@ -218,9 +297,11 @@ fn read_backup(
             BackupError::Body(e)
         }
     };
-    let mut system_identifier = None;
-    let mut manifest = None;
-    let mut seen_label = false;
+    let mut parsed = Parsed {
+        system_identifier: None,
+        manifest: None,
+    };
+    let mut on_label = Some(on_label);
     for entry in archive.entries().map_err(not_tar)? {
         let mut entry = entry.map_err(not_tar)?;
         let path = entry
@@ -228,7 +309,7 @@ fn read_backup(
             .map_err(not_tar)?
             .to_string_lossy()
             .into_owned();
-        if !seen_label {
+        if let Some(send) = on_label.take() {
             if path != "backup_label" {
                 return Err(BackupError::NotABackup(format!(
                     "the tar stream starts with `{path}`, not `backup_label`"
@@ -238,38 +319,25 @@ fn read_backup(
             let label: BackupLabel = String::from_utf8_lossy(&text).parse().map_err(
                 |e: walgate_core::backup::BackupLabelError| BackupError::NotABackup(e.to_string()),
             )?;
-            events
-                .blocking_send(Event::Label(Box::new(label)))
-                .map_err(|_| BackupError::Body(io::Error::other("the upload was abandoned")))?;
-            label_sent.store(true, Ordering::Release);
-            seen_label = true;
+            send(label)?;
         } else if path == "global/pg_control" {
             let head = read_small(&mut entry.by_ref().take(8), 8, "pg_control")?;
             let bytes: [u8; 8] = head
                 .try_into()
                 .map_err(|_| BackupError::NotABackup("global/pg_control is truncated".into()))?;
-            system_identifier = Some(u64::from_le_bytes(bytes));
+            parsed.system_identifier = Some(u64::from_le_bytes(bytes));
         } else if path == "backup_manifest" {
-            manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
+            parsed.manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
         }
     }
-    if !seen_label {
+    if on_label.is_some() {
         return Err(BackupError::NotABackup("the tar stream is empty".into()));
     }
     // The tar crate stops at the end-of-archive marker: the record padding after it is
     // part of the stream too, and a body cut there must still be noticed.
     let mut tee = archive.into_inner();
     io::copy(&mut tee, &mut io::sink()).map_err(BackupError::Body)?;
-    let mut sink = tee.out.finish().map_err(BackupError::Body)?;
-    sink.flush().map_err(BackupError::Body)?;
-    let end = manifest.as_deref().map(manifest_end).transpose()?.flatten();
-    Ok(Summary {
-        size: tee.size,
-        sha256: tee.sha.finalize().into(),
-        system_identifier,
-        manifest,
-        end,
-    })
+    Ok((tee, parsed))
 }
 
 /// The id of a backup started at `at` from `label`: sorts by time, says where it starts.
