@@ -22,7 +22,7 @@ use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, Wa
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, layout};
-use crate::stream::{ChannelReader, Chunks, HashWriter, forward};
+use crate::stream::{ChannelReader, Chunks, Encoding, HashWriter, forward};
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
 pub const MAX_TEXT_FILE: u64 = 1 << 20;
@@ -95,13 +95,6 @@ pub struct Archived {
     pub row: WalRow,
     /// False when the identical file was already archived.
     pub created: bool,
-}
-
-/// How the request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyEncoding {
-    Identity,
-    Zstd,
 }
 
 /// Copies everything read through it into `copy`: the client's own zstd frames, which
@@ -209,9 +202,12 @@ pub(crate) fn compression_workers() -> u32 {
 
 /// The blocking half: decode, check, and compress (or keep the client's zstd). A raw
 /// body is hashed on the async side as it arrives; a zstd body is hashed here, decoded.
-fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded, ArchiveError> {
+fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, ArchiveError> {
     match encoding {
-        BodyEncoding::Identity => {
+        Encoding::Gzip => Err(ArchiveError::Body(io::Error::other(
+            "WAL files are accepted raw or as zstd, not gzip",
+        ))),
+        Encoding::Identity => {
             let mut out =
                 zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
             if compression_workers() > 1 {
@@ -228,7 +224,7 @@ fn encode(e: Expect, body: impl Read, encoding: BodyEncoding) -> Result<Encoded,
                 stored_size,
             })
         }
-        BodyEncoding::Zstd => {
+        Encoding::Zstd => {
             let mut tee = Tee {
                 inner: body,
                 copy: Chunks::default(),
@@ -307,7 +303,7 @@ fn check(
 pub struct Upload<'a> {
     pub cluster: &'a ClusterName,
     pub name: WalFileName,
-    pub encoding: BodyEncoding,
+    pub encoding: Encoding,
     /// The Content-Length of a raw body: an oversized upload is refused before it is read.
     pub declared_len: Option<u64>,
 }
@@ -338,7 +334,7 @@ where
         pinned,
         level,
     };
-    if let (Some(len), BodyEncoding::Identity) = (declared_len, encoding) {
+    if let (Some(len), Encoding::Identity) = (declared_len, encoding) {
         let limit = size_limit(name, pinned);
         if len > limit {
             return Err(ArchiveError::TooLarge { name, limit });
@@ -351,7 +347,7 @@ where
     let worker =
         tokio::task::spawn_blocking(move || encode(expect, ChannelReader::new(rx), encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
-    let mut sha = (encoding == BodyEncoding::Identity).then(Sha256::new);
+    let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
     forward(body, tx, |chunk| {
         if let Some(sha) = sha.as_mut() {
             sha.update(chunk);

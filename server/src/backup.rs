@@ -28,7 +28,7 @@ use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Time
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::storage::{MULTIPART_CONCURRENCY, StorageError, Store, layout};
-use crate::stream::{ChannelReader, forward};
+use crate::stream::{ChannelReader, Encoding, forward};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
@@ -60,14 +60,6 @@ pub enum BackupError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-/// How the request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackupEncoding {
-    Identity,
-    Zstd,
-    Gzip,
 }
 
 /// What the worker tells the uploader, in order: the label, then data.
@@ -206,7 +198,7 @@ struct Parsed {
 /// compressed (a zstd body as it came, anything else compressed here).
 fn read_backup(
     body: impl Read,
-    encoding: BackupEncoding,
+    encoding: Encoding,
     level: i32,
     events: mpsc::Sender<Event>,
 ) -> Result<Summary, BackupError> {
@@ -224,7 +216,7 @@ fn read_backup(
         Ok(())
     };
     let (sha, size, parsed) = match encoding {
-        BackupEncoding::Zstd => {
+        Encoding::Zstd => {
             let raw = CopyTo {
                 inner: body,
                 out: sink,
@@ -246,9 +238,9 @@ fn read_backup(
             raw.out.flush().map_err(BackupError::Body)?;
             (sha, size, parsed)
         }
-        BackupEncoding::Identity | BackupEncoding::Gzip => {
+        Encoding::Identity | Encoding::Gzip => {
             let decoded: Box<dyn Read> = match encoding {
-                BackupEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+                Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
                 _ => Box::new(body),
             };
             let mut encoder = zstd::Encoder::new(sink, level).map_err(BackupError::Body)?;
@@ -394,7 +386,7 @@ pub async fn push<S, E>(
     store: &Store,
     level: i32,
     cluster: &ClusterName,
-    encoding: BackupEncoding,
+    encoding: Encoding,
     body: S,
 ) -> Result<BackupRow, BackupError>
 where

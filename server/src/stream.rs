@@ -4,6 +4,24 @@
 
 use std::io::{self, Read, Write};
 
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
 use bytes::{Bytes, BytesMut};
 use object_store::PutPayload;
 use sha2::{Digest, Sha256};

@@ -1,26 +1,24 @@
 //! `/v1/clusters/{cluster}/backups`: upload, list, fetch and delete base backups.
 
-use async_compression::tokio::bufread::ZstdDecoder;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
-use tokio_util::io::{ReaderStream, StreamReader};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::ClusterName;
 use walgate_core::api::{Backup, ErrorBody, Role};
 
+use super::encoding::{content_encoding, stored_response};
 use super::error::ApiError;
 use super::extract::{BackupPath, ClusterPath};
-use super::wal::accepts_zstd;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::backup::{self, BackupEncoding};
+use crate::backup;
 use crate::catalog::BackupRow;
 use crate::storage::layout;
+use crate::stream::Encoding;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,24 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_archive))
         // A backup is as large as the database; it streams to the object store.
         .layer(axum::extract::DefaultBodyLimit::disable())
-}
-
-fn encoding(headers: &HeaderMap) -> Result<BackupEncoding, ApiError> {
-    match headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        None | Some("identity") => Ok(BackupEncoding::Identity),
-        Some("zstd") => Ok(BackupEncoding::Zstd),
-        Some("gzip") | Some("x-gzip") => Ok(BackupEncoding::Gzip),
-        Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            format!(
-                "Content-Encoding `{other}` is not supported: send the tar stream plain, zstd or gzip"
-            ),
-        )),
-    }
 }
 
 async fn api_form(
@@ -83,7 +63,10 @@ async fn post_backup(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Archiver)?;
-    let encoding = encoding(&headers)?;
+    let encoding = content_encoding(
+        &headers,
+        &[Encoding::Identity, Encoding::Zstd, Encoding::Gzip],
+    )?;
     // Run to the end even if the client goes away: a cut upload must be cleaned up,
     // and dropping this future half-way would skip that.
     let (catalog, store, level, name) = (
@@ -194,25 +177,12 @@ async fn get_archive(
         .store
         .get(&layout::backup_keys(&cluster, &row.id).data)
         .await?;
-    let stored = stored.map_err(std::io::Error::other);
-    let mut response = if accepts_zstd(&headers) {
-        let mut r = Response::new(Body::from_stream(stored));
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, row.stored_size.into());
-        r
-    } else {
-        let mut decoder = ZstdDecoder::new(StreamReader::new(stored));
-        decoder.multiple_members(true);
-        let mut r = Response::new(Body::from_stream(ReaderStream::new(decoder)));
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, row.size.into());
-        r
-    };
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
+    let mut response = stored_response(
+        stored,
+        &headers,
+        row.size,
+        row.stored_size,
+        "application/x-tar",
     );
     let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
     response

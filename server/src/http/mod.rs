@@ -3,6 +3,7 @@
 
 mod backups;
 mod clusters;
+mod encoding;
 pub mod error;
 mod extract;
 mod health;

@@ -1,27 +1,26 @@
 //! `/v1/clusters/{cluster}/wal`: archive, fetch and list WAL files.
 
-use async_compression::tokio::bufread::ZstdDecoder;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
 use serde::Deserialize;
-use tokio_util::io::{ReaderStream, StreamReader};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::WalFileName;
 use walgate_core::api::{ErrorBody, Role, WalFile, WalList};
 
+use super::encoding::{content_encoding, stored_response};
 use super::error::ApiError;
 use super::extract::{ClusterPath, WalPath};
 use crate::AppState;
-use crate::archive::{self, BodyEncoding, Upload};
+use crate::archive::{self, Upload};
 use crate::auth::Caller;
 use crate::catalog::{WalFilter, WalRow};
 use crate::storage::layout;
+use crate::stream::Encoding;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,33 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_wal))
         // WAL bodies are bounded by the cluster's segment size, checked while streaming.
         .layer(axum::extract::DefaultBodyLimit::disable())
-}
-
-fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, ApiError> {
-    match headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        None | Some("identity") => Ok(BodyEncoding::Identity),
-        Some("zstd") => Ok(BodyEncoding::Zstd),
-        Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            format!("Content-Encoding `{other}` is not supported: send the file raw or as zstd"),
-        )),
-    }
-}
-
-pub(super) fn accepts_zstd(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|e| {
-            let mut parts = e.split(';').map(str::trim);
-            parts.next() == Some("zstd") && !parts.any(|p| p == "q=0" || p == "q=0.0")
-        })
 }
 
 /// Archive one WAL file.
@@ -81,7 +53,7 @@ async fn put_wal(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Archiver)?;
-    let encoding = body_encoding(&headers)?;
+    let encoding = content_encoding(&headers, &[Encoding::Identity, Encoding::Zstd])?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -156,26 +128,13 @@ async fn get_wal(
     caller.require(&cluster, Role::Restorer)?;
     let row = find(&state, &cluster, &name).await?;
     let stored = state.store.get(&layout::wal_key(&cluster, &name)).await?;
-    let stored = stored.map_err(std::io::Error::other);
-    let octets = HeaderValue::from_static("application/octet-stream");
-    let mut response = if accepts_zstd(&headers) {
-        let mut r = Response::new(Body::from_stream(stored));
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, row.stored_size.into());
-        r
-    } else {
-        let decoded = ReaderStream::new(ZstdDecoder::new(StreamReader::new(stored)));
-        let mut r = Response::new(Body::from_stream(decoded.map_err(|e| {
-            tracing::error!(error = %e, "stored WAL object could not be decoded");
-            e
-        })));
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, row.size.into());
-        r
-    };
-    response.headers_mut().insert(header::CONTENT_TYPE, octets);
+    let mut response = stored_response(
+        stored,
+        &headers,
+        row.size,
+        row.stored_size,
+        "application/octet-stream",
+    );
     response.headers_mut().extend(file_headers(&row));
     Ok(response)
 }
@@ -254,25 +213,4 @@ async fn list_wal(
         files: rows.iter().map(WalRow::to_api).collect(),
         next_after,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_encoding_is_parsed() {
-        let mut h = HeaderMap::new();
-        assert!(!accepts_zstd(&h));
-        h.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip, zstd;q=0.9"),
-        );
-        assert!(accepts_zstd(&h));
-        h.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("zstd;q=0"),
-        );
-        assert!(!accepts_zstd(&h));
-    }
 }
