@@ -12,44 +12,16 @@
 set -euo pipefail
 segments=${1:-48}
 rounds=${2:-3}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-target=${CARGO_TARGET_DIR:-$root/target}
-
-work=$(mktemp -d /var/tmp/walgate-bench.XXXXXX)
-cleanup() {
-    [[ -n ${gw_pid:-} ]] && kill "$gw_pid" 2>/dev/null || true
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-if [[ $(id -u) == 0 ]]; then
-    chown postgres: "$work"
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    as_pg() { "$@"; }
-fi
-
-echo "building release binaries..." >&2
-(cd "$root" && cargo build --release --quiet -p walgate -p walgate-client)
+source "$(dirname "$0")/lib.sh"
 
 echo "making $segments real segments with pgbench..." >&2
 as_pg mkdir "$work/segments"
-as_pg "$pg_bin/initdb" -U postgres -A trust -D "$work/pg" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >>"$work/pg/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-archive_mode = on
+start_pg "archive_mode = on
 archive_command = 'cp %p $work/segments/%f'
-max_wal_size = '4GB'
-CONF
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
-psql() { "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -At "$@"; }
-"$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
+max_wal_size = '4GB'"
+pgbench -i -s 20 -q
 while (($(ls "$work/segments" | wc -l) < segments)); do
-    "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c 4 -T 5 postgres >/dev/null 2>&1
+    pgbench -n -c 4 -T 5
     psql -c 'SELECT pg_switch_wal()' >/dev/null
     sleep 1
 done
@@ -60,13 +32,7 @@ zbytes=$(cat "${files[@]}" | zstd -1 -c | wc -c)
 echo "segments: ${#files[@]} ($((bytes >> 20)) MiB, zstd -1 ratio $(python3 -c "print(round($bytes/$zbytes,2))"))" >&2
 
 echo "starting the gateway..." >&2
-"$target/release/walgate" serve --data-dir "$work/gw" --listen 127.0.0.1:0 >"$work/gw.addr" 2>"$work/gw.log" &
-gw_pid=$!
-until grep -q listening "$work/gw.addr" 2>/dev/null; do sleep 0.05; done
-url=$(sed 's/.*listening on //' "$work/gw.addr")
-admin_token=$("$target/release/walgate" token issue --data-dir "$work/gw" --cluster '*' --role archiver)
-printf 'Authorization: Bearer %s\n' "$admin_token" >"$work/auth-header"
-printf '%s' "$admin_token" >"$work/token"
+start_gateway
 
 run_cp() { cp "$1" "$2/" && sync "$2/$(basename "$1")" "$2"; }
 run_zstd3() { zstd -q -3 "$1" -o "$2/$(basename "$1").zst" && sync "$2/$(basename "$1").zst" "$2"; }

@@ -10,49 +10,17 @@
 #   tests/bench/backup.sh [PGBENCH_SCALE=70]   (scale 70 is about 1 GiB)
 set -euo pipefail
 scale=${1:-70}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-target=${CARGO_TARGET_DIR:-$root/target}
-
-work=$(mktemp -d /var/tmp/walgate-bench.XXXXXX)
-cleanup() {
-    [[ -n ${gw_pid:-} ]] && kill "$gw_pid" 2>/dev/null || true
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-if [[ $(id -u) == 0 ]]; then
-    chown postgres: "$work"
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    as_pg() { "$@"; }
-fi
-
-echo "building release binaries..." >&2
-(cd "$root" && cargo build --release --quiet -p walgate -p walgate-client)
+source "$(dirname "$0")/lib.sh"
 
 echo "making a pgbench database at scale $scale..." >&2
-as_pg "$pg_bin/initdb" -U postgres -A trust -D "$work/pg" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >>"$work/pg/postgresql.conf" <<CONF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work'
-fsync = off
-max_wal_size = '4GB'
-CONF
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
-"$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s "$scale" -q postgres >/dev/null 2>&1
-"$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -c CHECKPOINT
-db_bytes=$("$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -At -c "SELECT sum(pg_database_size(oid)) FROM pg_database")
+start_pg "fsync = off
+max_wal_size = '4GB'"
+pgbench -i -s "$scale" -q
+psql -c CHECKPOINT
+db_bytes=$(psql -c "SELECT sum(pg_database_size(oid)) FROM pg_database")
 echo "database: $((db_bytes >> 20)) MiB" >&2
 
-"$target/release/walgate" serve --data-dir "$work/gw" --listen 127.0.0.1:0 >"$work/gw.addr" 2>"$work/gw.log" &
-gw_pid=$!
-until grep -q listening "$work/gw.addr" 2>/dev/null; do sleep 0.05; done
-url=$(sed 's/.*listening on //' "$work/gw.addr")
-token=$("$target/release/walgate" token issue --data-dir "$work/gw" --cluster '*' --role admin 2>/dev/null)
-printf '%s' "$token" >"$work/token"
+start_gateway
 export WALGATE_URL=$url WALGATE_CLUSTER=bench WALGATE_TOKEN_FILE=$work/token
 basebackup=("$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D - -Ft -X fetch --checkpoint=fast)
 

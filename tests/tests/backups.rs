@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,6 +12,11 @@ use walgate_tests::{
     Gateway, PgCluster, body_bytes, curl_archive_command, curl_restore_command, pg_bin, run,
     write_token_header,
 };
+
+/// The README's restore recipe, with the header path restore plans use.
+fn readme_restore_recipe(url: &str) -> String {
+    curl_restore_command(url, "main", Path::new("/etc/walgate/auth-header"))
+}
 
 fn conf_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -115,23 +121,11 @@ impl Setup {
     /// Restores backup `id` with curl and tar, recovers with the curl restore_command
     /// to the end of the archive, and returns the running cluster.
     fn restore(&self, id: &str) -> PgCluster {
-        let restorer = self.gateway.token("main", "restorer");
-        let mut pg = PgCluster::from_shell(&format!(
-            "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{id}/archive | tar -x -C \"$PGDATA\"",
-            self.gateway.url
-        ));
-        let header = pg.dir.path().join("auth-header");
-        write_token_header(&header, &restorer);
-        pg.append_conf(&format!(
-            "archive_mode = off\nrestore_command = {}",
-            conf_quote(&curl_restore_command(&self.gateway.url, "main", &header))
-        ));
-        pg.touch("recovery.signal");
-        pg.start();
-        pg.wait_for("recovery to finish", Duration::from_secs(180), || {
-            pg.psql("SELECT pg_is_in_recovery()") == "f"
-        });
-        pg
+        let recipe = readme_restore_recipe(&self.gateway.url);
+        self.restore_plan(&serde_json::json!({
+            "backup": {"id": id},
+            "recovery_settings": {"restore_command": recipe},
+        }))
     }
 }
 

@@ -1,0 +1,47 @@
+# Shared by the benchmark scripts (sourced): a work directory removed on exit, release
+# binaries, a throwaway PostgreSQL cluster and a local gateway.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+target=${CARGO_TARGET_DIR:-$root/target}
+
+work=$(mktemp -d /var/tmp/walgate-bench.XXXXXX)
+cleanup() {
+    [[ -n ${gw_pid:-} ]] && kill "$gw_pid" 2>/dev/null || true
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# PostgreSQL refuses to run as root.
+if [[ $(id -u) == 0 ]]; then
+    chown postgres: "$work"
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    as_pg() { "$@"; }
+fi
+
+echo "building release binaries..." >&2
+(cd "$root" && cargo build --release --quiet -p walgate -p walgate-client)
+
+# start_pg [EXTRA SETTINGS]: initdb and start a cluster on a free port; sets $port.
+start_pg() {
+    as_pg "$pg_bin/initdb" -U postgres -A trust -D "$work/pg" >/dev/null
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n%s\n" \
+        "$port" "$work" "${1:-}" >>"$work/pg/postgresql.conf"
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+}
+
+psql() { "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -At "$@"; }
+pgbench() { "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres "$@" postgres >/dev/null 2>&1; }
+
+# start_gateway: a release gateway on a free port with an admin token; sets $url,
+# $token, $gw_pid, and writes $work/token and $work/auth-header.
+start_gateway() {
+    "$target/release/walgate" serve --data-dir "$work/gw" --listen 127.0.0.1:0 >"$work/gw.addr" 2>"$work/gw.log" &
+    gw_pid=$!
+    until grep -q listening "$work/gw.addr" 2>/dev/null; do sleep 0.05; done
+    url=$(sed 's/.*listening on //' "$work/gw.addr")
+    token=$("$target/release/walgate" token issue --data-dir "$work/gw" --cluster '*' --role admin 2>/dev/null)
+    printf '%s' "$token" >"$work/token"
+    printf 'Authorization: Bearer %s\n' "$token" >"$work/auth-header"
+}
