@@ -83,13 +83,12 @@ pub fn push(
             )
         })?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut progress = Progress::new(stdout, "backup");
-    let mut encoder = zstd::stream::read::Encoder::new(&mut progress, level)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32);
-    encoder.multithread(workers)?;
-    let sent = gateway.push_backup(&mut encoder);
-    drop(encoder);
-    progress.finish();
+    let mut compressed = Progress::new(
+        crate::parallel::compress(stdout, level),
+        "backup (compressed)",
+    );
+    let sent = gateway.push_backup(&mut compressed);
+    compressed.finish();
     let status = child.wait()?;
     if !status.success() {
         bail!("pg_basebackup failed ({status}); the gateway kept nothing");
@@ -141,7 +140,7 @@ pub fn fetch(gateway: &Gateway, id: &str, dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let body = gateway.open_backup(id)?;
-    let mut progress = Progress::new(body, "restore");
+    let mut progress = Progress::new(crate::parallel::decompress(body), "restore");
     let mut archive = tar::Archive::new(&mut progress);
     archive.set_preserve_permissions(true);
     archive

@@ -173,7 +173,7 @@ impl Gateway {
         }
     }
 
-    /// Opens a backup's tar stream as stored (zstd); the caller decodes it.
+    /// Opens a backup's stored zstd stream; the caller decodes it.
     pub fn open_backup(&self, id: &str) -> anyhow::Result<Box<dyn Read + Send>> {
         let url = self.cluster_url(&format!("/backups/{id}/archive"));
         self.retrying(|| {
@@ -190,19 +190,15 @@ impl Gateway {
                 if status != 200 {
                     return Err(Box::new(r));
                 }
-                let zstd = r
-                    .headers()
+                if r.headers()
                     .get("content-encoding")
-                    .is_some_and(|v| v == "zstd");
+                    .is_none_or(|v| v != "zstd")
+                {
+                    let e = anyhow::anyhow!("the gateway did not send the backup as zstd");
+                    return Ok(Attempt::Fail(e));
+                }
                 let body = r.into_body().into_with_config().limit(u64::MAX).reader();
-                Ok(if zstd {
-                    match zstd::Decoder::new(body) {
-                        Ok(d) => Attempt::Done(Box::new(d) as Box<dyn Read + Send>),
-                        Err(e) => Attempt::Fail(e.into()),
-                    }
-                } else {
-                    Attempt::Done(Box::new(body))
-                })
+                Ok(Attempt::Done(Box::new(body) as Box<dyn Read + Send>))
             })
         })
     }

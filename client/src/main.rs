@@ -6,6 +6,7 @@
 
 mod backup;
 mod gateway;
+mod parallel;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -188,6 +188,56 @@ impl<R: Read, W: Write> Read for CopyTo<R, W> {
     }
 }
 
+/// Tar bytes per stored zstd frame. Frames decode independently, so a restore can
+/// decode them on every core.
+const FRAME: usize = 8 << 20;
+
+/// Compresses into a sequence of independent zstd frames of `FRAME` input bytes each.
+struct Framed<W: Write> {
+    encoder: Option<zstd::Encoder<'static, W>>,
+    in_frame: usize,
+    level: i32,
+}
+
+impl<W: Write> Framed<W> {
+    fn new(out: W, level: i32) -> io::Result<Self> {
+        Ok(Framed {
+            encoder: Some(Self::encoder(out, level)?),
+            in_frame: 0,
+            level,
+        })
+    }
+
+    fn encoder(out: W, level: i32) -> io::Result<zstd::Encoder<'static, W>> {
+        let mut e = zstd::Encoder::new(out, level)?;
+        e.multithread(crate::archive::compression_workers())?;
+        e.include_checksum(true)?;
+        Ok(e)
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.encoder.take().expect("an open frame").finish()
+    }
+}
+
+impl<W: Write> Write for Framed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(FRAME - self.in_frame);
+        let encoder = self.encoder.as_mut().expect("an open frame");
+        encoder.write_all(&buf[..n])?;
+        self.in_frame += n;
+        if self.in_frame == FRAME {
+            let out = self.encoder.take().expect("an open frame").finish()?;
+            self.encoder = Some(Self::encoder(out, self.level)?);
+            self.in_frame = 0;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What the tar stream says about itself.
 struct Parsed {
     system_identifier: Option<u64>,
@@ -243,10 +293,7 @@ fn read_backup(
                 Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
                 _ => Box::new(body),
             };
-            let mut encoder = zstd::Encoder::new(sink, level).map_err(BackupError::Body)?;
-            encoder
-                .multithread(crate::archive::compression_workers())
-                .map_err(BackupError::Body)?;
+            let encoder = Framed::new(sink, level).map_err(BackupError::Body)?;
             let (Tee { out, sha, size, .. }, parsed) = parse(decoded, encoder, send_label)?;
             let mut sink = out.finish().map_err(BackupError::Body)?;
             sink.flush().map_err(BackupError::Body)?;
