@@ -97,7 +97,12 @@ fn read_chunk(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
 pub fn compress(mut input: impl Read + Send + 'static, level: i32) -> ParallelMap {
     ParallelMap::new(
         move || read_chunk(&mut input, FRAME).map(|c| (!c.is_empty()).then_some(c)),
-        move |chunk| zstd::bulk::compress(&chunk, level),
+        move |chunk| {
+            // Each frame checksums its content, so a damaged frame fails its decode.
+            let mut c = zstd::bulk::Compressor::new(level)?;
+            c.include_checksum(true)?;
+            c.compress(&chunk)
+        },
     )
 }
 

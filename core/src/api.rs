@@ -127,7 +127,8 @@ pub struct Backup {
     pub size: u64,
     /// Bytes stored, compressed.
     pub stored_size: u64,
-    /// SHA-256 of the tar stream, hexadecimal.
+    /// SHA-256 of the stored object (`base.tar.zst`), hexadecimal; every zstd frame in it
+    /// also carries a checksum of the tar bytes it holds.
     pub sha256: String,
     pub has_manifest: bool,
     #[serde(with = "time::serde::rfc3339")]

@@ -78,11 +78,14 @@ struct Summary {
 }
 
 /// A `Write` that hands compressed output to the uploader in `EVENT_CHUNK` pieces, and
-/// holds it back until the label has gone first.
+/// holds it back until the label has gone first. It hashes what it stores: the catalog
+/// keeps the SHA-256 of the stored object, which a scrub (or `sha256sum`) can check
+/// without decompressing, while each zstd frame's own checksum guards the tar inside.
 struct EventSink {
     tx: mpsc::Sender<Event>,
     buf: BytesMut,
     label_sent: Arc<AtomicBool>,
+    sha: Sha256,
 }
 
 impl EventSink {
@@ -97,6 +100,7 @@ impl EventSink {
 impl Write for EventSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(buf);
+        self.sha.update(buf);
         if self.buf.len() >= EVENT_CHUNK && self.label_sent.load(Ordering::Acquire) {
             self.send()?;
         }
@@ -110,18 +114,16 @@ impl Write for EventSink {
     }
 }
 
-/// Reads through to `out` (the compressor), counting and hashing the tar stream.
+/// Reads through to `out` (the compressor), counting the tar stream.
 struct Tee<R, W> {
     inner: R,
     out: W,
-    sha: Sha256,
     size: u64,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
         self.size += n as u64;
         self.out.write_all(&buf[..n])?;
         Ok(n)
@@ -257,6 +259,7 @@ fn read_backup(
         tx: events.clone(),
         buf: BytesMut::new(),
         label_sent: label_sent.clone(),
+        sha: Sha256::new(),
     };
     let send_label = |label: BackupLabel| {
         events
@@ -272,12 +275,7 @@ fn read_backup(
                 out: sink,
             };
             let decoder = zstd::Decoder::new(raw).map_err(BackupError::Body)?;
-            let (
-                Tee {
-                    inner, sha, size, ..
-                },
-                parsed,
-            ) = parse(decoder, io::sink(), send_label)?;
+            let (Tee { inner, size, .. }, parsed) = parse(decoder, io::sink(), send_label)?;
             let mut raw = inner.finish().into_inner();
             // Whatever follows the last frame was not checked: refuse it.
             if raw.read(&mut [0u8; 1]).map_err(BackupError::Body)? != 0 {
@@ -286,7 +284,7 @@ fn read_backup(
                 )));
             }
             raw.out.flush().map_err(BackupError::Body)?;
-            (sha, size, parsed)
+            (raw.out.sha, size, parsed)
         }
         Encoding::Identity | Encoding::Gzip => {
             let decoded: Box<dyn Read> = match encoding {
@@ -294,10 +292,10 @@ fn read_backup(
                 _ => Box::new(body),
             };
             let encoder = Framed::new(sink, level).map_err(BackupError::Body)?;
-            let (Tee { out, sha, size, .. }, parsed) = parse(decoded, encoder, send_label)?;
+            let (Tee { out, size, .. }, parsed) = parse(decoded, encoder, send_label)?;
             let mut sink = out.finish().map_err(BackupError::Body)?;
             sink.flush().map_err(BackupError::Body)?;
-            (sha, size, parsed)
+            (sink.sha, size, parsed)
         }
     };
     let end = parsed
@@ -325,7 +323,6 @@ fn parse<R: Read, W: Write>(
     let tee = Tee {
         inner: decoded,
         out,
-        sha: Sha256::new(),
         size: 0,
     };
     let mut archive = tar::Archive::new(tee);

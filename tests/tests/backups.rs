@@ -139,6 +139,13 @@ fn pg_basebackup_through_curl_and_back() {
     assert!(plain["has_manifest"].as_bool().unwrap(), "{plain}");
     assert!(plain["end_lsn"].is_string(), "{plain}");
     assert!(plain["size"].as_u64().unwrap() > plain["stored_size"].as_u64().unwrap());
+    // The recorded hash is the stored object's, checkable with sha256sum in the store.
+    let object = s.gateway.data_dir.join(format!(
+        "objects/clusters/main/backups/{}/base.tar.zst",
+        plain["id"].as_str().unwrap()
+    ));
+    let sum = run(Command::new("sha256sum").arg(&object)).unwrap();
+    assert_eq!(sum.split_whitespace().next(), plain["sha256"].as_str());
     let (code, zstd) = s.backup(
         "-X fetch --compress=client-zstd",
         "-H 'Content-Encoding: zstd'",

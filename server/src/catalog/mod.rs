@@ -134,7 +134,7 @@ pub struct BackupRow {
     /// Bytes of the tar stream.
     pub size: u64,
     pub stored_size: u64,
-    /// SHA-256 of the tar stream, hexadecimal.
+    /// SHA-256 of the stored object, hexadecimal.
     pub sha256: String,
     pub has_manifest: bool,
     pub started_at: OffsetDateTime,

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use walgate_core::ClusterName;
 use walgate_core::api::{Backup, ErrorBody, Role};
 
-use super::encoding::{content_encoding, stored_response};
+use super::encoding::{accepts_zstd, content_encoding, stored_response};
 use super::error::ApiError;
 use super::extract::{BackupPath, ClusterPath};
 use crate::AppState;
@@ -184,10 +184,13 @@ async fn get_archive(
         row.stored_size,
         "application/x-tar",
     );
-    let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
-    response
-        .headers_mut()
-        .insert(header::HeaderName::from_static("x-walgate-sha256"), sha);
+    // The hash is of the stored object: it describes the body only when sent as stored.
+    if accepts_zstd(&headers) {
+        let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-walgate-sha256"), sha);
+    }
     Ok(response)
 }
 
