@@ -22,7 +22,7 @@ use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, Wa
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, layout};
-use crate::stream::{ChannelReader, Chunks, Encoding, HashWriter, forward};
+use crate::stream::{ChannelReader, Chunks, Encoding, HashWriter, Tee, forward, refuse_trailing};
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
 pub const MAX_TEXT_FILE: u64 = 1 << 20;
@@ -95,21 +95,6 @@ pub struct Archived {
     pub row: WalRow,
     /// False when the identical file was already archived.
     pub created: bool,
-}
-
-/// Copies everything read through it into `copy`: the client's own zstd frames, which
-/// are stored as they came instead of being compressed a second time.
-struct Tee<R> {
-    inner: R,
-    copy: Chunks,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
-    }
 }
 
 /// What the blocking worker knows about the cluster before it starts.
@@ -225,20 +210,12 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
             })
         }
         Encoding::Zstd => {
-            let mut tee = Tee {
-                inner: body,
-                copy: Chunks::default(),
-            };
+            let mut tee = Tee::new(body, Chunks::default());
             let decoder = zstd::Decoder::new(&mut tee).map_err(ArchiveError::Body)?;
             let mut sha = HashWriter(Sha256::new());
             let (header, size) = check(&e, decoder, &mut sha)?;
-            // Whatever follows the last frame was not checked: refuse it.
-            if tee.read(&mut [0u8; 1]).map_err(ArchiveError::Body)? != 0 {
-                return Err(ArchiveError::Body(io::Error::other(
-                    "data after the end of the zstd stream",
-                )));
-            }
-            let (payload, stored_size) = tee.copy.into_payload();
+            refuse_trailing(&mut tee).map_err(ArchiveError::Body)?;
+            let (payload, stored_size) = tee.out.into_payload();
             Ok(Encoded {
                 header,
                 size,

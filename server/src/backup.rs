@@ -28,7 +28,7 @@ use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Time
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::storage::{MULTIPART_CONCURRENCY, StorageError, Store, layout};
-use crate::stream::{ChannelReader, Encoding, forward};
+use crate::stream::{ChannelReader, Encoding, Tee, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
@@ -114,22 +114,6 @@ impl Write for EventSink {
     }
 }
 
-/// Reads through to `out` (the compressor), counting the tar stream.
-struct Tee<R, W> {
-    inner: R,
-    out: W,
-    size: u64,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.size += n as u64;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 /// The part of a backup manifest the gateway uses.
 #[derive(Deserialize)]
 struct Manifest {
@@ -173,21 +157,6 @@ fn read_small(entry: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, 
         )));
     }
     Ok(buf)
-}
-
-/// Reads through, copying every byte read into `out`: the client's own zstd frames go
-/// to storage as they came, instead of being decoded and compressed again.
-struct CopyTo<R, W> {
-    inner: R,
-    out: W,
-}
-
-impl<R: Read, W: Write> Read for CopyTo<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
 }
 
 /// Tar bytes per stored zstd frame. Frames decode independently, so a restore can
@@ -270,21 +239,13 @@ fn read_backup(
     };
     let (sha, size, parsed) = match encoding {
         Encoding::Zstd => {
-            let raw = CopyTo {
-                inner: body,
-                out: sink,
-            };
-            let decoder = zstd::Decoder::new(raw).map_err(BackupError::Body)?;
-            let (Tee { inner, size, .. }, parsed) = parse(decoder, io::sink(), send_label)?;
-            let mut raw = inner.finish().into_inner();
-            // Whatever follows the last frame was not checked: refuse it.
-            if raw.read(&mut [0u8; 1]).map_err(BackupError::Body)? != 0 {
-                return Err(BackupError::Body(io::Error::other(
-                    "data after the end of the zstd stream",
-                )));
-            }
+            // The client's frames are stored as sent; the decoded tar is only parsed.
+            let decoder = zstd::Decoder::new(Tee::new(body, sink)).map_err(BackupError::Body)?;
+            let (tee, parsed) = parse(decoder, io::sink(), send_label)?;
+            let mut raw = tee.inner.finish().into_inner();
+            refuse_trailing(&mut raw).map_err(BackupError::Body)?;
             raw.out.flush().map_err(BackupError::Body)?;
-            (raw.out.sha, size, parsed)
+            (raw.out.sha, tee.bytes, parsed)
         }
         Encoding::Identity | Encoding::Gzip => {
             let decoded: Box<dyn Read> = match encoding {
@@ -292,10 +253,10 @@ fn read_backup(
                 _ => Box::new(body),
             };
             let encoder = Framed::new(sink, level).map_err(BackupError::Body)?;
-            let (Tee { out, size, .. }, parsed) = parse(decoded, encoder, send_label)?;
-            let mut sink = out.finish().map_err(BackupError::Body)?;
+            let (tee, parsed) = parse(decoded, encoder, send_label)?;
+            let mut sink = tee.out.finish().map_err(BackupError::Body)?;
             sink.flush().map_err(BackupError::Body)?;
-            (sink.sha, size, parsed)
+            (sink.sha, tee.bytes, parsed)
         }
     };
     let end = parsed
@@ -313,18 +274,14 @@ fn read_backup(
     })
 }
 
-/// Parses the decoded tar stream, hashing it and copying it to `out` on the way; hands
+/// Parses the decoded tar stream, counting it and copying it to `out` on the way; hands
 /// the label to `on_label` as soon as it is read.
 fn parse<R: Read, W: Write>(
     decoded: R,
     out: W,
     on_label: impl FnOnce(BackupLabel) -> Result<(), BackupError>,
 ) -> Result<(Tee<R, W>, Parsed), BackupError> {
-    let tee = Tee {
-        inner: decoded,
-        out,
-        size: 0,
-    };
+    let tee = Tee::new(decoded, out);
     let mut archive = tar::Archive::new(tee);
     let not_tar = |e: io::Error| {
         if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData {
@@ -481,8 +438,10 @@ where
         }
         (None, Ok(_), None) => Err(BackupError::NotABackup("no backup_label".into())),
     };
-    if let (Err(_), Some(id)) = (&result, id) {
-        discard(catalog, store, cluster, &id).await;
+    if let (Err(_), Some(id)) = (&result, id)
+        && let Err(e) = discard(catalog, store, cluster, &id).await
+    {
+        tracing::error!(%cluster, backup = %id, error = %e, "could not clean up a failed backup upload");
     }
     result
 }
@@ -515,18 +474,18 @@ async fn start(
         finished_at: None,
     };
     catalog.ensure_cluster(cluster).await?;
-    if catalog.backup(cluster, &row.id).await?.is_some() {
-        return Err(BackupError::Duplicate(row.id));
+    if let Err(e) = catalog.insert_backup(cluster, &row).await {
+        // The id is the key: a row already there means another upload owns it.
+        return Err(match catalog.backup(cluster, &row.id).await? {
+            Some(_) => BackupError::Duplicate(row.id),
+            None => e.into(),
+        });
     }
-    catalog
-        .insert_backup(cluster, &row)
-        .await
-        .map_err(|_| BackupError::Duplicate(row.id.clone()))?;
     let keys = layout::backup_keys(cluster, &row.id);
     match store.multipart(&keys.data).await {
         Ok(writer) => Ok((row, writer)),
         Err(e) => {
-            discard(catalog, store, cluster, &row.id).await;
+            catalog.delete_backup(cluster, &row.id).await?;
             Err(e.into())
         }
     }
@@ -594,19 +553,20 @@ fn check_system(
 }
 
 /// Removes a backup's objects (sentinel first, so it never looks complete without its
-/// data) and then its row. Best effort: a failure leaves a `deleting`/`uploading` row
-/// that is never restored from, and deleting again finishes the job.
-pub async fn discard(catalog: &dyn Catalog, store: &Store, cluster: &ClusterName, id: &str) {
+/// data) and then its row. On failure the `deleting`/`uploading` row stays, is never
+/// restored from, and deleting again finishes the job.
+async fn discard(
+    catalog: &dyn Catalog,
+    store: &Store,
+    cluster: &ClusterName,
+    id: &str,
+) -> Result<(), BackupError> {
     let keys = layout::backup_keys(cluster, id);
     for key in [&keys.sentinel, &keys.manifest, &keys.data] {
-        if let Err(e) = store.delete(key).await {
-            tracing::error!(%cluster, backup = id, error = %e, "could not delete a backup object");
-            return;
-        }
+        store.delete(key).await?;
     }
-    if let Err(e) = catalog.delete_backup(cluster, id).await {
-        tracing::error!(%cluster, backup = id, error = %e, "could not delete a backup row");
-    }
+    catalog.delete_backup(cluster, id).await?;
+    Ok(())
 }
 
 /// Deletes a backup: marks it `deleting` (no restore will pick it), then discards it.
@@ -622,16 +582,7 @@ pub async fn delete(
         .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
     row.status = BackupStatus::Deleting;
     catalog.update_backup(cluster, &row).await?;
-    discard(catalog, store, cluster, id).await;
-    match catalog.backup(cluster, id).await? {
-        None => Ok(()),
-        Some(_) => Err(BackupError::Storage(StorageError::Backend(
-            object_store::Error::Generic {
-                store: "walgate",
-                source: "some objects of the backup could not be deleted; delete it again".into(),
-            },
-        ))),
-    }
+    discard(catalog, store, cluster, id).await
 }
 
 /// Finds a backup by id, or the newest complete one for `latest`.

@@ -105,6 +105,42 @@ impl Write for HashWriter {
     }
 }
 
+/// Reads through `inner`, copying every byte read into `out` and counting them. Used to
+/// feed a compressor while parsing, and to keep a client's own zstd frames as sent.
+pub struct Tee<R, W> {
+    pub inner: R,
+    pub out: W,
+    pub bytes: u64,
+}
+
+impl<R, W> Tee<R, W> {
+    pub fn new(inner: R, out: W) -> Self {
+        Tee {
+            inner,
+            out,
+            bytes: 0,
+        }
+    }
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// After a zstd decoder has reached the end of its stream: anything still to be read
+/// was never checked, so refuse it.
+pub fn refuse_trailing(rest: &mut impl Read) -> io::Result<()> {
+    match rest.read(&mut [0u8; 1])? {
+        0 => Ok(()),
+        _ => Err(io::Error::other("data after the end of the zstd stream")),
+    }
+}
+
 /// Forwards a request body to a worker's channel until the body ends, fails (the error
 /// is forwarded too), or the worker stops reading. `inspect` sees each chunk on the way.
 pub async fn forward<S, E>(
