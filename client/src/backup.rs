@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use walgate_core::api::{Backup, RestorePlan};
 
+use crate::config::Settings;
 use crate::gateway::Gateway;
 
 /// Counts bytes read through it and, on a terminal, shows them on stderr twice a second.
@@ -211,16 +212,17 @@ pub fn write_recovery(dir: &Path, plan: &RestorePlan, restore_command: &str) -> 
 }
 
 /// The restore_command that runs this very client with the same gateway settings.
-pub fn client_restore_command(
-    url: &str,
-    cluster: &str,
-    token_file: &Path,
-) -> anyhow::Result<String> {
+pub fn client_restore_command(settings: &Settings, token_file: &Path) -> anyhow::Result<String> {
     let exe: PathBuf = std::env::current_exe().context("find this program's path")?;
-    let token_file = std::path::absolute(token_file)?;
-    Ok(format!(
-        "{} --url {url} --cluster {cluster} --token-file {} wal-fetch %f %p",
+    let mut command = format!(
+        "{} --url {} --cluster {} --token-file {}",
         exe.display(),
-        token_file.display()
-    ))
+        settings.url,
+        settings.cluster,
+        std::path::absolute(token_file)?.display()
+    );
+    if let Some(ca) = &settings.ca_file {
+        command += &format!(" --ca-file {}", std::path::absolute(ca)?.display());
+    }
+    Ok(command + " wal-fetch %f %p")
 }

@@ -8,14 +8,14 @@ use anyhow::{Context as _, bail};
 use walgate_core::api::ErrorBody;
 use walgate_core::{ClusterName, WalFileName};
 
-/// How long one command keeps retrying a gateway that does not answer.
-const RETRY_FOR: Duration = Duration::from_secs(60);
+use crate::config::Settings;
 
 pub struct Gateway {
     agent: ureq::Agent,
     base: String,
     cluster: ClusterName,
     auth: String,
+    retry_for: Duration,
 }
 
 pub enum Pushed {
@@ -36,31 +36,34 @@ enum Attempt<T> {
 }
 
 impl Gateway {
-    pub fn new(url: &str, cluster: ClusterName, token: String) -> anyhow::Result<Self> {
-        if !url.starts_with("http://") {
-            bail!(
-                "gateway URL `{url}` must start with http:// (put a TLS-terminating proxy in front, or run the client on a trusted network)"
-            );
-        }
-        let agent = ureq::Agent::config_builder()
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(300)));
+        if settings.url.starts_with("https://") {
+            config = config.tls_config(tls(settings.ca_file.as_deref())?);
+        }
         Ok(Gateway {
-            agent,
-            base: url.trim_end_matches('/').to_owned(),
-            cluster,
-            auth: format!("Bearer {token}"),
+            agent: config.build().into(),
+            base: settings.url.clone(),
+            cluster: settings.cluster.clone(),
+            auth: format!("Bearer {}", settings.token),
+            retry_for: settings.retry_for,
         })
+    }
+
+    /// The same gateway, trying each request once (for work that may simply be skipped).
+    pub fn without_retries(mut self) -> Self {
+        self.retry_for = Duration::ZERO;
+        self
     }
 
     fn wal_url(&self, name: &WalFileName) -> String {
         self.cluster_url(&format!("/wal/{name}"))
     }
 
-    /// Repeats `attempt` with exponential backoff while it asks to, for at most RETRY_FOR.
+    /// Repeats `attempt` with exponential backoff while it asks to, for at most `retry_for`.
     fn retrying<T>(&self, mut attempt: impl FnMut() -> Attempt<T>) -> anyhow::Result<T> {
         let start = Instant::now();
         let mut wait = Duration::from_millis(200);
@@ -68,7 +71,7 @@ impl Gateway {
             match attempt() {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(e) if start.elapsed() + wait > RETRY_FOR => {
+                Attempt::Retry(e) if start.elapsed() + wait > self.retry_for => {
                     return Err(e.context(format!("gave up after {:?}", start.elapsed())));
                 }
                 Attempt::Retry(e) => {
@@ -137,11 +140,32 @@ impl Gateway {
 
     /// GETs a JSON document under the cluster, retrying while the gateway is unreachable.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, rest: &str) -> anyhow::Result<T> {
-        let url = self.cluster_url(rest);
+        self.get_json_at(&self.cluster_url(rest))
+    }
+
+    /// Asks `/healthz` once: is a walgate gateway answering at the URL?
+    pub fn health(&self) -> anyhow::Result<()> {
+        let url = format!("{}/healthz", self.base);
+        let got = self.agent.get(&url).call();
+        match classify(got, |status, r| match status {
+            200 => Ok(Attempt::Done(())),
+            _ => Err(Box::new(r)),
+        }) {
+            Attempt::Done(()) => Ok(()),
+            Attempt::Fail(e) | Attempt::Retry(e) => Err(e),
+        }
+    }
+
+    /// GETs a JSON document at `path` from the gateway's root (`/v1/tokens/self`).
+    pub fn get_root_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.get_json_at(&format!("{}{path}", self.base))
+    }
+
+    fn get_json_at<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
         self.retrying(|| {
             let got = self
                 .agent
-                .get(&url)
+                .get(url)
                 .header("Authorization", &self.auth)
                 .call();
             classify(got, |status, r| match status {
@@ -202,6 +226,45 @@ impl Gateway {
             })
         })
     }
+}
+
+/// Where distributions keep the system's CA bundle, as curl looks for it.
+const SYSTEM_CA_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",   // RHEL, Fedora
+    "/etc/ssl/ca-bundle.pem",             // SUSE
+    "/etc/ssl/cert.pem",                  // BSDs, macOS
+];
+
+/// A TLS configuration that trusts the CA certificates in `ca_file` (PEM), or else the
+/// system's bundle.
+fn tls(ca_file: Option<&Path>) -> anyhow::Result<ureq::tls::TlsConfig> {
+    let path = match ca_file {
+        Some(p) => p,
+        None => SYSTEM_CA_BUNDLES
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .context("no CA bundle on this host: install ca-certificates or set WALGATE_CA_FILE")?,
+    };
+    let pem = std::fs::read(path).with_context(|| format!("read CA file {}", path.display()))?;
+    let mut certs = vec![];
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) =
+            item.with_context(|| format!("parse CA file {}", path.display()))?
+        {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        bail!("CA file {} holds no PEM certificate", path.display());
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+        .build())
 }
 
 /// Sorts an answer: what `expected` recognises, else transport errors, 5xx and 429 are

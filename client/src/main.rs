@@ -5,83 +5,85 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod check;
+mod config;
 mod gateway;
 mod parallel;
+mod wal_fetch;
+mod wal_push;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use walgate_core::WalFileName;
+use clap::{Parser, Subcommand};
+use walgate_core::{SegmentSize, WalFileName};
 
-use gateway::{Fetched, Gateway, Pushed};
+use config::{Flags, Settings};
+use gateway::{Fetched, Gateway};
 
-/// Archive and restore PostgreSQL WAL through a walgate gateway.
+/// Archive and restore PostgreSQL WAL and base backups through a walgate gateway.
 ///
-/// Configure with flags or environment variables (envdir and systemd friendly), e.g. in
-/// postgresql.conf:
+/// Configure with flags, WALGATE_* environment variables (envdir and systemd friendly) or
+/// a file of KEY=VALUE lines named by WALGATE_CONFIG, e.g. in postgresql.conf:
 ///
 ///   archive_command = 'walgate-client wal-push %p'
 ///   restore_command = 'walgate-client wal-fetch %f %p'
 ///
 /// with WALGATE_URL, WALGATE_CLUSTER and WALGATE_TOKEN_FILE in the server's environment.
+/// Run `walgate-client check --pgdata $PGDATA` first: it says what is missing.
 #[derive(Parser)]
 #[command(name = "walgate-client", version)]
 struct Cli {
     #[command(flatten)]
-    config: Config,
+    flags: Flags,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Args)]
-struct Config {
-    /// Gateway URL, e.g. http://backup.internal:8432
-    #[arg(long, env = "WALGATE_URL", global = true, value_name = "URL")]
-    url: Option<String>,
-    /// Cluster name on the gateway.
-    #[arg(long, env = "WALGATE_CLUSTER", global = true, value_name = "NAME")]
-    cluster: Option<String>,
-    /// API token (prefer --token-file: a token on the command line shows in `ps`).
-    #[arg(
-        long,
-        env = "WALGATE_TOKEN",
-        global = true,
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    token: Option<String>,
-    /// File holding the API token.
-    #[arg(long, env = "WALGATE_TOKEN_FILE", global = true, value_name = "FILE")]
-    token_file: Option<PathBuf>,
-    /// zstd level for uploads, 1 (fastest) to 19.
-    #[arg(long, env = "WALGATE_ZSTD_LEVEL", global = true, default_value_t = 1,
-          value_parser = clap::value_parser!(i32).range(1..=19))]
-    zstd_level: i32,
-}
-
 #[derive(Subcommand)]
 enum Command {
+    /// Check the configuration, the token, the gateway and the cluster's archive.
+    ///
+    /// Prints one line per check (or JSON) and exits 1 if any failed.
+    Check {
+        /// Also report the archiving backlog of this data directory.
+        #[arg(long, env = "PGDATA")]
+        pgdata: Option<PathBuf>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Archive one WAL file (archive_command = 'walgate-client wal-push %p').
     ///
-    /// Exits 0 only once the gateway has acknowledged the file as durable, and 1 on any
-    /// failure (PostgreSQL keeps the file and retries).
+    /// Also uploads up to --push-ahead other files waiting in pg_wal/archive_status, so
+    /// PostgreSQL's next calls for them return at once. Exits 0 only once the gateway has
+    /// acknowledged the file as durable, and 1 on any failure (PostgreSQL keeps the file
+    /// and retries).
     WalPush {
         /// Path of the file, relative to the data directory (%p).
         path: PathBuf,
     },
     /// Fetch one WAL file (restore_command = 'walgate-client wal-fetch %f %p').
     ///
-    /// Exits 1 when the gateway says the file is not archived. When the gateway cannot
-    /// be reached after retries it exits 1 on a standby (standby.signal: PostgreSQL asks
-    /// again later) and 200 otherwise, which stops recovery instead of ending it early
-    /// on an incomplete archive.
+    /// Downloads the following --prefetch segments in the background, so replay rarely
+    /// waits for the network. Exits 1 when the gateway says the file is not archived.
+    /// When the gateway cannot be reached after retries it exits 1 on a standby
+    /// (standby.signal: PostgreSQL asks again later) and 200 otherwise, which stops
+    /// recovery instead of ending it early on an incomplete archive.
     WalFetch {
         /// The file name PostgreSQL asks for (%f).
         name: String,
         /// Where to write it (%p).
         path: PathBuf,
+    },
+    /// The background prefetcher wal-fetch starts.
+    #[command(hide = true)]
+    WalPrefetch {
+        after: String,
+        segment_bytes: u64,
+        dir: PathBuf,
     },
     /// Take a base backup with pg_basebackup and stream it to the gateway.
     ///
@@ -138,45 +140,61 @@ enum Command {
 /// standby mode: above 125, so recovery stops rather than ends.
 const EXIT_STOP_RECOVERY: u8 = 200;
 
-impl Config {
-    fn gateway(&self) -> anyhow::Result<Gateway> {
-        let url = self
-            .url
-            .as_deref()
-            .context("no gateway URL: set WALGATE_URL or pass --url")?;
-        let cluster = self
-            .cluster
-            .as_deref()
-            .context("no cluster: set WALGATE_CLUSTER or pass --cluster")?;
-        let cluster = cluster
-            .parse()
-            .map_err(|e: walgate_core::cluster::ClusterNameError| anyhow::anyhow!(e))?;
-        let token = match (&self.token, &self.token_file) {
-            (Some(t), _) => t.trim().to_owned(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("read token file {}", f.display()))?
-                .trim()
-                .to_owned(),
-            (None, None) => anyhow::bail!(
-                "no token: set WALGATE_TOKEN_FILE (or WALGATE_TOKEN) or pass --token-file"
-            ),
-        };
-        Gateway::new(url, cluster, token)
-    }
-}
+/// The exit code of a panic. PostgreSQL reads a restore_command's exit code as "not
+/// archived" below 126, so a panicking wal-fetch must not look like that.
+static PANIC_EXIT: AtomicU8 = AtomicU8::new(1);
 
 fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("walgate-client: internal error: {info}");
+        std::process::exit(i32::from(PANIC_EXIT.load(Ordering::Relaxed)));
+    }));
     let cli = Cli::parse();
     match cli.command {
-        Command::WalPush { path } => match wal_push(&cli.config, &path) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Check { pgdata, json } => match check::run(&cli.flags, pgdata.as_deref(), json) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
-                eprintln!("walgate-client: wal-push {}: {e:#}", path.display());
+                eprintln!("walgate-client: check: {e:#}");
                 ExitCode::FAILURE
             }
         },
-        Command::WalFetch { name, path } => wal_fetch(&cli.config, &name, &path),
-        command => match backup_command(&cli.config, command) {
+        Command::WalPush { path } => {
+            match cli.flags.resolve().and_then(|s| wal_push::push(&s, &path)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("walgate-client: wal-push {}: {e:#}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::WalFetch { name, path } => wal_fetch(&cli.flags, &name, &path),
+        Command::WalPrefetch {
+            after,
+            segment_bytes,
+            dir,
+        } => {
+            let result = cli.flags.resolve().and_then(|s| {
+                let after = match after.parse::<WalFileName>() {
+                    Ok(WalFileName::Segment(s)) => s,
+                    _ => anyhow::bail!("{after} is not a segment name"),
+                };
+                let size = SegmentSize::new(segment_bytes).context("bad segment size")?;
+                wal_fetch::prefetch(&s, after, size, &dir)
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("walgate-client: wal-prefetch: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => match cli
+            .flags
+            .resolve()
+            .and_then(|s| backup_command(&s, command))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("walgate-client: {e:#}");
@@ -198,15 +216,15 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-fn backup_command(config: &Config, command: Command) -> anyhow::Result<()> {
-    let gateway = config.gateway()?;
+fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
+    let gateway = Gateway::new(settings)?;
     match command {
         Command::BackupPush {
             pg_basebackup,
             json,
             extra,
         } => {
-            let b = backup::push(&gateway, config.zstd_level, &pg_basebackup, &extra)?;
+            let b = backup::push(&gateway, settings.zstd_level, &pg_basebackup, &extra)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
@@ -229,7 +247,7 @@ fn backup_command(config: &Config, command: Command) -> anyhow::Result<()> {
             target_name,
             target_timeline,
         } => {
-            let token_file = config
+            let token_file = settings
                 .token_file
                 .as_deref()
                 .context("restore needs --token-file (or WALGATE_TOKEN_FILE): PostgreSQL reads it during recovery")?;
@@ -256,9 +274,7 @@ fn backup_command(config: &Config, command: Command) -> anyhow::Result<()> {
                 eprintln!("note: {note}");
             }
             backup::fetch(&gateway, &plan.backup.id, &pgdata)?;
-            let url = config.url.as_deref().unwrap_or_default();
-            let cluster = config.cluster.as_deref().unwrap_or_default();
-            let command = backup::client_restore_command(url, cluster, token_file)?;
+            let command = backup::client_restore_command(settings, token_file)?;
             backup::write_recovery(&pgdata, &plan, &command)?;
             eprintln!(
                 "restored backup {} into {}; start PostgreSQL to replay {} WAL segments ({} to {})",
@@ -269,12 +285,15 @@ fn backup_command(config: &Config, command: Command) -> anyhow::Result<()> {
                 plan.last_wal
             );
         }
-        Command::WalPush { .. } | Command::WalFetch { .. } => unreachable!("handled in main"),
+        Command::Check { .. }
+        | Command::WalPush { .. }
+        | Command::WalFetch { .. }
+        | Command::WalPrefetch { .. } => unreachable!("handled in main"),
     }
     Ok(())
 }
 
-fn file_name(path: &Path) -> anyhow::Result<WalFileName> {
+pub fn file_name(path: &Path) -> anyhow::Result<WalFileName> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -283,36 +302,34 @@ fn file_name(path: &Path) -> anyhow::Result<WalFileName> {
         .map_err(|e: walgate_core::WalNameError| anyhow::anyhow!(e))
 }
 
-fn wal_push(config: &Config, path: &Path) -> anyhow::Result<()> {
-    let name = file_name(path)?;
-    let gateway = config.gateway()?;
-    let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    let compressed = zstd::bulk::compress(&raw, config.zstd_level).context("compress")?;
-    match gateway.push_wal(&name, &compressed)? {
-        Pushed::Stored | Pushed::AlreadyStored => Ok(()),
-    }
-}
-
-fn wal_fetch(config: &Config, name: &str, path: &Path) -> ExitCode {
+fn wal_fetch(flags: &Flags, name: &str, path: &Path) -> ExitCode {
+    // Outside standby mode a failure must stop recovery, not end it.
+    let standby = Path::new("standby.signal").exists();
+    let failed = if standby {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(EXIT_STOP_RECOVERY)
+    };
+    PANIC_EXIT.store(
+        if standby { 1 } else { EXIT_STOP_RECOVERY },
+        Ordering::Relaxed,
+    );
     let result = name
         .parse::<WalFileName>()
         .map_err(|e| anyhow::anyhow!(e))
-        .and_then(|name| Ok((config.gateway()?, name)))
-        .and_then(|(gateway, name)| gateway.fetch_wal(&name, path));
+        .and_then(|name| Ok((flags.resolve()?, name)))
+        .and_then(|(settings, name)| wal_fetch::fetch(&settings, &name, path));
     match result {
         Ok(Fetched::Written) => ExitCode::SUCCESS,
         Ok(Fetched::NotArchived) => ExitCode::FAILURE,
         Err(e) => {
-            let standby = Path::new("standby.signal").exists();
             eprintln!("walgate-client: wal-fetch {name}: {e:#}");
-            if standby {
-                ExitCode::FAILURE
-            } else {
+            if !standby {
                 eprintln!(
                     "walgate-client: stopping recovery rather than ending it on an archive that could not be read"
                 );
-                ExitCode::from(EXIT_STOP_RECOVERY)
             }
+            failed
         }
     }
 }

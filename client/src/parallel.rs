@@ -177,6 +177,37 @@ fn decompress_with(input: impl Read + Send + 'static, max_frame: usize) -> Paral
     )
 }
 
+/// `f` applied to every item on at most `jobs` threads; results in the items' order.
+/// Items are taken in order, so the first ones start first.
+pub fn map_bounded<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    *results[i].lock().expect("no panics hold this lock") = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("no panics hold this lock")
+                .expect("every item ran")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

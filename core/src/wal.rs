@@ -79,6 +79,16 @@ impl SegmentName {
         }
     }
 
+    /// The segments that follow this one on its timeline, in order.
+    pub fn following(self, size: SegmentSize) -> impl Iterator<Item = SegmentName> {
+        let first = self.segment_no(size).map(|n| n + 1);
+        let timeline = self.timeline;
+        first
+            .into_iter()
+            .flat_map(|n| n..)
+            .map(move |n| SegmentName::from_segment_no(timeline, n, size))
+    }
+
     /// The LSN of the segment's first byte.
     pub fn start_lsn(self, size: SegmentSize) -> Option<Lsn> {
         self.segment_no(size).map(|n| Lsn(n * size.bytes()))
@@ -293,6 +303,21 @@ mod tests {
             SegmentName::from_segment_no(Timeline(1), 2 * 256 + 255, s16),
             seg
         );
+        let next: Vec<String> = seg.following(s16).take(2).map(|s| s.to_string()).collect();
+        assert_eq!(
+            next,
+            ["000000010000000300000000", "000000010000000300000001"]
+        );
+        let last_1g: SegmentName = match "000000020000000000000003".parse().unwrap() {
+            WalFileName::Segment(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let next: Vec<String> = last_1g
+            .following(s1g)
+            .take(1)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(next, ["000000020000000100000000"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod health;
 mod restore;
+mod tokens;
 mod wal;
 
 use axum::Router;
@@ -26,6 +27,7 @@ use crate::AppState;
         (name = "wal", description = "Archive and fetch WAL files"),
         (name = "backups", description = "Base backups"),
         (name = "clusters", description = "The fleet"),
+        (name = "tokens", description = "API tokens"),
         (name = "probes", description = "Health and readiness"),
     )
 )]
@@ -49,6 +51,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(backups::router())
         .merge(restore::router())
         .merge(clusters::router())
+        .merge(tokens::router())
         .merge(health::router())
 }
 

@@ -1,0 +1,129 @@
+//! `wal-fetch`: restore one WAL file, and prefetch the segments recovery will ask for next.
+//!
+//! PostgreSQL's startup process calls `restore_command` for one file at a time and replays
+//! it before asking for the next, so every round trip to the gateway stalls replay. After
+//! each segment, a call here starts a detached `walgate-client wal-prefetch` (at most one
+//! runs: it holds a lock) that downloads the following segments into
+//! `pg_wal/.walgate/prefetch`, each written as `.part` and renamed when complete. The next
+//! call finds its segment there and only renames it into place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use walgate_core::{SegmentName, SegmentSize, WalFileName};
+
+use crate::config::Settings;
+use crate::gateway::{Fetched, Gateway};
+
+/// Where prefetched segments wait, under pg_wal.
+pub const PREFETCH: &str = ".walgate/prefetch";
+
+fn prefetch_dir(dest: &Path) -> PathBuf {
+    let wal_dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    wal_dir.join(PREFETCH)
+}
+
+/// Restores `name` to `dest` (`%f` and `%p`).
+pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
+    let dir = prefetch_dir(dest);
+    let fetched = if std::fs::rename(dir.join(name.to_string()), dest).is_ok() {
+        settings.log(format_args!("{name} came from prefetch"));
+        Fetched::Written
+    } else {
+        Gateway::new(settings)?.fetch_wal(name, dest)?
+    };
+    if let (Fetched::Written, WalFileName::Segment(segment)) = (&fetched, name)
+        && settings.prefetch > 0
+    {
+        let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+        if let Some(size) = SegmentSize::new(size) {
+            start_prefetch(settings, *segment, size, &dir);
+        }
+    }
+    Ok(fetched)
+}
+
+/// Starts a detached prefetcher for the segments after `segment`. Failing to start one
+/// only costs speed, so it is logged, not reported.
+fn start_prefetch(settings: &Settings, segment: SegmentName, size: SegmentSize, dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let started = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .arg("wal-prefetch")
+            .arg(segment.to_string())
+            .arg(size.bytes().to_string())
+            .arg(dir)
+            .envs(settings.to_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Its own process group: signals PostgreSQL sends its children skip it.
+            .process_group(0)
+            .spawn()
+    });
+    if let Err(e) = started {
+        settings.log(format_args!("cannot start the prefetcher: {e}"));
+    }
+}
+
+/// The prefetcher (hidden `wal-prefetch` command): downloads the segments that follow
+/// `after` into `dir`, at most `settings.prefetch` of them and `prefetch_max_bytes`, and
+/// removes any file there outside that window.
+pub fn prefetch(
+    settings: &Settings,
+    after: SegmentName,
+    size: SegmentSize,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let lock = std::fs::File::create(dir.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        return Ok(()); // another prefetcher is at work
+    }
+    let count = settings
+        .prefetch
+        .min(usize::try_from(settings.prefetch_max_bytes / size.bytes()).unwrap_or(usize::MAX));
+    let window: Vec<String> = after
+        .following(size)
+        .take(count)
+        .map(|s| s.to_string())
+        .collect();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let file = entry.file_name();
+        let keep = file == ".lock" || file.to_str().is_some_and(|f| window.iter().any(|w| w == f));
+        if !keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let wanted: Vec<&String> = window
+        .iter()
+        .filter(|name| !dir.join(name).exists())
+        .collect();
+    let gateway = Gateway::new(settings)?.without_retries();
+    // The archive ends somewhere: past the first missing segment, stop asking.
+    let past_end = AtomicBool::new(false);
+    crate::parallel::map_bounded(&wanted, settings.jobs, |name| {
+        if past_end.load(Ordering::Relaxed) {
+            return;
+        }
+        let parsed: WalFileName = name.parse().expect("names we made parse");
+        let path = dir.join(name);
+        match gateway.fetch_wal(&parsed, &path) {
+            Ok(Fetched::Written) => {
+                let complete = std::fs::metadata(&path).is_ok_and(|m| m.len() == size.bytes());
+                if complete {
+                    settings.log(format_args!("prefetched {name}"));
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                    past_end.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(Fetched::NotArchived) | Err(_) => past_end.store(true, Ordering::Relaxed),
+        }
+    });
+    Ok(())
+}
