@@ -202,16 +202,21 @@ impl PgCluster {
     /// Starts the server and waits until it accepts connections (`pg_ctl -w`).
     /// Does not wait for recovery to finish.
     pub fn start(&mut self) {
-        let result = run(as_pg_owner(pg_bin().join("pg_ctl"))
+        if let Err(e) = self.try_start() {
+            panic!("pg_ctl start: {e:#}\nserver log:\n{}", self.log());
+        }
+    }
+
+    /// Starts the server, or says why it did not come up (it may have stopped itself).
+    pub fn try_start(&mut self) -> Result<()> {
+        run(as_pg_owner(pg_bin().join("pg_ctl"))
             .args(["-w", "-t", "120", "-D"])
             .arg(&self.pgdata)
             .arg("-l")
             .arg(self.log_path())
-            .arg("start"));
-        if let Err(e) = result {
-            panic!("pg_ctl start: {e:#}\nserver log:\n{}", self.log());
-        }
+            .arg("start"))?;
         self.running = true;
+        Ok(())
     }
 
     pub fn stop(&mut self) {
@@ -352,16 +357,21 @@ impl Gateway {
         g
     }
 
-    /// (Re)starts the process on a new port.
+    /// (Re)starts the process, on the port it had if it ran before (PostgreSQL's
+    /// commands hold the URL).
     pub fn restart(&mut self) {
         self.kill();
+        let listen = match self.url.strip_prefix("http://") {
+            Some(addr) => addr.to_owned(),
+            None => "127.0.0.1:0".to_owned(),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.stderr_log)
             .expect("gateway log");
         let mut child = Command::new(bin("walgate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.args)
             .env("WALGATE_LOG", "info")
@@ -479,4 +489,49 @@ pub fn body_bytes(response: ureq::http::Response<ureq::Body>) -> Vec<u8> {
         .limit(u64::MAX)
         .read_to_vec()
         .expect("read body")
+}
+
+/// A temporary directory for a gateway's state.
+pub fn gateway_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("walgate-gw-")
+        .tempdir()
+        .expect("temporary directory")
+}
+
+/// A string as a postgresql.conf value.
+pub fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A checksum of every pgbench table's rows and of the `marker` table, in a fixed order:
+/// equal checksums mean a restore holds exactly the source's data.
+pub fn pgbench_checksum(pg: &PgCluster) -> String {
+    pg.psql(
+        "SELECT md5(string_agg(t, '|')) FROM (
+           SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM pgbench_accounts a) AS t
+           UNION ALL SELECT (SELECT md5(string_agg(b::text, ',' ORDER BY bid)) FROM pgbench_branches b)
+           UNION ALL SELECT (SELECT md5(string_agg(t::text, ',' ORDER BY tid)) FROM pgbench_tellers t)
+           UNION ALL SELECT (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)
+           UNION ALL SELECT (SELECT string_agg(note, ',' ORDER BY note) FROM marker)
+         ) s",
+    )
+}
+
+/// A `walgate-client` command line for PostgreSQL to run for cluster `main`, with its
+/// token in a file next to `pg` and `flags` before the subcommand.
+pub fn client_command(
+    gateway_url: &str,
+    pg: &PgCluster,
+    token: &str,
+    flags: &str,
+    sub: &str,
+) -> String {
+    let file = pg.dir.path().join("walgate-token");
+    write_pg_owned(&file, token);
+    format!(
+        "WALGATE_URL={gateway_url} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} {flags} {sub}",
+        file.display(),
+        bin("walgate-client").display()
+    )
 }

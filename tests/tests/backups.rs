@@ -9,26 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, body_bytes, curl_archive_command, curl_restore_command, pg_bin, run,
-    write_token_header,
+    Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, curl_restore_command,
+    gateway_dir, pg_bin, pgbench_checksum, run, write_token_header,
 };
 
 /// The README's restore recipe, with the header path restore plans use.
 fn readme_restore_recipe(url: &str) -> String {
     curl_restore_command(url, "main", Path::new("/etc/walgate/auth-header"))
-}
-
-fn conf_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn checksum(pg: &PgCluster) -> String {
-    pg.psql(
-        "SELECT md5(string_agg(t, '|')) FROM (
-           SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM pgbench_accounts a) AS t
-           UNION ALL SELECT (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)
-           UNION ALL SELECT (SELECT string_agg(note, ',' ORDER BY note) FROM marker)) s",
-    )
 }
 
 struct Setup {
@@ -40,10 +27,7 @@ struct Setup {
 
 /// A gateway and a source cluster archiving into it as `main`.
 fn setup() -> Setup {
-    let dir = tempfile::Builder::new()
-        .prefix("walgate-gw-")
-        .tempdir()
-        .unwrap();
+    let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
     let mut source = PgCluster::init(&[]);
     let header = source.dir.path().join("auth-header");
@@ -172,15 +156,15 @@ fn pg_basebackup_through_curl_and_back() {
     s.source
         .psql("INSERT INTO marker VALUES ('after the backups')");
     s.archive_all();
-    let expected = checksum(&s.source);
+    let expected = pgbench_checksum(&s.source);
 
     // The plain backup, restored with curl | tar and recovered from the archive.
     let restored = s.restore(plain["id"].as_str().unwrap());
-    assert_eq!(checksum(&restored), expected);
+    assert_eq!(pgbench_checksum(&restored), expected);
     drop(restored);
     // The gzip one had no WAL of its own: all of it comes from the archive.
     let restored = s.restore("latest");
-    assert_eq!(checksum(&restored), expected);
+    assert_eq!(pgbench_checksum(&restored), expected);
     drop(restored);
 
     // Delete one: gone from the list, and its objects with it.
@@ -372,7 +356,7 @@ fn point_in_time_recovery_from_restore_plans() {
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     s.source.psql("INSERT INTO marker VALUES ('one')");
     let lsn_one = s.source.psql("SELECT pg_current_wal_insert_lsn()");
-    let sum_one = checksum(&s.source);
+    let sum_one = pgbench_checksum(&s.source);
     s.source.psql("SELECT pg_create_restore_point('after-one')");
     std::thread::sleep(Duration::from_millis(1100));
     let time_one = s.source.psql(
@@ -382,7 +366,7 @@ fn point_in_time_recovery_from_restore_plans() {
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     s.source.psql("INSERT INTO marker VALUES ('two')");
     s.archive_all();
-    let sum_two = checksum(&s.source);
+    let sum_two = pgbench_checksum(&s.source);
     assert_ne!(sum_one, sum_two);
 
     for query in [
@@ -395,7 +379,7 @@ fn point_in_time_recovery_from_restore_plans() {
         assert_eq!(plan["backup"]["id"], first["id"]);
         assert!(plan["covered"].as_bool().unwrap());
         let pg = s.restore_plan(&plan);
-        assert_eq!(checksum(&pg), sum_one, "{query}");
+        assert_eq!(pgbench_checksum(&pg), sum_one, "{query}");
     }
     // Beyond the end of the archive, or before the first backup: 422, with the reason.
     let (code, err) = s.plan("?target_lsn=FF/0");
@@ -431,7 +415,7 @@ fn point_in_time_recovery_from_restore_plans() {
     branch.wait_for("timeline 2 archiving", Duration::from_secs(120), || {
         branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
     });
-    let sum_three = checksum(&branch);
+    let sum_three = pgbench_checksum(&branch);
 
     // The latest plan follows the history file to timeline 2 from the same backup.
     let (code, plan) = s.plan("");
@@ -443,12 +427,12 @@ fn point_in_time_recovery_from_restore_plans() {
     );
     assert_eq!(plan["timelines"].as_array().unwrap().len(), 2);
     let pg = s.restore_plan(&plan);
-    assert_eq!(checksum(&pg), sum_three);
+    assert_eq!(pgbench_checksum(&pg), sum_three);
     // Timeline 1 is still restorable to its own end.
     let (code, plan) = s.plan("?target_timeline=1");
     assert_eq!(code, 200, "{plan}");
     let pg = s.restore_plan(&plan);
-    assert_eq!(checksum(&pg), sum_two);
+    assert_eq!(pgbench_checksum(&pg), sum_two);
 }
 
 /// The same with the client: backup-push, backup-list, and restore to an LSN.
@@ -490,7 +474,7 @@ fn client_backup_push_list_and_restore() {
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     s.source.psql("INSERT INTO marker VALUES ('target')");
     let lsn = s.source.psql("SELECT pg_current_wal_insert_lsn()");
-    let expected = checksum(&s.source);
+    let expected = pgbench_checksum(&s.source);
     s.source
         .psql("DELETE FROM pgbench_history; INSERT INTO marker VALUES ('after the target')");
     s.archive_all();
@@ -506,5 +490,5 @@ fn client_backup_push_list_and_restore() {
     pg.wait_for("recovery to the LSN", Duration::from_secs(180), || {
         pg.psql("SELECT pg_is_in_recovery()") == "f"
     });
-    assert_eq!(checksum(&pg), expected);
+    assert_eq!(pgbench_checksum(&pg), expected);
 }

@@ -6,26 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, bin, body_bytes, curl_archive_command, curl_restore_command,
-    write_pg_owned, write_token_header,
+    Gateway, PgCluster, body_bytes, client_command, conf_quote, curl_archive_command,
+    curl_restore_command, gateway_dir, pgbench_checksum, write_token_header,
 };
-
-/// A checksum of every pgbench table's rows, in a fixed order.
-fn pgbench_checksum(pg: &PgCluster) -> String {
-    pg.psql(
-        "SELECT md5(string_agg(t, '|')) FROM (
-           SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY aid)) FROM pgbench_accounts a) AS t
-           UNION ALL SELECT (SELECT md5(string_agg(b::text, ',' ORDER BY bid)) FROM pgbench_branches b)
-           UNION ALL SELECT (SELECT md5(string_agg(t::text, ',' ORDER BY tid)) FROM pgbench_tellers t)
-           UNION ALL SELECT (SELECT md5(string_agg(h::text, ',' ORDER BY h::text)) FROM pgbench_history h)
-           UNION ALL SELECT (SELECT string_agg(note, ',') FROM marker)
-         ) s",
-    )
-}
-
-fn conf_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 /// The segment file names PostgreSQL has marked archived.
 fn done_segments(pg: &PgCluster) -> Vec<String> {
@@ -65,19 +48,12 @@ impl Tool {
                 }
             }
             Tool::Client => {
-                let file = pg.dir.path().join("walgate-token");
-                write_pg_owned(&file, token);
                 let sub = if restore {
                     "wal-fetch %f %p"
                 } else {
                     "wal-push %p"
                 };
-                format!(
-                    "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} {sub}",
-                    gateway.url,
-                    file.display(),
-                    bin("walgate-client").display()
-                )
+                client_command(&gateway.url, pg, token, "", sub)
             }
         }
     }
@@ -161,13 +137,6 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
         log.contains(&format!("restored log file \"{last}\"")),
         "{last} was not replayed:\n{log}"
     );
-}
-
-fn gateway_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("walgate-gw-")
-        .tempdir()
-        .unwrap()
 }
 
 #[test]
