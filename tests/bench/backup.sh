@@ -43,7 +43,7 @@ for round in $(seq "$rounds"); do
     echo "backup round $round of $rounds" >&2
     timed floor bash -c "${basebackup[*]@Q} > /dev/null"
     timed pipe bash -c "${basebackup[*]@Q} | zstd -3 -q > $work/pipe.tar.zst"
-    timed client bash -c "$target/release/walgate-client backup-push --pg-basebackup $pg_bin/pg_basebackup -- -h 127.0.0.1 -p $port -U postgres >/dev/null"
+    timed client bash -c "$client_bin backup-push --pg-basebackup $pg_bin/pg_basebackup -- -h 127.0.0.1 -p $port -U postgres >/dev/null"
     timed curl bash -c "${basebackup[*]@Q} | curl -sS --fail -o /dev/null -H 'Authorization: Bearer $token' -T - $url/v1/clusters/bench/backups"
 done
 rss_backup=$(awk '/VmHWM/ {print $2}' /proc/$gw_pid/status)
@@ -55,7 +55,7 @@ for round in $(seq "$rounds"); do
     fresh
     timed r_pipe bash -c "zstd -d -q -c $work/pipe.tar.zst | tar -x -C $work/r"
     fresh
-    timed r_client "$target/release/walgate-client" backup-fetch "$work/r" latest
+    timed r_client "$client_bin" backup-fetch "$work/r" latest
     [[ -f $work/r/PG_VERSION && -f $work/r/global/pg_control ]] || { echo "the client restored no data directory" >&2; exit 1; }
     fresh
     timed r_curl bash -c "curl -sS --fail -H 'Authorization: Bearer $token' $url/v1/clusters/bench/backups/latest/archive | tar -x -C $work/r"

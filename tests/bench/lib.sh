@@ -20,7 +20,10 @@ else
 fi
 
 echo "building release binaries..." >&2
-(cd "$root" && cargo build --release --quiet -p walgate -p walgate-client)
+# The client as shipped: the size-optimised `client` profile.
+(cd "$root" && cargo build --release --quiet -p walgate &&
+    cargo build --profile client --quiet -p walgate-client)
+client_bin=$target/client/walgate-client
 
 # start_pg [EXTRA SETTINGS]: initdb and start a cluster on a free port; sets $port.
 start_pg() {

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Benchmark: WAL archiving and fetching through a local gateway, one process per segment
+# run through /bin/sh in a data directory as PostgreSQL's archiver and startup process
+# call them, on the same real segments, in one run:
+#
+#   archive (all segments .ready, as after an outage or under a write burst):
+#     walgate-client wal-push (push-ahead) vs the README's curl archive_command,
+#     on loopback and through a proxy adding 5 ms each way (10 ms RTT);
+#     and the backlog drain on loopback vs serial `zstd -3` + fsync of the same files.
+#   fetch (restore_command for each segment in order):
+#     walgate-client wal-fetch (prefetch) vs the README's curl restore_command, on
+#     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files.
+#
+# The proxy (tests/src/bin/delay-proxy.rs) is checked first: the round trip it adds, and
+# its bandwidth next to a direct connection.
+#
+#   tests/bench/wal.sh [SEGMENTS=100] [ROUNDS=2]    (rounds interleave; the best counts)
+set -euo pipefail
+segments=${1:-100}
+rounds=${2:-2}
+delay_ms=5
+source "$(dirname "$0")/lib.sh"
+(cd "$root" && cargo build --release --quiet -p walgate-tests --bin delay-proxy)
+
+echo "making $segments real segments with pgbench..." >&2
+as_pg mkdir "$work/segments"
+start_pg "archive_mode = on
+archive_command = 'cp %p $work/segments/%f'
+max_wal_size = '4GB'
+fsync = off
+synchronous_commit = off"
+# The initial load (COPY and index builds), then updates whose WAL is full-page images
+# after each checkpoint, as on a busy server.
+pgbench -i -s $((segments / 2)) -q
+while (($(ls "$work/segments" | wc -l) < segments)); do
+    psql -c CHECKPOINT
+    pgbench -n -c 4 -j 2 -T 5
+    psql -c 'SELECT pg_switch_wal()' >/dev/null
+done
+sleep 2
+as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
+mapfile -t names < <(ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | head -n "$segments")
+mkdir "$work/zst"
+for n in "${names[@]}"; do zstd -q -1 "$work/segments/$n" -o "$work/zst/$n.zst"; done
+bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
+zbytes=$(cat "$work/zst"/*.zst | wc -c)
+echo "segments: ${#names[@]} ($((bytes >> 20)) MiB, zstd -1 ratio $(python3 -c "print(round($bytes/$zbytes,2))"))" >&2
+
+start_gateway
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; cleanup' EXIT
+# start_proxy UPSTREAM NAME: a delay proxy in front of UPSTREAM (host:port); prints its URL.
+start_proxy() {
+    "$target/release/delay-proxy" 127.0.0.1:0 "$1" "$delay_ms" >"$work/proxy.$2" &
+    pids+=($!)
+    until grep -q listening "$work/proxy.$2" 2>/dev/null; do sleep 0.05; done
+    echo "http://$(sed 's/listening on //' "$work/proxy.$2")"
+}
+wan_url=$(start_proxy "${url#http://}" gateway)
+
+# --- the proxy's own check ---
+best_of() { # best_of N COMMAND...: the smallest number COMMAND prints in N runs
+    local best=1e9 v
+    for _ in $(seq "$1"); do v=$("${@:2}"); best=$(python3 -c "print(min($best, $v))"); done
+    echo "$best"
+}
+fresh_get() { curl -sS -o /dev/null -w '%{time_total}' "$1/healthz"; }
+rtt_direct=$(best_of 10 fresh_get "$url")
+rtt_proxy=$(best_of 10 fresh_get "$wan_url")
+mkdir "$work/www"
+head -c $((512 << 20)) /dev/urandom >"$work/www/blob"
+www_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+(cd "$work/www" && exec python3 -m http.server --bind 127.0.0.1 "$www_port" >/dev/null 2>&1) &
+pids+=($!)
+until curl -s -o /dev/null "http://127.0.0.1:$www_port/"; do sleep 0.1; done
+www_proxy=$(start_proxy "127.0.0.1:$www_port" www)
+download() { curl -sS -o /dev/null -w '%{time_total}' "$1/blob"; }
+bw_direct=$(best_of 3 download "http://127.0.0.1:$www_port")
+bw_proxy=$(best_of 3 download "$www_proxy")
+
+# --- the contenders ---
+auth=$work/auth-header
+archive_recipe() { echo "curl -sS --fail --retry 3 -H @$auth -T %p $1/v1/clusters/$2/wal/%f"; }
+restore_recipe() {
+    echo "c=\$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @$auth -o \"%p.part\" -w \"%{http_code}\" $1/v1/clusters/$2/wal/%f); case \$c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac"
+}
+client() { echo "WALGATE_URL=$1 WALGATE_CLUSTER=$2 WALGATE_TOKEN_FILE=$work/token $client_bin $3"; }
+
+# A data directory whose pg_wal holds every segment, each marked .ready.
+stage() {
+    rm -rf "$work/pgdata"
+    mkdir -p "$work/pgdata/pg_wal/archive_status"
+    for n in "${names[@]}"; do
+        ln "$work/segments/$n" "$work/pgdata/pg_wal/$n"
+        : >"$work/pgdata/pg_wal/archive_status/$n.ready"
+    done
+    sync
+}
+# archive COMMAND: runs it for each segment in order, as the archiver does.
+archive() {
+    (
+        cd "$work/pgdata"
+        for n in "${names[@]}"; do
+            c=${1//%p/pg_wal/$n}
+            sh -c "${c//%f/$n}" >/dev/null || { echo "archive of $n failed" >&2; exit 1; }
+            mv "pg_wal/archive_status/$n.ready" "pg_wal/archive_status/$n.done"
+        done
+    )
+}
+# fetch COMMAND: restores each segment in order, as the startup process does.
+fetch() {
+    (
+        rm -rf "$work/restore"
+        mkdir -p "$work/restore/pg_wal"
+        cd "$work/restore"
+        for n in "${names[@]}"; do
+            c=${1//%p/pg_wal/RECOVERYXLOG}
+            sh -c "${c//%f/$n}" || { echo "fetch of $n failed" >&2; exit 1; }
+            [[ $(stat -c %s pg_wal/RECOVERYXLOG) == $((16 << 20)) ]] || { echo "$n: wrong size" >&2; exit 1; }
+            rm pg_wal/RECOVERYXLOG
+        done
+        # A prefetcher still at work would steal time from the next contender.
+        [[ -d pg_wal/.walgate/prefetch ]] && flock pg_wal/.walgate/prefetch/.lock true
+        true
+    )
+}
+zstd3() {
+    rm -rf "$work/out" && mkdir "$work/out"
+    for n in "${names[@]}"; do
+        zstd -q -3 "$work/segments/$n" -o "$work/out/$n.zst" && sync "$work/out/$n.zst" "$work/out"
+    done
+}
+zstd_d() {
+    rm -rf "$work/out" && mkdir "$work/out"
+    for n in "${names[@]}"; do zstd -q -d "$work/zst/$n.zst" -o "$work/out/$n"; done
+}
+
+declare -A best
+# timed NAME [PREPARE] COMMAND...: keeps the best segments/s under NAME.
+timed() {
+    local name=$1 s e
+    shift
+    s=$(date +%s.%N)
+    "$@"
+    e=$(date +%s.%N)
+    best[$name]=$(python3 -c "print(max(${best[$name]:-0}, ${#names[@]} / ($e - $s)))")
+}
+
+# The archive every fetch reads from.
+stage
+archive "$(client "$url" source "wal-push %p")"
+
+for round in $(seq "$rounds"); do
+    echo "round $round of $rounds" >&2
+    stage; timed push_curl_lo archive "$(archive_recipe "$url" "curl-lo-$round")"
+    stage; timed push_client_lo archive "$(client "$url" "client-lo-$round" "wal-push %p")"
+    stage; timed push_curl_wan archive "$(archive_recipe "$wan_url" "curl-wan-$round")"
+    stage; timed push_client_wan archive "$(client "$wan_url" "client-wan-$round" "wal-push %p")"
+    timed zstd3 zstd3
+    timed fetch_curl_lo fetch "$(restore_recipe "$url" source)"
+    timed fetch_client_lo fetch "$(client "$url" source "wal-fetch %f %p")"
+    timed fetch_curl_wan fetch "$(restore_recipe "$wan_url" source)"
+    timed fetch_client_wan fetch "$(client "$wan_url" source "wal-fetch %f %p")"
+    timed zstd_d zstd_d
+done
+
+ratio() { python3 -c "print('%.2fx' % (${best[$1]} / ${best[$2]}))"; }
+row() { printf '%-52s %8.1f %8.0f   %s\n' "$1" "${best[$2]}" "$(python3 -c "print(${best[$2]} * 16)")" "$3"; }
+echo
+printf 'proxy: a fresh connection and GET takes %.1f ms direct, %.1f ms through the proxy (+%.1f ms; 2 RTT = %d ms)\n' \
+    "$(python3 -c "print($rtt_direct*1000)")" "$(python3 -c "print($rtt_proxy*1000)")" \
+    "$(python3 -c "print(($rtt_proxy-$rtt_direct)*1000)")" $((4 * delay_ms))
+printf 'proxy: 512 MiB download at %.0f MiB/s direct, %.0f MiB/s through the proxy (%.2fx)\n' \
+    "$(python3 -c "print(512/$bw_direct)")" "$(python3 -c "print(512/$bw_proxy)")" "$(python3 -c "print($bw_direct/$bw_proxy)")"
+echo
+printf '%-52s %8s %8s   %s\n' "${#names[@]} segments, one process each, best of $rounds" "seg/s" "MiB/s" "ratio"
+row "archive, loopback: curl archive_command" push_curl_lo ""
+row "archive, loopback: walgate-client wal-push" push_client_lo "$(ratio push_client_lo push_curl_lo) curl (target >= 1)"
+row "archive, 10 ms RTT: curl archive_command" push_curl_wan ""
+row "archive, 10 ms RTT: walgate-client wal-push" push_client_wan "$(ratio push_client_wan push_curl_wan) curl (target >= 3)"
+row "backlog: zstd -3 + fsync, serial" zstd3 ""
+row "backlog: walgate-client wal-push (loopback)" push_client_lo "$(ratio push_client_lo zstd3) zstd -3 + fsync (target >= 3)"
+row "fetch, loopback: curl restore_command" fetch_curl_lo ""
+row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo fetch_curl_lo) curl"
+row "fetch: zstd -d, serial" zstd_d ""
+row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo zstd_d) zstd -d (target >= 0.9)"
+row "fetch, 10 ms RTT: curl restore_command" fetch_curl_wan ""
+row "fetch, 10 ms RTT: walgate-client wal-fetch" fetch_client_wan "$(ratio fetch_client_wan fetch_curl_wan) curl (target >= 3)"
+echo "walgate-client binary (client profile, stripped): $(stat -c %s "$client_bin") bytes"
