@@ -46,6 +46,30 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "WALGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Reloaded on SIGHUP
+    /// and when the files change, without dropping connections.
+    #[arg(
+        long,
+        env = "WALGATE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "WALGATE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The certificate and key files of an HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -67,6 +91,8 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     zstd_level: Option<i32>,
     log_format: Option<LogFormat>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// A value that must not be printed: `Debug` and `Display` redact it.
@@ -110,6 +136,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub zstd_level: i32,
     pub log_format: LogFormat,
+    /// HTTPS when set, plain HTTP (behind a TLS-terminating proxy) otherwise.
+    pub tls: Option<TlsFiles>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
@@ -156,6 +184,17 @@ impl Settings {
         )?;
         let zstd_level = serve.zstd_level.or(file.zstd_level).unwrap_or(1);
         anyhow::ensure!((1..=19).contains(&zstd_level), "zstd_level must be 1 to 19");
+        let tls = match (
+            serve.tls_cert.clone().or(file.tls_cert),
+            serve.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: absolute(&cert)?,
+                key: absolute(&key)?,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate and a key (tls_cert and tls_key)"),
+        };
         Ok(Settings {
             data_dir,
             catalog_url: Secret(catalog_url),
@@ -167,6 +206,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid")),
             zstd_level,
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
+            tls,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod restore;
 pub mod storage;
 pub mod stream;
+pub mod tls;
 
 use std::sync::Arc;
 

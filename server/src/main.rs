@@ -3,11 +3,12 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
 use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
-use walgate::{AppState, http};
+use walgate::{AppState, http, tls};
 use walgate_core::api::Role;
 
 /// HTTP backup gateway for PostgreSQL.
@@ -100,6 +101,9 @@ fn init_logs(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // One crypto provider for every TLS user in the process (rustls refuses to guess
+    // when more than one is compiled in).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match Cli::parse().command {
         Command::Serve { state, serve } => {
             let settings = Settings::resolve(&state, &serve)?;
@@ -134,18 +138,49 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.data_dir.display()
         );
     }
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listen on {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let app = http::app(state.clone());
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // The one line on stdout: lets scripts and tests find a port chosen with :0.
-    println!("walgate listening on http://{addr}");
+    println!("walgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, catalog = state.catalog.backend(), storage = state.store.url(), "ready");
-    axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serve HTTP")?;
+    tracing::info!(%addr, scheme, catalog = state.catalog.backend(), storage = state.store.url(), "ready");
+    match &settings.tls {
+        None => axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serve HTTP")?,
+        Some(files) => {
+            let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "load TLS certificate {} and key {}",
+                        files.cert.display(),
+                        files.key.display()
+                    )
+                })?;
+            tokio::spawn(tls::reload(config.clone(), files.clone()));
+            let handle = axum_server::Handle::new();
+            let stopping = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopping.graceful_shutdown(None);
+            });
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("serve HTTPS")?
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

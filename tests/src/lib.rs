@@ -340,6 +340,10 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     /// Flags passed to every `walgate` command (catalog URL and the like).
     pub args: Vec<String>,
+    /// Flags for `walgate serve` only.
+    serve_args: Vec<String>,
+    /// The CA that signed the gateway's certificate, when it serves HTTPS.
+    pub ca_file: Option<PathBuf>,
     stderr_log: PathBuf,
 }
 
@@ -351,6 +355,28 @@ impl Gateway {
             url: String::new(),
             data_dir: data_dir.to_owned(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            serve_args: vec![],
+            ca_file: None,
+            stderr_log: data_dir.with_extension("log"),
+        };
+        g.restart();
+        g
+    }
+
+    /// Starts a gateway serving HTTPS with `cert` and `key`, which `ca` signed.
+    pub fn start_https(data_dir: &Path, cert: &Path, key: &Path, ca: &Path) -> Self {
+        let mut g = Gateway {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_owned(),
+            args: vec![],
+            serve_args: vec![
+                "--tls-cert".into(),
+                cert.display().to_string(),
+                "--tls-key".into(),
+                key.display().to_string(),
+            ],
+            ca_file: Some(ca.to_owned()),
             stderr_log: data_dir.with_extension("log"),
         };
         g.restart();
@@ -361,8 +387,8 @@ impl Gateway {
     /// commands hold the URL).
     pub fn restart(&mut self) {
         self.kill();
-        let listen = match self.url.strip_prefix("http://") {
-            Some(addr) => addr.to_owned(),
+        let listen = match self.url.split_once("://") {
+            Some((_, addr)) => addr.to_owned(),
             None => "127.0.0.1:0".to_owned(),
         };
         let log = std::fs::OpenOptions::new()
@@ -374,6 +400,7 @@ impl Gateway {
             .args(["serve", "--listen", &listen, "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.args)
+            .args(&self.serve_args)
             .env("WALGATE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -434,8 +461,13 @@ impl Gateway {
         c
     }
 
+    /// The process id, for signals.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn get(&self, path: &str, token: Option<&str>) -> ureq::http::Response<ureq::Body> {
-        let mut req = agent().get(format!("{}{path}", self.url));
+        let mut req = agent_trusting(self.ca_file.as_deref()).get(format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
@@ -451,10 +483,49 @@ impl Drop for Gateway {
 
 /// An HTTP agent that returns 4xx and 5xx answers instead of failing on them.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+    agent_trusting(None)
+}
+
+/// [`agent`], trusting only the CA in `ca_file` for HTTPS when given.
+pub fn agent_trusting(ca_file: Option<&Path>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).expect("read CA file");
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item.expect("PEM") {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    config.build().into()
+}
+
+/// A certificate for `127.0.0.1` and `localhost`, signed by a new CA, made with the
+/// `openssl` command in `dir`: returns the CA's PEM, the certificate and its key.
+pub fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let script = format!(
+        "set -e
+         openssl req -x509 {ec} -keyout {name}-ca.key -out {name}-ca.pem -days 2 -subj '/CN=walgate test CA'
+         openssl req {ec} -keyout {name}-key.pem -out {name}.csr -subj /CN=localhost
+         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > {name}.ext
+         openssl x509 -req -in {name}.csr -CA {name}-ca.pem -CAkey {name}-ca.key -CAcreateserial \\
+             -days 2 -extfile {name}.ext -out {name}-cert.pem"
+    );
+    run(Command::new("sh").arg("-c").arg(script).current_dir(dir))
+        .expect("make a certificate with openssl (install the openssl package)");
+    let file = |f: String| dir.join(f);
+    (
+        file(format!("{name}-ca.pem")),
+        file(format!("{name}-cert.pem")),
+        file(format!("{name}-key.pem")),
+    )
 }
 
 /// The `Authorization` header line, in a file for `curl -H @file`: the token stays out
