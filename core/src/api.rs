@@ -185,6 +185,64 @@ pub struct TokenInfo {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// How long a cluster's backups and WAL are kept. With neither `keep_last` nor
+/// `window_days` set, nothing is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Keep the newest N complete backups.
+    pub keep_last: Option<u32>,
+    /// Keep every point of the last D days restorable.
+    pub window_days: Option<u32>,
+    /// Never keep fewer complete backups than this, whatever the rules above say.
+    #[serde(default = "one")]
+    pub min_backups: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            keep_last: None,
+            window_days: None,
+            min_backups: 1,
+        }
+    }
+}
+
+/// A backup a retention run deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExpiredBackup {
+    pub id: String,
+    pub stored_size: u64,
+}
+
+/// What a retention run deletes (preview) or deleted (run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionPlan {
+    pub cluster: String,
+    pub policy: RetentionPolicy,
+    /// `cluster` (its own policy), `fleet` (the gateway's default) or `none`.
+    pub policy_source: String,
+    /// Complete backups kept, newest first.
+    pub keep: Vec<String>,
+    pub delete_backups: Vec<ExpiredBackup>,
+    /// WAL files (segments, partial segments, backup history files) before this segment
+    /// go, on every timeline; history files always stay.
+    pub wal_before: Option<String>,
+    pub delete_wal_files: u64,
+    pub first_wal: Option<String>,
+    pub last_wal: Option<String>,
+    /// Stored bytes freed: backups and WAL.
+    pub delete_bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

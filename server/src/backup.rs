@@ -555,7 +555,7 @@ fn check_system(
 /// Removes a backup's objects (sentinel first, so it never looks complete without its
 /// data) and then its row. On failure the `deleting`/`uploading` row stays, is never
 /// restored from, and deleting again finishes the job.
-async fn discard(
+pub(crate) async fn discard(
     catalog: &dyn Catalog,
     store: &Store,
     cluster: &ClusterName,

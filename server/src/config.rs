@@ -63,6 +63,20 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Fleet retention default: keep the newest N complete backups (clusters may set
+    /// their own through the API).
+    #[arg(long, env = "WALGATE_RETENTION_KEEP_LAST", value_name = "N")]
+    pub retention_keep_last: Option<u32>,
+    /// Fleet retention default: keep every point of the last D days restorable.
+    #[arg(long, env = "WALGATE_RETENTION_WINDOW_DAYS", value_name = "D")]
+    pub retention_window_days: Option<u32>,
+    /// Fleet retention default: never fewer complete backups than this. [default: 1]
+    #[arg(long, env = "WALGATE_RETENTION_MIN_BACKUPS", value_name = "N")]
+    pub retention_min_backups: Option<u32>,
+    /// How often retention runs over every cluster, e.g. `1h` or `15m`; `0` turns the
+    /// schedule off (runs through the API still work). [default: 1h]
+    #[arg(long, env = "WALGATE_RETENTION_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retention_interval: Option<std::time::Duration>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -93,6 +107,24 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    retention_keep_last: Option<u32>,
+    retention_window_days: Option<u32>,
+    retention_min_backups: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retention_interval: Option<std::time::Duration>,
+}
+
+/// `retention_interval = "1h"` in the config file.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// A value that must not be printed: `Debug` and `Display` redact it.
@@ -138,6 +170,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// HTTPS when set, plain HTTP (behind a TLS-terminating proxy) otherwise.
     pub tls: Option<TlsFiles>,
+    /// The fleet's default retention policy; `None` keeps everything.
+    pub retention: Option<walgate_core::api::RetentionPolicy>,
+    /// How often retention runs; zero: never on its own.
+    pub retention_interval: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
@@ -195,6 +231,18 @@ impl Settings {
             (None, None) => None,
             _ => anyhow::bail!("TLS needs both a certificate and a key (tls_cert and tls_key)"),
         };
+        let keep_last = serve.retention_keep_last.or(file.retention_keep_last);
+        let window_days = serve.retention_window_days.or(file.retention_window_days);
+        let retention = (keep_last.is_some() || window_days.is_some()).then(|| {
+            walgate_core::api::RetentionPolicy {
+                keep_last,
+                window_days,
+                min_backups: serve
+                    .retention_min_backups
+                    .or(file.retention_min_backups)
+                    .unwrap_or(1),
+            }
+        });
         Ok(Settings {
             data_dir,
             catalog_url: Secret(catalog_url),
@@ -207,6 +255,11 @@ impl Settings {
             zstd_level,
             log_format: serve.log_format.or(file.log_format).unwrap_or_default(),
             tls,
+            retention,
+            retention_interval: serve
+                .retention_interval
+                .or(file.retention_interval)
+                .unwrap_or(std::time::Duration::from_secs(3600)),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod restore;
+pub mod retention;
 pub mod storage;
 pub mod stream;
 pub mod tls;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub auth: auth::Authority,
     /// zstd level for WAL at rest.
     pub zstd_level: i32,
+    /// The fleet's default retention policy, for clusters without their own.
+    pub retention: Option<walgate_core::api::RetentionPolicy>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             store,
             auth,
             zstd_level: s.zstd_level,
+            retention: s.retention.clone(),
         })
     }
 }

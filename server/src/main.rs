@@ -143,6 +143,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let app = http::app(state.clone());
+    if !settings.retention_interval.is_zero() {
+        tokio::spawn(walgate::retention::schedule(
+            state.clone(),
+            settings.retention_interval,
+        ));
+    }
     let scheme = if settings.tls.is_some() {
         "https"
     } else {

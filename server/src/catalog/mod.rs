@@ -39,6 +39,17 @@ pub struct ClusterRow {
     pub segment_size: Option<SegmentSize>,
     pub pg_version: Option<u32>,
     pub created_at: OffsetDateTime,
+    /// Its own retention policy; `None` follows the fleet default.
+    pub retention: Option<api::RetentionPolicy>,
+}
+
+/// WAL files before a position: how many, their stored bytes, the first and last name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalSpan {
+    pub files: u64,
+    pub bytes: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
 }
 
 /// One archived WAL file. The object key is derived from `(cluster, name)`.
@@ -254,6 +265,30 @@ pub trait Catalog: Send + Sync + 'static {
     async fn backup(&self, cluster: &ClusterName, id: &str) -> Result<Option<BackupRow>>;
     /// Every backup of the cluster, newest first.
     async fn backups(&self, cluster: &ClusterName) -> Result<Vec<BackupRow>>;
+
+    /// Sets (`None`: clears) a cluster's own retention policy; false if no such cluster.
+    async fn set_retention(
+        &self,
+        cluster: &ClusterName,
+        policy: Option<&api::RetentionPolicy>,
+    ) -> Result<bool>;
+    /// The WAL files [`Catalog::expire_wal`] would take out for `position`.
+    async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan>;
+    /// Moves every WAL file but history files whose segment is before `position` (16 hex
+    /// digits: log and segment, on any timeline) from `wal_files` to `wal_deletions`, in
+    /// one transaction; returns how many.
+    async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64>;
+    /// Up to `limit` files whose objects still wait for deletion.
+    async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>>;
+    /// Forgets files whose objects are gone.
+    async fn forget_wal_deletions(
+        &self,
+        cluster: &ClusterName,
+        names: &[WalFileName],
+    ) -> Result<()>;
+    /// Takes the lease on `job` for `holder` until `until` (unix seconds) if it is free,
+    /// expired at `now`, or `holder`'s already; true if `holder` now holds it.
+    async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
 
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;

@@ -20,7 +20,7 @@ use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{
     BackupRow, Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow, WalFilter, WalRow,
-    parse_cluster, parse_name, parse_segment_size, parse_sha,
+    WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
 };
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a
@@ -63,7 +63,10 @@ impl PostgresCatalog {
     }
 }
 
-const CLUSTER_COLUMNS: &str = "name, system_identifier, segment_size, pg_version, created_at";
+const CLUSTER_COLUMNS: &str =
+    "name, system_identifier, segment_size, pg_version, created_at, retention";
+/// WAL files that retention may expire: all but history files, before position `$2`.
+const EXPIRABLE: &str = "cluster = $1 AND kind <> 'history' AND substr(name, 9, 16) < $2";
 const WAL_COLUMNS: &str = "name, size, stored_size, sha256, archived_at";
 const BACKUP_COLUMNS: &str = "id, status, label, method, from_standby, start_lsn, start_timeline, \
      checkpoint_lsn, end_lsn, end_timeline, system_identifier, size, stored_size, sha256, \
@@ -84,6 +87,11 @@ macro_rules! sql_catalog {
                     segment_size: parse_segment_size(row.try_get("segment_size")?)?,
                     pg_version: row.try_get::<Option<i32>, _>("pg_version")?.map(|v| v as u32),
                     created_at: row.try_get("created_at")?,
+                    retention: row
+                        .try_get::<Option<String>, _>("retention")?
+                        .map(|j| serde_json::from_str(&j))
+                        .transpose()
+                        .map_err(|e| super::CatalogError::Corrupt(format!("retention policy: {e}")))?,
                 })
             }
 
@@ -353,6 +361,98 @@ macro_rules! sql_catalog {
                 let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE cluster = $1 ORDER BY id DESC");
                 let rows = sqlx::query(AssertSqlSafe(sql)).bind(cluster.as_str()).fetch_all(&self.pool).await?;
                 rows.iter().map(Self::backup_row).collect()
+            }
+
+            async fn set_retention(
+                &self,
+                cluster: &ClusterName,
+                policy: Option<&walgate_core::api::RetentionPolicy>,
+            ) -> Result<bool> {
+                let json = policy.map(|p| serde_json::to_string(p).expect("policies serialize"));
+                let done = sqlx::query("UPDATE clusters SET retention = $2 WHERE name = $1")
+                    .bind(cluster.as_str())
+                    .bind(json)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan> {
+                let sql = format!(
+                    "SELECT count(*) AS files, CAST(coalesce(sum(stored_size), 0) AS BIGINT) AS bytes, \
+                       min(name) AS first, max(name) AS last FROM wal_files WHERE {EXPIRABLE}"
+                );
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(position)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(WalSpan {
+                    files: u64_col(row.try_get("files")?),
+                    bytes: u64_col(row.try_get("bytes")?),
+                    first: row.try_get("first")?,
+                    last: row.try_get("last")?,
+                })
+            }
+
+            async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "INSERT INTO wal_deletions (cluster, name) \
+                     SELECT cluster, name FROM wal_files WHERE {EXPIRABLE} ON CONFLICT DO NOTHING"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!("DELETE FROM wal_files WHERE {EXPIRABLE}");
+                let gone = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(gone.rows_affected())
+            }
+
+            async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>> {
+                let rows = sqlx::query(
+                    "SELECT name FROM wal_deletions WHERE cluster = $1 ORDER BY name LIMIT $2",
+                )
+                .bind(cluster.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| parse_name(r.try_get("name")?)).collect()
+            }
+
+            async fn forget_wal_deletions(&self, cluster: &ClusterName, names: &[WalFileName]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for name in names {
+                    sqlx::query("DELETE FROM wal_deletions WHERE cluster = $1 AND name = $2")
+                        .bind(cluster.as_str())
+                        .bind(name.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO job_leases (job, holder, until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder",
+                )
+                .bind(job)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn insert_token(&self, t: &TokenRow) -> Result<()> {

@@ -192,6 +192,82 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(c.token("t1").await.unwrap().unwrap().revoked_at, Some(now));
 }
 
+/// Retention's catalog side, on the WAL `suite` left in cluster `main`.
+async fn retention_suite(c: &dyn Catalog) {
+    let main: ClusterName = "main".parse().unwrap();
+    let policy = walgate_core::api::RetentionPolicy {
+        keep_last: Some(3),
+        window_days: None,
+        min_backups: 2,
+    };
+    assert!(c.set_retention(&main, Some(&policy)).await.unwrap());
+    assert_eq!(
+        c.cluster(&main).await.unwrap().unwrap().retention,
+        Some(policy)
+    );
+    assert!(c.set_retention(&main, None).await.unwrap());
+    assert_eq!(c.cluster(&main).await.unwrap().unwrap().retention, None);
+    assert!(
+        !c.set_retention(&"nope".parse().unwrap(), None)
+            .await
+            .unwrap()
+    );
+
+    // Before segment 3 on any timeline: segments 1 and 2 and 2's backup history file;
+    // not the history file, not segment 3 (partial, or on timeline 2).
+    let span = c.wal_before(&main, "0000000000000003").await.unwrap();
+    assert_eq!(
+        span,
+        WalSpan {
+            files: 3,
+            bytes: 3000,
+            first: Some("000000010000000000000001".into()),
+            last: Some("000000010000000000000002.00000028.backup".into()),
+        }
+    );
+    assert_eq!(c.expire_wal(&main, "0000000000000003").await.unwrap(), 3);
+    let all = WalFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let left: Vec<String> = c
+        .list_wal(&main, &all)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "000000010000000000000003.partial",
+            "00000002.history",
+            "000000020000000000000003"
+        ]
+    );
+    assert_eq!(
+        c.wal_before(&main, "0000000000000003").await.unwrap().files,
+        0
+    );
+    let pending = c.wal_deletions(&main, 2).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    c.forget_wal_deletions(&main, &pending).await.unwrap();
+    let pending = c.wal_deletions(&main, 10).await.unwrap();
+    assert_eq!(
+        pending,
+        ["000000010000000000000002.00000028.backup"
+            .parse::<WalFileName>()
+            .unwrap()]
+    );
+
+    // Leases: one holder at a time, renewable, taken over once expired.
+    assert!(c.take_lease("retention", "a", 100, 200).await.unwrap());
+    assert!(!c.take_lease("retention", "b", 150, 250).await.unwrap());
+    assert!(c.take_lease("retention", "a", 150, 300).await.unwrap());
+    assert!(!c.take_lease("retention", "b", 299, 400).await.unwrap());
+    assert!(c.take_lease("retention", "b", 301, 400).await.unwrap());
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,6 +276,7 @@ async fn sqlite_backend() {
         .unwrap();
     assert_eq!(c.backend(), "sqlite");
     suite(c.as_ref()).await;
+    retention_suite(c.as_ref()).await;
 }
 
 #[tokio::test]
@@ -210,6 +287,7 @@ async fn postgres_backend() {
     let c = open(&pg.url("walgate_catalog")).await.unwrap();
     assert_eq!(c.backend(), "postgres");
     suite(c.as_ref()).await;
+    retention_suite(c.as_ref()).await;
     // Migrations are idempotent: opening again applies nothing and loses nothing.
     let c = open(&pg.url("walgate_catalog")).await.unwrap();
     assert_eq!(c.tokens().await.unwrap().len(), 2);

@@ -9,6 +9,7 @@ use crate::archive::ArchiveError;
 use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::catalog::CatalogError;
+use crate::retention::RetentionError;
 use crate::storage::StorageError;
 
 #[derive(Debug)]
@@ -107,6 +108,16 @@ impl From<BackupError> for ApiError {
         };
         tracing::warn!(error = %e, "backup request refused");
         Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<RetentionError> for ApiError {
+    fn from(e: RetentionError) -> Self {
+        match e {
+            RetentionError::Catalog(c) => c.into(),
+            RetentionError::Storage(s) => s.into(),
+            RetentionError::Backup(b) => b.into(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod health;
 mod restore;
+mod retention;
 mod tokens;
 mod wal;
 
@@ -28,6 +29,7 @@ use crate::AppState;
         (name = "backups", description = "Base backups"),
         (name = "clusters", description = "The fleet"),
         (name = "tokens", description = "API tokens"),
+        (name = "retention", description = "Retention policies and runs"),
         (name = "probes", description = "Health and readiness"),
     )
 )]
@@ -52,6 +54,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(restore::router())
         .merge(clusters::router())
         .merge(tokens::router())
+        .merge(retention::router())
         .merge(health::router())
 }
 

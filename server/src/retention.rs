@@ -1,0 +1,372 @@
+//! Retention: which backups and WAL a policy keeps, decided from the catalog alone (the
+//! bucket is never listed), and deleted crash-safely.
+//!
+//! Backups are kept by the newest-N rule, the recovery-window rule, or both (a backup
+//! either keeps stays), never fewer than `min_backups`. WAL is expired below the start
+//! segment of the oldest backup kept or still uploading, on every timeline: any WAL a
+//! kept backup can replay, on its own timeline or one branching later, lies at or after
+//! its start. History files are never expired; they are a few hundred bytes each.
+//!
+//! Deletion order: a backup is marked `deleting` before its objects go (no plan picks
+//! it), and WAL rows move to `wal_deletions` in one transaction before their objects go.
+//! A run that dies half-way leaves marks that the next run finishes first.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use walgate_core::api::{ExpiredBackup, RetentionPlan, RetentionPolicy};
+use walgate_core::{ClusterName, SegmentSize, WalFileName};
+
+use crate::AppState;
+use crate::backup::{self, BackupError};
+use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
+use crate::storage::{StorageError, layout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+}
+
+/// The backups a policy keeps and deletes, and the WAL position below which WAL goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
+    pub keep: Vec<&'a BackupRow>,
+    pub delete: Vec<&'a BackupRow>,
+    /// 16 hex digits (log and segment), when any WAL may go.
+    pub wal_before: Option<String>,
+}
+
+/// Applies `policy` to `backups` (newest first) at `now`.
+pub fn decide<'a>(
+    policy: &RetentionPolicy,
+    backups: &'a [BackupRow],
+    segment_size: SegmentSize,
+    now: OffsetDateTime,
+) -> Decision<'a> {
+    let complete: Vec<&BackupRow> = backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .collect();
+    if policy.keep_last.is_none() && policy.window_days.is_none() || complete.is_empty() {
+        return Decision {
+            keep: complete,
+            delete: vec![],
+            wal_before: None,
+        };
+    }
+    // The newest backup that finished before the window opened: restores to the
+    // window's first moments start from it.
+    let window_base = policy.window_days.map(|days| {
+        let opens = now - Duration::from_secs(u64::from(days) * 86_400);
+        complete
+            .iter()
+            .position(|b| b.finished_at.is_some_and(|t| t <= opens))
+            .unwrap_or(complete.len())
+    });
+    let kept = |i: usize| {
+        i < policy.min_backups as usize
+            || policy.keep_last.is_some_and(|n| i < n as usize)
+            || window_base.is_some_and(|base| i <= base)
+    };
+    let (keep, delete): (Vec<_>, Vec<_>) = complete.iter().enumerate().partition(|(i, _)| kept(*i));
+    let keep: Vec<&BackupRow> = keep.into_iter().map(|(_, b)| *b).collect();
+    let delete = delete.into_iter().map(|(_, b)| *b).collect();
+    // Uploading backups will need their WAL too.
+    let needed = keep.iter().copied().chain(
+        backups
+            .iter()
+            .filter(|b| b.status == BackupStatus::Uploading),
+    );
+    let wal_before = needed
+        .map(|b| b.start_lsn.0 / segment_size.bytes())
+        .min()
+        .map(|segno| {
+            let per = segment_size.segments_per_log_id();
+            format!("{:08X}{:08X}", segno / per, segno % per)
+        });
+    Decision {
+        keep,
+        delete,
+        wal_before,
+    }
+}
+
+/// The policy that applies to `cluster`, and where it comes from.
+fn policy_of(
+    cluster: &ClusterRow,
+    fleet: Option<&RetentionPolicy>,
+) -> (RetentionPolicy, &'static str) {
+    match (&cluster.retention, fleet) {
+        (Some(own), _) => (own.clone(), "cluster"),
+        (None, Some(fleet)) => (fleet.clone(), "fleet"),
+        (None, None) => (RetentionPolicy::default(), "none"),
+    }
+}
+
+/// What a run would delete now.
+pub async fn preview(
+    state: &AppState,
+    cluster: &ClusterRow,
+) -> Result<RetentionPlan, RetentionError> {
+    let (policy, source) = policy_of(cluster, state.retention.as_ref());
+    let backups = state.catalog.backups(&cluster.name).await?;
+    let segment_size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
+    let d = decide(&policy, &backups, segment_size, OffsetDateTime::now_utc());
+    let span = match &d.wal_before {
+        Some(position) => state.catalog.wal_before(&cluster.name, position).await?,
+        None => Default::default(),
+    };
+    let delete_backups: Vec<ExpiredBackup> = d
+        .delete
+        .iter()
+        .map(|b| ExpiredBackup {
+            id: b.id.clone(),
+            stored_size: b.stored_size,
+        })
+        .collect();
+    Ok(RetentionPlan {
+        cluster: cluster.name.to_string(),
+        policy,
+        policy_source: source.to_owned(),
+        keep: d.keep.iter().map(|b| b.id.clone()).collect(),
+        delete_bytes: span.bytes + delete_backups.iter().map(|b| b.stored_size).sum::<u64>(),
+        delete_backups,
+        wal_before: d.wal_before.clone(),
+        delete_wal_files: span.files,
+        first_wal: span.first,
+        last_wal: span.last,
+    })
+}
+
+/// Finishes deletions an earlier run left half-done, then deletes what the policy
+/// expires now; returns what it deleted.
+pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
+    finish_deletions(state, &cluster.name).await?;
+    let plan = preview(state, cluster).await?;
+    for b in &plan.delete_backups {
+        backup::delete(state.catalog.as_ref(), &state.store, &cluster.name, &b.id).await?;
+        tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
+    }
+    if let Some(position) = &plan.wal_before {
+        let moved = state.catalog.expire_wal(&cluster.name, position).await?;
+        delete_wal_objects(state, &cluster.name).await?;
+        if moved > 0 {
+            tracing::info!(cluster = %cluster.name, files = moved, before = %position, "retention: WAL expired");
+        }
+    }
+    Ok(plan)
+}
+
+/// Completes deletions a crashed run started: backups marked `deleting`, and WAL files
+/// waiting in `wal_deletions`.
+async fn finish_deletions(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+    for b in state.catalog.backups(cluster).await? {
+        if b.status == BackupStatus::Deleting {
+            backup::discard(state.catalog.as_ref(), &state.store, cluster, &b.id).await?;
+            tracing::info!(%cluster, backup = %b.id, "retention: finished deleting backup");
+        }
+    }
+    delete_wal_objects(state, cluster).await
+}
+
+/// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
+/// forgetting each batch once its objects are gone.
+async fn delete_wal_objects(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+    loop {
+        let batch: Vec<WalFileName> = state.catalog.wal_deletions(cluster, 1000).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for name in &batch {
+            state.store.delete(&layout::wal_key(cluster, name)).await?;
+        }
+        state.catalog.forget_wal_deletions(cluster, &batch).await?;
+    }
+}
+
+/// The lease that lets one gateway replica run retention at a time.
+const LEASE: &str = "retention";
+
+/// Runs retention for every cluster every `interval`, on the one replica holding the
+/// lease. Runs for the life of the server.
+pub async fn schedule(state: AppState, interval: Duration) {
+    let holder = uuid::Uuid::new_v4().simple().to_string();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Held for two intervals: a replica that dies lets another take over.
+        let until = now + 2 * interval.as_secs() as i64;
+        match state.catalog.take_lease(LEASE, &holder, now, until).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: cannot take the lease");
+                continue;
+            }
+        }
+        let clusters = match state.catalog.clusters().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: cannot list clusters");
+                continue;
+            }
+        };
+        for (cluster, _) in clusters {
+            if let Err(e) = run(&state, &cluster).await {
+                tracing::error!(cluster = %cluster.name, error = %e, "retention run failed; the next one resumes it");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walgate_core::{Lsn, Timeline};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A complete backup that started at segment `segno` and finished `age_days` ago.
+    fn backup(id: &str, segno: u64, age_days: u64, now: OffsetDateTime) -> BackupRow {
+        BackupRow {
+            id: id.into(),
+            status: BackupStatus::Complete,
+            label: String::new(),
+            method: "streamed".into(),
+            from_standby: false,
+            start_lsn: Lsn(segno * (16 << 20) + 40),
+            start_timeline: Timeline(1),
+            checkpoint_lsn: Lsn(segno * (16 << 20) + 96),
+            end_lsn: Some(Lsn((segno + 1) * (16 << 20))),
+            end_timeline: Some(Timeline(1)),
+            system_identifier: None,
+            size: 100,
+            stored_size: 10,
+            sha256: String::new(),
+            has_manifest: true,
+            started_at: now - DAY * age_days as u32,
+            finished_at: Some(now - DAY * age_days as u32),
+        }
+    }
+
+    fn ids(list: &[&BackupRow]) -> Vec<String> {
+        list.iter().map(|b| b.id.clone()).collect()
+    }
+
+    /// Five daily backups, newest first: d0 (today, segment 0x140) … d4 (4 days ago).
+    fn history(now: OffsetDateTime) -> Vec<BackupRow> {
+        (0..5)
+            .map(|age| backup(&format!("d{age}"), 0x140 - age * 0x10, age, now))
+            .collect()
+    }
+
+    fn policy(keep_last: Option<u32>, window_days: Option<u32>, min: u32) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last,
+            window_days,
+            min_backups: min,
+        }
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest_and_expires_wal_below_the_oldest_kept() {
+        let now = OffsetDateTime::now_utc();
+        let backups = history(now);
+        let d = decide(
+            &policy(Some(2), None, 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d0", "d1"]);
+        assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
+        // d1 starts in segment 0x130.
+        assert_eq!(d.wal_before.as_deref(), Some("0000000100000030"));
+    }
+
+    #[test]
+    fn a_window_keeps_the_backup_that_covers_its_first_moment() {
+        let now = OffsetDateTime::now_utc();
+        let backups = history(now);
+        // Two days: d0 and d1 finished inside; d2 (2 days ago) is the base for its start.
+        let d = decide(
+            &policy(None, Some(2), 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
+        assert_eq!(d.wal_before.as_deref(), Some("0000000100000020"));
+        // Both rules: a backup either keeps stays.
+        let d = decide(
+            &policy(Some(4), Some(1), 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d0", "d1", "d2", "d3"]);
+        // A window longer than the history keeps everything.
+        let d = decide(
+            &policy(None, Some(30), 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert!(d.delete.is_empty());
+        assert_eq!(d.wal_before.as_deref(), Some("0000000100000000"));
+    }
+
+    #[test]
+    fn never_below_the_minimum_and_nothing_without_rules() {
+        let now = OffsetDateTime::now_utc();
+        let backups = history(now);
+        let d = decide(
+            &policy(Some(1), None, 3),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
+        let d = decide(&policy(None, None, 1), &backups, SegmentSize::DEFAULT, now);
+        assert!(d.delete.is_empty() && d.wal_before.is_none());
+        let d = decide(&policy(Some(1), None, 1), &[], SegmentSize::DEFAULT, now);
+        assert!(d.wal_before.is_none(), "no backup: the WAL is all there is");
+    }
+
+    #[test]
+    fn uploading_and_deleting_backups_are_not_counted_but_uploads_keep_their_wal() {
+        let now = OffsetDateTime::now_utc();
+        let mut backups = history(now);
+        backups[0].status = BackupStatus::Deleting;
+        let mut uploading = backup("up", 0x100, 0, now);
+        uploading.status = BackupStatus::Uploading;
+        backups.insert(0, uploading);
+        let d = decide(
+            &policy(Some(1), None, 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d1"]);
+        assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
+        assert_eq!(d.wal_before.as_deref(), Some("0000000100000000"));
+    }
+
+    #[test]
+    fn positions_follow_the_segment_size() {
+        let now = OffsetDateTime::now_utc();
+        let size = SegmentSize::new(1 << 30).unwrap();
+        let mut b = backup("b", 0, 0, now);
+        b.start_lsn = Lsn(5 << 30); // segment 5: log 1, segment 1 with four per log id
+        let backups = [b];
+        let d = decide(&policy(Some(1), None, 1), &backups, size, now);
+        assert_eq!(d.wal_before.as_deref(), Some("0000000100000001"));
+    }
+}
