@@ -492,3 +492,149 @@ fn client_backup_push_list_and_restore() {
     });
     assert_eq!(pgbench_checksum(&pg), expected);
 }
+
+impl Setup {
+    /// Sends `method` to `path` with an admin token; returns the status and JSON body.
+    fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let token = self.gateway.token("main", "admin");
+        let url = format!("{}{path}", self.gateway.url);
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Authorization", format!("Bearer {token}"));
+        let agent = walgate_tests::agent();
+        let r = match body {
+            Some(b) => agent.run(
+                req.header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .unwrap(),
+            ),
+            None => agent.run(req.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = r.status().as_u16();
+        let body = body_bytes(r);
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The WAL file names the store holds for `main`.
+    fn wal_objects(&self) -> Vec<String> {
+        let dir = self.gateway.data_dir.join("objects/clusters/main/wal");
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| Some(e.file_name().to_str()?.strip_suffix(".zst")?.to_owned()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Retention keeping the newest two of three backups, on a cluster that switched to
+/// timeline 2: exactly the oldest backup and the WAL before the second one's start go,
+/// from the catalog and the store; the oldest promised point (right after the second
+/// backup) still restores to the same rows, and the latest plan still follows timeline 2.
+#[test]
+fn retention_deletes_exactly_what_the_policy_expires() {
+    let s = setup();
+    let (code, b1) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{b1}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.archive_all();
+    let (code, b2) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{b2}");
+    s.source
+        .psql("INSERT INTO marker VALUES ('after the second backup')");
+    let lsn_two = s.source.psql("SELECT pg_current_wal_insert_lsn()");
+    let sum_two = pgbench_checksum(&s.source);
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.archive_all();
+    let (code, b3) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{b3}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.archive_all();
+
+    // A branch from the newest backup, promoted to timeline 2 and archiving.
+    let (_, plan) = s.plan("");
+    let archiving = format!(
+        "archive_mode = on\narchive_command = {}",
+        conf_quote(&curl_archive_command(&s.gateway.url, "main", &s.header))
+    );
+    let branch = s.restore_plan_with(&plan, &archiving);
+    branch.psql("INSERT INTO marker VALUES ('on timeline 2')");
+    let last = branch.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    branch.psql("SELECT pg_switch_wal()");
+    branch.wait_for("timeline 2 archiving", Duration::from_secs(120), || {
+        branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
+    });
+    let sum_branch = pgbench_checksum(&branch);
+
+    // The policy, and its preview: b1 and the WAL before b2's start segment.
+    let before_objects = s.wal_objects();
+    let cut = b2["start_wal"].as_str().unwrap()[8..].to_owned();
+    let expired: Vec<&String> = before_objects
+        .iter()
+        .filter(|n| !n.ends_with(".history") && n[8..24] < *cut)
+        .collect();
+    assert!(expired.len() >= 2, "{before_objects:?}");
+    let (code, preview) = s.admin(
+        "PUT",
+        "/v1/clusters/main/retention",
+        Some(serde_json::json!({"keep_last": 2})),
+    );
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["policy_source"], "cluster");
+    assert_eq!(preview["keep"], serde_json::json!([b3["id"], b2["id"]]));
+    assert_eq!(preview["delete_backups"][0]["id"], b1["id"]);
+    assert_eq!(preview["wal_before"], serde_json::json!(cut));
+    assert_eq!(preview["delete_wal_files"], expired.len() as u64);
+    assert_eq!(preview["first_wal"], serde_json::json!(expired[0]));
+
+    // A run needs confirm=true; then it deletes exactly the preview.
+    let (code, refused) = s.admin("POST", "/v1/clusters/main/retention/run", None);
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(s.wal_objects(), before_objects);
+    let (code, ran) = s.admin("POST", "/v1/clusters/main/retention/run?confirm=true", None);
+    assert_eq!(code, 200, "{ran}");
+    assert_eq!(ran, preview);
+    let ids: Vec<_> = s.list().iter().map(|b| b["id"].clone()).collect();
+    assert_eq!(ids, [b3["id"].clone(), b2["id"].clone()]);
+    assert!(
+        s.backup_objects()
+            .iter()
+            .all(|p| !p.contains(b1["id"].as_str().unwrap())),
+        "b1's objects remain"
+    );
+    let after: Vec<String> = before_objects
+        .iter()
+        .filter(|n| !expired.contains(n))
+        .cloned()
+        .collect();
+    assert_eq!(
+        s.wal_objects(),
+        after,
+        "the store holds exactly what was kept"
+    );
+    assert!(after.contains(&"00000002.history".to_owned()));
+
+    // Nothing more to do; the oldest promised point and the latest state still restore.
+    let (_, again) = s.admin("GET", "/v1/clusters/main/retention/preview", None);
+    assert_eq!(again["delete_wal_files"], 0);
+    assert_eq!(again["delete_backups"], serde_json::json!([]));
+    let (code, plan) = s.plan(&format!("?target_lsn={lsn_two}&target_timeline=1"));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["backup"]["id"], b2["id"]);
+    assert_eq!(pgbench_checksum(&s.restore_plan(&plan)), sum_two);
+    let (code, plan) = s.plan("");
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["target_timeline"], 2);
+    assert_eq!(pgbench_checksum(&s.restore_plan(&plan)), sum_branch);
+}
