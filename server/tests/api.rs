@@ -617,3 +617,117 @@ async fn probes_answer_without_a_token() {
     let (status, _, _) = f.send(Method::GET, "/healthz", None, &[], vec![]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A complete backup row starting in segment `segno`, finished `age_days` ago.
+fn backup_row(id: &str, segno: u64, age_days: i64) -> walgate::catalog::BackupRow {
+    use walgate_core::{Lsn, Timeline};
+    let at = time::OffsetDateTime::now_utc() - time::Duration::days(age_days);
+    walgate::catalog::BackupRow {
+        id: id.into(),
+        status: walgate::catalog::BackupStatus::Complete,
+        label: String::new(),
+        method: "streamed".into(),
+        from_standby: false,
+        start_lsn: Lsn(segno * SEG as u64 + 40),
+        start_timeline: Timeline(1),
+        checkpoint_lsn: Lsn(segno * SEG as u64 + 96),
+        end_lsn: Some(Lsn(segno * SEG as u64 + 4096)),
+        end_timeline: Some(Timeline(1)),
+        system_identifier: Some(SYSID),
+        size: 1,
+        stored_size: 1,
+        sha256: String::new(),
+        has_manifest: false,
+        started_at: at,
+        finished_at: Some(at),
+    }
+}
+
+/// A retention run that died after marking its deletions (catalog updated, objects still
+/// there) is finished by the next run, which then deletes nothing else it should keep.
+#[tokio::test]
+async fn a_half_done_retention_run_is_finished_by_the_next() {
+    let f = Fixture::new().await;
+    let archiver = f.token("main", Role::Archiver).await;
+    let admin = f.token("main", Role::Admin).await;
+    for segno in 1..=6u64 {
+        let name = format!("0000000100000000{segno:08X}");
+        let (s, b) = f
+            .put(&archiver, "main", &name, segment(SYSID, 1, segno, 1))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    let catalog = f.state.catalog.as_ref();
+    catalog
+        .insert_backup(&main, &backup_row("old", 1, 2))
+        .await
+        .unwrap();
+    catalog
+        .insert_backup(&main, &backup_row("new", 4, 1))
+        .await
+        .unwrap();
+    let policy = walgate_core::api::RetentionPolicy {
+        keep_last: Some(1),
+        ..Default::default()
+    };
+    catalog.set_retention(&main, Some(&policy)).await.unwrap();
+
+    // The first run's durable marks, and then it died: the old backup marked deleting,
+    // the WAL before segment 4 moved out of the catalog, every object still stored.
+    let mut old = catalog.backup(&main, "old").await.unwrap().unwrap();
+    old.status = walgate::catalog::BackupStatus::Deleting;
+    catalog.update_backup(&main, &old).await.unwrap();
+    assert_eq!(
+        catalog.expire_wal(&main, "0000000000000004").await.unwrap(),
+        3
+    );
+    let wal_dir = f.objects.join("clusters/main/wal");
+    let stored = || {
+        let mut names: Vec<String> = std::fs::read_dir(&wal_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(stored().len(), 6);
+    // Already invisible: nothing can plan a restore from what is being deleted.
+    let (s, _) = f.get(&admin, "main", "000000010000000000000001").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, _, body) = f
+        .send(
+            Method::POST,
+            "/v1/clusters/main/retention/run?confirm=true",
+            Some(&admin),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        stored(),
+        [
+            "000000010000000000000004.zst",
+            "000000010000000000000005.zst",
+            "000000010000000000000006.zst"
+        ]
+    );
+    assert!(catalog.wal_deletions(&main, 10).await.unwrap().is_empty());
+    let ids: Vec<String> = catalog
+        .backups(&main)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids, ["new"]);
+    let plan: walgate_core::api::RetentionPlan = serde_json::from_slice(&body).unwrap();
+    assert_eq!(plan.keep, ["new"]);
+    assert_eq!(
+        plan.delete_wal_files, 0,
+        "nothing left to expire after the resume"
+    );
+}
