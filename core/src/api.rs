@@ -243,6 +243,26 @@ pub struct RetentionPlan {
     pub delete_bytes: u64,
 }
 
+/// The result of checking a cluster's archive: its WAL chain and, with a scrub, every
+/// stored object against its checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyReport {
+    pub cluster: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub verified_at: OffsetDateTime,
+    /// No problems found.
+    pub ok: bool,
+    /// Gaps in the WAL chain and timelines without their history file.
+    pub chain_problems: Vec<String>,
+    /// Whether stored objects were re-read.
+    pub scrubbed: bool,
+    /// Objects re-read and checked.
+    pub objects_checked: u64,
+    /// Objects missing, unreadable, or not matching their checksum.
+    pub object_problems: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

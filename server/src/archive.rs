@@ -423,7 +423,7 @@ pub async fn read_text(
 }
 
 /// Reads a stored WAL object back and hashes its decompressed content.
-async fn stored_sha256(
+pub(crate) async fn stored_sha256(
     store: &Store,
     key: &object_store::path::Path,
 ) -> Result<[u8; 32], ArchiveError> {

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod storage;
 pub mod stream;
 pub mod tls;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -43,6 +43,20 @@ enum Command {
     Token(TokenCommand),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Check that a cluster can be restored: its WAL chain from every backup on every
+    /// timeline, and with --scrub every stored object against its checksum. Exits 1 when
+    /// it finds a problem.
+    Verify {
+        #[command(flatten)]
+        state: StateArgs,
+        cluster: walgate_core::ClusterName,
+        /// Re-read every stored object (reads the whole archive).
+        #[arg(long)]
+        scrub: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +133,36 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => token(cmd).await,
         Command::Openapi => {
             println!("{}", http::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Verify {
+            state,
+            cluster,
+            scrub,
+            json,
+        } => {
+            let state = open_state(&state).await?;
+            let row = state
+                .catalog
+                .cluster(&cluster)
+                .await?
+                .with_context(|| format!("no cluster `{cluster}` in the catalog"))?;
+            let report = walgate::verify::verify(&state, &row, scrub).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in report.chain_problems.iter().chain(&report.object_problems) {
+                    println!("problem: {p}");
+                }
+                println!(
+                    "{cluster}: {} ({} objects re-read)",
+                    if report.ok { "ok" } else { "PROBLEMS FOUND" },
+                    report.objects_checked
+                );
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

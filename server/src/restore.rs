@@ -14,7 +14,56 @@ use time::OffsetDateTime;
 use walgate_core::history::Branch;
 use walgate_core::{Lsn, SegmentName, SegmentSize, Timeline, WalFileName};
 
-use crate::catalog::{BackupRow, BackupStatus};
+use crate::AppState;
+use crate::archive::ArchiveError;
+use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow, WalFilter};
+use walgate_core::{WalFileKind, history};
+
+/// Why the archive could not be read for planning.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{name}: {reason}")]
+    BadHistory { name: WalFileName, reason: String },
+}
+
+/// Reads everything the planner needs from the catalog and, for history files, the store.
+pub async fn load(state: &AppState, cluster: &ClusterRow) -> Result<Archive, LoadError> {
+    let name = &cluster.name;
+    let mut files = BTreeSet::new();
+    let mut filter = WalFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    loop {
+        let page = state.catalog.list_wal(name, &filter).await?;
+        filter.after = page.last().map(|r| r.name);
+        let done = page.len() < filter.limit as usize;
+        files.extend(page.into_iter().map(|r| r.name));
+        if done {
+            break;
+        }
+    }
+    let mut histories = BTreeMap::new();
+    for file in files.iter().filter(|f| f.kind() == WalFileKind::History) {
+        let text = crate::archive::read_text(&state.store, name, file).await?;
+        let branches =
+            history::parse(&String::from_utf8_lossy(&text)).map_err(|e| LoadError::BadHistory {
+                name: *file,
+                reason: e.to_string(),
+            })?;
+        histories.insert(file.timeline(), branches);
+    }
+    Ok(Archive {
+        segment_size: cluster.segment_size.unwrap_or(SegmentSize::DEFAULT),
+        backups: state.catalog.backups(name).await?,
+        files,
+        histories,
+    })
+}
 
 /// What to recover to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +200,60 @@ fn on_path(path: &[Leg], b: &BackupRow) -> bool {
             && b.start_lsn >= l.begin
             && l.end.is_none_or(|e| b.start_lsn < e)
     })
+}
+
+/// What is wrong with the WAL chain: every timeline above 1 that has WAL needs its
+/// history file, and from each complete backup, on every timeline whose path it lies
+/// on, every segment up to the newest one archived on that path must be there. Each
+/// missing segment is named once, with the backups that cannot replay past it.
+pub fn check_chain(archive: &Archive) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut timelines: BTreeSet<Timeline> =
+        archive.files.iter().map(WalFileName::timeline).collect();
+    timelines.extend(archive.histories.keys().copied());
+    let mut gaps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for &timeline in &timelines {
+        let path = match archive.path(timeline) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("timeline {timeline} has WAL but {e}"));
+                continue;
+            }
+        };
+        // The newest segment archived on this path, read from the timeline PostgreSQL
+        // would read it from.
+        let newest = archive
+            .files
+            .iter()
+            .filter_map(|f| match f {
+                WalFileName::Segment(s) => Some(*s),
+                _ => None,
+            })
+            .filter_map(|s| Some((s.segment_no(archive.segment_size)?, s.timeline)))
+            .filter(|(n, t)| archive.timeline_of(&path, *n) == *t)
+            .map(|(n, _)| n)
+            .max();
+        let Some(newest) = newest else { continue };
+        for b in archive
+            .backups
+            .iter()
+            .filter(|b| b.status == BackupStatus::Complete && on_path(&path, b))
+        {
+            for n in archive.segno(b.start_lsn)..=newest {
+                if !archive.has_segment(&path, n) {
+                    let missing = archive.segment_name(&path, n).to_string();
+                    gaps.entry(missing).or_default().insert(b.id.clone());
+                }
+            }
+        }
+    }
+    for (missing, backups) in gaps {
+        problems.push(format!(
+            "{missing} is missing: replay from backup {} stops before it",
+            backups.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    problems
 }
 
 /// Plans a recovery to `target` on `timeline` (default: the newest).
@@ -398,5 +501,31 @@ mod tests {
         );
         a.backups.clear();
         assert_eq!(plan(&a, &Target::Latest, None), Err(PlanError::NoBackups));
+    }
+
+    #[test]
+    fn the_chain_check_names_gaps_and_missing_history_files() {
+        assert_eq!(check_chain(&archive()), Vec::<String>::new());
+
+        let mut a = archive();
+        a.files.remove(&seg(1, 4));
+        a.files.remove(&seg(2, 11));
+        assert_eq!(
+            check_chain(&a),
+            [
+                "000000010000000000000004 is missing: replay from backup a stops before it",
+                "00000002000000000000000B is missing: replay from backup a, b, d stops before it",
+            ]
+        );
+
+        let mut a = archive();
+        a.histories.clear();
+        a.files.remove(&WalFileName::History(Timeline(2)));
+        let problems = check_chain(&a);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("no history file 00000002.history"),
+            "{problems:?}"
+        );
     }
 }

@@ -731,3 +731,104 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
         "nothing left to expire after the resume"
     );
 }
+
+/// Verification names a segment missing from the middle of the chain, and a scrub finds
+/// a stored object that was damaged or deleted behind the gateway's back.
+#[tokio::test]
+async fn verify_finds_gaps_and_damaged_objects() {
+    let f = Fixture::new().await;
+    let archiver = f.token("main", Role::Archiver).await;
+    let admin = f.token("main", Role::Admin).await;
+    let viewer = f.token("main", Role::Viewer).await;
+    for segno in [1u64, 2, 3, 5, 6, 7] {
+        let name = format!("0000000100000000{segno:08X}");
+        let (s, b) = f
+            .put(
+                &archiver,
+                "main",
+                &name,
+                segment(SYSID, 1, segno, segno as u8),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    f.state
+        .catalog
+        .insert_backup(&main, &backup_row("b", 1, 1))
+        .await
+        .unwrap();
+    let report =
+        |body: Vec<u8>| serde_json::from_slice::<walgate_core::api::VerifyReport>(&body).unwrap();
+
+    let (s, _, body) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/verify",
+            Some(&viewer),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = report(body);
+    assert!(!r.ok);
+    assert_eq!(
+        r.chain_problems,
+        ["000000010000000000000004 is missing: replay from backup b stops before it"]
+    );
+    // A scrub reads the whole archive: admins only.
+    let (s, _, _) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/verify?scrub=true",
+            Some(&viewer),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Damage one object and delete another behind the gateway's back.
+    let wal = f.objects.join("clusters/main/wal");
+    let damaged = wal.join("000000010000000000000005.zst");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::remove_file(wal.join("000000010000000000000007.zst")).unwrap();
+    let (s, _, body) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/verify?scrub=true",
+            Some(&admin),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = report(body);
+    assert!(r.scrubbed && !r.ok);
+    assert_eq!(
+        r.objects_checked, 7,
+        "six WAL files and the backup, whose object is missing"
+    );
+    let problems = r.object_problems.join("\n");
+    assert!(problems.contains("000000010000000000000005"), "{problems}");
+    assert!(problems.contains("000000010000000000000007"), "{problems}");
+    assert!(problems.contains("backup b"), "{problems}");
+    assert_eq!(r.object_problems.len(), 3, "{problems}");
+
+    // The last report is kept for the cluster.
+    let (s, _, body) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/verification",
+            Some(&viewer),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(report(body), r);
+}

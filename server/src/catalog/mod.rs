@@ -290,6 +290,14 @@ pub trait Catalog: Send + Sync + 'static {
     /// expired at `now`, or `holder`'s already; true if `holder` now holds it.
     async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
 
+    /// Keeps a cluster's latest verification, replacing the one before.
+    async fn record_verification(
+        &self,
+        cluster: &ClusterName,
+        report: &api::VerifyReport,
+    ) -> Result<()>;
+    async fn last_verification(&self, cluster: &ClusterName) -> Result<Option<api::VerifyReport>>;
+
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;
     async fn tokens(&self) -> Result<Vec<TokenRow>>;

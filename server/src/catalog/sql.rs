@@ -455,6 +455,41 @@ macro_rules! sql_catalog {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn record_verification(
+                &self,
+                cluster: &ClusterName,
+                report: &walgate_core::api::VerifyReport,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO verifications (cluster, verified_at, ok, report) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (cluster) DO UPDATE SET verified_at = excluded.verified_at, \
+                       ok = excluded.ok, report = excluded.report",
+                )
+                .bind(cluster.as_str())
+                .bind(report.verified_at)
+                .bind(i64::from(report.ok))
+                .bind(serde_json::to_string(report).expect("reports serialize"))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn last_verification(
+                &self,
+                cluster: &ClusterName,
+            ) -> Result<Option<walgate_core::api::VerifyReport>> {
+                let row = sqlx::query("SELECT report FROM verifications WHERE cluster = $1")
+                    .bind(cluster.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| {
+                    let json: String = r.try_get("report")?;
+                    serde_json::from_str(&json)
+                        .map_err(|e| super::CatalogError::Corrupt(format!("verification report: {e}")))
+                })
+                .transpose()
+            }
+
             async fn insert_token(&self, t: &TokenRow) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO tokens (id, clusters, role, description, created_at, expires_at) \

@@ -260,6 +260,23 @@ async fn retention_suite(c: &dyn Catalog) {
             .unwrap()]
     );
 
+    // The last verification replaces the one before.
+    assert_eq!(c.last_verification(&main).await.unwrap(), None);
+    let mut report = walgate_core::api::VerifyReport {
+        cluster: "main".into(),
+        verified_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        ok: false,
+        chain_problems: vec!["a gap".into()],
+        scrubbed: false,
+        objects_checked: 0,
+        object_problems: vec![],
+    };
+    c.record_verification(&main, &report).await.unwrap();
+    report.ok = true;
+    report.chain_problems.clear();
+    c.record_verification(&main, &report).await.unwrap();
+    assert_eq!(c.last_verification(&main).await.unwrap(), Some(report));
+
     // Leases: one holder at a time, renewable, taken over once expired.
     assert!(c.take_lease("retention", "a", 100, 200).await.unwrap());
     assert!(!c.take_lease("retention", "b", 150, 250).await.unwrap());

@@ -9,6 +9,7 @@ use crate::archive::ArchiveError;
 use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::catalog::CatalogError;
+use crate::restore::LoadError;
 use crate::retention::RetentionError;
 use crate::storage::StorageError;
 
@@ -117,6 +118,20 @@ impl From<RetentionError> for ApiError {
             RetentionError::Catalog(c) => c.into(),
             RetentionError::Storage(s) => s.into(),
             RetentionError::Backup(b) => b.into(),
+        }
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Catalog(c) => c.into(),
+            LoadError::Archive(a) => a.into(),
+            LoadError::BadHistory { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_reachable",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ mod health;
 mod restore;
 mod retention;
 mod tokens;
+mod verify;
 mod wal;
 
 use axum::Router;
@@ -55,6 +56,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(clusters::router())
         .merge(tokens::router())
         .merge(retention::router())
+        .merge(verify::router())
         .merge(health::router())
 }
 

@@ -1,6 +1,6 @@
 //! `/v1/clusters/{cluster}/restore-plan`: what a point-in-time recovery needs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -10,13 +10,12 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::{ErrorBody, RestorePlan, Role, TimelineLeg};
-use walgate_core::{ClusterName, SegmentSize, Timeline, WalFileKind, WalFileName, history, recipe};
+use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::error::ApiError;
 use super::extract::ClusterPath;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::catalog::WalFilter;
 use crate::restore::{self, Archive, Target};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -73,45 +72,14 @@ fn target(q: &PlanQuery) -> Result<Target, ApiError> {
     })
 }
 
-/// Reads everything the planner needs from the catalog and, for history files, the store.
+/// Reads what the planner needs, for a cluster that must exist.
 async fn gather(state: &AppState, cluster: &ClusterName) -> Result<Archive, ApiError> {
     let row = state
         .catalog
         .cluster(cluster)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{cluster}`")))?;
-    let mut files = BTreeSet::new();
-    let mut filter = WalFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = state.catalog.list_wal(cluster, &filter).await?;
-        filter.after = page.last().map(|r| r.name);
-        let done = page.len() < filter.limit as usize;
-        files.extend(page.into_iter().map(|r| r.name));
-        if done {
-            break;
-        }
-    }
-    let mut histories = BTreeMap::new();
-    for name in files.iter().filter(|f| f.kind() == WalFileKind::History) {
-        let text = crate::archive::read_text(&state.store, cluster, name).await?;
-        let branches = history::parse(&String::from_utf8_lossy(&text)).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "not_reachable",
-                format!("{name}: {e}"),
-            )
-        })?;
-        histories.insert(name.timeline(), branches);
-    }
-    Ok(Archive {
-        segment_size: row.segment_size.unwrap_or(SegmentSize::DEFAULT),
-        backups: state.catalog.backups(cluster).await?,
-        files,
-        histories,
-    })
+    Ok(restore::load(state, &row).await?)
 }
 
 /// The settings to write next to `recovery.signal`.
