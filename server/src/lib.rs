@@ -11,6 +11,7 @@ pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod rebuild;
 pub mod restore;
 pub mod retention;
 pub mod storage;

@@ -41,6 +41,9 @@ enum Command {
     /// Issue, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Catalog maintenance.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Check that a cluster can be restored: its WAL chain from every backup on every
@@ -54,6 +57,20 @@ enum Command {
         #[arg(long)]
         scrub: bool,
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Recreate the catalog of every cluster from the object store alone (after losing
+    /// the catalog database): WAL files from their objects, backups from their sentinels.
+    /// Rows already present are kept. Tokens are not in the store: issue new ones.
+    Rebuild {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Print what was found as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -131,6 +148,27 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(cmd) => token(cmd).await,
+        Command::Catalog(CatalogCommand::Rebuild { state, json }) => {
+            let state = open_state(&state).await?;
+            let found = walgate::rebuild::rebuild(&state).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                for p in &found.problems {
+                    eprintln!("walgate: skipped {p}");
+                }
+                eprintln!(
+                    "rebuilt the catalog: {} WAL files and {} backups from the object store; issue tokens again with `walgate token issue`",
+                    found.wal_files, found.backups
+                );
+            }
+            anyhow::ensure!(
+                found.problems.is_empty(),
+                "{} objects could not be read back",
+                found.problems.len()
+            );
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", http::openapi().to_pretty_json()?);
             Ok(())

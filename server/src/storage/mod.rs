@@ -44,6 +44,13 @@ pub enum Put {
     AlreadyExists,
 }
 
+/// An object found by [`Store::list`].
+pub struct Listed {
+    pub key: Path,
+    pub size: u64,
+    pub modified: time::OffsetDateTime,
+}
+
 /// The gateway's object store: a thin, clonable handle.
 #[derive(Clone)]
 pub struct Store {
@@ -114,6 +121,25 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every object under `prefix`, in no particular order. Only the catalog rebuild
+    /// lists: everything else finds objects through the catalog.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Listed, StorageError>> {
+        self.inner
+            .list(Some(&Path::from(prefix)))
+            .map(|meta| {
+                let meta = meta?;
+                let at = meta.last_modified;
+                let modified = time::OffsetDateTime::from_unix_timestamp(at.timestamp())
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                Ok(Listed {
+                    key: meta.location,
+                    size: meta.size,
+                    modified,
+                })
+            })
+            .boxed()
     }
 
     /// Streams the object at `key`.

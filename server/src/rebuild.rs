@@ -1,0 +1,158 @@
+//! Rebuilding the catalog from the object store alone, so that losing the catalog
+//! database loses no backups.
+//!
+//! Every WAL object is named by its cluster and file name and holds the file itself (its
+//! size and checksum are recomputed, a segment's page header pins the cluster's identity),
+//! and every complete backup has a self-describing sentinel, written last. Rows already in
+//! the catalog are left alone, so a rebuild can run on a partial catalog. Tokens are not
+//! in the store: issue new ones afterwards.
+
+use std::io::Read as _;
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use walgate_core::api::Backup;
+use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
+
+use crate::AppState;
+use crate::catalog::{BackupRow, BackupStatus, WalRow};
+use crate::storage::Listed;
+
+/// What a rebuild found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Rebuilt {
+    pub wal_files: u64,
+    pub backups: u64,
+    /// Objects that could not be read back into the catalog, and why.
+    pub problems: Vec<String>,
+}
+
+/// Reads every object under `clusters/` into the catalog.
+pub async fn rebuild(state: &AppState) -> anyhow::Result<Rebuilt> {
+    let mut found = Rebuilt::default();
+    let mut listing = state.store.list("clusters");
+    while let Some(object) = listing.next().await {
+        let object = object.context("list the object store")?;
+        let key = object.key.to_string();
+        let parts: Vec<&str> = key.split('/').collect();
+        let outcome = match parts[..] {
+            ["clusters", cluster, "wal", file] => wal(state, cluster, file, &object).await,
+            ["clusters", cluster, "backups", _, "backup.json"] => {
+                backup(state, cluster, &object).await
+            }
+            _ => Ok(Found::Nothing),
+        };
+        match outcome {
+            Ok(Found::Wal) => found.wal_files += 1,
+            Ok(Found::Backup) => found.backups += 1,
+            Ok(Found::Nothing) => {}
+            Err(e) => found.problems.push(format!("{key}: {e:#}")),
+        }
+    }
+    Ok(found)
+}
+
+enum Found {
+    Wal,
+    Backup,
+    Nothing,
+}
+
+async fn wal(
+    state: &AppState,
+    cluster: &str,
+    file: &str,
+    object: &Listed,
+) -> anyhow::Result<Found> {
+    let cluster: ClusterName = cluster.parse()?;
+    let Some(name) = file.strip_suffix(".zst") else {
+        return Ok(Found::Nothing); // a staging file or a stranger
+    };
+    let name: WalFileName = name.parse()?;
+    let compressed = state.store.get_all(&object.key).await?;
+    let (size, sha256, header) = tokio::task::spawn_blocking(move || {
+        let mut decoder = zstd::Decoder::new(&compressed[..])?;
+        let mut sha = Sha256::new();
+        let mut first = Vec::with_capacity(LongPageHeader::LEN);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = decoder.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if first.len() < LongPageHeader::LEN {
+                let take = (LongPageHeader::LEN - first.len()).min(n);
+                first.extend_from_slice(&buf[..take]);
+            }
+            sha.update(&buf[..n]);
+            size += n as u64;
+        }
+        let sha256: [u8; 32] = sha.finalize().into();
+        anyhow::Ok((size, sha256, first))
+    })
+    .await??;
+    state.catalog.ensure_cluster(&cluster).await?;
+    if name.wal_segment().is_some() {
+        let h = LongPageHeader::parse(&header).context("page header")?;
+        state
+            .catalog
+            .pin_cluster(
+                &cluster,
+                h.system_identifier,
+                h.segment_size,
+                Some(h.pg_version),
+            )
+            .await?;
+    }
+    let row = WalRow {
+        name,
+        size,
+        stored_size: object.size,
+        sha256,
+        archived_at: object.modified,
+    };
+    state.catalog.insert_wal(&cluster, &row).await?;
+    Ok(Found::Wal)
+}
+
+async fn backup(state: &AppState, cluster: &str, object: &Listed) -> anyhow::Result<Found> {
+    let cluster: ClusterName = cluster.parse()?;
+    let sentinel: Backup = serde_json::from_slice(&state.store.get_all(&object.key).await?)
+        .context("backup sentinel")?;
+    if sentinel.status != BackupStatus::Complete.as_str() {
+        return Ok(Found::Nothing);
+    }
+    state.catalog.ensure_cluster(&cluster).await?;
+    if state
+        .catalog
+        .backup(&cluster, &sentinel.id)
+        .await?
+        .is_some()
+    {
+        return Ok(Found::Backup);
+    }
+    let lsn = |s: &str| s.parse::<Lsn>().map_err(|e| anyhow::anyhow!("{e}"));
+    let row = BackupRow {
+        id: sentinel.id.clone(),
+        status: BackupStatus::Complete,
+        label: sentinel.label,
+        method: sentinel.method,
+        from_standby: sentinel.from_standby,
+        start_lsn: lsn(&sentinel.start_lsn)?,
+        start_timeline: Timeline(sentinel.start_timeline),
+        checkpoint_lsn: lsn(&sentinel.checkpoint_lsn)?,
+        end_lsn: sentinel.end_lsn.as_deref().map(lsn).transpose()?,
+        end_timeline: sentinel.end_timeline.map(Timeline),
+        system_identifier: sentinel.system_identifier.map(|s| s.parse()).transpose()?,
+        size: sentinel.size,
+        stored_size: sentinel.stored_size,
+        sha256: sentinel.sha256,
+        has_manifest: sentinel.has_manifest,
+        started_at: sentinel.started_at,
+        finished_at: sentinel.finished_at,
+    };
+    state.catalog.insert_backup(&cluster, &row).await?;
+    Ok(Found::Backup)
+}
