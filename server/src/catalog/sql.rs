@@ -428,15 +428,20 @@ macro_rules! sql_catalog {
             }
 
             async fn forget_wal_deletions(&self, cluster: &ClusterName, names: &[WalFileName]) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                for name in names {
-                    sqlx::query("DELETE FROM wal_deletions WHERE cluster = $1 AND name = $2")
-                        .bind(cluster.as_str())
-                        .bind(name.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                // One statement per batch of names: retention forgets files a thousand at
+                // a time, and a query per file would dominate a large run.
+                for chunk in names.chunks(1000) {
+                    let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                    let sql = format!(
+                        "DELETE FROM wal_deletions WHERE cluster = $1 AND name IN ({})",
+                        placeholders.join(", ")
+                    );
+                    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(cluster.as_str());
+                    for name in chunk {
+                        query = query.bind(name.to_string());
+                    }
+                    query.execute(&self.pool).await?;
                 }
-                tx.commit().await?;
                 Ok(())
             }
 
