@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tracing_subscriber::layer::SubscriberExt;
 use walgate::AppState;
-use walgate::catalog::{BackupRow, BackupStatus};
+use walgate::catalog::BackupRow;
 use walgate::config::{ServeArgs, Settings, StateArgs};
 use walgate_core::api::RetentionPolicy;
 use walgate_core::{ClusterName, Lsn, Timeline};
@@ -33,26 +33,15 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
 }
 
 fn backup(i: u64, segno: u64) -> BackupRow {
-    let at = OffsetDateTime::now_utc() - Duration::from_secs(86_400 * (5 - i));
-    BackupRow {
-        id: format!("b{i}"),
-        status: BackupStatus::Complete,
-        label: String::new(),
-        method: "streamed".into(),
-        from_standby: false,
-        start_lsn: Lsn(segno * SEG + 40),
-        start_timeline: Timeline(1),
-        checkpoint_lsn: Lsn(segno * SEG + 96),
-        end_lsn: Some(Lsn(segno * SEG + 4096)),
-        end_timeline: Some(Timeline(1)),
-        system_identifier: None,
-        size: 1 << 30,
-        stored_size: 1 << 28,
-        sha256: String::new(),
-        has_manifest: true,
-        started_at: at,
-        finished_at: Some(at),
-    }
+    let mut b = BackupRow::positioned(
+        &format!("b{i}"),
+        Timeline(1),
+        Lsn(segno * SEG + 40),
+        Lsn(segno * SEG + 4096),
+        OffsetDateTime::now_utc() - Duration::from_secs(86_400 * (5 - i)),
+    );
+    b.stored_size = 1 << 28;
+    b
 }
 
 /// Fills the catalog with `files` WAL rows for each of `clusters` clusters, in bulk SQL

@@ -380,25 +380,13 @@ mod tests {
     const MB16: u64 = 16 << 20;
 
     fn backup(id: &str, tli: u32, start: u64, end: u64, finished: i64) -> BackupRow {
-        BackupRow {
-            id: id.into(),
-            status: BackupStatus::Complete,
-            label: String::new(),
-            method: "streamed".into(),
-            from_standby: false,
-            start_lsn: Lsn(start),
-            start_timeline: Timeline(tli),
-            checkpoint_lsn: Lsn(start),
-            end_lsn: Some(Lsn(end)),
-            end_timeline: Some(Timeline(tli)),
-            system_identifier: None,
-            size: 0,
-            stored_size: 0,
-            sha256: String::new(),
-            has_manifest: true,
-            started_at: OffsetDateTime::from_unix_timestamp(finished - 10).unwrap(),
-            finished_at: Some(OffsetDateTime::from_unix_timestamp(finished).unwrap()),
-        }
+        BackupRow::positioned(
+            id,
+            Timeline(tli),
+            Lsn(start),
+            Lsn(end),
+            OffsetDateTime::from_unix_timestamp(finished).unwrap(),
+        )
     }
 
     fn seg(tli: u32, segno: u64) -> WalFileName {

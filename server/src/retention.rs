@@ -235,25 +235,15 @@ mod tests {
 
     /// A complete backup that started at segment `segno` and finished `age_days` ago.
     fn backup(id: &str, segno: u64, age_days: u64, now: OffsetDateTime) -> BackupRow {
-        BackupRow {
-            id: id.into(),
-            status: BackupStatus::Complete,
-            label: String::new(),
-            method: "streamed".into(),
-            from_standby: false,
-            start_lsn: Lsn(segno * (16 << 20) + 40),
-            start_timeline: Timeline(1),
-            checkpoint_lsn: Lsn(segno * (16 << 20) + 96),
-            end_lsn: Some(Lsn((segno + 1) * (16 << 20))),
-            end_timeline: Some(Timeline(1)),
-            system_identifier: None,
-            size: 100,
-            stored_size: 10,
-            sha256: String::new(),
-            has_manifest: true,
-            started_at: now - DAY * age_days as u32,
-            finished_at: Some(now - DAY * age_days as u32),
-        }
+        let mut b = BackupRow::positioned(
+            id,
+            Timeline(1),
+            Lsn(segno * (16 << 20) + 40),
+            Lsn((segno + 1) * (16 << 20)),
+            now - DAY * age_days as u32,
+        );
+        b.stored_size = 10;
+        b
     }
 
     fn ids(list: &[&BackupRow]) -> Vec<String> {

@@ -621,26 +621,13 @@ async fn probes_answer_without_a_token() {
 /// A complete backup row starting in segment `segno`, finished `age_days` ago.
 fn backup_row(id: &str, segno: u64, age_days: i64) -> walgate::catalog::BackupRow {
     use walgate_core::{Lsn, Timeline};
-    let at = time::OffsetDateTime::now_utc() - time::Duration::days(age_days);
-    walgate::catalog::BackupRow {
-        id: id.into(),
-        status: walgate::catalog::BackupStatus::Complete,
-        label: String::new(),
-        method: "streamed".into(),
-        from_standby: false,
-        start_lsn: Lsn(segno * SEG as u64 + 40),
-        start_timeline: Timeline(1),
-        checkpoint_lsn: Lsn(segno * SEG as u64 + 96),
-        end_lsn: Some(Lsn(segno * SEG as u64 + 4096)),
-        end_timeline: Some(Timeline(1)),
-        system_identifier: Some(SYSID),
-        size: 1,
-        stored_size: 1,
-        sha256: String::new(),
-        has_manifest: false,
-        started_at: at,
-        finished_at: Some(at),
-    }
+    walgate::catalog::BackupRow::positioned(
+        id,
+        Timeline(1),
+        Lsn(segno * SEG as u64 + 40),
+        Lsn(segno * SEG as u64 + 4096),
+        time::OffsetDateTime::now_utc() - time::Duration::days(age_days),
+    )
 }
 
 /// A retention run that died after marking its deletions (catalog updated, objects still

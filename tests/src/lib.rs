@@ -229,6 +229,30 @@ impl PgCluster {
         }
     }
 
+    /// Switches to a new WAL segment and waits until the one in use before, and every
+    /// one before it, is archived; returns that segment's name.
+    pub fn archive_current(&self) -> String {
+        let last = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        self.psql("SELECT pg_switch_wal()");
+        self.wait_for(
+            &format!("{last} to be archived"),
+            Duration::from_secs(180),
+            || {
+                let archived =
+                    self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+                archived.len() == 24 && archived >= last
+            },
+        );
+        last
+    }
+
+    /// Waits until recovery has ended and the server accepts writes.
+    pub fn wait_recovered(&self) {
+        self.wait_for("recovery to finish", Duration::from_secs(180), || {
+            self.psql("SELECT pg_is_in_recovery()") == "f"
+        });
+    }
+
     /// Runs SQL with psql, returning unaligned tuples-only output, trimmed.
     pub fn psql(&self, sql: &str) -> String {
         self.psql_in("postgres", sql)

@@ -90,16 +90,7 @@ impl Setup {
 
     /// Switches WAL and waits until the source has archived everything so far.
     fn archive_all(&self) {
-        let last = self
-            .source
-            .psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-        self.source.psql("SELECT pg_switch_wal()");
-        self.source
-            .wait_for("archiving", Duration::from_secs(120), || {
-                self.source
-                    .psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-                    >= last
-            });
+        self.source.archive_current();
     }
 
     /// Restores backup `id` with curl and tar, recovers with the curl restore_command
@@ -338,9 +329,7 @@ impl Setup {
         pg.append_conf(&conf);
         pg.touch("recovery.signal");
         pg.start();
-        pg.wait_for("recovery to finish", Duration::from_secs(180), || {
-            pg.psql("SELECT pg_is_in_recovery()") == "f"
-        });
+        pg.wait_recovered();
         pg
     }
 }
@@ -410,11 +399,7 @@ fn point_in_time_recovery_from_restore_plans() {
         "2"
     );
     branch.psql("INSERT INTO marker VALUES ('three, on timeline 2')");
-    let last = branch.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    branch.psql("SELECT pg_switch_wal()");
-    branch.wait_for("timeline 2 archiving", Duration::from_secs(120), || {
-        branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
-    });
+    branch.archive_current();
     let sum_three = pgbench_checksum(&branch);
 
     // The latest plan follows the history file to timeline 2 from the same backup.
@@ -487,9 +472,7 @@ fn client_backup_push_list_and_restore() {
     ));
     assert!(pg.pgdata.join("recovery.signal").exists());
     pg.start();
-    pg.wait_for("recovery to the LSN", Duration::from_secs(180), || {
-        pg.psql("SELECT pg_is_in_recovery()") == "f"
-    });
+    pg.wait_recovered();
     assert_eq!(pgbench_checksum(&pg), expected);
 }
 
@@ -570,11 +553,7 @@ fn retention_deletes_exactly_what_the_policy_expires() {
     );
     let branch = s.restore_plan_with(&plan, &archiving);
     branch.psql("INSERT INTO marker VALUES ('on timeline 2')");
-    let last = branch.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    branch.psql("SELECT pg_switch_wal()");
-    branch.wait_for("timeline 2 archiving", Duration::from_secs(120), || {
-        branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
-    });
+    branch.archive_current();
     let sum_branch = pgbench_checksum(&branch);
 
     // The policy, and its preview: b1 and the WAL before b2's start segment.

@@ -47,17 +47,7 @@ fn source_and_backup(gateway: &Gateway, flags: &str) -> (PgCluster, PgCluster) {
 /// Marks the end of the data and waits until its segment is archived.
 fn finish_archiving(source: &PgCluster) {
     source.psql("INSERT INTO marker VALUES ('the end')");
-    let last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    source.psql("SELECT pg_switch_wal()");
-    source.wait_for(
-        "the last segment to be archived",
-        Duration::from_secs(180),
-        || {
-            let archived =
-                source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-            archived.len() == 24 && archived >= last
-        },
-    );
+    source.archive_current();
 }
 
 fn recover_with_client(gateway: &Gateway, restored: &mut PgCluster, flags: &str) {
@@ -120,9 +110,7 @@ fn outage_backlog_drains_with_push_ahead_and_recovery_uses_prefetch() {
     let expected = pgbench_checksum(&source);
     recover_with_client(&gateway, &mut restored, "--verbose --prefetch 8");
     restored.start();
-    restored.wait_for("recovery to finish", Duration::from_secs(180), || {
-        restored.psql("SELECT pg_is_in_recovery()") == "f"
-    });
+    restored.wait_recovered();
     assert_eq!(
         pgbench_checksum(&restored),
         expected,
@@ -164,9 +152,7 @@ fn recovery_stops_without_the_gateway_and_resumes_when_it_returns() {
 
     gateway.restart();
     restored.start();
-    restored.wait_for("recovery to finish", Duration::from_secs(180), || {
-        restored.psql("SELECT pg_is_in_recovery()") == "f"
-    });
+    restored.wait_recovered();
     assert_eq!(
         pgbench_checksum(&restored),
         expected,

@@ -61,12 +61,7 @@ fn archive_and_recover_over_https_and_reload_the_certificate() {
     let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);
     source.pgbench(&["-c", "2", "-t", "500", "-n"]);
     source.psql("INSERT INTO marker VALUES ('over https')");
-    let last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    source.psql("SELECT pg_switch_wal()");
-    source.wait_for("archiving over https", Duration::from_secs(120), || {
-        let archived = source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-        archived.len() == 24 && archived >= last
-    });
+    source.archive_current();
     let expected = pgbench_checksum(&source);
 
     // The client, trusting the CA with WALGATE_CA_FILE.
@@ -85,9 +80,7 @@ fn archive_and_recover_over_https_and_reload_the_certificate() {
     ));
     restored.touch("recovery.signal");
     restored.start();
-    restored.wait_for("recovery over https", Duration::from_secs(120), || {
-        restored.psql("SELECT pg_is_in_recovery()") == "f"
-    });
+    restored.wait_recovered();
     assert_eq!(pgbench_checksum(&restored), expected);
 
     // Without the CA the client says why it cannot connect.

@@ -3,7 +3,6 @@
 //! restore_command; the restored tables must equal the source's, row for row.
 
 use std::path::Path;
-use std::time::Duration;
 
 use walgate_tests::{
     Gateway, PgCluster, body_bytes, client_command, conf_quote, curl_archive_command,
@@ -77,17 +76,7 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
 
     source.pgbench(&["-c", "4", "-j", "2", "-t", "1500", "-n"]);
     source.psql("INSERT INTO marker VALUES ('after the load')");
-    let last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    source.psql("SELECT pg_switch_wal()");
-    source.wait_for(
-        "the last segment to be archived",
-        Duration::from_secs(120),
-        || {
-            let archived =
-                source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-            archived.len() == 24 && archived >= last
-        },
-    );
+    let last = source.archive_current();
     assert_eq!(
         source.psql("SELECT failed_count FROM pg_stat_archiver"),
         "0",
@@ -120,9 +109,7 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
     ));
     restored.touch("recovery.signal");
     restored.start();
-    restored.wait_for("recovery to finish", Duration::from_secs(180), || {
-        restored.psql("SELECT pg_is_in_recovery()") == "f"
-    });
+    restored.wait_recovered();
     assert_eq!(
         pgbench_checksum(&restored),
         expected,

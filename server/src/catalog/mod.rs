@@ -152,6 +152,39 @@ pub struct BackupRow {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+impl BackupRow {
+    /// A complete backup known only by where it starts and ends on `timeline` and when it
+    /// finished: what restore planning and retention look at. For tests and benchmarks
+    /// that need no stored objects.
+    pub fn positioned(
+        id: &str,
+        timeline: Timeline,
+        start: Lsn,
+        end: Lsn,
+        finished_at: OffsetDateTime,
+    ) -> Self {
+        BackupRow {
+            id: id.into(),
+            status: BackupStatus::Complete,
+            label: String::new(),
+            method: "streamed".into(),
+            from_standby: false,
+            start_lsn: start,
+            start_timeline: timeline,
+            checkpoint_lsn: start,
+            end_lsn: Some(end),
+            end_timeline: Some(timeline),
+            system_identifier: None,
+            size: 0,
+            stored_size: 0,
+            sha256: String::new(),
+            has_manifest: true,
+            started_at: finished_at,
+            finished_at: Some(finished_at),
+        }
+    }
+}
+
 /// What a token may touch: a list of clusters or all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
