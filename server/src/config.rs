@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// schedule off (runs through the API still work). [default: 1h]
     #[arg(long, env = "WALGATE_RETENTION_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
+    /// On SIGTERM, how long `/readyz` answers 503 before the gateway stops accepting
+    /// connections, so load balancers move traffic away first. [default: 5s]
+    #[arg(long, env = "WALGATE_DRAIN_DELAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub drain_delay: Option<std::time::Duration>,
+    /// Then, how long requests in flight may take to finish before they are cut off
+    /// (an unfinished upload is never acknowledged, so the database retries it).
+    /// [default: 30s]
+    #[arg(long, env = "WALGATE_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -174,6 +183,9 @@ pub struct Settings {
     pub retention: Option<walgate_core::api::RetentionPolicy>,
     /// How often retention runs; zero: never on its own.
     pub retention_interval: std::time::Duration,
+    /// SIGTERM: unready for this long, then this long for requests in flight.
+    pub drain_delay: std::time::Duration,
+    pub shutdown_timeout: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
@@ -260,6 +272,12 @@ impl Settings {
                 .retention_interval
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
+            drain_delay: serve
+                .drain_delay
+                .unwrap_or(std::time::Duration::from_secs(5)),
+            shutdown_timeout: serve
+                .shutdown_timeout
+                .unwrap_or(std::time::Duration::from_secs(30)),
         })
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub zstd_level: i32,
     /// The fleet's default retention policy, for clusters without their own.
     pub retention: Option<walgate_core::api::RetentionPolicy>,
+    /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             auth,
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),
+            draining: Default::default(),
         })
     }
 }

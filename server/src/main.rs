@@ -1,10 +1,12 @@
 //! `walgate`: the gateway binary.
 
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
 use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
@@ -240,11 +242,37 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("walgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, scheme, catalog = state.catalog.backend(), storage = state.store.url(), "ready");
+    // SIGTERM: turn unready, wait for load balancers to notice, then stop accepting and
+    // give requests in flight until the deadline.
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (state, stop, delay) = (state.clone(), stop.clone(), settings.drain_delay);
+        async move {
+            shutdown_signal().await;
+            state.draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                ?delay,
+                "shutting down: /readyz answers 503 while load balancers drain"
+            );
+            tokio::time::sleep(delay).await;
+            tracing::info!("no longer accepting connections; finishing requests in flight");
+            stop.cancel();
+        }
+    });
+    let timeout = settings.shutdown_timeout;
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(timeout).await;
+    };
     match &settings.tls {
-        None => axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serve HTTP")?,
+        None => {
+            let server = axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            tokio::select! {
+                served = server => served.context("serve HTTP")?,
+                () = deadline => tracing::warn!(?timeout, "shutdown deadline passed: cutting off requests still in flight"),
+            }
+        }
         Some(files) => {
             let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
@@ -257,10 +285,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 })?;
             tokio::spawn(tls::reload(config.clone(), files.clone()));
             let handle = axum_server::Handle::new();
-            let stopping = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stopping.graceful_shutdown(None);
+            tokio::spawn({
+                let (handle, stop) = (handle.clone(), stop.clone());
+                async move {
+                    stop.cancelled().await;
+                    handle.graceful_shutdown(Some(timeout));
+                }
             });
             axum_server::from_tcp_rustls(listener, config)?
                 .handle(handle)
@@ -280,7 +310,6 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 async fn open_state(state: &StateArgs) -> anyhow::Result<AppState> {

@@ -16,19 +16,7 @@ use walgate_core::api::Role;
 const SYSID: u64 = 7_300_000_000_000_000_001;
 const SEG: usize = 16 << 20;
 
-/// A segment as PostgreSQL 15 would write it: a long page header, then `fill`.
-fn segment(sysid: u64, tli: u32, segno: u64, fill: u8) -> Vec<u8> {
-    let mut b = vec![fill; SEG];
-    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
-    b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
-    b[4..8].copy_from_slice(&tli.to_le_bytes());
-    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
-    b[16..24].fill(0);
-    b[24..32].copy_from_slice(&sysid.to_le_bytes());
-    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
-    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
-    b
-}
+use walgate_tests::synthetic_segment as segment;
 
 struct Fixture {
     _dir: tempfile::TempDir,

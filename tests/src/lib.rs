@@ -374,12 +374,18 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway on `data_dir` with extra state flags, and waits until `/readyz`.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_serving(data_dir, args, &[])
+    }
+
+    /// Starts a gateway with `serve_args` for `walgate serve` alone (drain and shutdown
+    /// timings and the like).
+    pub fn start_serving(data_dir: &Path, args: &[&str], serve_args: &[&str]) -> Self {
         let mut g = Gateway {
             child: None,
             url: String::new(),
             data_dir: data_dir.to_owned(),
             args: args.iter().map(|s| s.to_string()).collect(),
-            serve_args: vec![],
+            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
             ca_file: None,
             stderr_log: data_dir.with_extension("log"),
         };
@@ -449,6 +455,24 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGTERM, as systemd or Kubernetes would, and waits up to `within` for the
+    /// process to exit; returns its status, or `None` if it is still running (then
+    /// killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        run(Command::new("kill").args(["-TERM", &child.id().to_string()])).expect("kill -TERM");
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = child.try_wait().expect("wait for the gateway") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Kills the process (SIGKILL), as a crash would.
@@ -629,4 +653,20 @@ pub fn client_command(
         file.display(),
         bin("walgate-client").display()
     )
+}
+
+/// A 16 MiB WAL segment as PostgreSQL 15 writes it: a long page header for `segno` on
+/// `timeline` of database system `sysid`, then `fill`.
+pub fn synthetic_segment(sysid: u64, timeline: u32, segno: u64, fill: u8) -> Vec<u8> {
+    const SEG: usize = 16 << 20;
+    let mut b = vec![fill; SEG];
+    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+    b[4..8].copy_from_slice(&timeline.to_le_bytes());
+    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
+    b[16..24].fill(0);
+    b[24..32].copy_from_slice(&sysid.to_le_bytes());
+    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
+    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    b
 }

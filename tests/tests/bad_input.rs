@@ -13,15 +13,7 @@ const SYSID: u64 = 7_300_000_000_000_000_001;
 const SEG: usize = 16 << 20;
 
 fn segment(sysid: u64, segno: u64) -> Vec<u8> {
-    let mut b = vec![0u8; SEG];
-    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
-    b[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
-    b[4..8].copy_from_slice(&1u32.to_le_bytes());
-    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
-    b[24..32].copy_from_slice(&sysid.to_le_bytes());
-    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
-    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
-    b
+    walgate_tests::synthetic_segment(sysid, 1, segno, 0)
 }
 
 struct Env {

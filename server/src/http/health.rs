@@ -26,14 +26,18 @@ async fn healthz() -> &'static str {
 #[derive(Serialize, ToSchema)]
 struct Readiness {
     ready: bool,
+    /// Shutting down: finishing requests in flight, taking no new work.
+    draining: bool,
     catalog: String,
     storage: String,
 }
 
-/// Readiness: the catalog answers and the object store can write, read and delete.
+/// Readiness: the catalog answers, the object store can write, read and delete, and the
+/// gateway is not shutting down (it turns unready first, so load balancers drain it).
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
     let catalog = match state.catalog.ping().await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
@@ -48,7 +52,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "object store probe failed (see gateway log)".to_owned()
         }
     };
-    let ready = catalog == "ok" && storage == "ok";
+    let ready = catalog == "ok" && storage == "ok" && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -58,6 +62,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         status,
         Json(Readiness {
             ready,
+            draining,
             catalog,
             storage,
         }),

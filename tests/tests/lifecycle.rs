@@ -1,0 +1,137 @@
+//! The gateway's own lifecycle: on SIGTERM it turns unready first, finishes what is in
+//! flight within its deadline, cuts off what is not (unacknowledged, so nothing of it is
+//! kept), and exits by itself.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use walgate_tests::{Gateway, body_bytes, gateway_dir, synthetic_segment};
+
+const SYSID: u64 = 7_300_000_000_000_000_002;
+const NAME: &str = "000000010000000000000001";
+
+/// Starts uploading a segment by hand and stops after half of its body.
+fn half_upload(gateway: &Gateway, token: &str, segment: &[u8]) -> TcpStream {
+    let addr = gateway.url.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "PUT /v1/clusters/main/wal/{NAME} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        segment.len()
+    )
+    .unwrap();
+    conn.write_all(&segment[..segment.len() / 2]).unwrap();
+    conn.flush().unwrap();
+    conn
+}
+
+fn readiness(url: &str) -> (u16, serde_json::Value) {
+    let r = walgate_tests::agent()
+        .get(format!("{url}/readyz"))
+        .call()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, serde_json::from_slice(&body_bytes(r)).unwrap())
+}
+
+#[test]
+fn sigterm_drains_finishes_uploads_in_flight_and_exits() {
+    let dir = gateway_dir();
+    let mut gateway = Gateway::start_serving(
+        &dir.path().join("data"),
+        &[],
+        &["--drain-delay", "2s", "--shutdown-timeout", "20s"],
+    );
+    let token = gateway.token("main", "archiver");
+    let segment = synthetic_segment(SYSID, 1, 1, 0x5A);
+    assert_eq!(readiness(&gateway.url).0, 200);
+    let mut upload = half_upload(&gateway, &token, &segment);
+
+    let probe = gateway.url.clone();
+    let waiter = std::thread::spawn(move || {
+        // Meanwhile: unready (503, draining) while the process still answers.
+        let start = Instant::now();
+        loop {
+            let (status, body) = readiness(&probe);
+            if status == 503 {
+                assert_eq!(body["draining"], true, "{body}");
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "never turned unready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let started = Instant::now();
+    let sigterm = std::thread::spawn(move || {
+        let status = gateway.terminate(Duration::from_secs(30));
+        (gateway, status)
+    });
+    waiter.join().unwrap();
+
+    // The upload in flight finishes and is acknowledged.
+    upload.write_all(&segment[segment.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
+    let (mut gateway, status) = sigterm.join().unwrap();
+    let status = status.expect("the gateway did not exit by itself");
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "exited before the drain delay"
+    );
+    assert!(gateway.log().contains("no longer accepting connections"));
+
+    gateway.restart();
+    let fetched = gateway.get(&format!("/v1/clusters/main/wal/{NAME}"), Some(&token));
+    assert_eq!(fetched.status(), 200);
+    assert!(body_bytes(fetched) == segment);
+}
+
+#[test]
+fn an_upload_past_the_deadline_is_cut_off_and_leaves_nothing() {
+    let dir = gateway_dir();
+    let mut gateway = Gateway::start_serving(
+        &dir.path().join("data"),
+        &[],
+        &["--drain-delay", "0s", "--shutdown-timeout", "1s"],
+    );
+    let token = gateway.token("main", "archiver");
+    let segment = synthetic_segment(SYSID, 1, 1, 0x5A);
+    let _stalled = half_upload(&gateway, &token, &segment);
+    let start = Instant::now();
+    let status = gateway.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        gateway.log()
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        gateway.log().contains("shutdown deadline passed"),
+        "{}",
+        gateway.log()
+    );
+
+    gateway.restart();
+    let fetched = gateway.get(&format!("/v1/clusters/main/wal/{NAME}"), Some(&token));
+    assert_eq!(
+        fetched.status(),
+        404,
+        "a cut-off upload must not be archived"
+    );
+    let objects = dir.path().join("data/objects/clusters/main/wal");
+    let left: Vec<_> = std::fs::read_dir(&objects)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
