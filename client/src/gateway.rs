@@ -28,11 +28,12 @@ pub enum Fetched {
     NotArchived,
 }
 
-/// The outcome of one try: done, failed for good, or worth repeating.
+/// The outcome of one try: done, failed for good, or worth repeating (after at least
+/// the wait the gateway asked for with `Retry-After`).
 enum Attempt<T> {
     Done(T),
     Fail(anyhow::Error),
-    Retry(anyhow::Error),
+    Retry(anyhow::Error, Option<Duration>),
 }
 
 impl Gateway {
@@ -71,12 +72,13 @@ impl Gateway {
             match attempt() {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(e) if start.elapsed() + wait > self.retry_for => {
-                    return Err(e.context(format!("gave up after {:?}", start.elapsed())));
-                }
-                Attempt::Retry(e) => {
-                    eprintln!("walgate-client: {e:#}; retrying in {wait:?}");
-                    std::thread::sleep(wait);
+                Attempt::Retry(e, asked) => {
+                    let pause = asked.map_or(wait, |a| a.max(wait));
+                    if start.elapsed() + pause > self.retry_for {
+                        return Err(e.context(format!("gave up after {:?}", start.elapsed())));
+                    }
+                    eprintln!("walgate-client: {e:#}; retrying in {pause:?}");
+                    std::thread::sleep(pause);
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
             }
@@ -121,7 +123,7 @@ impl Gateway {
                     let body = r.body_mut().with_config().limit(u64::MAX).reader();
                     Ok(match write_atomically(body, zstd, dest) {
                         Ok(()) => Attempt::Done(Fetched::Written),
-                        Err(e) => Attempt::Retry(e),
+                        Err(e) => Attempt::Retry(e, None),
                     })
                 }
                 404 => Ok(Attempt::Done(Fetched::NotArchived)),
@@ -152,7 +154,7 @@ impl Gateway {
             _ => Err(Box::new(r)),
         }) {
             Attempt::Done(()) => Ok(()),
-            Attempt::Fail(e) | Attempt::Retry(e) => Err(e),
+            Attempt::Fail(e) | Attempt::Retry(e, _) => Err(e),
         }
     }
 
@@ -193,7 +195,7 @@ impl Gateway {
             _ => Err(Box::new(r)),
         }) {
             Attempt::Done(b) => Ok(b),
-            Attempt::Fail(e) | Attempt::Retry(e) => Err(e),
+            Attempt::Fail(e) | Attempt::Retry(e, _) => Err(e),
         }
     }
 
@@ -275,19 +277,35 @@ fn classify<T>(
 ) -> Attempt<T> {
     let r = match sent {
         Ok(r) => r,
-        Err(e) => return Attempt::Retry(anyhow::Error::new(e).context("cannot reach the gateway")),
+        Err(e) => {
+            let e = anyhow::Error::new(e).context("cannot reach the gateway");
+            return Attempt::Retry(e, None);
+        }
     };
     let status = r.status().as_u16();
     let mut r = match expected(status, r) {
         Ok(attempt) => return attempt,
         Err(r) => *r,
     };
+    let asked = retry_after(r.headers());
     let e = error(status, r.body_mut());
     if status >= 500 || status == 429 {
-        Attempt::Retry(e)
+        Attempt::Retry(e, asked)
     } else {
         Attempt::Fail(e)
     }
+}
+
+/// The wait a `Retry-After` header asks for, in seconds (the form the gateway sends).
+fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
+    let secs = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// Reads a JSON answer.
@@ -330,4 +348,26 @@ fn write_atomically(body: impl Read, zstd: bool, dest: &Path) -> anyhow::Result<
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = ureq::http::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", "60".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(60)));
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            None,
+            "dates fall back to the backoff"
+        );
+    }
 }

@@ -77,6 +77,14 @@ pub struct ServeArgs {
     /// schedule off (runs through the API still work). [default: 1h]
     #[arg(long, env = "WALGATE_RETENTION_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
+    /// How many base backups one cluster may upload at once; more get 429 with
+    /// Retry-After. WAL is never limited. [default: 1]
+    #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS_PER_CLUSTER", value_name = "N")]
+    pub max_backup_uploads_per_cluster: Option<usize>,
+    /// How many base backups the gateway receives at once; more get 503 with
+    /// Retry-After. [default: 4]
+    #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS", value_name = "N")]
+    pub max_backup_uploads: Option<usize>,
     /// On SIGTERM, how long `/readyz` answers 503 before the gateway stops accepting
     /// connections, so load balancers move traffic away first. [default: 5s]
     #[arg(long, env = "WALGATE_DRAIN_DELAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -183,6 +191,7 @@ pub struct Settings {
     pub retention: Option<walgate_core::api::RetentionPolicy>,
     /// How often retention runs; zero: never on its own.
     pub retention_interval: std::time::Duration,
+    pub upload_limits: crate::limits::UploadLimits,
     /// SIGTERM: unready for this long, then this long for requests in flight.
     pub drain_delay: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
@@ -272,6 +281,10 @@ impl Settings {
                 .retention_interval
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
+            upload_limits: crate::limits::UploadLimits {
+                per_cluster: serve.max_backup_uploads_per_cluster.unwrap_or(1).max(1),
+                overall: serve.max_backup_uploads.unwrap_or(4).max(1),
+            },
             drain_delay: serve
                 .drain_delay
                 .unwrap_or(std::time::Duration::from_secs(5)),

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod rebuild;
 pub mod restore;
 pub mod retention;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub zstd_level: i32,
     /// The fleet's default retention policy, for clusters without their own.
     pub retention: Option<walgate_core::api::RetentionPolicy>,
+    /// Base backup uploads running now, within their limits.
+    pub uploads: limits::Uploads,
     /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -56,6 +59,7 @@ impl AppState {
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),
             draining: Default::default(),
+            uploads: limits::Uploads::new(s.upload_limits),
         })
     }
 }

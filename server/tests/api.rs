@@ -807,3 +807,91 @@ async fn verify_finds_gaps_and_damaged_objects() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(report(body), r);
 }
+
+/// Base backup uploads beyond a cluster's limit get 429 and beyond the gateway's 503,
+/// both with Retry-After; other clusters, and WAL, are not held up.
+#[tokio::test]
+async fn backup_uploads_beyond_the_limits_wait_their_turn() {
+    let f = Fixture::new().await;
+    let token = f.token("*", Role::Archiver).await;
+    // A first upload whose body stays open.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/clusters/main/backups")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let app = f.app.clone();
+    let first = tokio::spawn(async move { app.oneshot(req).await.unwrap() });
+    // The start of a tar: backup_label's header, then less of it than the header says.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("backup_label").unwrap();
+    header.set_size(4096);
+    header.set_cksum();
+    let mut start = header.as_bytes().to_vec();
+    start.extend_from_slice(b"START WAL LOCATION: ");
+    tx.send(Ok(start.into())).await.unwrap();
+    // Wait until it holds its place (asking takes none while it is held).
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    let started = std::time::Instant::now();
+    while f.state.uploads.start(&main).is_ok() {
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "the first upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (status, headers, body) = f
+        .send(
+            Method::POST,
+            "/v1/clusters/main/backups",
+            Some(&token),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "60");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(error_code(&body), "busy");
+    assert!(body.contains("cluster `main` already uploads"), "{body}");
+
+    // Another cluster may upload (this body is no backup: 400, not 429), and WAL flows.
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            "/v1/clusters/other/backups",
+            Some(&token),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = f
+        .put(
+            &token,
+            "main",
+            "000000010000000000000001",
+            segment(SYSID, 1, 1, 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The first upload ends (not a tar: 400) and frees its place.
+    drop(tx);
+    assert_eq!(first.await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let (status, _, _) = f
+        .send(
+            Method::POST,
+            "/v1/clusters/main/backups",
+            Some(&token),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -53,6 +53,8 @@ async fn api_form(
         (status = 201, body = Backup),
         (status = 400, description = "Not a base backup, or a cut upload", body = ErrorBody),
         (status = 409, description = "A backup of another database system", body = ErrorBody),
+        (status = 429, description = "The cluster's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The gateway's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 async fn post_backup(
@@ -67,6 +69,7 @@ async fn post_backup(
         &headers,
         &[Encoding::Identity, Encoding::Zstd, Encoding::Gzip],
     )?;
+    let slot = state.uploads.start(&cluster)?;
     // Run to the end even if the client goes away: a cut upload must be cleaned up,
     // and dropping this future half-way would skip that.
     let (catalog, store, level, name) = (
@@ -76,6 +79,7 @@ async fn post_backup(
         cluster.clone(),
     );
     let row = tokio::spawn(async move {
+        let _slot = slot;
         backup::push(
             catalog.as_ref(),
             &store,

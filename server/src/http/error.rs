@@ -9,6 +9,7 @@ use crate::archive::ArchiveError;
 use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::catalog::CatalogError;
+use crate::limits::Busy;
 use crate::restore::LoadError;
 use crate::retention::RetentionError;
 use crate::storage::StorageError;
@@ -18,6 +19,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header, when waiting will help.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -54,7 +58,13 @@ impl IntoResponse for ApiError {
             error: self.code.to_owned(),
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -118,6 +128,23 @@ impl From<RetentionError> for ApiError {
             RetentionError::Catalog(c) => c.into(),
             RetentionError::Storage(s) => s.into(),
             RetentionError::Backup(b) => b.into(),
+        }
+    }
+}
+
+/// How long a refused backup upload should wait before trying again.
+const BACKUP_RETRY_AFTER: u32 = 60;
+
+impl From<Busy> for ApiError {
+    fn from(e: Busy) -> Self {
+        let status = match e {
+            Busy::Cluster(..) => StatusCode::TOO_MANY_REQUESTS,
+            Busy::Gateway(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let message = format!("{e}; retry in {BACKUP_RETRY_AFTER} s");
+        ApiError {
+            retry_after: Some(BACKUP_RETRY_AFTER),
+            ..Self::new(status, "busy", message)
         }
     }
 }
