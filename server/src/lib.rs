@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod rebuild;
 pub mod restore;
 pub mod retention;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub zstd_level: i32,
     /// The fleet's default retention policy, for clusters without their own.
     pub retention: Option<walgate_core::api::RetentionPolicy>,
+    /// Request and WAL counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Base backup uploads running now, within their limits.
     pub uploads: limits::Uploads,
     /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
@@ -59,6 +62,7 @@ impl AppState {
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),
             draining: Default::default(),
+            metrics: Default::default(),
             uploads: limits::Uploads::new(s.upload_limits),
         })
     }

@@ -67,6 +67,14 @@ impl Fixture {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        // As curl and the client send it for a body of known size.
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            req = req.header("content-length", body.len());
+        }
         let res = self
             .app
             .clone()
@@ -894,4 +902,135 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// `/metrics` in Prometheus text: each cluster's state from the catalog and its WAL
+/// traffic, only for the clusters the token covers.
+#[tokio::test]
+async fn metrics_report_each_clusters_state_and_traffic() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    let viewer = f.token("main", Role::Viewer).await;
+    for segno in [1u64, 2] {
+        let name = format!("0000000100000000{segno:08X}");
+        let (s, b) = f
+            .put(&archiver, "main", &name, segment(SYSID, 1, segno, 3))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, _) = f
+        .put(
+            &archiver,
+            "main",
+            "000000010000000000000003",
+            b"junk".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = f
+        .put(
+            &archiver,
+            "other",
+            "000000010000000000000001",
+            segment(SYSID + 1, 1, 1, 3),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = f.get(&viewer, "main", "000000010000000000000001").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a viewer may not fetch WAL");
+    let restorer = f.token("main", Role::Restorer).await;
+    let (s, _) = f.get(&restorer, "main", "000000010000000000000001").await;
+    assert_eq!(s, StatusCode::OK);
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    f.state
+        .catalog
+        .insert_backup(&main, &backup_row("b", 1, 0))
+        .await
+        .unwrap();
+    let (s, _, _) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/verify",
+            Some(&viewer),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, headers, body) = f
+        .send(Method::GET, "/metrics", Some(&viewer), &[], vec![])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(body).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(value("walgate_up"), 1.0);
+    assert_eq!(value("walgate_wal_files{cluster=\"main\"}"), 2.0);
+    assert!(value("walgate_wal_seconds_since_last_archive{cluster=\"main\"}") < 60.0);
+    assert_eq!(
+        value("walgate_wal_pushes_total{cluster=\"main\",result=\"ok\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("walgate_wal_pushes_total{cluster=\"main\",result=\"error\"}"),
+        1.0
+    );
+    assert!(value("walgate_wal_pushes_bytes_total{cluster=\"main\"}") >= 2.0 * (16 << 20) as f64);
+    assert_eq!(
+        value("walgate_wal_fetches_total{cluster=\"main\",result=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("walgate_wal_fetches_total{cluster=\"main\",result=\"error\"}"),
+        1.0
+    );
+    assert_eq!(value("walgate_backups{cluster=\"main\"}"), 1.0);
+    assert!(value("walgate_backup_seconds_since_last_complete{cluster=\"main\"}") < 60.0);
+    // The backup starts at segment 1, which is archived: nothing missing.
+    assert_eq!(value("walgate_verify_problems{cluster=\"main\"}"), 0.0);
+    assert!(
+        value(
+            "walgate_http_request_duration_seconds_count{route=\"/v1/clusters/{cluster}/wal/{file}\"}"
+        ) >= 5.0
+    );
+    assert!(
+        !text.contains("cluster=\"other\""),
+        "another cluster leaked:\n{text}"
+    );
+    // Every sample line is `name{labels} number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, v) = line.rsplit_once(' ').unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{line}");
+    }
+
+    // The example alert rules use only metrics the gateway exports.
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-alerts.yml"),
+    )
+    .unwrap();
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("walgate_"))
+        .collect();
+    used.dedup();
+    assert!(used.len() >= 5, "{used:?}");
+    for name in used {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "alert rules use unknown {name}"
+        );
+    }
+
+    let (s, _, _) = f.send(Method::GET, "/metrics", None, &[], vec![]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }

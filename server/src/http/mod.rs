@@ -7,6 +7,7 @@ mod encoding;
 pub mod error;
 mod extract;
 mod health;
+mod metrics;
 mod restore;
 mod retention;
 mod tokens;
@@ -58,11 +59,18 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(retention::router())
         .merge(verify::router())
         .merge(health::router())
+        .merge(metrics::router())
 }
 
 /// The whole application, testable without a socket.
 pub fn app(state: AppState) -> Router {
-    let router = routes().split_for_parts().0;
+    let router = routes()
+        .split_for_parts()
+        .0
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ));
     let doc = std::sync::Arc::new(openapi());
     router
         .route(

@@ -1,0 +1,70 @@
+//! `/metrics`: Prometheus exposition, for a viewer token (scrape with `bearer_token`);
+//! the token's scope decides which clusters appear.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use walgate_core::api::Role;
+
+use super::error::ApiError;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::metrics::WalOp;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
+/// Prometheus metrics: per cluster, WAL and backup state and ages, recovery window,
+/// verification results, WAL traffic; request counts and latencies.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, content_type = "text/plain", body = String)), security(("bearer" = [])))]
+async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_role(Role::Viewer)?;
+    let visible = |c: &str| c.parse().is_ok_and(|c| caller.scope.covers(&c));
+    let text = crate::metrics::render(&state, &visible).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Counts every routed request, and WAL pushes and fetches per cluster.
+pub async fn track(
+    State(state): State<AppState>,
+    route: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let method = req.method().clone();
+    let sent = content_length(req.headers());
+    let cluster = (route == "/v1/clusters/{cluster}/wal/{file}")
+        .then(|| req.uri().path().split('/').nth(3).map(str::to_owned))
+        .flatten();
+    let response = next.run(req).await;
+    let status = response.status();
+    state
+        .metrics
+        .request(&route, method.as_str(), status.as_u16(), started.elapsed());
+    if let Some(cluster) = cluster {
+        let ok = status.is_success();
+        match method {
+            Method::PUT => state.metrics.wal(&cluster, WalOp::Push, ok, sent),
+            Method::GET => {
+                let got = content_length(response.headers());
+                state.metrics.wal(&cluster, WalOp::Fetch, ok, got)
+            }
+            _ => {}
+        }
+    }
+    response
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}

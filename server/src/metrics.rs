@@ -1,0 +1,296 @@
+//! Prometheus metrics: request counts and latencies, WAL traffic per cluster, and each
+//! cluster's archive and backup state read from the catalog at scrape time (so every
+//! replica reports the same fleet state).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::catalog::{BackupStatus, CatalogError, ClusterRow, ClusterStats};
+
+/// Upper bounds of the request latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// What one WAL push or fetch did, for the per-cluster counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WalOp {
+    Push,
+    Fetch,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// (route, method, status) → requests.
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    /// (cluster, operation, ok) → (requests, bytes).
+    wal: BTreeMap<(String, WalOp, bool), (u64, u64)>,
+}
+
+/// The gateway's own counters, since it started.
+#[derive(Default)]
+pub struct Metrics(Mutex<Counters>);
+
+impl Metrics {
+    /// Records one request.
+    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let mut c = self.0.lock().expect("no panics hold this lock");
+        *c.requests
+            .entry((route.to_owned(), method.to_owned(), status))
+            .or_default() += 1;
+        let h = c.latency.entry(route.to_owned()).or_default();
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// Records one WAL push or fetch of `bytes` (as sent on the wire).
+    pub fn wal(&self, cluster: &str, op: WalOp, ok: bool, bytes: u64) {
+        let mut c = self.0.lock().expect("no panics hold this lock");
+        let e = c.wal.entry((cluster.to_owned(), op, ok)).or_default();
+        e.0 += 1;
+        e.1 += bytes;
+    }
+
+    fn render_counters(&self, out: &mut String, visible: &(dyn Fn(&str) -> bool + Sync)) {
+        let c = self.0.lock().expect("no panics hold this lock");
+        header(
+            out,
+            "walgate_http_requests_total",
+            "counter",
+            "HTTP requests by route, method and status.",
+        );
+        for ((route, method, status), n) in &c.requests {
+            let _ = writeln!(
+                out,
+                "walgate_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+            );
+        }
+        header(
+            out,
+            "walgate_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by route.",
+        );
+        for (route, h) in &c.latency {
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "walgate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "walgate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "walgate_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "walgate_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        for (name, op, help) in [
+            ("walgate_wal_pushes", WalOp::Push, "WAL files pushed"),
+            ("walgate_wal_fetches", WalOp::Fetch, "WAL files fetched"),
+        ] {
+            header(
+                out,
+                &format!("{name}_total"),
+                "counter",
+                &format!("{help}, by cluster and result."),
+            );
+            for ((cluster, _, ok), (n, _)) in
+                c.wal.iter().filter(|(k, _)| k.1 == op && visible(&k.0))
+            {
+                let result = if *ok { "ok" } else { "error" };
+                let _ = writeln!(
+                    out,
+                    "{name}_total{{cluster=\"{cluster}\",result=\"{result}\"}} {n}"
+                );
+            }
+            header(
+                out,
+                &format!("{name}_bytes_total"),
+                "counter",
+                &format!("Bytes of {help} on the wire, by cluster."),
+            );
+            for ((cluster, _, _), (_, bytes)) in c
+                .wal
+                .iter()
+                .filter(|(k, _)| k.1 == op && k.2 && visible(&k.0))
+            {
+                let _ = writeln!(out, "{name}_bytes_total{{cluster=\"{cluster}\"}} {bytes}");
+            }
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One cluster's state, from the catalog.
+struct Fleet {
+    cluster: ClusterRow,
+    stats: ClusterStats,
+    last_backup: Option<(OffsetDateTime, u64)>,
+    oldest_backup: Option<OffsetDateTime>,
+    backups: u64,
+    backup_bytes: u64,
+    verified: Option<(OffsetDateTime, bool, usize)>,
+}
+
+/// The whole exposition for the clusters `visible` lets the caller see.
+pub async fn render(
+    state: &AppState,
+    visible: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<String, CatalogError> {
+    let mut fleet = vec![];
+    for (cluster, stats) in state.catalog.clusters().await? {
+        if !visible(cluster.name.as_str()) {
+            continue;
+        }
+        let complete: Vec<_> = state
+            .catalog
+            .backups(&cluster.name)
+            .await?
+            .into_iter()
+            .filter(|b| b.status == BackupStatus::Complete)
+            .collect();
+        let verified = state
+            .catalog
+            .last_verification(&cluster.name)
+            .await?
+            .map(|r| {
+                (
+                    r.verified_at,
+                    r.ok,
+                    r.chain_problems.len() + r.object_problems.len(),
+                )
+            });
+        fleet.push(Fleet {
+            last_backup: complete
+                .first()
+                .and_then(|b| Some((b.finished_at?, b.stored_size))),
+            oldest_backup: complete.last().and_then(|b| b.finished_at),
+            backups: complete.len() as u64,
+            backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
+            cluster,
+            stats,
+            verified,
+        });
+    }
+    let now = OffsetDateTime::now_utc();
+    let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
+    let mut out = String::new();
+    header(&mut out, "walgate_up", "gauge", "The gateway answers.");
+    let _ = writeln!(out, "walgate_up 1");
+    header(
+        &mut out,
+        "walgate_build_info",
+        "gauge",
+        "The gateway's version.",
+    );
+    let _ = writeln!(
+        out,
+        "walgate_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    type Gauge = fn(&Fleet, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
+    let gauges: [(&str, &str, Gauge); 10] = [
+        ("walgate_wal_files", "WAL files archived.", |f, _| {
+            Some(f.stats.wal_files as f64)
+        }),
+        (
+            "walgate_wal_stored_bytes",
+            "Bytes of archived WAL in the object store.",
+            |f, _| Some(f.stats.wal_bytes as f64),
+        ),
+        (
+            "walgate_wal_last_archived_timestamp_seconds",
+            "When the newest WAL file was archived.",
+            |f, _| f.stats.last_archived_at.map(|t| t.unix_timestamp() as f64),
+        ),
+        (
+            "walgate_wal_seconds_since_last_archive",
+            "Seconds since a WAL file was last archived.",
+            |f, age| f.stats.last_archived_at.map(age),
+        ),
+        ("walgate_backups", "Complete base backups.", |f, _| {
+            Some(f.backups as f64)
+        }),
+        (
+            "walgate_backup_stored_bytes",
+            "Bytes of complete backups in the object store.",
+            |f, _| Some(f.backup_bytes as f64),
+        ),
+        (
+            "walgate_backup_seconds_since_last_complete",
+            "Seconds since the newest complete backup finished.",
+            |f, age| f.last_backup.map(|(t, _)| age(t)),
+        ),
+        (
+            "walgate_backup_last_stored_bytes",
+            "Stored bytes of the newest complete backup.",
+            |f, _| f.last_backup.map(|(_, b)| b as f64),
+        ),
+        (
+            "walgate_recovery_window_start_timestamp_seconds",
+            "The oldest point a restore can reach: the oldest complete backup's end.",
+            |f, _| f.oldest_backup.map(|t| t.unix_timestamp() as f64),
+        ),
+        (
+            "walgate_verify_problems",
+            "Problems the last verification found (absent if never verified).",
+            |f, _| f.verified.map(|(_, _, n)| n as f64),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut out, name, "gauge", help);
+        for f in &fleet {
+            if let Some(v) = value(f, &age) {
+                let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", f.cluster.name);
+            }
+        }
+    }
+    header(
+        &mut out,
+        "walgate_verify_timestamp_seconds",
+        "gauge",
+        "When the cluster was last verified.",
+    );
+    for f in &fleet {
+        if let Some((at, _, _)) = f.verified {
+            let _ = writeln!(
+                out,
+                "walgate_verify_timestamp_seconds{{cluster=\"{}\"}} {}",
+                f.cluster.name,
+                at.unix_timestamp()
+            );
+        }
+    }
+    state.metrics.render_counters(&mut out, visible);
+    Ok(out)
+}
