@@ -87,6 +87,16 @@ impl Fixture {
         (status, headers, bytes)
     }
 
+    /// A request without extra headers or body.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        self.send(method, uri, token, &[], vec![]).await
+    }
+
     async fn put(
         &self,
         token: &str,
@@ -101,7 +111,7 @@ impl Fixture {
 
     async fn get(&self, token: &str, cluster: &str, name: &str) -> (StatusCode, Vec<u8>) {
         let uri = format!("/v1/clusters/{cluster}/wal/{name}");
-        let (s, _, b) = self.send(Method::GET, &uri, Some(token), &[], vec![]).await;
+        let (s, _, b) = self.call(Method::GET, &uri, Some(token)).await;
         (s, b)
     }
 
@@ -123,13 +133,7 @@ impl Fixture {
         walk(&self.objects.join("clusters"), &mut objects);
         objects.sort();
         let (_, _, list) = self
-            .send(
-                Method::GET,
-                "/v1/clusters/main/wal",
-                Some(token),
-                &[],
-                vec![],
-            )
+            .call(Method::GET, "/v1/clusters/main/wal", Some(token))
             .await;
         (objects, String::from_utf8(list).unwrap())
     }
@@ -195,12 +199,10 @@ async fn push_fetch_and_idempotence() {
     assert!(zbody.len() < 4096, "stored compressed");
     assert_eq!(zstd::decode_all(&zbody[..]).unwrap(), seg3);
     let (status, headers, _) = f
-        .send(
+        .call(
             Method::HEAD,
             "/v1/clusters/main/wal/000000010000000000000003",
             Some(&t),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(
@@ -212,12 +214,10 @@ async fn push_fetch_and_idempotence() {
         StatusCode::NOT_FOUND
     );
     let (status, _, _) = f
-        .send(
+        .call(
             Method::HEAD,
             "/v1/clusters/main/wal/000000010000000000000004",
             Some(&t),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -289,12 +289,10 @@ async fn push_fetch_and_idempotence() {
     );
 
     let (status, _, list) = f
-        .send(
+        .call(
             Method::GET,
             "/v1/clusters/main/wal?timeline=1&limit=2",
             Some(&t),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -312,9 +310,7 @@ async fn push_fetch_and_idempotence() {
         Some("000000010000000000000003.00000028.backup")
     );
 
-    let (_, _, cluster) = f
-        .send(Method::GET, "/v1/clusters/main", Some(&t), &[], vec![])
-        .await;
+    let (_, _, cluster) = f.call(Method::GET, "/v1/clusters/main", Some(&t)).await;
     let cluster: walgate_core::api::Cluster = serde_json::from_slice(&cluster).unwrap();
     assert_eq!(cluster.system_identifier, Some(SYSID.to_string()));
     assert_eq!(
@@ -548,27 +544,17 @@ async fn tokens_are_scoped_to_clusters_and_roles() {
     assert_eq!(f.get(&viewer, "main", name).await.0, StatusCode::FORBIDDEN);
     assert_eq!(f.get(&restorer, "main", name).await.0, StatusCode::OK);
     assert_eq!(f.get(&admin, "main", name).await.0, StatusCode::OK);
-    let (status, _, _) = f.send(Method::HEAD, &uri, Some(&viewer), &[], vec![]).await;
+    let (status, _, _) = f.call(Method::HEAD, &uri, Some(&viewer)).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = f
-        .send(
-            Method::GET,
-            "/v1/clusters/main/wal",
-            Some(&other),
-            &[],
-            vec![],
-        )
+        .call(Method::GET, "/v1/clusters/main/wal", Some(&other))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The fleet view shows only what the token covers.
-    let (_, _, list) = f
-        .send(Method::GET, "/v1/clusters", Some(&other), &[], vec![])
-        .await;
+    let (_, _, list) = f.call(Method::GET, "/v1/clusters", Some(&other)).await;
     assert_eq!(String::from_utf8(list).unwrap(), "[]");
-    let (_, _, list) = f
-        .send(Method::GET, "/v1/clusters", Some(&viewer), &[], vec![])
-        .await;
+    let (_, _, list) = f.call(Method::GET, "/v1/clusters", Some(&viewer)).await;
     assert!(String::from_utf8(list).unwrap().contains("\"main\""));
 
     // Registering a cluster takes an admin; pinning another identity later is refused.
@@ -608,9 +594,9 @@ async fn tokens_are_scoped_to_clusters_and_roles() {
 #[tokio::test]
 async fn probes_answer_without_a_token() {
     let f = Fixture::new().await;
-    let (status, _, body) = f.send(Method::GET, "/readyz", None, &[], vec![]).await;
+    let (status, _, body) = f.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let (status, _, _) = f.send(Method::GET, "/healthz", None, &[], vec![]).await;
+    let (status, _, _) = f.call(Method::GET, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -681,12 +667,10 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let (s, _, body) = f
-        .send(
+        .call(
             Method::POST,
             "/v1/clusters/main/retention/run?confirm=true",
             Some(&admin),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
@@ -745,13 +729,7 @@ async fn verify_finds_gaps_and_damaged_objects() {
         |body: Vec<u8>| serde_json::from_slice::<walgate_core::api::VerifyReport>(&body).unwrap();
 
     let (s, _, body) = f
-        .send(
-            Method::GET,
-            "/v1/clusters/main/verify",
-            Some(&viewer),
-            &[],
-            vec![],
-        )
+        .call(Method::GET, "/v1/clusters/main/verify", Some(&viewer))
         .await;
     assert_eq!(s, StatusCode::OK);
     let r = report(body);
@@ -762,12 +740,10 @@ async fn verify_finds_gaps_and_damaged_objects() {
     );
     // A scrub reads the whole archive: admins only.
     let (s, _, _) = f
-        .send(
+        .call(
             Method::GET,
             "/v1/clusters/main/verify?scrub=true",
             Some(&viewer),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -781,12 +757,10 @@ async fn verify_finds_gaps_and_damaged_objects() {
     std::fs::write(&damaged, bytes).unwrap();
     std::fs::remove_file(wal.join("000000010000000000000007.zst")).unwrap();
     let (s, _, body) = f
-        .send(
+        .call(
             Method::GET,
             "/v1/clusters/main/verify?scrub=true",
             Some(&admin),
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -804,13 +778,7 @@ async fn verify_finds_gaps_and_damaged_objects() {
 
     // The last report is kept for the cluster.
     let (s, _, body) = f
-        .send(
-            Method::GET,
-            "/v1/clusters/main/verification",
-            Some(&viewer),
-            &[],
-            vec![],
-        )
+        .call(Method::GET, "/v1/clusters/main/verification", Some(&viewer))
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(report(body), r);
@@ -854,13 +822,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let (status, headers, body) = f
-        .send(
-            Method::POST,
-            "/v1/clusters/main/backups",
-            Some(&token),
-            &[],
-            vec![],
-        )
+        .call(Method::POST, "/v1/clusters/main/backups", Some(&token))
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "60");
@@ -870,13 +832,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
 
     // Another cluster may upload (this body is no backup: 400, not 429), and WAL flows.
     let (status, _, _) = f
-        .send(
-            Method::POST,
-            "/v1/clusters/other/backups",
-            Some(&token),
-            &[],
-            vec![],
-        )
+        .call(Method::POST, "/v1/clusters/other/backups", Some(&token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = f
@@ -893,13 +849,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
     drop(tx);
     assert_eq!(first.await.unwrap().status(), StatusCode::BAD_REQUEST);
     let (status, _, _) = f
-        .send(
-            Method::POST,
-            "/v1/clusters/main/backups",
-            Some(&token),
-            &[],
-            vec![],
-        )
+        .call(Method::POST, "/v1/clusters/main/backups", Some(&token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -948,19 +898,11 @@ async fn metrics_report_each_clusters_state_and_traffic() {
         .await
         .unwrap();
     let (s, _, _) = f
-        .send(
-            Method::GET,
-            "/v1/clusters/main/verify",
-            Some(&viewer),
-            &[],
-            vec![],
-        )
+        .call(Method::GET, "/v1/clusters/main/verify", Some(&viewer))
         .await;
     assert_eq!(s, StatusCode::OK);
 
-    let (s, headers, body) = f
-        .send(Method::GET, "/metrics", Some(&viewer), &[], vec![])
-        .await;
+    let (s, headers, body) = f.call(Method::GET, "/metrics", Some(&viewer)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(
         headers["content-type"]
@@ -1031,6 +973,6 @@ async fn metrics_report_each_clusters_state_and_traffic() {
         );
     }
 
-    let (s, _, _) = f.send(Method::GET, "/metrics", None, &[], vec![]).await;
+    let (s, _, _) = f.call(Method::GET, "/metrics", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
