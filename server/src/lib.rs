@@ -39,6 +39,9 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Base backup uploads running now, within their limits.
     pub uploads: limits::Uploads,
+    /// Cancelled when shutdown's deadline passes: backup uploads still running end as
+    /// cut uploads, which clean up after themselves.
+    pub cut_uploads: tokio_util::sync::CancellationToken,
     /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -63,6 +66,7 @@ impl AppState {
             retention: s.retention.clone(),
             draining: Default::default(),
             metrics: Default::default(),
+            cut_uploads: Default::default(),
             uploads: limits::Uploads::new(s.upload_limits),
         })
     }

@@ -44,6 +44,15 @@ impl Uploads {
         }
     }
 
+    /// How many uploads are running.
+    pub fn running(&self) -> usize {
+        self.running
+            .lock()
+            .expect("no panics hold this lock")
+            .values()
+            .sum()
+    }
+
     /// Takes a place for an upload of `cluster`, or says which limit is reached.
     pub fn start(&self, cluster: &ClusterName) -> Result<Slot, Busy> {
         let mut running = self.running.lock().expect("no panics hold this lock");

@@ -264,6 +264,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         stop.cancelled().await;
         tokio::time::sleep(timeout).await;
     };
+    // At the deadline, backup uploads still running are cut and clean up after
+    // themselves, so none is left half-written.
+    tokio::spawn({
+        let (state, stop) = (state.clone(), stop.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(timeout).await;
+            state.cut_uploads.cancel();
+        }
+    });
     match &settings.tls {
         None => {
             let server = axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
@@ -298,6 +308,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .await
                 .context("serve HTTPS")?
         }
+    }
+    state.cut_uploads.cancel();
+    let cleanup = tokio::time::Instant::now();
+    while state.uploads.running() > 0 && cleanup.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if state.uploads.running() > 0 {
+        tracing::warn!(
+            "backup uploads still cleaning up at exit; the next deletion of them finishes the job"
+        );
     }
     tracing::info!("stopped");
     Ok(())

@@ -135,3 +135,89 @@ fn an_upload_past_the_deadline_is_cut_off_and_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A base backup still streaming at the shutdown deadline is cut like a broken upload:
+/// no row, no object, no staging file remains after the gateway exits.
+#[test]
+fn a_backup_upload_past_the_deadline_leaves_nothing() {
+    let dir = gateway_dir();
+    let mut gateway = Gateway::start_serving(
+        &dir.path().join("data"),
+        &[],
+        &["--drain-delay", "0s", "--shutdown-timeout", "1s"],
+    );
+    let token = gateway.token("main", "archiver");
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+                 CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+                 START TIME: 2026-11-27 06:45:12 UTC\nLABEL: cut\nSTART TIMELINE: 1\n";
+    let mut tar = vec![];
+    for (path, size) in [
+        ("backup_label", label.len() as u64),
+        ("base/1/1259", 64 << 20),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(path).unwrap();
+        header.set_size(size);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.extend_from_slice(header.as_bytes());
+        if path == "backup_label" {
+            tar.extend_from_slice(label.as_bytes());
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+    }
+    tar.resize(tar.len() + (16 << 20), 7); // a quarter of the data file, then nothing
+    write!(
+        conn,
+        "POST /v1/clusters/main/backups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n",
+        1u64 << 30
+    )
+    .unwrap();
+    conn.write_all(&tar).unwrap();
+    conn.flush().unwrap();
+    // The upload is under way: its row says so.
+    let viewer = gateway.token("main", "viewer");
+    let start = std::time::Instant::now();
+    loop {
+        let list = body_bytes(gateway.get("/v1/clusters/main/backups", Some(&viewer)));
+        let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        if list[0]["status"] == "uploading" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no upload under way: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let status = gateway.terminate(Duration::from_secs(40));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        gateway.log()
+    );
+    gateway.restart();
+    let list = body_bytes(gateway.get("/v1/clusters/main/backups", Some(&viewer)));
+    assert_eq!(
+        String::from_utf8_lossy(&list),
+        "[]",
+        "a cut backup is listed"
+    );
+    let mut left = vec![];
+    let objects = dir.path().join("data/objects");
+    let mut stack = vec![objects];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if e.path().to_string_lossy().contains("/backups/") {
+                left.push(e.path());
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+}

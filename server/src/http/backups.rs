@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::ClusterName;
@@ -78,17 +79,12 @@ async fn post_backup(
         state.zstd_level,
         cluster.clone(),
     );
+    let body = body
+        .into_data_stream()
+        .take_until(Box::pin(state.cut_uploads.clone().cancelled_owned()));
     let row = tokio::spawn(async move {
         let _slot = slot;
-        backup::push(
-            catalog.as_ref(),
-            &store,
-            level,
-            &name,
-            encoding,
-            body.into_data_stream(),
-        )
-        .await
+        backup::push(catalog.as_ref(), &store, level, &name, encoding, body).await
     })
     .await
     .expect("backup upload task panicked")?;
