@@ -976,3 +976,119 @@ async fn metrics_report_each_clusters_state_and_traffic() {
     let (s, _, _) = f.call(Method::GET, "/metrics", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// Tokens over the API: an admin issues, lists and revokes tokens within its own scope
+/// only, a revoked token stops working at once, and no answer shows a token twice.
+#[tokio::test]
+async fn admins_manage_tokens_within_their_scope() {
+    let f = Fixture::new().await;
+    let root = f.token("*", Role::Admin).await;
+    let main_admin = f.token("main", Role::Admin).await;
+    let archiver = f.token("main", Role::Archiver).await;
+    let issue = |token: String, body: serde_json::Value| {
+        let f = &f;
+        async move {
+            let (s, _, b) = f
+                .send(
+                    Method::POST,
+                    "/v1/tokens",
+                    Some(&token),
+                    &[("content-type", "application/json")],
+                    body.to_string().into_bytes(),
+                )
+                .await;
+            (s, serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        }
+    };
+
+    let (s, issued) = issue(
+        main_admin.clone(),
+        serde_json::json!({"clusters": ["main"], "role": "restorer", "description": "db1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let new = issued["token"].as_str().unwrap().to_owned();
+    assert_eq!(issued["info"]["role"], "restorer");
+    let (s, _) = f.get(&new, "main", "000000010000000000000001").await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the new token works (nothing archived yet)"
+    );
+
+    // Beyond the caller's scope or role: refused.
+    for body in [
+        serde_json::json!({"clusters": ["other"], "role": "viewer"}),
+        serde_json::json!({"clusters": ["*"], "role": "viewer"}),
+    ] {
+        let (s, e) = issue(main_admin.clone(), body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    }
+    let (s, _) = issue(
+        archiver.clone(),
+        serde_json::json!({"clusters": ["main"], "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for bad in [
+        serde_json::json!({"clusters": [], "role": "viewer"}),
+        serde_json::json!({"clusters": ["no such/name"], "role": "viewer"}),
+        serde_json::json!({"clusters": ["main"], "role": "superuser"}),
+        serde_json::json!({"clusters": ["main"], "role": "viewer", "scope": "x"}),
+    ] {
+        let (s, _) = issue(root.clone(), bad.clone()).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {s}"
+        );
+    }
+
+    // Lists show tokens within the caller's scope, never the token strings.
+    let (s, _, list) = f.call(Method::GET, "/v1/tokens", Some(&main_admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&list).unwrap();
+    assert_eq!(
+        list.len(),
+        3,
+        "main's admin, archiver and the new restorer: {list:?}"
+    );
+    assert!(!String::from_utf8_lossy(&serde_json::to_vec(&list).unwrap()).contains(&new));
+    let (_, _, all) = f.call(Method::GET, "/v1/tokens", Some(&root)).await;
+    assert_eq!(
+        serde_json::from_slice::<Vec<serde_json::Value>>(&all)
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // Revocation: at once; not of tokens beyond the caller's scope.
+    let id = issued["info"]["id"].as_str().unwrap();
+    let root_id = serde_json::from_slice::<Vec<serde_json::Value>>(&all)
+        .unwrap()
+        .into_iter()
+        .find(|t| t["clusters"] == serde_json::json!(["*"]))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _, _) = f
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{root_id}"),
+            Some(&main_admin),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = f
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&main_admin),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = f.get(&new, "main", "000000010000000000000001").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = f.call(Method::DELETE, "/v1/tokens/nope", Some(&root)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

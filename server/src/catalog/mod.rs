@@ -193,6 +193,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every cluster `other` covers, this covers too.
+    pub fn includes(&self, other: &Scope) -> bool {
+        match (self, other) {
+            (Scope::All, _) => true,
+            (Scope::Clusters(_), Scope::All) => false,
+            (Scope::Clusters(_), Scope::Clusters(list)) => list.iter().all(|c| self.covers(c)),
+        }
+    }
+
     pub fn covers(&self, cluster: &ClusterName) -> bool {
         match self {
             Scope::All => true,

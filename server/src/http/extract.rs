@@ -105,3 +105,18 @@ impl<S: Send + Sync> FromRequestParts<S> for BackupPath {
         Ok(BackupPath(cluster_name(&map)?, id.to_owned()))
     }
 }
+
+/// A JSON request body; a malformed one gets the gateway's JSON error like any other
+/// bad request, not axum's plain-text rejection.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use walgate_core::ClusterName;
 use walgate_core::api::{ErrorBody, RetentionPlan, RetentionPolicy, Role};
 
 use super::error::ApiError;
-use super::extract::ClusterPath;
+use super::extract::{ClusterPath, JsonBody};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::ClusterRow;
@@ -42,7 +42,7 @@ async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(name): ClusterPath,
-    Json(policy): Json<RetentionPolicy>,
+    JsonBody(policy): JsonBody<RetentionPolicy>,
 ) -> Result<Json<RetentionPlan>, ApiError> {
     caller.require(&name, Role::Admin)?;
     if policy.keep_last == Some(0) || policy.window_days == Some(0) {
