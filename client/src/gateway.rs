@@ -1,6 +1,6 @@
 //! The gateway's WAL API over blocking HTTP, with bounded retries.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -104,8 +104,15 @@ impl Gateway {
         })
     }
 
-    /// Downloads one WAL file to `dest` (atomically: a temporary file, then a rename).
-    pub fn fetch_wal(&self, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
+    /// Downloads one WAL file to `dest` (atomically: a temporary file, then a rename), of
+    /// `size` bytes when given; `durable` syncs it first, for files kept for later.
+    pub fn fetch_wal(
+        &self,
+        name: &WalFileName,
+        dest: &Path,
+        size: Option<u64>,
+        durable: bool,
+    ) -> anyhow::Result<Fetched> {
         let url = self.wal_url(name);
         self.retrying(|| {
             let got = self
@@ -121,12 +128,17 @@ impl Gateway {
                         .get("content-encoding")
                         .is_some_and(|v| v == "zstd");
                     let body = r.body_mut().with_config().limit(u64::MAX).reader();
-                    Ok(match write_atomically(body, zstd, dest) {
+                    Ok(match write_atomically(body, zstd, dest, size, durable) {
                         Ok(()) => Attempt::Done(Fetched::Written),
                         Err(e) => Attempt::Retry(e, None),
                     })
                 }
-                404 => Ok(Attempt::Done(Fetched::NotArchived)),
+                // Only the gateway's own "not found" means not archived: a 404 from a
+                // proxy or a wrong URL must not end a recovery early.
+                404 => Ok(match gateway_not_found(r) {
+                    Ok(()) => Attempt::Done(Fetched::NotArchived),
+                    Err(e) => Attempt::Fail(e),
+                }),
                 _ => Err(Box::new(r)),
             })
         })
@@ -330,8 +342,27 @@ fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
     }
 }
 
-fn write_atomically(body: impl Read, zstd: bool, dest: &Path) -> anyhow::Result<()> {
-    let tmp = dest.with_extension("walgate-part");
+/// Checks that a 404 is the gateway's "not_found", not some other server's page.
+fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(e) if e.error == "not_found" => Ok(()),
+        _ => bail!(
+            "a 404 that is not the gateway's (check WALGATE_URL and any proxy in front): {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+fn write_atomically(
+    body: impl Read,
+    zstd: bool,
+    dest: &Path,
+    size: Option<u64>,
+    durable: bool,
+) -> anyhow::Result<()> {
+    // Per process: a foreground fetch and a prefetcher never share a temporary file.
+    let tmp = dest.with_extension(format!("walgate-part-{}", std::process::id()));
     let result = (|| {
         let mut file =
             std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
@@ -340,9 +371,18 @@ fn write_atomically(body: impl Read, zstd: bool, dest: &Path) -> anyhow::Result<
         } else {
             Box::new(body)
         };
-        std::io::copy(&mut body, &mut file).context("download")?;
-        file.flush()?;
-        std::fs::rename(&tmp, dest).with_context(|| format!("rename to {}", dest.display()))
+        let got = std::io::copy(&mut body, &mut file).context("download")?;
+        if let Some(want) = size.filter(|w| *w != got) {
+            bail!("downloaded {got} bytes where a segment has {want}");
+        }
+        if durable {
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, dest).with_context(|| format!("rename to {}", dest.display()))?;
+        if durable && let Some(dir) = dest.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -149,7 +149,21 @@ fn main() -> ExitCode {
         eprintln!("walgate-client: internal error: {info}");
         std::process::exit(i32::from(PANIC_EXIT.load(Ordering::Relaxed)));
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            let _ = e.print();
+            // A setting PostgreSQL's environment got wrong must not read as "not
+            // archived" to a restore_command (clap's own exit code is 2).
+            let fetching = std::env::args().any(|a| a == "wal-fetch");
+            return if fetching && !Path::new("standby.signal").exists() {
+                ExitCode::from(EXIT_STOP_RECOVERY)
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
     match cli.command {
         Command::Check { pgdata, json } => match check::run(&cli.flags, pgdata.as_deref(), json) {
             Ok(true) => ExitCode::SUCCESS,

@@ -31,11 +31,11 @@ fn prefetch_dir(dest: &Path) -> PathBuf {
 /// Restores `name` to `dest` (`%f` and `%p`).
 pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
     let dir = prefetch_dir(dest);
-    let fetched = if std::fs::rename(dir.join(name.to_string()), dest).is_ok() {
+    let fetched = if take_prefetched(&dir, name, dest) {
         settings.log(format_args!("{name} came from prefetch"));
         Fetched::Written
     } else {
-        Gateway::new(settings)?.fetch_wal(name, dest)?
+        Gateway::new(settings)?.fetch_wal(name, dest, None, false)?
     };
     if let (Fetched::Written, WalFileName::Segment(segment)) = (&fetched, name)
         && settings.prefetch > 0
@@ -46,6 +46,18 @@ pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Re
         }
     }
     Ok(fetched)
+}
+
+/// Moves a prefetched `name` into `dest` if there is one of a segment's size (a file
+/// cut short by a crash is dropped, and the caller downloads it again).
+fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
+    let file = dir.join(name.to_string());
+    let whole = std::fs::metadata(&file).is_ok_and(|m| SegmentSize::new(m.len()).is_some());
+    if !whole {
+        let _ = std::fs::remove_file(&file);
+        return false;
+    }
+    std::fs::rename(&file, dest).is_ok()
 }
 
 /// Starts a detached prefetcher for the segments after `segment`. Failing to start one
@@ -112,16 +124,9 @@ pub fn prefetch(
         }
         let parsed: WalFileName = name.parse().expect("names we made parse");
         let path = dir.join(name);
-        match gateway.fetch_wal(&parsed, &path) {
-            Ok(Fetched::Written) => {
-                let complete = std::fs::metadata(&path).is_ok_and(|m| m.len() == size.bytes());
-                if complete {
-                    settings.log(format_args!("prefetched {name}"));
-                } else {
-                    let _ = std::fs::remove_file(&path);
-                    past_end.store(true, Ordering::Relaxed);
-                }
-            }
+        // Checked for size and synced before the rename that makes it visible.
+        match gateway.fetch_wal(&parsed, &path, Some(size.bytes()), true) {
+            Ok(Fetched::Written) => settings.log(format_args!("prefetched {name}")),
             Ok(Fetched::NotArchived) | Err(_) => past_end.store(true, Ordering::Relaxed),
         }
     });

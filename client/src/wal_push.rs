@@ -30,7 +30,10 @@ pub fn push(settings: &Settings, path: &Path) -> anyhow::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let markers = Markers(wal_dir.join(PUSHED));
+    let markers = Markers {
+        dir: wal_dir.join(PUSHED),
+        archive: format!("{} {}", settings.url, settings.cluster),
+    };
     let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
     if markers.take(&name, &meta) {
         settings.log(format_args!("{name} was pushed ahead"));
@@ -101,33 +104,45 @@ fn upload(
     Ok(meta)
 }
 
-/// The markers directory.
-struct Markers(PathBuf);
-
-/// What a marker holds: enough to tell that the file has not changed since its upload.
-fn fingerprint(meta: &Metadata) -> String {
-    format!("{} {} {}\n", meta.len(), meta.mtime(), meta.mtime_nsec())
+/// The markers directory, for one archive (gateway URL and cluster).
+struct Markers {
+    dir: PathBuf,
+    archive: String,
 }
 
 impl Markers {
     /// Consumes `name`'s marker; true if it vouches for the file as it is now.
     fn take(&self, name: &WalFileName, meta: &Metadata) -> bool {
-        let marker = self.0.join(name.to_string());
+        let marker = self.dir.join(name.to_string());
         match std::fs::read_to_string(&marker) {
             Ok(text) => {
                 let _ = std::fs::remove_file(&marker);
-                text == fingerprint(meta)
+                text == self.fingerprint(meta)
             }
             Err(_) => false,
         }
     }
 
+    /// What a marker holds: the archive that acknowledged the file, and enough to tell
+    /// that the file has not changed since (moving to another gateway or cluster
+    /// uploads everything again).
+    fn fingerprint(&self, meta: &Metadata) -> String {
+        format!(
+            "{} {} {} {}\n",
+            self.archive,
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        )
+    }
+
     /// Records that `name`, as described by `meta`, is stored on the gateway.
     fn put(&self, name: &WalFileName, meta: &Metadata) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.0).with_context(|| format!("create {}", self.0.display()))?;
-        let marker = self.0.join(name.to_string());
-        let tmp = self.0.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, fingerprint(meta))
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create {}", self.dir.display()))?;
+        let marker = self.dir.join(name.to_string());
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, self.fingerprint(meta))
             .and_then(|()| std::fs::rename(&tmp, &marker))
             .with_context(|| format!("write {}", marker.display()))
     }
@@ -149,7 +164,7 @@ impl Markers {
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready")?.parse().ok())
             .filter(|n| n != own)
             .collect();
-        let marked: Vec<WalFileName> = std::fs::read_dir(&self.0)
+        let marked: Vec<WalFileName> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -187,7 +202,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("000000010000000000000001");
         std::fs::write(&file, b"first contents").unwrap();
-        let markers = Markers(dir.path().join(PUSHED));
+        let markers = Markers {
+            dir: dir.path().join(PUSHED),
+            archive: "http://gw main".into(),
+        };
         let n = name("000000010000000000000001");
 
         markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
@@ -198,6 +216,14 @@ mod tests {
         markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
         std::fs::write(&file, b"other contents, longer").unwrap();
         assert!(!markers.take(&n, &std::fs::metadata(&file).unwrap()));
+
+        // A marker of another archive vouches for nothing here.
+        markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
+        let elsewhere = Markers {
+            dir: markers.dir.clone(),
+            archive: "http://other-gw main".into(),
+        };
+        assert!(!elsewhere.take(&n, &std::fs::metadata(&file).unwrap()));
     }
 
     #[test]
@@ -217,7 +243,10 @@ mod tests {
             std::fs::write(status.join(format!("{f}.ready")), "").unwrap();
         }
         std::fs::write(status.join("000000010000000000000000.done"), "").unwrap();
-        let markers = Markers(wal.join(PUSHED));
+        let markers = Markers {
+            dir: wal.join(PUSHED),
+            archive: "http://gw main".into(),
+        };
         let marked = name("000000010000000000000003");
         markers
             .put(
@@ -248,7 +277,7 @@ mod tests {
                 "000000010000000000000004"
             ]
         );
-        assert!(!markers.0.join(stale.to_string()).exists());
-        assert!(markers.0.join(marked.to_string()).exists());
+        assert!(!markers.dir.join(stale.to_string()).exists());
+        assert!(markers.dir.join(marked.to_string()).exists());
     }
 }

@@ -328,6 +328,28 @@ fn client_exit_codes() {
     assert!(err.contains("400"), "{err}");
     std::fs::remove_file(pgdata.join("pg_wal/000000010000000000000042")).unwrap();
 
+    // A 404 that is not the gateway's (a wrong URL path, a proxy's page) is no "not
+    // archived": recovery stops.
+    let mut wrong_path = env(&token_file);
+    wrong_path[0].1 = format!("{url}/not-the-api");
+    let (code, err) = run(&wrong_path, &fetch);
+    assert_eq!(code, 200, "{err}");
+    assert!(err.contains("not the gateway's"), "{err}");
+    // A setting the environment got wrong stops recovery too, rather than exiting 2.
+    for (key, bad) in [("WALGATE_JOBS", "0"), ("WALGATE_RETRY_SECONDS", "1m")] {
+        let mut env_bad: Vec<(&str, String)> = env(&token_file).to_vec();
+        env_bad.push((key, bad.to_owned()));
+        let pairs: Vec<(&str, &str)> = env_bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, _, err) = client(&pairs, &fetch, &pgdata);
+        assert_eq!(code, 200, "{key}={bad}: {err}");
+        let (code, _, _) = client(
+            &pairs,
+            &["wal-push", "pg_wal/000000010000000000000042"],
+            &pgdata,
+        );
+        assert_eq!(code, 1, "{key}={bad}");
+    }
+
     gateway.kill();
     let (code, err) = run(&env(&token_file), &fetch);
     assert_eq!(code, 200, "{err}");
