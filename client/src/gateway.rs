@@ -85,8 +85,15 @@ impl Gateway {
         }
     }
 
-    /// Uploads one zstd-compressed WAL file; succeeds only on the gateway's durable ack.
-    pub fn push_wal(&self, name: &WalFileName, compressed: &[u8]) -> anyhow::Result<Pushed> {
+    /// Uploads one zstd-compressed WAL file of `size` bytes; succeeds only on the
+    /// gateway's durable ack, which must name this file and its size (a 2xx from a proxy
+    /// or another server is no acknowledgement).
+    pub fn push_wal(
+        &self,
+        name: &WalFileName,
+        compressed: &[u8],
+        size: u64,
+    ) -> anyhow::Result<Pushed> {
         let url = self.wal_url(name);
         self.retrying(|| {
             let sent = self
@@ -96,10 +103,21 @@ impl Gateway {
                 .header("Content-Encoding", "zstd")
                 .header("Content-Type", "application/octet-stream")
                 .send(compressed);
-            classify(sent, |status, r| match status {
-                201 => Ok(Attempt::Done(Pushed::Stored)),
-                200 => Ok(Attempt::Done(Pushed::AlreadyStored)),
-                _ => Err(Box::new(r)),
+            classify(sent, |status, r| {
+                let pushed = match status {
+                    201 => Pushed::Stored,
+                    200 => Pushed::AlreadyStored,
+                    _ => return Err(Box::new(r)),
+                };
+                Ok(match json::<walgate_core::api::WalFile>(r) {
+                    Attempt::Done(ack) if ack.name == name.to_string() && ack.size == size => {
+                        Attempt::Done(pushed)
+                    }
+                    _ => Attempt::Fail(anyhow::anyhow!(
+                        "answered {status} without the gateway's acknowledgement of {name} \
+                         ({size} bytes): check WALGATE_URL and any proxy in front"
+                    )),
+                })
             })
         })
     }

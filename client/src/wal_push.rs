@@ -99,7 +99,7 @@ fn upload(
         zstd::bulk::Compressor::new(level)
             .and_then(|mut c| c.compress_to_buffer(raw.as_slice(), compressed))
             .context("compress")?;
-        gateway.push_wal(name, compressed)
+        gateway.push_wal(name, compressed, raw.len() as u64)
     })?;
     Ok(meta)
 }

@@ -335,6 +335,43 @@ fn client_exit_codes() {
     let (code, err) = run(&wrong_path, &fetch);
     assert_eq!(code, 200, "{err}");
     assert!(err.contains("not the gateway's"), "{err}");
+    // A 200 from something that is not the gateway is no acknowledgement: 1.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_url = format!("http://{}", fake.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in fake.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = vec![0u8; 1 << 20];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    std::fs::write(
+        pgdata.join("pg_wal/000000010000000000000042"),
+        vec![7u8; 4096],
+    )
+    .unwrap();
+    let mut to_fake = env(&token_file);
+    to_fake[0].1 = fake_url;
+    let (code, err) = {
+        let pairs: Vec<(&str, &str)> = to_fake.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, _, err) = client(
+            &pairs,
+            &["wal-push", "pg_wal/000000010000000000000042"],
+            &pgdata,
+        );
+        (code, err)
+    };
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("without the gateway's acknowledgement"),
+        "{err}"
+    );
+    std::fs::remove_file(pgdata.join("pg_wal/000000010000000000000042")).unwrap();
+
     // A setting the environment got wrong stops recovery too, rather than exiting 2.
     for (key, bad) in [("WALGATE_JOBS", "0"), ("WALGATE_RETRY_SECONDS", "1m")] {
         let mut env_bad: Vec<(&str, String)> = env(&token_file).to_vec();
