@@ -374,7 +374,7 @@ where
     if store.put_new(&key, encoded.payload).await? == Put::AlreadyExists {
         // Left by a push that crashed before its catalog row, or a concurrent push:
         // adopt it only if it holds exactly this file.
-        let stored = stored_sha256(store, &key).await?;
+        let stored = read_stored(store, &key).await?.sha256;
         if stored != row.sha256 {
             return Err(ArchiveError::Conflict {
                 name,
@@ -422,17 +422,34 @@ pub async fn read_text(
     Ok(out)
 }
 
-/// Reads a stored WAL object back and hashes its decompressed content.
-pub(crate) async fn stored_sha256(
+/// A stored WAL object read back: its decompressed content's hash and size, and its
+/// first bytes (a segment's long page header).
+pub(crate) struct StoredWal {
+    pub sha256: [u8; 32],
+    pub size: u64,
+    pub head: Vec<u8>,
+}
+
+/// Reads a stored WAL object back, decompressing and hashing it, for the duplicate
+/// check, the scrub and the catalog rebuild.
+pub(crate) async fn read_stored(
     store: &Store,
     key: &object_store::path::Path,
-) -> Result<[u8; 32], ArchiveError> {
+) -> Result<StoredWal, ArchiveError> {
     let compressed = store.get_all(key).await?;
     tokio::task::spawn_blocking(move || {
-        let mut sha = HashWriter(Sha256::new());
         let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Stored)?;
-        io::copy(&mut dec, &mut sha).map_err(ArchiveError::Stored)?;
-        Ok(sha.0.finalize().into())
+        let mut head = vec![0u8; LongPageHeader::LEN];
+        let got = read_up_to(&mut dec, &mut head).map_err(ArchiveError::Stored)?;
+        head.truncate(got);
+        let mut sha = HashWriter(Sha256::new());
+        sha.0.update(&head);
+        let rest = io::copy(&mut dec, &mut sha).map_err(ArchiveError::Stored)?;
+        Ok(StoredWal {
+            sha256: sha.0.finalize().into(),
+            size: got as u64 + rest,
+            head,
+        })
     })
     .await
     .expect("hash worker panicked")

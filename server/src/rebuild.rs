@@ -7,11 +7,8 @@
 //! the catalog are left alone, so a rebuild can run on a partial catalog. Tokens are not
 //! in the store: issue new ones afterwards.
 
-use std::io::Read as _;
-
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
@@ -70,32 +67,10 @@ async fn wal(
         return Ok(Found::Nothing); // a staging file or a stranger
     };
     let name: WalFileName = name.parse()?;
-    let compressed = state.store.get_all(&object.key).await?;
-    let (size, sha256, header) = tokio::task::spawn_blocking(move || {
-        let mut decoder = zstd::Decoder::new(&compressed[..])?;
-        let mut sha = Sha256::new();
-        let mut first = Vec::with_capacity(LongPageHeader::LEN);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = decoder.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            if first.len() < LongPageHeader::LEN {
-                let take = (LongPageHeader::LEN - first.len()).min(n);
-                first.extend_from_slice(&buf[..take]);
-            }
-            sha.update(&buf[..n]);
-            size += n as u64;
-        }
-        let sha256: [u8; 32] = sha.finalize().into();
-        anyhow::Ok((size, sha256, first))
-    })
-    .await??;
+    let stored = crate::archive::read_stored(&state.store, &object.key).await?;
     state.catalog.ensure_cluster(&cluster).await?;
     if name.wal_segment().is_some() {
-        let h = LongPageHeader::parse(&header).context("page header")?;
+        let h = LongPageHeader::parse(&stored.head).context("page header")?;
         state
             .catalog
             .pin_cluster(
@@ -108,9 +83,9 @@ async fn wal(
     }
     let row = WalRow {
         name,
-        size,
+        size: stored.size,
         stored_size: object.size,
-        sha256,
+        sha256: stored.sha256,
         archived_at: object.modified,
     };
     state.catalog.insert_wal(&cluster, &row).await?;

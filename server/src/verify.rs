@@ -66,12 +66,12 @@ async fn scrub_objects(
         for row in &page {
             checked += 1;
             let key = layout::wal_key(name, &row.name);
-            match crate::archive::stored_sha256(&state.store, &key).await {
-                Ok(sha) if sha == row.sha256 => {}
-                Ok(sha) => problems.push(format!(
+            match crate::archive::read_stored(&state.store, &key).await {
+                Ok(stored) if stored.sha256 == row.sha256 => {}
+                Ok(stored) => problems.push(format!(
                     "{}: content sha256 {} differs from the catalog's {}",
                     row.name,
-                    hex::encode(sha),
+                    hex::encode(stored.sha256),
                     hex::encode(row.sha256)
                 )),
                 Err(e) => problems.push(format!("{}: {e}", row.name)),

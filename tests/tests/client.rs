@@ -162,10 +162,14 @@ fn recovery_stops_without_the_gateway_and_resumes_when_it_returns() {
 
 /// Runs `walgate-client` with `env` in a scratch directory; returns the exit code,
 /// stdout and stderr.
-fn client(env: &[(&str, &str)], args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+fn client<V: AsRef<std::ffi::OsStr>>(
+    env: &[(&str, V)],
+    args: &[&str],
+    cwd: &std::path::Path,
+) -> (i32, String, String) {
     let out = Command::new(bin("walgate-client"))
         .env_clear()
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .current_dir(cwd)
         .output()
@@ -247,7 +251,7 @@ fn check_reports_configuration_token_gateway_and_backlog() {
     assert!(out.contains("FAIL  token") && out.contains("401"), "{out}");
 
     // Nothing configured: the first check says what to set.
-    let (code, out, _) = client(&[], &["check"], cwd);
+    let (code, out, _) = client::<&str>(&[], &["check"], cwd);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("set WALGATE_URL"), "{out}");
 
@@ -284,8 +288,7 @@ fn client_exit_codes() {
         ]
     };
     let run = |env: &[(&str, String); 4], args: &[&str]| {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (code, _, err) = client(&env, args, &pgdata);
+        let (code, _, err) = client(env, args, &pgdata);
         let leftovers: Vec<_> = std::fs::read_dir(pgdata.join("pg_wal"))
             .unwrap()
             .flatten()
@@ -317,10 +320,8 @@ fn client_exit_codes() {
         vec![7u8; 1 << 20],
     )
     .unwrap();
-    let env_strs = env(&token_file);
-    let env_strs: Vec<(&str, &str)> = env_strs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (code, _, err) = client(
-        &env_strs,
+        &env(&token_file),
         &["wal-push", "pg_wal/000000010000000000000042"],
         &pgdata,
     );
@@ -356,15 +357,11 @@ fn client_exit_codes() {
     .unwrap();
     let mut to_fake = env(&token_file);
     to_fake[0].1 = fake_url;
-    let (code, err) = {
-        let pairs: Vec<(&str, &str)> = to_fake.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (code, _, err) = client(
-            &pairs,
-            &["wal-push", "pg_wal/000000010000000000000042"],
-            &pgdata,
-        );
-        (code, err)
-    };
+    let (code, _, err) = client(
+        &to_fake,
+        &["wal-push", "pg_wal/000000010000000000000042"],
+        &pgdata,
+    );
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("without the gateway's acknowledgement"),
@@ -376,11 +373,10 @@ fn client_exit_codes() {
     for (key, bad) in [("WALGATE_JOBS", "0"), ("WALGATE_RETRY_SECONDS", "1m")] {
         let mut env_bad: Vec<(&str, String)> = env(&token_file).to_vec();
         env_bad.push((key, bad.to_owned()));
-        let pairs: Vec<(&str, &str)> = env_bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (code, _, err) = client(&pairs, &fetch, &pgdata);
+        let (code, _, err) = client(&env_bad, &fetch, &pgdata);
         assert_eq!(code, 200, "{key}={bad}: {err}");
         let (code, _, _) = client(
-            &pairs,
+            &env_bad,
             &["wal-push", "pg_wal/000000010000000000000042"],
             &pgdata,
         );
