@@ -92,6 +92,8 @@ pub struct Cluster {
     pub pg_version: Option<u32>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The storage target holding its objects.
+    pub target: String,
     pub wal_files: u64,
     pub wal_bytes: u64,
     pub last_wal: Option<String>,

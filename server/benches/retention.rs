@@ -51,7 +51,11 @@ async fn fill(url: &str, state: &AppState, clusters: u64, files: u64) {
         .map(|c| format!("c{c:03}").parse().unwrap())
         .collect();
     for name in &names {
-        state.catalog.ensure_cluster(name).await.unwrap();
+        state
+            .catalog
+            .ensure_cluster(name, state.storage.default_target())
+            .await
+            .unwrap();
         for i in 0..5 {
             // Backups spread over the WAL: the second newest starts 60% of the way in.
             let segno = files * (i + 1) / 5 - files / 5 + 1;

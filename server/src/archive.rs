@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, WalFileName};
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
-use crate::storage::{Put, StorageError, Store, layout};
+use crate::storage::{Put, StorageError, Store, Targets, layout};
 use crate::stream::{ChannelReader, Chunks, Encoding, HashWriter, Tee, forward, refuse_trailing};
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
@@ -288,7 +288,7 @@ pub struct Upload<'a> {
 /// Archives one WAL file read from `body`, compressing it at zstd `level`.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
-    store: &Store,
+    storage: &Targets,
     level: i32,
     upload: Upload<'_>,
     body: S,
@@ -350,26 +350,29 @@ where
             created: false,
         });
     }
-    match encoded.header {
-        Some(h) if pinned.is_none() => {
-            let now = catalog
-                .pin_cluster(
-                    cluster,
-                    h.system_identifier,
-                    h.segment_size,
-                    Some(h.pg_version),
-                )
-                .await?;
-            // Another push may have pinned a different identity first.
-            let pinned_now = pinned_identity(&now).expect("pin_cluster sets both fields");
-            check_identity(cluster, name, &h, pinned_now)?;
+    let registered = match existing_cluster {
+        Some(row) => row,
+        None => {
+            catalog
+                .ensure_cluster(cluster, storage.default_target())
+                .await?
         }
-        None if existing_cluster.is_none() => {
-            catalog.ensure_cluster(cluster).await?;
-        }
-        _ => {}
+    };
+    if let (Some(h), None) = (encoded.header, pinned) {
+        let now = catalog
+            .pin_cluster(
+                cluster,
+                h.system_identifier,
+                h.segment_size,
+                Some(h.pg_version),
+            )
+            .await?;
+        // Another push may have pinned a different identity first.
+        let pinned_now = pinned_identity(&now).expect("pin_cluster sets both fields");
+        check_identity(cluster, name, &h, pinned_now)?;
     }
 
+    let store = storage.get(&registered.target)?;
     let key = layout::wal_key(cluster, &name);
     if store.put_new(&key, encoded.payload).await? == Put::AlreadyExists {
         // Left by a push that crashed before its catalog row, or a concurrent push:

@@ -473,7 +473,10 @@ async fn start(
         started_at: now,
         finished_at: None,
     };
-    catalog.ensure_cluster(cluster).await?;
+    let registered = catalog.ensure_cluster(cluster, store.target()).await?;
+    if &registered.target != store.target() {
+        return Err(StorageError::UnknownTarget(store.target().clone()).into());
+    }
     if let Err(e) = catalog.insert_backup(cluster, &row).await {
         // The id is the key: a row already there means another upload owns it.
         return Err(match catalog.backup(cluster, &row.id).await? {

@@ -1,6 +1,7 @@
 //! Configuration: flags, each with an environment variable (for envdir and systemd), over
 //! an optional TOML file, over embedded defaults under the data directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
+
+use crate::storage::{TargetConfig, TargetName};
 
 /// Where the gateway keeps its state; shared by every command that opens it.
 #[derive(Debug, Clone, Default, Args)]
@@ -26,9 +29,16 @@ pub struct StateArgs {
         hide_env_values = true
     )]
     pub catalog_url: Option<String>,
-    /// Object store: file:///PATH [default: objects/ in the data dir].
+    /// Object store of the target named `default`: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX or file:///PATH [default: objects/ in the data dir, unless the
+    /// config file names other targets]. Credentials come from the provider's usual
+    /// variables (AWS_*, GOOGLE_*, AZURE_*) or instance identity.
     #[arg(long, env = "WALGATE_STORAGE_URL", value_name = "URL")]
     pub storage_url: Option<String>,
+    /// The storage target new clusters are stored on [default: `default`, or the only
+    /// target configured].
+    #[arg(long, env = "WALGATE_DEFAULT_TARGET", value_name = "NAME")]
+    pub default_target: Option<TargetName>,
     /// File holding the token signing key, created on first start [default: signing.key in the data dir].
     #[arg(long, env = "WALGATE_SIGNING_KEY_FILE", value_name = "FILE")]
     pub signing_key_file: Option<PathBuf>,
@@ -118,6 +128,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     catalog_url: Option<String>,
     storage_url: Option<String>,
+    default_target: Option<TargetName>,
+    #[serde(default)]
+    targets: BTreeMap<TargetName, TargetConfig>,
     signing_key_file: Option<PathBuf>,
     listen: Option<SocketAddr>,
     zstd_level: Option<i32>,
@@ -180,7 +193,9 @@ impl fmt::Display for Secret {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub catalog_url: Secret,
-    pub storage_url: String,
+    /// Every storage target by name (`storage_url` is the one named `default`).
+    pub targets: BTreeMap<TargetName, TargetConfig>,
+    pub default_target: TargetName,
     pub signing_key_file: PathBuf,
     pub listen: SocketAddr,
     pub zstd_level: i32,
@@ -227,11 +242,12 @@ impl Settings {
             .clone()
             .or(file.catalog_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
-        let storage_url = state
-            .storage_url
-            .clone()
-            .or(file.storage_url)
-            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let (targets, default_target) = resolve_targets(
+            state.storage_url.clone().or(file.storage_url),
+            file.targets,
+            state.default_target.clone().or(file.default_target),
+            &data_dir,
+        )?;
         let signing_key_file = absolute(
             &state
                 .signing_key_file
@@ -267,7 +283,8 @@ impl Settings {
         Ok(Settings {
             data_dir,
             catalog_url: Secret(catalog_url),
-            storage_url,
+            targets,
+            default_target,
             signing_key_file,
             listen: serve
                 .listen
@@ -293,6 +310,45 @@ impl Settings {
                 .unwrap_or(std::time::Duration::from_secs(30)),
         })
     }
+}
+
+/// The targets: those of the config file, plus `default` from `storage_url` (or, with
+/// neither, the embedded local store); and the one new clusters go to.
+fn resolve_targets(
+    storage_url: Option<String>,
+    mut targets: BTreeMap<TargetName, TargetConfig>,
+    default_target: Option<TargetName>,
+    data_dir: &Path,
+) -> anyhow::Result<(BTreeMap<TargetName, TargetConfig>, TargetName)> {
+    let default = TargetName::default_name();
+    if storage_url.is_some() && targets.contains_key(&default) {
+        anyhow::bail!(
+            "storage_url defines the target `default`, and the config file has [targets.default] too: keep one"
+        );
+    }
+    if storage_url.is_some() || targets.is_empty() {
+        let url =
+            storage_url.unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        targets.insert(default.clone(), TargetConfig::from_url(url));
+    }
+    let chosen = match default_target {
+        Some(name) => name,
+        None if targets.contains_key(&default) => default,
+        None if targets.len() == 1 => targets.keys().next().expect("one").clone(),
+        None => anyhow::bail!(
+            "several storage targets and none named `default`: set default_target to the one new clusters use"
+        ),
+    };
+    anyhow::ensure!(
+        targets.contains_key(&chosen),
+        "default_target `{chosen}` is not a configured storage target (configured: {})",
+        targets
+            .keys()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((targets, chosen))
 }
 
 #[cfg(test)]
@@ -326,7 +382,8 @@ mod tests {
         let s = Settings::resolve(&state, &ServeArgs::default()).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/wg"));
         assert_eq!(s.catalog_url.expose(), "sqlite:///srv/wg/catalog.db");
-        assert_eq!(s.storage_url, "file:///srv/wg/objects");
+        assert_eq!(s.targets.len(), 1);
+        assert_eq!(s.targets[&s.default_target].url, "file:///srv/wg/objects");
         assert_eq!(s.zstd_level, 5);
         let serve = ServeArgs {
             zstd_level: Some(3),
@@ -347,5 +404,54 @@ mod tests {
             &serve,
         );
         assert!(format!("{:#}", err.unwrap_err()).contains("unknown field"));
+    }
+
+    #[test]
+    fn targets_come_from_the_file_and_storage_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("walgate.toml");
+        std::fs::write(
+            &file,
+            r#"
+default_target = "eu"
+[targets.eu]
+url = "s3://archive-eu/prod"
+aws_region = "eu-west-1"
+aws_allow_http = true
+aws_secret_access_key = { file = "/run/secrets/eu" }
+[targets.local]
+url = "file:///srv/objects"
+"#,
+        )
+        .unwrap();
+        let state = StateArgs {
+            config: Some(file.clone()),
+            storage_url: Some("s3://old-bucket".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&state, &ServeArgs::default()).unwrap();
+        let names: Vec<&str> = s.targets.keys().map(|t| t.as_str()).collect();
+        assert_eq!(names, ["default", "eu", "local"]);
+        assert_eq!(s.default_target.as_str(), "eu");
+        assert_eq!(s.targets[&s.default_target].options.len(), 3);
+
+        std::fs::write(
+            &file,
+            "[targets.a]\nurl = \"file:///a\"\n[targets.b]\nurl = \"file:///b\"\n",
+        )
+        .unwrap();
+        let state = StateArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&state, &ServeArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("set default_target"), "{err}");
+        std::fs::write(
+            &file,
+            "default_target = \"c\"\n[targets.a]\nurl = \"file:///a\"\n",
+        )
+        .unwrap();
+        let err = Settings::resolve(&state, &ServeArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("`c` is not a configured"), "{err}");
     }
 }

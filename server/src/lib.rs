@@ -29,7 +29,8 @@ use anyhow::Context as _;
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Arc<dyn catalog::Catalog>,
-    pub store: storage::Store,
+    /// The storage targets; each cluster's objects live on its own one.
+    pub storage: storage::Targets,
     pub auth: auth::Authority,
     /// zstd level for WAL at rest.
     pub zstd_level: i32,
@@ -54,13 +55,12 @@ impl AppState {
         let catalog = catalog::open(s.catalog_url.expose())
             .await
             .with_context(|| format!("open catalog {}", s.catalog_url))?;
-        let store = storage::Store::open(&s.storage_url)
-            .with_context(|| format!("open object store {}", s.storage_url))?;
+        let storage = storage::Targets::open(&s.targets, &s.default_target)?;
         let keys = auth::Keys::load_or_create(&s.signing_key_file)?;
         let auth = auth::Authority::new(keys, catalog.clone());
         Ok(AppState {
             catalog,
-            store,
+            storage,
             auth,
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),

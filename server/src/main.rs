@@ -211,11 +211,10 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
     let state = AppState::open(&settings).await?;
-    state
-        .store
-        .probe()
-        .await
-        .context("the object store failed its write/read/delete probe")?;
+    for store in state.storage.iter() {
+        store.probe().await?;
+        tracing::info!(target = %store.target(), url = store.url(), "storage target ok");
+    }
     if state.catalog.tokens().await?.is_empty() {
         tracing::warn!(
             "no tokens yet: create an admin token with `walgate token issue --data-dir {} --cluster '*' --role admin`",
@@ -241,7 +240,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // The one line on stdout: lets scripts and tests find a port chosen with :0.
     println!("walgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, scheme, catalog = state.catalog.backend(), storage = state.store.url(), "ready");
+    tracing::info!(%addr, scheme, catalog = state.catalog.backend(), default_target = %state.storage.default_target(), "ready");
     // SIGTERM: turn unready, wait for load balancers to notice, then stop accepting and
     // give requests in flight until the deadline.
     let stop = CancellationToken::new();

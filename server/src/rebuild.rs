@@ -5,7 +5,8 @@
 //! size and checksum are recomputed, a segment's page header pins the cluster's identity),
 //! and every complete backup has a self-describing sentinel, written last. Rows already in
 //! the catalog are left alone, so a rebuild can run on a partial catalog. Tokens are not
-//! in the store: issue new ones afterwards.
+//! in the store: issue new ones afterwards. Each target is read in turn; a cluster is
+//! registered on the target its objects are found on.
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
 use crate::AppState;
 use crate::catalog::{BackupRow, BackupStatus, WalRow};
-use crate::storage::Listed;
+use crate::storage::{Listed, Store};
 
 /// What a rebuild found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -25,18 +26,29 @@ pub struct Rebuilt {
     pub problems: Vec<String>,
 }
 
-/// Reads every object under `clusters/` into the catalog.
+/// Reads every object under `clusters/` on every target into the catalog.
 pub async fn rebuild(state: &AppState) -> anyhow::Result<Rebuilt> {
     let mut found = Rebuilt::default();
-    let mut listing = state.store.list("clusters");
+    for store in state.storage.iter() {
+        rebuild_target(state, store, &mut found).await?;
+    }
+    Ok(found)
+}
+
+async fn rebuild_target(
+    state: &AppState,
+    store: &Store,
+    found: &mut Rebuilt,
+) -> anyhow::Result<()> {
+    let mut listing = store.list("clusters");
     while let Some(object) = listing.next().await {
-        let object = object.context("list the object store")?;
+        let object = object.with_context(|| format!("list storage target `{}`", store.target()))?;
         let key = object.key.to_string();
         let parts: Vec<&str> = key.split('/').collect();
         let outcome = match parts[..] {
-            ["clusters", cluster, "wal", file] => wal(state, cluster, file, &object).await,
+            ["clusters", cluster, "wal", file] => wal(state, store, cluster, file, &object).await,
             ["clusters", cluster, "backups", _, "backup.json"] => {
-                backup(state, cluster, &object).await
+                backup(state, store, cluster, &object).await
             }
             _ => Ok(Found::Nothing),
         };
@@ -44,10 +56,27 @@ pub async fn rebuild(state: &AppState) -> anyhow::Result<Rebuilt> {
             Ok(Found::Wal) => found.wal_files += 1,
             Ok(Found::Backup) => found.backups += 1,
             Ok(Found::Nothing) => {}
-            Err(e) => found.problems.push(format!("{key}: {e:#}")),
+            Err(e) => found
+                .problems
+                .push(format!("{key} on target `{}`: {e:#}", store.target())),
         }
     }
-    Ok(found)
+    Ok(())
+}
+
+/// Registers `cluster` on the target `store` belongs to; a cluster already on another
+/// target keeps it, and these objects stay out of the catalog.
+async fn register(state: &AppState, store: &Store, cluster: &ClusterName) -> anyhow::Result<()> {
+    let row = state
+        .catalog
+        .ensure_cluster(cluster, store.target())
+        .await?;
+    anyhow::ensure!(
+        &row.target == store.target(),
+        "cluster `{cluster}` is stored on target `{}`; objects on two targets are not merged",
+        row.target
+    );
+    Ok(())
 }
 
 enum Found {
@@ -58,6 +87,7 @@ enum Found {
 
 async fn wal(
     state: &AppState,
+    store: &Store,
     cluster: &str,
     file: &str,
     object: &Listed,
@@ -67,8 +97,8 @@ async fn wal(
         return Ok(Found::Nothing); // a staging file or a stranger
     };
     let name: WalFileName = name.parse()?;
-    let stored = crate::archive::read_stored(&state.store, &object.key).await?;
-    state.catalog.ensure_cluster(&cluster).await?;
+    let stored = crate::archive::read_stored(store, &object.key).await?;
+    register(state, store, &cluster).await?;
     if name.wal_segment().is_some() {
         let h = LongPageHeader::parse(&stored.head).context("page header")?;
         state
@@ -92,14 +122,19 @@ async fn wal(
     Ok(Found::Wal)
 }
 
-async fn backup(state: &AppState, cluster: &str, object: &Listed) -> anyhow::Result<Found> {
+async fn backup(
+    state: &AppState,
+    store: &Store,
+    cluster: &str,
+    object: &Listed,
+) -> anyhow::Result<Found> {
     let cluster: ClusterName = cluster.parse()?;
-    let sentinel: Backup = serde_json::from_slice(&state.store.get_all(&object.key).await?)
-        .context("backup sentinel")?;
+    let sentinel: Backup =
+        serde_json::from_slice(&store.get_all(&object.key).await?).context("backup sentinel")?;
     if sentinel.status != BackupStatus::Complete.as_str() {
         return Ok(Found::Nothing);
     }
-    state.catalog.ensure_cluster(&cluster).await?;
+    register(state, store, &cluster).await?;
     if state
         .catalog
         .backup(&cluster, &sentinel.id)

@@ -49,7 +49,11 @@ pub async fn load(state: &AppState, cluster: &ClusterRow) -> Result<Archive, Loa
     }
     let mut histories = BTreeMap::new();
     for file in files.iter().filter(|f| f.kind() == WalFileKind::History) {
-        let text = crate::archive::read_text(&state.store, name, file).await?;
+        let store = state
+            .storage
+            .of(Some(cluster))
+            .map_err(ArchiveError::from)?;
+        let text = crate::archive::read_text(store, name, file).await?;
         let branches =
             history::parse(&String::from_utf8_lossy(&text)).map_err(|e| LoadError::BadHistory {
                 name: *file,

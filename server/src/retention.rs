@@ -20,7 +20,7 @@ use walgate_core::{ClusterName, SegmentSize, WalFileName};
 use crate::AppState;
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
-use crate::storage::{StorageError, layout};
+use crate::storage::{StorageError, Store, layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
@@ -146,15 +146,16 @@ pub async fn preview(
 /// Finishes deletions an earlier run left half-done, then deletes what the policy
 /// expires now; returns what it deleted.
 pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
-    finish_deletions(state, &cluster.name).await?;
+    let store = state.storage.of(Some(cluster))?;
+    finish_deletions(state, store, &cluster.name).await?;
     let plan = preview(state, cluster).await?;
     for b in &plan.delete_backups {
-        backup::delete(state.catalog.as_ref(), &state.store, &cluster.name, &b.id).await?;
+        backup::delete(state.catalog.as_ref(), store, &cluster.name, &b.id).await?;
         tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
     }
     if let Some(position) = &plan.wal_before {
         let moved = state.catalog.expire_wal(&cluster.name, position).await?;
-        delete_wal_objects(state, &cluster.name).await?;
+        delete_wal_objects(state, store, &cluster.name).await?;
         if moved > 0 {
             tracing::info!(cluster = %cluster.name, files = moved, before = %position, "retention: WAL expired");
         }
@@ -164,26 +165,34 @@ pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan
 
 /// Completes deletions a crashed run started: backups marked `deleting`, and WAL files
 /// waiting in `wal_deletions`.
-async fn finish_deletions(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+async fn finish_deletions(
+    state: &AppState,
+    store: &Store,
+    cluster: &ClusterName,
+) -> Result<(), RetentionError> {
     for b in state.catalog.backups(cluster).await? {
         if b.status == BackupStatus::Deleting {
-            backup::discard(state.catalog.as_ref(), &state.store, cluster, &b.id).await?;
+            backup::discard(state.catalog.as_ref(), store, cluster, &b.id).await?;
             tracing::info!(%cluster, backup = %b.id, "retention: finished deleting backup");
         }
     }
-    delete_wal_objects(state, cluster).await
+    delete_wal_objects(state, store, cluster).await
 }
 
 /// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
 /// forgetting each batch once its objects are gone.
-async fn delete_wal_objects(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+async fn delete_wal_objects(
+    state: &AppState,
+    store: &Store,
+    cluster: &ClusterName,
+) -> Result<(), RetentionError> {
     loop {
         let batch: Vec<WalFileName> = state.catalog.wal_deletions(cluster, 1000).await?;
         if batch.is_empty() {
             return Ok(());
         }
         for name in &batch {
-            state.store.delete(&layout::wal_key(cluster, name)).await?;
+            store.delete(&layout::wal_key(cluster, name)).await?;
         }
         state.catalog.forget_wal_deletions(cluster, &batch).await?;
     }

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use walgate_core::api::VerifyReport;
 
 use crate::AppState;
+use crate::archive::ArchiveError;
 use crate::catalog::{BackupStatus, ClusterRow, WalFilter};
 use crate::restore::{self, LoadError};
 use crate::storage::layout;
@@ -54,6 +55,10 @@ async fn scrub_objects(
     cluster: &ClusterRow,
 ) -> Result<(u64, Vec<String>), LoadError> {
     let name = &cluster.name;
+    let store = state
+        .storage
+        .of(Some(cluster))
+        .map_err(ArchiveError::from)?;
     let mut checked = 0;
     let mut problems = vec![];
     let mut filter = WalFilter {
@@ -66,7 +71,7 @@ async fn scrub_objects(
         for row in &page {
             checked += 1;
             let key = layout::wal_key(name, &row.name);
-            match crate::archive::read_stored(&state.store, &key).await {
+            match crate::archive::read_stored(store, &key).await {
                 Ok(stored) if stored.sha256 == row.sha256 => {}
                 Ok(stored) => problems.push(format!(
                     "{}: content sha256 {} differs from the catalog's {}",
@@ -89,7 +94,7 @@ async fn scrub_objects(
         let key = layout::backup_keys(name, &b.id).data;
         let mut sha = Sha256::new();
         let read = async {
-            let mut stream = state.store.get(&key).await?;
+            let mut stream = store.get(&key).await?;
             while let Some(chunk) = stream.next().await {
                 sha.update(&chunk?);
             }

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use walgate_core::api::{self, Role};
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
+use crate::storage::TargetName;
+
 pub use sql::{PostgresCatalog, SqliteCatalog};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub struct ClusterRow {
     pub created_at: OffsetDateTime,
     /// Its own retention policy; `None` follows the fleet default.
     pub retention: Option<api::RetentionPolicy>,
+    /// The storage target holding its objects.
+    pub target: TargetName,
 }
 
 /// WAL files before a position: how many, their stored bytes, the first and last name.
@@ -280,10 +284,14 @@ pub trait Catalog: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     async fn cluster(&self, name: &ClusterName) -> Result<Option<ClusterRow>>;
-    /// Creates the cluster unless it exists; returns the row either way.
-    async fn ensure_cluster(&self, name: &ClusterName) -> Result<ClusterRow>;
-    /// Pins identity fields that are still unset; fields already set are left alone, so
-    /// the caller compares the returned row with what it asked for.
+    /// Creates the cluster on `target` unless it exists; returns the row either way.
+    async fn ensure_cluster(&self, name: &ClusterName, target: &TargetName) -> Result<ClusterRow>;
+    /// Moves an existing cluster to `target` if it holds no objects yet (no WAL, no
+    /// backups, nothing waiting for deletion): a cluster's objects never mix targets.
+    /// Returns whether the cluster is now on `target`.
+    async fn set_target(&self, name: &ClusterName, target: &TargetName) -> Result<bool>;
+    /// Pins identity fields of an existing cluster that are still unset; fields already
+    /// set are left alone, so the caller compares the returned row with what it asked for.
     async fn pin_cluster(
         &self,
         name: &ClusterName,

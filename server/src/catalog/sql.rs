@@ -9,6 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::storage::TargetName;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -64,7 +65,7 @@ impl PostgresCatalog {
 }
 
 const CLUSTER_COLUMNS: &str =
-    "name, system_identifier, segment_size, pg_version, created_at, retention";
+    "name, system_identifier, segment_size, pg_version, created_at, retention, target";
 /// WAL files that retention may expire: all but history files, before position `$2`.
 const EXPIRABLE: &str = "cluster = $1 AND kind <> 'history' AND substr(name, 9, 16) < $2";
 const WAL_COLUMNS: &str = "name, size, stored_size, sha256, archived_at";
@@ -92,6 +93,10 @@ macro_rules! sql_catalog {
                         .map(|j| serde_json::from_str(&j))
                         .transpose()
                         .map_err(|e| super::CatalogError::Corrupt(format!("retention policy: {e}")))?,
+                    target: row
+                        .try_get::<&str, _>("target")?
+                        .parse()
+                        .map_err(super::CatalogError::Corrupt)?,
                 })
             }
 
@@ -170,13 +175,14 @@ macro_rules! sql_catalog {
                 row.as_ref().map(Self::cluster_row).transpose()
             }
 
-            async fn ensure_cluster(&self, name: &ClusterName) -> Result<ClusterRow> {
+            async fn ensure_cluster(&self, name: &ClusterName, target: &TargetName) -> Result<ClusterRow> {
                 sqlx::query(
-                    "INSERT INTO clusters (name, created_at) VALUES ($1, $2) \
+                    "INSERT INTO clusters (name, created_at, target) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(name.as_str())
                 .bind(OffsetDateTime::now_utc())
+                .bind(target.as_str())
                 .execute(&self.pool)
                 .await?;
                 let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1");
@@ -191,7 +197,6 @@ macro_rules! sql_catalog {
                 segment_size: SegmentSize,
                 pg_version: Option<u32>,
             ) -> Result<ClusterRow> {
-                self.ensure_cluster(name).await?;
                 let sql = format!(
                     "UPDATE clusters SET \
                        system_identifier = COALESCE(system_identifier, $2), \
@@ -207,6 +212,20 @@ macro_rules! sql_catalog {
                     .fetch_one(&self.pool)
                     .await?;
                 Self::cluster_row(&row)
+            }
+
+            async fn set_target(&self, name: &ClusterName, target: &TargetName) -> Result<bool> {
+                let moved = sqlx::query(
+                    "UPDATE clusters SET target = $2 WHERE name = $1 AND (target = $2 OR ( \
+                       NOT EXISTS (SELECT 1 FROM wal_files WHERE cluster = $1) \
+                       AND NOT EXISTS (SELECT 1 FROM backups WHERE cluster = $1) \
+                       AND NOT EXISTS (SELECT 1 FROM wal_deletions WHERE cluster = $1)))",
+                )
+                .bind(name.as_str())
+                .bind(target.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(moved.rows_affected() == 1)
             }
 
             async fn clusters(&self) -> Result<Vec<(ClusterRow, ClusterStats)>> {

@@ -25,9 +25,16 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(c.cluster(&main).await.unwrap(), None);
 
     // Registration and pinning: first writer wins, later pins change nothing.
-    let row = c.ensure_cluster(&main).await.unwrap();
+    let default = crate::storage::TargetName::default_name();
+    let eu: crate::storage::TargetName = "eu".parse().unwrap();
+    let row = c.ensure_cluster(&main, &eu).await.unwrap();
     assert_eq!((row.system_identifier, row.segment_size), (None, None));
-    assert_eq!(c.ensure_cluster(&main).await.unwrap(), row);
+    assert_eq!(row.target, eu);
+    assert_eq!(c.ensure_cluster(&main, &default).await.unwrap(), row);
+    // No objects yet: an admin may still move it.
+    assert!(c.set_target(&main, &default).await.unwrap());
+    let row = c.cluster(&main).await.unwrap().unwrap();
+    assert_eq!(row.target, default);
     let big_sysid = u64::MAX - 5; // survives the signed BIGINT column
     let pinned = c
         .pin_cluster(&main, big_sysid, SegmentSize::DEFAULT, Some(15))
@@ -109,7 +116,11 @@ async fn suite(c: &dyn Catalog) {
         c.cluster_stats(&other).await.unwrap(),
         ClusterStats::default()
     );
-    c.ensure_cluster(&other).await.unwrap();
+    c.ensure_cluster(&other, &default).await.unwrap();
+    // Objects stored: the cluster stays where they are.
+    assert!(!c.set_target(&main, &eu).await.unwrap());
+    assert!(c.set_target(&main, &default).await.unwrap());
+    assert_eq!(c.cluster(&main).await.unwrap().unwrap().target, default);
     let fleet = c.clusters().await.unwrap();
     assert_eq!(fleet.len(), 2);
     assert_eq!(fleet[0].1, stats);

@@ -73,9 +73,10 @@ async fn post_backup(
     let slot = state.uploads.start(&cluster)?;
     // Run to the end even if the client goes away: a cut upload must be cleaned up,
     // and dropping this future half-way would skip that.
+    let registered = state.catalog.cluster(&cluster).await?;
     let (catalog, store, level, name) = (
         state.catalog.clone(),
-        state.store.clone(),
+        state.storage.of(registered.as_ref())?.clone(),
         state.zstd_level,
         cluster.clone(),
     );
@@ -173,8 +174,10 @@ async fn get_archive(
             row.status.as_str()
         )));
     }
+    let registered = state.catalog.cluster(&cluster).await?;
     let stored = state
-        .store
+        .storage
+        .of(registered.as_ref())?
         .get(&layout::backup_keys(&cluster, &row.id).data)
         .await?;
     let mut response = stored_response(
@@ -204,7 +207,9 @@ async fn delete_backup(
     BackupPath(cluster, id): BackupPath,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&cluster, Role::Admin)?;
-    backup::delete(state.catalog.as_ref(), &state.store, &cluster, &id).await?;
+    let registered = state.catalog.cluster(&cluster).await?;
+    let store = state.storage.of(registered.as_ref())?;
+    backup::delete(state.catalog.as_ref(), store, &cluster, &id).await?;
     tracing::info!(%cluster, backup = %id, "backup deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,6 +15,7 @@ use super::extract::ClusterPath;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::{ClusterRow, ClusterStats};
+use crate::storage::TargetName;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,6 +30,7 @@ fn to_api(row: ClusterRow, stats: ClusterStats) -> Cluster {
         segment_size: row.segment_size.map(SegmentSize::bytes),
         pg_version: row.pg_version,
         created_at: row.created_at,
+        target: row.target.to_string(),
         wal_files: stats.wal_files,
         wal_bytes: stats.wal_bytes,
         last_wal: stats.last_wal,
@@ -76,9 +78,13 @@ struct RegisterCluster {
     system_identifier: Option<String>,
     /// WAL segment size in bytes (default 16 MiB).
     segment_size: Option<u64>,
+    /// The storage target for its objects (default: the gateway's default target). Can
+    /// change only while the cluster has no objects: they never mix targets.
+    target: Option<String>,
 }
 
-/// Register a cluster (admin). Identity fields already pinned must match.
+/// Register a cluster (admin), or assign its storage target. Identity fields already
+/// pinned must match.
 #[utoipa::path(put, path = "/v1/clusters/{cluster}", tag = "clusters",
     params(("cluster" = String, Path)), request_body = RegisterCluster,
     responses((status = 200, body = Cluster), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
@@ -104,6 +110,39 @@ async fn put_cluster(
             ApiError::bad_request("segment_size must be a power of two from 1 MiB to 1 GiB")
         })?,
     };
+    let target = match req.target {
+        None => None,
+        Some(t) => {
+            let t: TargetName = t.parse().map_err(ApiError::bad_request)?;
+            if state.storage.get(&t).is_err() {
+                let known: Vec<&str> = state.storage.iter().map(|s| s.target().as_str()).collect();
+                return Err(ApiError::bad_request(format!(
+                    "no storage target `{t}` is configured (configured: {})",
+                    known.join(", ")
+                )));
+            }
+            Some(t)
+        }
+    };
+    let registered = state
+        .catalog
+        .ensure_cluster(
+            &name,
+            target.as_ref().unwrap_or(state.storage.default_target()),
+        )
+        .await?;
+    if let Some(t) = &target
+        && !state.catalog.set_target(&name, t).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "cluster `{name}` already has objects on storage target `{}`; a cluster's objects never mix targets",
+                registered.target
+            ),
+        ));
+    }
     let row = match sysid {
         Some(id) => {
             let row = state.catalog.pin_cluster(&name, id, size, None).await?;
@@ -118,7 +157,7 @@ async fn put_cluster(
             }
             row
         }
-        None => state.catalog.ensure_cluster(&name).await?,
+        None => state.catalog.cluster(&name).await?.unwrap_or(registered),
     };
     let stats = state.catalog.cluster_stats(&name).await?;
     Ok(Json(to_api(row, stats)))

@@ -1,5 +1,7 @@
 //! Probes: `/healthz` (the process answers) and `/readyz` (catalog and storage work).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,7 +31,10 @@ struct Readiness {
     /// Shutting down: finishing requests in flight, taking no new work.
     draining: bool,
     catalog: String,
+    /// `ok`, or which storage targets failed.
     storage: String,
+    /// Each storage target's write/read/delete probe: `ok` or what failed.
+    targets: BTreeMap<String, String>,
 }
 
 /// Readiness: the catalog answers, the object store can write, read and delete, and the
@@ -45,12 +50,29 @@ async fn readyz(State(state): State<AppState>) -> Response {
             format!("{} catalog unreachable", state.catalog.backend())
         }
     };
-    let storage = match state.store.probe().await {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: storage");
-            "object store probe failed (see gateway log)".to_owned()
-        }
+    let probes = state.storage.iter().map(|store| async move {
+        let outcome = match store.probe().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: storage");
+                e.to_string()
+            }
+        };
+        (store.target().to_string(), outcome)
+    });
+    let targets: BTreeMap<String, String> = futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .collect();
+    let failed: Vec<&str> = targets
+        .iter()
+        .filter(|(_, outcome)| *outcome != "ok")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let storage = if failed.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("failed: {}", failed.join(", "))
     };
     let ready = catalog == "ok" && storage == "ok" && !draining;
     let status = if ready {
@@ -65,6 +87,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             draining,
             catalog,
             storage,
+            targets,
         }),
     )
         .into_response()

@@ -67,7 +67,7 @@ async fn put_wal(
     let body = body.into_data_stream();
     let done = archive::push(
         state.catalog.as_ref(),
-        &state.store,
+        &state.storage,
         state.zstd_level,
         upload,
         body,
@@ -127,7 +127,9 @@ async fn get_wal(
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Restorer)?;
     let row = find(&state, &cluster, &name).await?;
-    let stored = state.store.get(&layout::wal_key(&cluster, &name)).await?;
+    let registered = state.catalog.cluster(&cluster).await?;
+    let store = state.storage.of(registered.as_ref())?;
+    let stored = store.get(&layout::wal_key(&cluster, &name)).await?;
     let mut response = stored_response(
         stored,
         &headers,

@@ -6,15 +6,16 @@
 //! Object keys are built only by [`layout`].
 
 pub mod layout;
+pub mod target;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+pub use target::{TargetConfig, TargetName};
 
 /// Part size of multipart uploads: above S3's 5 MiB minimum, small enough that a few
 /// parts in flight keep a backup's memory bounded.
@@ -26,8 +27,18 @@ pub const MULTIPART_CONCURRENCY: usize = 4;
 pub enum StorageError {
     #[error("object {0} not found")]
     NotFound(Path),
-    #[error("unsupported storage URL `{0}`: use file:///path")]
-    BadUrl(String),
+    #[error("storage target `{target}`: {reason}")]
+    BadTarget { target: TargetName, reason: String },
+    #[error(
+        "storage target `{0}` is not configured (clusters stored there cannot be served until it is)"
+    )]
+    UnknownTarget(TargetName),
+    #[error("storage target `{target}` failed its {step} probe: {source}{}", hint_suffix(.source))]
+    Probe {
+        target: TargetName,
+        step: &'static str,
+        source: Box<StorageError>,
+    },
     #[error("cannot create storage directory {path}: {source}")]
     CreateDir {
         path: String,
@@ -35,6 +46,12 @@ pub enum StorageError {
     },
     #[error("object store: {0}")]
     Backend(#[from] object_store::Error),
+}
+
+fn hint_suffix(e: &StorageError) -> String {
+    target::hint(&e.to_string())
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
 }
 
 /// Whether a create-only write made a new object.
@@ -51,45 +68,109 @@ pub struct Listed {
     pub modified: time::OffsetDateTime,
 }
 
-/// The gateway's object store: a thin, clonable handle.
+/// Every configured target, and the one new clusters are stored on.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    default: TargetName,
+    stores: Arc<std::collections::BTreeMap<TargetName, Store>>,
+}
+
+impl Targets {
+    /// Opens every target (reading their credentials); `default` must be among them.
+    pub fn open(
+        configs: &std::collections::BTreeMap<TargetName, TargetConfig>,
+        default: &TargetName,
+    ) -> Result<Self, StorageError> {
+        let mut stores = std::collections::BTreeMap::new();
+        for (name, config) in configs {
+            let store = Store {
+                inner: config.open(name)?,
+                target: name.clone(),
+                url: config.display_url(),
+            };
+            stores.insert(name.clone(), store);
+        }
+        Self::new(stores, default)
+    }
+
+    /// Wraps stores already built, e.g. an in-memory one or a fault-injecting wrapper in tests.
+    pub fn from_object_stores(
+        stores: impl IntoIterator<Item = (TargetName, Arc<dyn ObjectStore>)>,
+        default: &TargetName,
+    ) -> Result<Self, StorageError> {
+        let stores = stores
+            .into_iter()
+            .map(|(name, inner)| {
+                let store = Store {
+                    inner,
+                    url: format!("{name} (in process)"),
+                    target: name.clone(),
+                };
+                (name, store)
+            })
+            .collect();
+        Self::new(stores, default)
+    }
+
+    fn new(
+        stores: std::collections::BTreeMap<TargetName, Store>,
+        default: &TargetName,
+    ) -> Result<Self, StorageError> {
+        if !stores.contains_key(default) {
+            return Err(StorageError::UnknownTarget(default.clone()));
+        }
+        Ok(Targets {
+            default: default.clone(),
+            stores: Arc::new(stores),
+        })
+    }
+
+    /// The target new clusters are stored on.
+    pub fn default_target(&self) -> &TargetName {
+        &self.default
+    }
+
+    /// The store of target `name`.
+    pub fn get(&self, name: &TargetName) -> Result<&Store, StorageError> {
+        self.stores
+            .get(name)
+            .ok_or_else(|| StorageError::UnknownTarget(name.clone()))
+    }
+
+    /// The store holding a cluster's objects; one not registered yet goes to the default.
+    pub fn of(&self, cluster: Option<&crate::catalog::ClusterRow>) -> Result<&Store, StorageError> {
+        self.get(cluster.map_or(&self.default, |c| &c.target))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Store> {
+        self.stores.values()
+    }
+}
+
+/// One target's object store: a thin, clonable handle.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    target: TargetName,
+    /// Without credentials or query string.
     url: String,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("url", &self.url).finish()
+        f.debug_struct("Store")
+            .field("target", &self.target)
+            .field("url", &self.url)
+            .finish()
     }
 }
 
 impl Store {
-    /// Opens the store at `url` (`file:///path`; the directory is created if missing).
-    pub fn open(url: &str) -> Result<Self, StorageError> {
-        let dir = url.strip_prefix("file://").filter(|d| d.starts_with('/'));
-        let Some(dir) = dir else {
-            return Err(StorageError::BadUrl(url.to_owned()));
-        };
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
-        Ok(Store {
-            inner: Arc::new(local),
-            url: url.to_owned(),
-        })
+    pub fn target(&self) -> &TargetName {
+        &self.target
     }
 
-    /// Wraps any object store, e.g. an in-memory one or a fault-injecting wrapper in tests.
-    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
-        Store {
-            inner,
-            url: url.to_owned(),
-        }
-    }
-
+    /// The URL, safe to show.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -173,19 +254,45 @@ impl Store {
         Ok(buf.into())
     }
 
-    /// Writes, reads back and deletes a probe object: the store is usable.
+    /// Writes, reads back and deletes a probe object: the store is usable. The error
+    /// names the target and the step that failed.
     pub async fn probe(&self) -> Result<(), StorageError> {
+        let failed = |step: &'static str| {
+            let target = self.target.clone();
+            move |e: StorageError| StorageError::Probe {
+                target,
+                step,
+                source: Box::new(e),
+            }
+        };
         let key = layout::probe_key(&uuid::Uuid::new_v4().to_string());
+        let content = PutPayload::from_static(b"walgate probe");
+        self.put_new(&key, content).await.map_err(failed("write"))?;
+        // A store that ignores create-only writes could let a retried push overwrite
+        // archived WAL: refuse to run on it.
+        let again = PutPayload::from_static(b"walgate probe, overwritten");
+        if self
+            .put_new(&key, again)
+            .await
+            .map_err(failed("create-only write"))?
+            != Put::AlreadyExists
+        {
+            let e = object_store::Error::NotSupported {
+                source: "the store overwrote an object on a create-only write (If-None-Match); walgate cannot keep WAL safe on it".into(),
+            };
+            return Err(failed("create-only write")(e.into()));
+        }
+        let back = self.get_all(&key).await.map_err(failed("read"))?;
         self.inner
-            .put(&key, PutPayload::from_static(b"walgate probe"))
-            .await?;
-        let back = self.get_all(&key).await?;
-        self.inner.delete(&key).await?;
+            .delete(&key)
+            .await
+            .map_err(|e| failed("delete")(e.into()))?;
         if back.as_ref() != b"walgate probe" {
-            return Err(StorageError::Backend(object_store::Error::Generic {
+            let e = object_store::Error::Generic {
                 store: "probe",
-                source: "probe object read back with different content".into(),
-            }));
+                source: "the probe object read back with different content".into(),
+            };
+            return Err(failed("read")(e.into()));
         }
         Ok(())
     }

@@ -1,0 +1,419 @@
+//! Storage targets: named object stores, each a URL plus options, with credentials the
+//! gateway alone holds.
+//!
+//! ```toml
+//! [targets.archive]
+//! url = "s3://walgate-archive/prod"          # s3://, gs://, az://, file:///
+//! aws_region = "eu-west-1"
+//! aws_secret_access_key = { file = "/run/secrets/s3-secret" }
+//! aws_access_key_id = { env = "ARCHIVE_KEY_ID" }
+//! ```
+//!
+//! Option keys are the `object_store` builders' (`aws_…`, `google_…`, `azure_…`); an
+//! unknown key is an error, not a silent default. Credentials not given fall back to the
+//! provider's default chain: its environment variables, then instance roles or workload
+//! identity. Option values never appear in logs or `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+use serde::Deserialize;
+
+use super::StorageError;
+
+/// A target's name: 1 to 63 of `a-z 0-9 - _`, starting with a letter or digit. Clusters
+/// record it, so it stays stable while the URL or credentials behind it change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetName(String);
+
+impl TargetName {
+    /// The target that `storage_url` defines.
+    pub fn default_name() -> Self {
+        TargetName("default".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for TargetName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(TargetName(s.to_owned()))
+        } else {
+            Err(format!(
+                "bad storage target name `{s}`: use 1 to 63 of a-z, 0-9, - and _"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for TargetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where one option's value comes from. Secrets belong in `env` or `file`, so the config
+/// file can be shared.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Literal(String),
+    Flag(bool),
+    Number(i64),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+impl OptionValue {
+    fn resolve(&self, key: &str) -> Result<String, String> {
+        match self {
+            OptionValue::Literal(v) => Ok(v.clone()),
+            OptionValue::Flag(v) => Ok(v.to_string()),
+            OptionValue::Number(v) => Ok(v.to_string()),
+            OptionValue::Env { env } => std::env::var(env)
+                .map_err(|_| format!("option `{key}`: environment variable {env} is not set")),
+            OptionValue::File { file } => std::fs::read_to_string(file)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("option `{key}`: cannot read {}: {e}", file.display())),
+        }
+    }
+}
+
+/// Shows where a value comes from, never a literal value (it may be a secret).
+impl fmt::Debug for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Literal(_) => f.write_str("<redacted>"),
+            OptionValue::Flag(v) => write!(f, "{v}"),
+            OptionValue::Number(v) => write!(f, "{v}"),
+            OptionValue::Env { env } => write!(f, "env:{env}"),
+            OptionValue::File { file } => write!(f, "file:{}", file.display()),
+        }
+    }
+}
+
+/// One target as configured.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TargetConfig {
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir`.
+    pub url: String,
+    /// Builder options by key, e.g. `aws_endpoint`, `azure_storage_account_name`.
+    #[serde(flatten)]
+    pub options: BTreeMap<String, OptionValue>,
+}
+
+impl TargetConfig {
+    pub fn from_url(url: impl Into<String>) -> Self {
+        TargetConfig {
+            url: url.into(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// The URL as logs may show it: no user information or query string.
+    pub fn display_url(&self) -> String {
+        let no_query = self.url.split(['?', '#']).next().unwrap_or_default();
+        match (no_query.find("://"), no_query.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}{}", &no_query[..scheme + 3], &no_query[at + 1..])
+            }
+            _ => no_query.to_owned(),
+        }
+    }
+
+    /// Builds the store, reading credentials from env variables and files now.
+    pub fn open(&self, name: &TargetName) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let bad = |reason: String| StorageError::BadTarget {
+            target: name.clone(),
+            reason,
+        };
+        let (scheme, rest) = self
+            .url
+            .split_once("://")
+            .ok_or_else(|| bad(format!("`{}` is not a URL", self.display_url())))?;
+        if scheme == "file" {
+            if !self.options.is_empty() {
+                return Err(bad("file:// targets take no options".into()));
+            }
+            let dir = rest
+                .strip_prefix('/')
+                .map(|_| rest)
+                .ok_or_else(|| bad("use file:///absolute/path".into()))?;
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+            return Ok(Arc::new(local));
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || bucket.contains(['@', '?', '#']) {
+            return Err(bad(format!(
+                "`{}`: give the bucket or container after {scheme}://",
+                self.display_url()
+            )));
+        }
+        let mut options = Vec::with_capacity(self.options.len());
+        for (key, value) in &self.options {
+            options.push((key.as_str(), value.resolve(key).map_err(bad)?));
+        }
+        let base = format!("{scheme}://{bucket}");
+        let unknown = |key: &str| bad(format!("unknown option `{key}` for {scheme}:// targets"));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => {
+                let mut b = AmazonS3Builder::from_env().with_url(base);
+                for (key, value) in options {
+                    let key: AmazonS3ConfigKey = key.parse().map_err(|_| unknown(key))?;
+                    b = b.with_config(key, value);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                let mut b = GoogleCloudStorageBuilder::from_env().with_url(base);
+                for (key, value) in options {
+                    let key: GoogleConfigKey = key.parse().map_err(|_| unknown(key))?;
+                    b = b.with_config(key, value);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" | "azure" => {
+                let mut b = MicrosoftAzureBuilder::from_env().with_url(base);
+                for (key, value) in options {
+                    let key: AzureConfigKey = key.parse().map_err(|_| unknown(key))?;
+                    b = b.with_config(key, value);
+                }
+                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+            }
+            other => {
+                return Err(bad(format!(
+                    "unsupported scheme `{other}://`: use s3://, gs://, az:// or file:///"
+                )));
+            }
+        };
+        let prefix = prefix.trim_matches('/');
+        Ok(if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        })
+    }
+}
+
+/// What an operator should check, from a backend's error text.
+pub fn hint(error: &str) -> Option<&'static str> {
+    const HINTS: [(&[&str], &str); 5] = [
+        (
+            &["NoSuchBucket", "ContainerNotFound", "bucket does not exist"],
+            "the bucket or container does not exist: create it, or fix the URL",
+        ),
+        (
+            &["AccessDenied", "AuthorizationFailure", "Forbidden", "403"],
+            "access denied: the credentials lack write, read or delete permission on this prefix",
+        ),
+        (
+            &[
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AuthenticationFailed",
+                "401",
+            ],
+            "the credentials were refused: check the key id and secret",
+        ),
+        (
+            &["RequestTimeTooSkewed", "clock skew", "RequestExpired"],
+            "the gateway's clock is off: synchronise it (NTP)",
+        ),
+        (
+            &[
+                "Connection refused",
+                "dns error",
+                "error sending request",
+                "timed out",
+            ],
+            "the endpoint cannot be reached: check the URL, endpoint and network",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(needles, _)| needles.iter().any(|n| error.contains(n)))
+        .map(|(_, hint)| *hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str, options: &[(&str, OptionValue)]) -> TargetConfig {
+        TargetConfig {
+            url: url.into(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn name() -> TargetName {
+        "t".parse().unwrap()
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!("archive-eu_1".parse::<TargetName>().is_ok());
+        for bad in ["", "-x", "Upper", "a/b", &"x".repeat(64)] {
+            assert!(bad.parse::<TargetName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_option_values() {
+        let t = target(
+            "s3://user:pw@bucket/p?sig=abc",
+            &[
+                (
+                    "aws_secret_access_key",
+                    OptionValue::Literal("s3cr3t".into()),
+                ),
+                (
+                    "aws_access_key_id",
+                    OptionValue::Env {
+                        env: "KEY_ID".into(),
+                    },
+                ),
+            ],
+        );
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("env:KEY_ID"), "{shown}");
+        assert_eq!(t.display_url(), "s3://bucket/p");
+    }
+
+    #[test]
+    fn gcs_targets_are_configured_from_options() {
+        // GCS has no emulator here: building checks the URL, keys and the service
+        // account (its private key is parsed now, not at the first request).
+        let dir = tempfile::tempdir().unwrap();
+        let pem = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("openssl makes a key");
+        let account = |key: &str| {
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "walgate@project.iam.gserviceaccount.com",
+                "private_key_id": "1",
+                "private_key": key,
+            })
+            .to_string()
+        };
+        let good = dir.path().join("good.json");
+        std::fs::write(&good, account(&String::from_utf8(pem.stdout).unwrap())).unwrap();
+        let ok = target(
+            "gs://walgate-archive/prod/eu",
+            &[(
+                "google_service_account",
+                OptionValue::Literal(good.display().to_string()),
+            )],
+        );
+        ok.open(&name())
+            .expect("a GCS target with a service account builds");
+
+        let broken = dir.path().join("broken.json");
+        std::fs::write(
+            &broken,
+            account("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        )
+        .unwrap();
+        let bad_key = target(
+            "gs://walgate-archive",
+            &[(
+                "google_service_account",
+                OptionValue::Literal(broken.display().to_string()),
+            )],
+        );
+        let err = bad_key.open(&name()).unwrap_err().to_string();
+        assert!(err.starts_with("storage target `t`:"), "{err}");
+        assert!(!err.contains("AAAA"), "{err}");
+
+        let typo = target(
+            "gs://walgate-archive",
+            &[("google_service_acount", OptionValue::Literal("x".into()))],
+        );
+        let err = typo.open(&name()).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown option `google_service_acount`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_targets_say_what_is_wrong() {
+        let cases = [
+            ("ftp://host/x", "unsupported scheme"),
+            ("s3://", "give the bucket"),
+            ("file://relative", "absolute"),
+            ("nonsense", "not a URL"),
+        ];
+        for (url, says) in cases {
+            let err = target(url, &[]).open(&name()).unwrap_err().to_string();
+            assert!(err.contains(says), "{url}: {err}");
+            assert!(err.contains("target `t`"), "{url}: {err}");
+        }
+        let missing = target(
+            "s3://b",
+            &[(
+                "aws_secret_access_key",
+                OptionValue::Env {
+                    env: "WALGATE_TEST_UNSET_VARIABLE".into(),
+                },
+            )],
+        );
+        let err = missing.open(&name()).unwrap_err().to_string();
+        assert!(
+            err.contains("WALGATE_TEST_UNSET_VARIABLE is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hints_name_the_likely_cause() {
+        assert!(
+            hint("Error: NoSuchBucket: the bucket")
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(hint("RequestTimeTooSkewed").unwrap().contains("clock"));
+        assert_eq!(hint("something else"), None);
+    }
+}
