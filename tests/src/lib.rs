@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod emulators;
+
 /// The directory of the PostgreSQL server binaries: `$PG_BIN`, or the newest
 /// `/usr/lib/postgresql/*/bin` (Debian's layout).
 pub fn pg_bin() -> PathBuf {

@@ -1,0 +1,205 @@
+//! Real object-store servers for the storage tests: moto (S3) and Azurite (Azure blob),
+//! installed by `tests/emulators/install` into `$WALGATE_EMULATORS`
+//! (default `/var/cache/walgate-ci/emulators`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::run;
+
+/// Where the emulators are installed.
+pub fn emulators_dir() -> PathBuf {
+    std::env::var_os("WALGATE_EMULATORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/walgate-ci/emulators".into())
+}
+
+fn installed(relative: &str) -> PathBuf {
+    let path = emulators_dir().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/emulators/install (or set WALGATE_EMULATORS)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_listening(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a Python snippet in the emulators' virtualenv (boto3 and the Azure SDK are
+/// there); returns its output lines.
+fn python(code: &str) -> Vec<String> {
+    let out =
+        run(Command::new(installed("venv/bin/python")).args(["-c", code])).expect("python helper");
+    out.lines().map(str::to_owned).collect()
+}
+
+/// A moto S3 server on a free port, killed on drop. Its data lives in memory.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new(installed("venv/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_listening(port, &mut child, "moto_server");
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn client(&self) -> String {
+        format!(
+            "import boto3; s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')",
+            self.endpoint
+        )
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        python(&format!(
+            "{}; s3.create_bucket(Bucket='{bucket}')",
+            self.client()
+        ));
+    }
+
+    /// The keys under `prefix` in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        python(&format!(
+            "{}\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    [print(o['Key']) for o in page.get('Contents', [])]",
+            self.client()
+        ))
+    }
+
+    /// A `[targets.NAME]` table for a bucket and prefix on this server.
+    pub fn target(&self, name: &str, bucket: &str, prefix: &str) -> String {
+        format!(
+            "[targets.{name}]\nurl = \"s3://{bucket}/{prefix}\"\naws_endpoint = \"{}\"\n\
+             aws_region = \"us-east-1\"\naws_allow_http = true\n\
+             aws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
+            self.endpoint
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azurite's well-known development account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// An Azurite blob server on a free port, killed on drop.
+pub struct Azurite {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Azurite {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("azurite dir");
+        let port = free_port();
+        let mut child = Command::new(installed("npm/node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.path())
+            .args(["--disableTelemetry", "--silent", "--skipApiVersionCheck"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite-blob");
+        wait_listening(port, &mut child, "azurite-blob");
+        Azurite {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> String {
+        format!(
+            "from azure.storage.blob import BlobServiceClient; \
+             az = BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;\
+             AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={}')",
+            self.endpoint
+        )
+    }
+
+    pub fn create_container(&self, container: &str) {
+        python(&format!(
+            "{}; az.create_container('{container}')",
+            self.client()
+        ));
+    }
+
+    /// The blob names under `prefix` in `container`, sorted.
+    pub fn keys(&self, container: &str, prefix: &str) -> Vec<String> {
+        python(&format!(
+            "{}\nfor b in az.get_container_client('{container}').list_blobs(name_starts_with='{prefix}'): print(b.name)",
+            self.client()
+        ))
+    }
+
+    /// A `[targets.NAME]` table for a container and prefix, signed with `key`.
+    pub fn target_with_key(&self, name: &str, container: &str, prefix: &str, key: &str) -> String {
+        format!(
+            "[targets.{name}]\nurl = \"az://{container}/{prefix}\"\n\
+             azure_storage_account_name = \"{AZURITE_ACCOUNT}\"\n\
+             azure_storage_account_key = \"{key}\"\n\
+             azure_storage_endpoint = \"{}\"\nazure_allow_http = true\n",
+            self.endpoint
+        )
+    }
+
+    pub fn target(&self, name: &str, container: &str, prefix: &str) -> String {
+        self.target_with_key(name, container, prefix, AZURITE_KEY)
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a gateway config file with these target tables and returns its path.
+pub fn write_config(dir: &Path, default_target: &str, tables: &[String]) -> PathBuf {
+    let path = dir.join("walgate.toml");
+    let text = format!("default_target = \"{default_target}\"\n{}", tables.concat());
+    std::fs::write(&path, text).expect("write config");
+    path
+}
