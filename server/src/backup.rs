@@ -441,7 +441,11 @@ where
     if let (Err(_), Some(id)) = (&result, id)
         && let Err(e) = discard(catalog, store, cluster, &id).await
     {
-        tracing::error!(%cluster, backup = %id, error = %e, "could not clean up a failed backup upload");
+        // The store is likely down: leave the row for retention's next run to finish.
+        tracing::error!(%cluster, backup = %id, error = %e, "could not clean up a failed backup upload; retention will");
+        if let Err(e) = mark_deleting(catalog, cluster, &id).await {
+            tracing::error!(%cluster, backup = %id, error = %e, "could not mark a failed backup upload for deletion");
+        }
     }
     result
 }
@@ -579,13 +583,23 @@ pub async fn delete(
     cluster: &ClusterName,
     id: &str,
 ) -> Result<(), BackupError> {
+    mark_deleting(catalog, cluster, id).await?;
+    discard(catalog, store, cluster, id).await
+}
+
+/// Marks a backup `deleting`: no restore picks it, and retention finishes deleting it.
+async fn mark_deleting(
+    catalog: &dyn Catalog,
+    cluster: &ClusterName,
+    id: &str,
+) -> Result<(), BackupError> {
     let mut row = catalog
         .backup(cluster, id)
         .await?
         .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
     row.status = BackupStatus::Deleting;
     catalog.update_backup(cluster, &row).await?;
-    discard(catalog, store, cluster, id).await
+    Ok(())
 }
 
 /// Finds a backup by id, or the newest complete one for `latest`.

@@ -203,3 +203,81 @@ pub fn write_config(dir: &Path, default_target: &str, tables: &[String]) -> Path
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// A TCP proxy in front of a store (the tests' `delay-proxy`), so a test
+/// can make the store hang (pause), vanish (kill) and come back on the same port.
+pub struct Proxy {
+    child: Option<Child>,
+    exe: PathBuf,
+    upstream: String,
+    pub port: u16,
+    delay_ms: u32,
+}
+
+impl Proxy {
+    /// `exe` is the `delay-proxy` binary (`env!("CARGO_BIN_EXE_delay-proxy")`); each
+    /// byte is held `delay_ms` each way.
+    pub fn start(exe: &Path, upstream: &str, delay_ms: u32) -> Self {
+        let mut p = Proxy {
+            child: None,
+            exe: exe.to_owned(),
+            upstream: upstream.trim_start_matches("http://").to_owned(),
+            port: free_port(),
+            delay_ms,
+        };
+        p.restart();
+        p
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts it on its port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut child = Command::new(&self.exe)
+            .args([
+                &format!("127.0.0.1:{}", self.port),
+                &self.upstream,
+                &self.delay_ms.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start delay-proxy");
+        wait_listening(self.port, &mut child, "delay-proxy");
+        self.child = Some(child);
+    }
+
+    /// Stops it: connections are refused and those open are reset.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes it (SIGSTOP): requests hang as on a stalled network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        run(Command::new("kill").args([sig, &pid])).expect("signal the proxy");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
+        self.kill();
+    }
+}

@@ -358,6 +358,31 @@ pub fn bin(name: &str) -> PathBuf {
     .join(name)
 }
 
+/// A whole `pg_basebackup -Ft -X none` tar of `pg`, in memory.
+pub fn basebackup_tar(pg: &PgCluster) -> Vec<u8> {
+    let out = Command::new(pg_bin().join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-D",
+            "-",
+            "-Ft",
+            "-X",
+            "none",
+        ])
+        .args(["--checkpoint=fast", "-p", &pg.port.to_string()])
+        .output()
+        .expect("run pg_basebackup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A `walgate serve` process on a free port, killed on drop.
 pub struct Gateway {
     child: Option<Child>,
@@ -522,6 +547,40 @@ impl Gateway {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
         req.call().expect("GET")
+    }
+}
+
+impl Gateway {
+    /// Sends `body` (JSON when it parses as JSON, bytes otherwise) and returns the status
+    /// and the JSON answer (`null` when empty or not JSON).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .header(
+                "Content-Type",
+                if json {
+                    "application/json"
+                } else {
+                    "application/octet-stream"
+                },
+            )
+            .body(body)
+            .expect("request");
+        let response = agent_trusting(self.ca_file.as_deref())
+            .run(req)
+            .expect("send");
+        let status = response.status().as_u16();
+        let answer = serde_json::from_slice(&body_bytes(response)).unwrap_or_default();
+        (status, answer)
     }
 }
 

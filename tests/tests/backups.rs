@@ -238,7 +238,7 @@ fn bad_backups_are_refused_and_leave_nothing() {
 
     // A real backup's start, with a token that may only restore: refused before the
     // body is read.
-    let full = raw_tar(&s.source);
+    let full = walgate_tests::basebackup_tar(&s.source);
     let restorer = s.gateway.token("main", "restorer");
     let r = walgate_tests::agent()
         .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
@@ -265,32 +265,6 @@ fn bad_backups_are_refused_and_leave_nothing() {
         before,
         "a cut upload left something"
     );
-}
-
-/// A whole pg_basebackup tar of `pg`, in memory.
-fn raw_tar(pg: &PgCluster) -> Vec<u8> {
-    let out = Command::new(pg_bin().join("pg_basebackup"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-D",
-            "-",
-            "-Ft",
-            "-X",
-            "none",
-            "-p",
-            &pg.port.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 impl Setup {
@@ -485,27 +459,8 @@ impl Setup {
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
         let token = self.gateway.token("main", "admin");
-        let url = format!("{}{path}", self.gateway.url);
-        let req = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("Authorization", format!("Bearer {token}"));
-        let agent = walgate_tests::agent();
-        let r = match body {
-            Some(b) => agent.run(
-                req.header("Content-Type", "application/json")
-                    .body(b.to_string())
-                    .unwrap(),
-            ),
-            None => agent.run(req.body(()).unwrap()),
-        }
-        .unwrap();
-        let status = r.status().as_u16();
-        let body = body_bytes(r);
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.gateway.send(method, path, &token, body)
     }
 
     /// The WAL file names the store holds for `main`.

@@ -52,6 +52,31 @@ impl ApiError {
     }
 }
 
+/// How long to wait after the object store failed.
+const STORAGE_RETRY_AFTER: u32 = 10;
+
+impl ApiError {
+    /// The object store failed or is not configured: the client should retry, since the
+    /// store (not the request) is at fault. A missing object the catalog lists is the
+    /// gateway's own failure.
+    fn storage(e: &StorageError) -> Self {
+        let message = match e {
+            StorageError::NotFound(_) => return Self::internal(e),
+            StorageError::UnknownTarget(_) => e.to_string(),
+            _ => "the object store did not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)".to_owned(),
+        };
+        tracing::error!(error = %e, "object store failed");
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            )
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -98,7 +123,7 @@ impl From<ArchiveError> for ApiError {
             A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::internal(c),
-            A::Storage(s) => return Self::internal(s),
+            A::Storage(s) => return Self::storage(s),
         };
         tracing::warn!(error = %e, "WAL file refused");
         Self::new(status, code, e.to_string())
@@ -115,7 +140,7 @@ impl From<BackupError> for ApiError {
             B::Duplicate(_) => (StatusCode::CONFLICT, "conflict"),
             B::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             B::Catalog(c) => return Self::internal(c),
-            B::Storage(s) => return Self::internal(s),
+            B::Storage(s) => return Self::storage(s),
         };
         tracing::warn!(error = %e, "backup request refused");
         Self::new(status, code, e.to_string())
@@ -171,6 +196,6 @@ impl From<CatalogError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        Self::internal(&e)
+        Self::storage(&e)
     }
 }

@@ -9,8 +9,10 @@
 //! aws_access_key_id = { env = "ARCHIVE_KEY_ID" }
 //! ```
 //!
-//! Option keys are the `object_store` builders' (`aws_…`, `google_…`, `azure_…`); an
-//! unknown key is an error, not a silent default. Credentials not given fall back to the
+//! Option keys are the `object_store` builders' (`aws_…`, `google_…`, `azure_…`), plus
+//! walgate's own `retry_timeout` (how long one request is retried, default 30s: the
+//! database retries a failed push itself, so holding its archiver for minutes buys
+//! nothing). An unknown key is an error, not a silent default. Credentials not given fall back to the
 //! provider's default chain: its environment variables, then instance roles or workload
 //! identity. Option values never appear in logs or `Debug` output.
 
@@ -18,13 +20,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
 
 use super::StorageError;
@@ -179,14 +182,25 @@ impl TargetConfig {
             )));
         }
         let mut options = Vec::with_capacity(self.options.len());
+        let mut retry = RetryConfig {
+            max_retries: 6,
+            retry_timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
         for (key, value) in &self.options {
-            options.push((key.as_str(), value.resolve(key).map_err(bad)?));
+            let value = value.resolve(key).map_err(bad)?;
+            if key == "retry_timeout" {
+                retry.retry_timeout = humantime::parse_duration(&value)
+                    .map_err(|e| bad(format!("retry_timeout `{value}`: {e}")))?;
+            } else {
+                options.push((key.as_str(), value));
+            }
         }
         let base = format!("{scheme}://{bucket}");
         let unknown = |key: &str| bad(format!("unknown option `{key}` for {scheme}:// targets"));
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
-                let mut b = AmazonS3Builder::from_env().with_url(base);
+                let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry);
                 for (key, value) in options {
                     let key: AmazonS3ConfigKey = key.parse().map_err(|_| unknown(key))?;
                     b = b.with_config(key, value);
@@ -194,7 +208,9 @@ impl TargetConfig {
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
             "gs" => {
-                let mut b = GoogleCloudStorageBuilder::from_env().with_url(base);
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_url(base)
+                    .with_retry(retry);
                 for (key, value) in options {
                     let key: GoogleConfigKey = key.parse().map_err(|_| unknown(key))?;
                     b = b.with_config(key, value);
@@ -202,7 +218,9 @@ impl TargetConfig {
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
             "az" | "azure" => {
-                let mut b = MicrosoftAzureBuilder::from_env().with_url(base);
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_url(base)
+                    .with_retry(retry);
                 for (key, value) in options {
                     let key: AzureConfigKey = key.parse().map_err(|_| unknown(key))?;
                     b = b.with_config(key, value);
