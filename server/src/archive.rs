@@ -430,6 +430,8 @@ pub async fn read_text(
 pub(crate) struct StoredWal {
     pub sha256: [u8; 32],
     pub size: u64,
+    /// The compressed size (before any encryption at rest).
+    pub stored_size: u64,
     pub head: Vec<u8>,
 }
 
@@ -440,6 +442,7 @@ pub(crate) async fn read_stored(
     key: &object_store::path::Path,
 ) -> Result<StoredWal, ArchiveError> {
     let compressed = store.get_all(key).await?;
+    let stored_size = compressed.len() as u64;
     tokio::task::spawn_blocking(move || {
         let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Stored)?;
         let mut head = vec![0u8; LongPageHeader::LEN];
@@ -451,6 +454,7 @@ pub(crate) async fn read_stored(
         Ok(StoredWal {
             sha256: sha.0.finalize().into(),
             size: got as u64 + rest,
+            stored_size,
             head,
         })
     })

@@ -27,7 +27,7 @@ use walgate_core::api;
 use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Timeline};
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
-use crate::storage::{MULTIPART_CONCURRENCY, StorageError, Store, layout};
+use crate::storage::{StorageError, Store, Writer, layout};
 use crate::stream::{ChannelReader, Encoding, Tee, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
@@ -401,7 +401,7 @@ where
         read_backup(ChannelReader::new(body_rx), encoding, level, event_tx)
     });
 
-    let mut upload: Option<(BackupRow, object_store::WriteMultipart)> = None;
+    let mut upload: Option<(BackupRow, Writer)> = None;
     let mut failure: Option<BackupError> = None;
     while let Some(event) = events.recv().await {
         let step = match event {
@@ -409,11 +409,7 @@ where
                 .await
                 .map(|u| upload = Some(u)),
             Event::Data(data) => match upload.as_mut() {
-                Some((_, writer)) => writer
-                    .wait_for_capacity(MULTIPART_CONCURRENCY)
-                    .await
-                    .map(|()| writer.put(data))
-                    .map_err(|e| BackupError::Storage(e.into())),
+                Some((_, writer)) => writer.write(data).await.map_err(BackupError::from),
                 None => Ok(()),
             },
         };
@@ -456,7 +452,7 @@ async fn start(
     store: &Store,
     cluster: &ClusterName,
     label: &BackupLabel,
-) -> Result<(BackupRow, object_store::WriteMultipart), BackupError> {
+) -> Result<(BackupRow, Writer), BackupError> {
     let now = OffsetDateTime::now_utc();
     let row = BackupRow {
         id: backup_id(now, label),
@@ -504,17 +500,13 @@ async fn finish(
     store: &Store,
     cluster: &ClusterName,
     mut row: BackupRow,
-    writer: object_store::WriteMultipart,
+    writer: Writer,
     summary: Summary,
 ) -> Result<BackupRow, BackupError> {
     let pinned = catalog.cluster(cluster).await?;
     check_system(cluster, pinned.as_ref(), summary.system_identifier)?;
     let keys = layout::backup_keys(cluster, &row.id);
-    writer
-        .finish()
-        .await
-        .map_err(|e| BackupError::Storage(e.into()))?;
-    let stored = store.head_size(&keys.data).await?;
+    let stored = writer.finish().await?;
     if let Some(manifest) = &summary.manifest {
         store
             .put_new(&keys.manifest, PutPayload::from(manifest.clone()))

@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use axum_server::tls_rustls::RustlsConfig;
@@ -11,6 +12,8 @@ use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
 use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
 use walgate::{AppState, http, tls};
+use time::OffsetDateTime;
+use walgate::storage::crypt::Keyring;
 use walgate_core::api::Role;
 
 /// HTTP backup gateway for PostgreSQL.
@@ -48,6 +51,22 @@ enum Command {
     Catalog(CatalogCommand),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Encryption keyrings for storage targets (`encryption_keyring`).
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+    /// Decrypt an object copied out of the bucket, without a gateway:
+    /// `walgate decrypt --keyring FILE OBJECT | zstd -d > FILE` (WAL and base backups are
+    /// zstd inside). Checks every byte; on failure exits 1 and removes --output.
+    Decrypt {
+        /// The keyring the object was written with (any later one holding its key).
+        #[arg(long, env = "WALGATE_KEYRING", value_name = "FILE")]
+        keyring: PathBuf,
+        /// The encrypted object [default: stdin].
+        input: Option<PathBuf>,
+        /// Where to write the plaintext [default: stdout].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check that a cluster can be restored: its WAL chain from every backup on every
     /// timeline, and with --scrub every stored object against its checksum. Exits 1 when
     /// it finds a problem.
@@ -61,6 +80,19 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyringCommand {
+    /// Append a new random master key to FILE (created, mode 0600, if missing). After
+    /// the gateway restarts it encrypts new objects; objects written before keep naming
+    /// their own key, so keep every older key in the file.
+    Add {
+        file: PathBuf,
+        /// The key's id [default: the current UTC time, e.g. 20261127-104500].
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -114,6 +146,67 @@ enum TokenCommand {
         state: StateArgs,
         id: String,
     },
+}
+
+fn keyring_add(file: &Path, id: Option<String>) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let id = match id {
+        Some(id) => id,
+        None => OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]-[hour][minute][second]"
+            ))
+            .expect("formattable"),
+    };
+    let existing = std::fs::read_to_string(file).unwrap_or_default();
+    let line = Keyring::new_line(&id);
+    // The whole keyring must still parse: a duplicate id or a damaged line stops here.
+    Keyring::parse(&format!("{existing}\n{line}"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("open {}", file.display()))?;
+    let sep = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    writeln!(f, "{sep}{line}")?;
+    f.sync_all()?;
+    eprintln!(
+        "added key `{id}` to {}; restart the gateway to encrypt new objects with it, and keep the older keys",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Streams `input` through the keyring's unsealer to `output`.
+fn decrypt(keyring: &Path, input: Option<&Path>, output: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let ring = Keyring::load(keyring)?;
+    let mut reader: Box<dyn std::io::Read> = match input {
+        Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut writer: Box<dyn std::io::Write> = match output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut unsealer = ring.unsealer(None);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).context("read the object")?;
+        if n == 0 {
+            break;
+        }
+        for plain in unsealer.push(&buf[..n])? {
+            writer.write_all(&plain)?;
+        }
+    }
+    let (object, last) = unsealer.finish()?;
+    writer.write_all(&last)?;
+    writer.flush()?;
+    eprintln!("decrypted {object}");
+    Ok(())
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -170,6 +263,18 @@ async fn main() -> anyhow::Result<()> {
                 found.problems.len()
             );
             Ok(())
+        }
+        Command::Keyring(KeyringCommand::Add { file, id }) => keyring_add(&file, id),
+        Command::Decrypt {
+            keyring,
+            input,
+            output,
+        } => {
+            let result = decrypt(&keyring, input.as_deref(), output.as_deref());
+            if let (Err(_), Some(out)) = (&result, &output) {
+                let _ = std::fs::remove_file(out);
+            }
+            result
         }
         Command::Openapi => {
             println!("{}", http::openapi().to_pretty_json()?);

@@ -114,7 +114,7 @@ async fn wal(
     let row = WalRow {
         name,
         size: stored.size,
-        stored_size: object.size,
+        stored_size: stored.stored_size,
         sha256: stored.sha256,
         archived_at: object.modified,
     };

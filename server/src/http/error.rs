@@ -62,6 +62,14 @@ impl ApiError {
     fn storage(e: &StorageError) -> Self {
         let message = match e {
             StorageError::NotFound(_) => return Self::internal(e),
+            StorageError::Crypt(c) => {
+                tracing::error!(error = %c, "stored object cannot be read");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unreadable_object",
+                    c.to_string(),
+                );
+            }
             StorageError::UnknownTarget(_) => e.to_string(),
             _ => "the object store did not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)".to_owned(),
         };

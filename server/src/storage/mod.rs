@@ -5,6 +5,7 @@
 //! before a write returns, which is what lets the gateway acknowledge a WAL file.
 //! Object keys are built only by [`layout`].
 
+pub mod crypt;
 pub mod layout;
 pub mod target;
 
@@ -16,6 +17,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 pub use target::{TargetConfig, TargetName};
+
+use crypt::{CryptError, Keyring, Sealer, Unsealer};
 
 /// Part size of multipart uploads: above S3's 5 MiB minimum, small enough that a few
 /// parts in flight keep a backup's memory bounded.
@@ -46,12 +49,104 @@ pub enum StorageError {
     },
     #[error("object store: {0}")]
     Backend(#[from] object_store::Error),
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
 }
 
 fn hint_suffix(e: &StorageError) -> String {
     target::hint(&e.to_string())
         .map(|h| format!(" ({h})"))
         .unwrap_or_default()
+}
+
+/// Decrypts `stored` (whose first bytes are `head`) as it is read.
+fn unseal_stream(
+    unsealer: Unsealer,
+    head: Bytes,
+    stored: BoxStream<'static, Result<Bytes, StorageError>>,
+) -> BoxStream<'static, Result<Bytes, StorageError>> {
+    struct State {
+        stored: BoxStream<'static, Result<Bytes, StorageError>>,
+        unsealer: Option<Unsealer>,
+        ready: std::collections::VecDeque<Bytes>,
+    }
+    let stored = futures_util::stream::once(async move { Ok(head) })
+        .chain(stored)
+        .boxed();
+    let state = State {
+        stored,
+        unsealer: Some(unsealer),
+        ready: Default::default(),
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(plain) = st.ready.pop_front() {
+                return Some((Ok(plain), st));
+            }
+            let unsealer = st.unsealer.as_mut()?;
+            let step: Result<(), StorageError> = match st.stored.next().await {
+                Some(Ok(sealed)) => unsealer
+                    .push(&sealed)
+                    .map(|plain| st.ready.extend(plain))
+                    .map_err(Into::into),
+                Some(Err(e)) => Err(e),
+                None => {
+                    let unsealer = st.unsealer.take().expect("checked above");
+                    unsealer
+                        .finish()
+                        .map(|(_, last)| {
+                            if !last.is_empty() {
+                                st.ready.push_back(last);
+                            }
+                        })
+                        .map_err(Into::into)
+                }
+            };
+            if let Err(e) = step {
+                st.unsealer = None;
+                return Some((Err(e), st));
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A multipart upload in progress, encrypting as it goes on targets that encrypt.
+pub struct Writer {
+    inner: WriteMultipart,
+    sealer: Option<Sealer>,
+    /// Bytes written, before encryption.
+    written: u64,
+}
+
+impl Writer {
+    /// Queues `data`, first waiting while too many parts are in flight.
+    pub async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        self.inner.wait_for_capacity(MULTIPART_CONCURRENCY).await?;
+        self.written += data.len() as u64;
+        match self.sealer.as_mut() {
+            None => self.inner.put(data),
+            Some(sealer) => {
+                for part in sealer.push(&data) {
+                    self.inner.put(part);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes the object; returns its size as written (before encryption).
+    pub async fn finish(mut self) -> Result<u64, StorageError> {
+        if let Some(mut sealer) = self.sealer.take() {
+            self.inner.put(sealer.finish());
+        }
+        self.inner.finish().await?;
+        Ok(self.written)
+    }
+
+    pub async fn abort(self) -> Result<(), StorageError> {
+        Ok(self.inner.abort().await?)
+    }
 }
 
 /// Whether a create-only write made a new object.
@@ -83,8 +178,10 @@ impl Targets {
     ) -> Result<Self, StorageError> {
         let mut stores = std::collections::BTreeMap::new();
         for (name, config) in configs {
+            let opened = config.open(name)?;
             let store = Store {
-                inner: config.open(name)?,
+                inner: opened.store,
+                keyring: opened.keyring,
                 target: name.clone(),
                 url: config.display_url(),
             };
@@ -103,6 +200,7 @@ impl Targets {
             .map(|(name, inner)| {
                 let store = Store {
                     inner,
+                    keyring: None,
                     url: format!("{name} (in process)"),
                     target: name.clone(),
                 };
@@ -151,6 +249,8 @@ impl Targets {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// Set when new objects are encrypted.
+    keyring: Option<Keyring>,
     target: TargetName,
     /// Without credentials or query string.
     url: String,
@@ -161,6 +261,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("target", &self.target)
             .field("url", &self.url)
+            .field("keyring", &self.keyring)
             .finish()
     }
 }
@@ -178,6 +279,13 @@ impl Store {
     /// Writes `payload` at `key` unless an object is there already. Returns only after the
     /// backend has confirmed a durable write.
     pub async fn put_new(&self, key: &Path, payload: PutPayload) -> Result<Put, StorageError> {
+        let payload = match &self.keyring {
+            None => payload,
+            Some(ring) => {
+                let plain: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                PutPayload::from(ring.seal_all(key.as_ref(), &plain))
+            }
+        };
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -191,9 +299,19 @@ impl Store {
 
     /// Starts a multipart write at `key`. Multipart uploads have no create-only mode, so
     /// callers must own `key` (the catalog row of a new backup id does that).
-    pub async fn multipart(&self, key: &Path) -> Result<WriteMultipart, StorageError> {
+    pub async fn multipart(&self, key: &Path) -> Result<Writer, StorageError> {
         let upload = self.inner.put_multipart(key).await?;
-        Ok(WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK))
+        let mut inner = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
+        let sealer = self.keyring.as_ref().map(|ring| {
+            let (header, sealer) = ring.seal(key.as_ref());
+            inner.put(header);
+            sealer
+        });
+        Ok(Writer {
+            inner,
+            sealer,
+            written: 0,
+        })
     }
 
     /// Deletes `key`; a missing object is not an error (deletes are retried).
@@ -223,24 +341,47 @@ impl Store {
             .boxed()
     }
 
-    /// Streams the object at `key`.
+    /// Streams the object at `key`, decrypted when it was stored encrypted. The header
+    /// and first segment are checked before this returns, so a damaged object is
+    /// refused up front; damage further in ends the stream with an error.
     pub async fn get(
         &self,
         key: &Path,
     ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
-        match self.inner.get(key).await {
-            Ok(got) => Ok(got.into_stream().map_err(StorageError::from).boxed()),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.clone())),
-            Err(e) => Err(e.into()),
+        let mut stored = match self.inner.get(key).await {
+            Ok(got) => got.into_stream().map_err(StorageError::from).boxed(),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::NotFound(key.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Enough of the start to tell an encrypted object from a plain one.
+        let mut head = bytes::BytesMut::new();
+        while head.len() < crypt::MAGIC_LEN {
+            match stored.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk?),
+                None => break,
+            }
         }
-    }
-
-    /// The size of the object at `key`.
-    pub async fn head_size(&self, key: &Path) -> Result<u64, StorageError> {
-        match self.inner.head(key).await {
-            Ok(meta) => Ok(meta.size),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.clone())),
-            Err(e) => Err(e.into()),
+        let head = head.freeze();
+        if !crypt::is_sealed(&head) {
+            let head = futures_util::stream::once(async move { Ok(head) });
+            return Ok(head.chain(stored).boxed());
+        }
+        let Some(ring) = &self.keyring else {
+            return Err(CryptError::NoKeyring {
+                object: key.to_string(),
+            }
+            .into());
+        };
+        let mut opened = unseal_stream(ring.unsealer(Some(key.as_ref())), head, stored);
+        match opened.next().await {
+            None => Ok(futures_util::stream::empty().boxed()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(first)) => {
+                let first = futures_util::stream::once(async move { Ok(first) });
+                Ok(first.chain(opened).boxed())
+            }
         }
     }
 

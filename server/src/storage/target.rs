@@ -10,9 +10,10 @@
 //! ```
 //!
 //! Option keys are the `object_store` builders' (`aws_…`, `google_…`, `azure_…`), plus
-//! walgate's own `retry_timeout` (how long one request is retried, default 30s: the
+//! walgate's own: `retry_timeout` (how long one request is retried, default 30s: the
 //! database retries a failed push itself, so holding its archiver for minutes buys
-//! nothing). An unknown key is an error, not a silent default. Credentials not given fall back to the
+//! nothing) and `encryption_keyring` (a keyring file: new objects on this target are
+//! encrypted, see [`super::crypt`]). An unknown key is an error, not a silent default. Credentials not given fall back to the
 //! provider's default chain: its environment variables, then instance roles or workload
 //! identity. Option values never appear in logs or `Debug` output.
 
@@ -31,6 +32,7 @@ use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
 
 use super::StorageError;
+use super::crypt::Keyring;
 
 /// A target's name: 1 to 63 of `a-z 0-9 - _`, starting with a letter or digit. Clusters
 /// record it, so it stays stable while the URL or credentials behind it change.
@@ -149,8 +151,9 @@ impl TargetConfig {
         }
     }
 
-    /// Builds the store, reading credentials from env variables and files now.
-    pub fn open(&self, name: &TargetName) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    /// Builds the store, reading credentials (and the keyring) from env variables and
+    /// files now.
+    pub fn open(&self, name: &TargetName) -> Result<Opened, StorageError> {
         let bad = |reason: String| StorageError::BadTarget {
             target: name.clone(),
             reason,
@@ -159,9 +162,31 @@ impl TargetConfig {
             .url
             .split_once("://")
             .ok_or_else(|| bad(format!("`{}` is not a URL", self.display_url())))?;
+        let mut options = Vec::with_capacity(self.options.len());
+        let mut retry = RetryConfig {
+            max_retries: 6,
+            retry_timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let mut keyring = None;
+        for (key, value) in &self.options {
+            let value = value.resolve(key).map_err(bad)?;
+            match key.as_str() {
+                "retry_timeout" => {
+                    retry.retry_timeout = humantime::parse_duration(&value)
+                        .map_err(|e| bad(format!("retry_timeout `{value}`: {e}")))?;
+                }
+                "encryption_keyring" => {
+                    let ring = Keyring::load(std::path::Path::new(&value))
+                        .map_err(|e| bad(e.to_string()))?;
+                    keyring = Some(ring);
+                }
+                _ => options.push((key.as_str(), value)),
+            }
+        }
         if scheme == "file" {
-            if !self.options.is_empty() {
-                return Err(bad("file:// targets take no options".into()));
+            if let Some((key, _)) = options.first() {
+                return Err(bad(format!("file:// targets take no option `{key}`")));
             }
             let dir = rest
                 .strip_prefix('/')
@@ -172,7 +197,8 @@ impl TargetConfig {
                 source,
             })?;
             let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
-            return Ok(Arc::new(local));
+            let store = Arc::new(local);
+            return Ok(Opened { store, keyring });
         }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() || bucket.contains(['@', '?', '#']) {
@@ -180,21 +206,6 @@ impl TargetConfig {
                 "`{}`: give the bucket or container after {scheme}://",
                 self.display_url()
             )));
-        }
-        let mut options = Vec::with_capacity(self.options.len());
-        let mut retry = RetryConfig {
-            max_retries: 6,
-            retry_timeout: Duration::from_secs(30),
-            ..Default::default()
-        };
-        for (key, value) in &self.options {
-            let value = value.resolve(key).map_err(bad)?;
-            if key == "retry_timeout" {
-                retry.retry_timeout = humantime::parse_duration(&value)
-                    .map_err(|e| bad(format!("retry_timeout `{value}`: {e}")))?;
-            } else {
-                options.push((key.as_str(), value));
-            }
         }
         let base = format!("{scheme}://{bucket}");
         let unknown = |key: &str| bad(format!("unknown option `{key}` for {scheme}:// targets"));
@@ -234,12 +245,20 @@ impl TargetConfig {
             }
         };
         let prefix = prefix.trim_matches('/');
-        Ok(if prefix.is_empty() {
+        let store = if prefix.is_empty() {
             store
         } else {
             Arc::new(PrefixStore::new(store, prefix))
-        })
+        };
+        Ok(Opened { store, keyring })
     }
+}
+
+/// A target's store, and its keyring when it encrypts.
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Arc<dyn ObjectStore>,
+    pub keyring: Option<Keyring>,
 }
 
 /// What an operator should check, from a backend's error text.
