@@ -1,19 +1,19 @@
 //! `walgate`: the gateway binary.
 
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
 use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
-use walgate::{AppState, http, tls};
-use time::OffsetDateTime;
 use walgate::storage::crypt::Keyring;
+use walgate::{AppState, http, tls};
 use walgate_core::api::Role;
 
 /// HTTP backup gateway for PostgreSQL.
@@ -169,7 +169,11 @@ fn keyring_add(file: &Path, id: Option<String>) -> anyhow::Result<()> {
         .mode(0o600)
         .open(file)
         .with_context(|| format!("open {}", file.display()))?;
-    let sep = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    let sep = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     writeln!(f, "{sep}{line}")?;
     f.sync_all()?;
     eprintln!(
@@ -184,11 +188,15 @@ fn decrypt(keyring: &Path, input: Option<&Path>, output: Option<&Path>) -> anyho
     use std::io::Read as _;
     let ring = Keyring::load(keyring)?;
     let mut reader: Box<dyn std::io::Read> = match input {
-        Some(p) => Box::new(std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::open(p).with_context(|| format!("open {}", p.display()))?)
+        }
         None => Box::new(std::io::stdin().lock()),
     };
     let mut writer: Box<dyn std::io::Write> = match output {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut unsealer = ring.unsealer(None);

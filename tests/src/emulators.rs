@@ -90,6 +90,28 @@ impl Moto {
         ));
     }
 
+    /// The stored bytes of one object.
+    pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        python(&format!(
+            "{}; s3.download_file('{bucket}', '{key}', '{}')",
+            self.client(),
+            file.path().display()
+        ));
+        std::fs::read(file.path()).expect("downloaded object")
+    }
+
+    /// Replaces one object's bytes behind the gateway's back.
+    pub fn write(&self, bucket: &str, key: &str, data: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), data).expect("write temp file");
+        python(&format!(
+            "{}; s3.upload_file('{}', '{bucket}', '{key}')",
+            self.client(),
+            file.path().display()
+        ));
+    }
+
     /// The keys under `prefix` in `bucket`, sorted.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         python(&format!(
@@ -162,6 +184,28 @@ impl Azurite {
         python(&format!(
             "{}; az.create_container('{container}')",
             self.client()
+        ));
+    }
+
+    /// The stored bytes of one blob.
+    pub fn read(&self, container: &str, key: &str) -> Vec<u8> {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        python(&format!(
+            "{}; open('{}', 'wb').write(az.get_blob_client('{container}', '{key}').download_blob().readall())",
+            self.client(),
+            file.path().display()
+        ));
+        std::fs::read(file.path()).expect("downloaded blob")
+    }
+
+    /// Replaces one blob's bytes behind the gateway's back.
+    pub fn write(&self, container: &str, key: &str, data: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), data).expect("write temp file");
+        python(&format!(
+            "{}; az.get_blob_client('{container}', '{key}').upload_blob(open('{}', 'rb').read(), overwrite=True)",
+            self.client(),
+            file.path().display()
         ));
     }
 
@@ -279,5 +323,67 @@ impl Drop for Proxy {
             self.resume();
         }
         self.kill();
+    }
+}
+
+/// One storage target under test, its objects readable and writable behind the
+/// gateway's back (to look at what is stored, and to damage it).
+pub enum Bucket {
+    Local(PathBuf),
+    S3(Moto),
+    Azure(Azurite),
+}
+
+impl Bucket {
+    /// A fresh, empty bucket of each kind: a local directory, moto, Azurite.
+    pub fn local(dir: &Path) -> Self {
+        Bucket::Local(dir.join("objects"))
+    }
+
+    pub fn s3() -> Self {
+        let moto = Moto::start();
+        moto.create_bucket("walgate");
+        Bucket::S3(moto)
+    }
+
+    pub fn azure() -> Self {
+        let azurite = Azurite::start();
+        azurite.create_container("walgate");
+        Bucket::Azure(azurite)
+    }
+
+    /// The `[targets.NAME]` table, with `extra` option lines; objects go under `p/`
+    /// (the local directory has no prefix).
+    pub fn target(&self, name: &str, extra: &str) -> String {
+        let table = match self {
+            Bucket::Local(dir) => format!("[targets.{name}]\nurl = \"file://{}\"\n", dir.display()),
+            Bucket::S3(moto) => moto.target(name, "walgate", "p"),
+            Bucket::Azure(azurite) => azurite.target(name, "walgate", "p"),
+        };
+        table + extra
+    }
+
+    fn path(&self, key: &str) -> String {
+        match self {
+            Bucket::Local(_) => key.to_owned(),
+            _ => format!("p/{key}"),
+        }
+    }
+
+    /// The stored bytes of `key` (`clusters/…`).
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        match self {
+            Bucket::Local(dir) => std::fs::read(dir.join(key)).expect("read object"),
+            Bucket::S3(moto) => moto.read("walgate", &self.path(key)),
+            Bucket::Azure(azurite) => azurite.read("walgate", &self.path(key)),
+        }
+    }
+
+    pub fn write(&self, key: &str, data: &[u8]) {
+        match self {
+            Bucket::Local(dir) => std::fs::write(dir.join(key), data).expect("write object"),
+            Bucket::S3(moto) => moto.write("walgate", &self.path(key), data),
+            Bucket::Azure(azurite) => azurite.write("walgate", &self.path(key), data),
+        }
     }
 }

@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::XChaCha20Poly1305;
 
 const MAGIC: &[u8; MAGIC_LEN] = b"WGENC\0";
 /// How many leading bytes tell an encrypted object.
@@ -42,11 +42,17 @@ const WRAPPED_KEY: usize = 32 + TAG;
 pub enum CryptError {
     #[error("keyring {path}: {reason}")]
     Keyring { path: String, reason: String },
-    #[error("object `{object}` is encrypted with master key `{id}`, which is not in the keyring: add it back")]
+    #[error(
+        "object `{object}` is encrypted with master key `{id}`, which is not in the keyring: add it back"
+    )]
     UnknownKey { object: String, id: String },
-    #[error("object `{object}` is encrypted but this storage target has no keyring: set encryption_keyring")]
+    #[error(
+        "object `{object}` is encrypted but this storage target has no keyring: set encryption_keyring"
+    )]
     NoKeyring { object: String },
-    #[error("object `{object}` failed authentication ({what}): it was altered, damaged or cut short in storage; it is not served")]
+    #[error(
+        "object `{object}` failed authentication ({what}): it was altered, damaged or cut short in storage; it is not served"
+    )]
     Tampered { object: String, what: &'static str },
 }
 
@@ -94,7 +100,9 @@ impl Keyring {
                 .ok_or_else(|| at("expected ID:BASE64KEY"))?;
             let id_ok = !id.is_empty()
                 && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !id_ok {
                 return Err(at("the id must be 1 to 64 of A-Z a-z 0-9 - _ ."));
             }
@@ -166,10 +174,7 @@ impl Keyring {
         header.extend_from_slice(&wrapped);
         let cipher = XChaCha20Poly1305::new(&data_key.into());
         let sealer = Sealer {
-            stream: Some(EncryptorBE32::from_aead(
-                cipher,
-                &stream_nonce.into(),
-            )),
+            stream: Some(EncryptorBE32::from_aead(cipher, &stream_nonce.into())),
             pending: BytesMut::new(),
         };
         (header.freeze(), sealer)
@@ -199,7 +204,11 @@ impl Keyring {
 
     /// Parses and checks the header once `data` holds all of it; `Ok(None)`: more bytes
     /// are needed.
-    fn open(&self, expect: Option<&str>, data: &[u8]) -> Result<Option<(usize, Opener)>, CryptError> {
+    fn open(
+        &self,
+        expect: Option<&str>,
+        data: &[u8],
+    ) -> Result<Option<(usize, Opener)>, CryptError> {
         let shown = expect.unwrap_or("(offline)");
         let tampered = |what| CryptError::Tampered {
             object: shown.to_owned(),
@@ -262,7 +271,11 @@ impl Keyring {
 
     /// Opens a whole object (`expect`: the key it must have been written for); returns
     /// the key its header names, and the plaintext.
-    pub fn open_all(&self, expect: Option<&str>, sealed: &[u8]) -> Result<(String, Vec<u8>), CryptError> {
+    pub fn open_all(
+        &self,
+        expect: Option<&str>,
+        sealed: &[u8],
+    ) -> Result<(String, Vec<u8>), CryptError> {
         let mut unsealer = self.unsealer(expect);
         let mut out = Vec::with_capacity(sealed.len());
         for part in unsealer.push(sealed)? {
@@ -340,7 +353,9 @@ impl Sealer {
         while self.pending.len() > SEGMENT {
             let segment = self.pending.split_to(SEGMENT);
             let stream = self.stream.as_mut().expect("not finished");
-            let sealed = stream.encrypt_next(&segment[..]).expect("in-memory sealing");
+            let sealed = stream
+                .encrypt_next(&segment[..])
+                .expect("in-memory sealing");
             out.push(Bytes::from(sealed));
         }
         out
@@ -443,7 +458,10 @@ mod tests {
         // Cut at a segment boundary (only whole segments left) or anywhere else.
         let header = sealed.len() - (2 * (SEGMENT + TAG) + 100 + TAG);
         for len in [header + SEGMENT + TAG, sealed.len() - 1, header] {
-            assert!(keys.open_all(Some("a"), &sealed[..len]).is_err(), "cut at {len}");
+            assert!(
+                keys.open_all(Some("a"), &sealed[..len]).is_err(),
+                "cut at {len}"
+            );
         }
         let err = keys.open_all(Some("b"), &sealed).unwrap_err().to_string();
         assert!(err.contains("another object"), "{err}");
@@ -457,9 +475,18 @@ mod tests {
         let rotated = ring(&[&first, &Keyring::new_line("2026")]);
         assert_eq!(rotated.active_id(), "2026");
         let sealed_after = rotated.seal_all("a", b"after");
-        assert_eq!(rotated.open_all(Some("a"), &sealed_before).unwrap().1, b"before");
-        assert_eq!(rotated.open_all(Some("a"), &sealed_after).unwrap().1, b"after");
-        let err = old.open_all(Some("a"), &sealed_after).unwrap_err().to_string();
+        assert_eq!(
+            rotated.open_all(Some("a"), &sealed_before).unwrap().1,
+            b"before"
+        );
+        assert_eq!(
+            rotated.open_all(Some("a"), &sealed_after).unwrap().1,
+            b"after"
+        );
+        let err = old
+            .open_all(Some("a"), &sealed_after)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("master key `2026`"), "{err}");
     }
 
