@@ -7,6 +7,7 @@
 
 pub mod crypt;
 pub mod layout;
+pub mod swift;
 pub mod target;
 
 use std::sync::Arc;

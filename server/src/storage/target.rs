@@ -33,6 +33,7 @@ use serde::Deserialize;
 
 use super::StorageError;
 use super::crypt::Keyring;
+use super::swift::{Swift, SwiftAuth, SwiftConfig};
 
 /// A target's name: 1 to 63 of `a-z 0-9 - _`, starting with a letter or digit. Clusters
 /// record it, so it stays stable while the URL or credentials behind it change.
@@ -238,9 +239,10 @@ impl TargetConfig {
                 }
                 Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
             }
+            "swift" => Arc::new(swift_store(bucket, options, retry.retry_timeout).map_err(bad)?),
             other => {
                 return Err(bad(format!(
-                    "unsupported scheme `{other}://`: use s3://, gs://, az:// or file:///"
+                    "unsupported scheme `{other}://`: use s3://, gs://, az://, swift:// or file:///"
                 )));
             }
         };
@@ -252,6 +254,84 @@ impl TargetConfig {
         };
         Ok(Opened { store, keyring })
     }
+}
+
+/// A Swift container from `swift_*` options, falling back to the variables of the
+/// `swift` and `openstack` command-line clients (`ST_AUTH`, `OS_AUTH_URL`, …).
+fn swift_store(
+    container: &str,
+    options: Vec<(&str, String)>,
+    retry_timeout: Duration,
+) -> Result<Swift, String> {
+    let mut given: BTreeMap<&str, String> = BTreeMap::new();
+    for (key, value) in options {
+        let known = [
+            "swift_auth_url",
+            "swift_auth_version",
+            "swift_user",
+            "swift_key",
+            "swift_password",
+            "swift_user_domain",
+            "swift_project",
+            "swift_project_domain",
+            "swift_region",
+            "swift_interface",
+            "swift_storage_url",
+        ];
+        if !known.contains(&key) {
+            return Err(format!(
+                "unknown option `{key}` for swift:// targets (known: {})",
+                known.join(", ")
+            ));
+        }
+        given.insert(key, value);
+    }
+    let get = |key: &str, vars: &[&str]| {
+        given
+            .get(key)
+            .cloned()
+            .or_else(|| vars.iter().find_map(|v| std::env::var(v).ok()))
+    };
+    let need = |key: &str, vars: &[&str]| {
+        get(key, vars).ok_or_else(|| format!("set {key} (or {})", vars.join(" or ")))
+    };
+    let url = need("swift_auth_url", &["ST_AUTH", "OS_AUTH_URL"])?;
+    let v3 = match get(
+        "swift_auth_version",
+        &["ST_AUTH_VERSION", "OS_IDENTITY_API_VERSION"],
+    ) {
+        Some(v) if v == "3" => true,
+        Some(v) if v == "1" || v == "1.0" => false,
+        Some(v) => return Err(format!("swift_auth_version `{v}`: use 1 or 3")),
+        None => url.trim_end_matches('/').ends_with("/v3"),
+    };
+    let auth = if v3 {
+        SwiftAuth::V3 {
+            url,
+            user: need("swift_user", &["OS_USERNAME"])?,
+            password: need("swift_password", &["OS_PASSWORD"])?,
+            user_domain: get("swift_user_domain", &["OS_USER_DOMAIN_NAME"])
+                .unwrap_or_else(|| "Default".into()),
+            project: need("swift_project", &["OS_PROJECT_NAME"])?,
+            project_domain: get("swift_project_domain", &["OS_PROJECT_DOMAIN_NAME"])
+                .unwrap_or_else(|| "Default".into()),
+            region: get("swift_region", &["OS_REGION_NAME"]),
+            interface: get("swift_interface", &["OS_INTERFACE"]).unwrap_or_else(|| "public".into()),
+        }
+    } else {
+        SwiftAuth::V1 {
+            url,
+            user: need("swift_user", &["ST_USER"])?,
+            key: need("swift_key", &["ST_KEY"])?,
+        }
+    };
+    Swift::new(SwiftConfig {
+        auth,
+        container: container.to_owned(),
+        storage_url: get("swift_storage_url", &["OS_STORAGE_URL"]),
+        retry_timeout,
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// A target's store, and its keyring when it encrypts.
