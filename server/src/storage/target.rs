@@ -495,6 +495,60 @@ mod tests {
     }
 
     #[test]
+    fn s3_and_azure_options_are_checked_when_built() {
+        let kms = target(
+            "s3://archive/prod",
+            &[
+                ("aws_region", OptionValue::Literal("eu-west-1".into())),
+                (
+                    "aws_server_side_encryption",
+                    OptionValue::Literal("aws:kms".into()),
+                ),
+                (
+                    "aws_sse_kms_key_id",
+                    OptionValue::Literal("arn:aws:kms:eu-west-1:1:key/k".into()),
+                ),
+                ("aws_virtual_hosted_style_request", OptionValue::Flag(true)),
+                ("retry_timeout", OptionValue::Literal("5s".into())),
+            ],
+        );
+        assert!(kms.open(&name()).is_ok());
+        let bad_sse = target(
+            "s3://archive",
+            &[(
+                "aws_server_side_encryption",
+                OptionValue::Literal("rot13".into()),
+            )],
+        );
+        assert!(bad_sse.open(&name()).is_err());
+        let bad_retry = target(
+            "s3://archive",
+            &[("retry_timeout", OptionValue::Literal("soon".into()))],
+        );
+        let err = bad_retry.open(&name()).unwrap_err().to_string();
+        assert!(err.contains("retry_timeout `soon`"), "{err}");
+        let no_account = target("az://container/prefix", &[]);
+        let err = no_account.open(&name()).unwrap_err().to_string();
+        assert!(err.contains("target `t`"), "{err}");
+        let swift = target(
+            "swift://walgate/prod",
+            &[
+                (
+                    "swift_auth_url",
+                    OptionValue::Literal("https://keystone:5000/v3".into()),
+                ),
+                ("swift_user", OptionValue::Literal("u".into())),
+                ("swift_password", OptionValue::Literal("p".into())),
+            ],
+        );
+        let err = swift.open(&name()).unwrap_err().to_string();
+        assert!(
+            err.contains("set swift_project"),
+            "v3 needs a project: {err}"
+        );
+    }
+
+    #[test]
     fn bad_targets_say_what_is_wrong() {
         let cases = [
             ("ftp://host/x", "unsupported scheme"),
