@@ -25,10 +25,12 @@ echo "building release binaries..." >&2
     cargo build --profile client --quiet -p walgate-client)
 client_bin=$target/client/walgate-client
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # start_pg [EXTRA SETTINGS]: initdb and start a cluster on a free port; sets $port.
 start_pg() {
     as_pg "$pg_bin/initdb" -U postgres -A trust -D "$work/pg" >/dev/null
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n%s\n" \
         "$port" "$work" "${1:-}" >>"$work/pg/postgresql.conf"
     as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
@@ -47,4 +49,27 @@ start_gateway() {
     token=$("$target/release/walgate" token issue --data-dir "$work/gw" --cluster '*' --role admin 2>/dev/null)
     printf '%s' "$token" >"$work/token"
     printf 'Authorization: Bearer %s\n' "$token" >"$work/auth-header"
+}
+
+# make_segments N: N real segments from a pgbench load (a COPY and index builds, then
+# updates whose WAL is full-page images after each checkpoint, as on a busy server), in
+# $work/segments; sets names (their file names) and bytes (their total size).
+make_segments() {
+    echo "making $1 real segments with pgbench..." >&2
+    as_pg mkdir "$work/segments"
+    start_pg "archive_mode = on
+archive_command = 'cp %p $work/segments/%f'
+max_wal_size = '4GB'
+fsync = off
+synchronous_commit = off"
+    pgbench -i -s $(($1 / 2)) -q
+    while (($(ls "$work/segments" | wc -l) < $1)); do
+        psql -c CHECKPOINT
+        pgbench -n -c 4 -j 2 -T 5
+        psql -c 'SELECT pg_switch_wal()' >/dev/null
+    done
+    sleep 2
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
+    mapfile -t names < <(ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | head -n "$1")
+    bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
 }

@@ -15,26 +15,9 @@ rounds=${2:-3}
 source "$(dirname "$0")/lib.sh"
 emulators=${WALGATE_EMULATORS:-/var/cache/walgate-ci/emulators}
 py=$emulators/venv/bin/python
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { until (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.1; done; }
 
-echo "making $segments real segments with pgbench..." >&2
-as_pg mkdir "$work/segments"
-start_pg "archive_mode = on
-archive_command = 'cp %p $work/segments/%f'
-max_wal_size = '4GB'
-fsync = off
-synchronous_commit = off"
-pgbench -i -s $((segments / 2)) -q
-while (($(ls "$work/segments" | wc -l) < segments)); do
-    psql -c CHECKPOINT
-    pgbench -n -c 4 -j 2 -T 5
-    psql -c 'SELECT pg_switch_wal()' >/dev/null
-done
-sleep 2
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
-mapfile -t names < <(ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | head -n "$segments")
-bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
+make_segments "$segments"
 echo "segments: ${#names[@]} ($((bytes >> 20)) MiB)" >&2
 
 pids=()

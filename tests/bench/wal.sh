@@ -22,27 +22,9 @@ delay_ms=5
 source "$(dirname "$0")/lib.sh"
 (cd "$root" && cargo build --release --quiet -p walgate-tests --bin delay-proxy)
 
-echo "making $segments real segments with pgbench..." >&2
-as_pg mkdir "$work/segments"
-start_pg "archive_mode = on
-archive_command = 'cp %p $work/segments/%f'
-max_wal_size = '4GB'
-fsync = off
-synchronous_commit = off"
-# The initial load (COPY and index builds), then updates whose WAL is full-page images
-# after each checkpoint, as on a busy server.
-pgbench -i -s $((segments / 2)) -q
-while (($(ls "$work/segments" | wc -l) < segments)); do
-    psql -c CHECKPOINT
-    pgbench -n -c 4 -j 2 -T 5
-    psql -c 'SELECT pg_switch_wal()' >/dev/null
-done
-sleep 2
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
-mapfile -t names < <(ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | head -n "$segments")
+make_segments "$segments"
 mkdir "$work/zst"
 for n in "${names[@]}"; do zstd -q -1 "$work/segments/$n" -o "$work/zst/$n.zst"; done
-bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
 zbytes=$(cat "$work/zst"/*.zst | wc -c)
 echo "segments: ${#names[@]} ($((bytes >> 20)) MiB, zstd -1 ratio $(python3 -c "print(round($bytes/$zbytes,2))"))" >&2
 

@@ -53,6 +53,15 @@ fn python(code: &str) -> Vec<String> {
     out.lines().map(str::to_owned).collect()
 }
 
+/// Runs the Python snippet `code(path)` with a temporary file holding `data`; returns
+/// what the file holds afterwards (objects go in and out of the SDKs through it).
+fn through_file(data: &[u8], code: impl FnOnce(&str) -> String) -> Vec<u8> {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), data).expect("write temp file");
+    python(&code(&file.path().display().to_string()));
+    std::fs::read(file.path()).expect("read temp file")
+}
+
 /// A moto S3 server on a free port, killed on drop. Its data lives in memory.
 pub struct Moto {
     child: Child,
@@ -92,24 +101,22 @@ impl Moto {
 
     /// The stored bytes of one object.
     pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        python(&format!(
-            "{}; s3.download_file('{bucket}', '{key}', '{}')",
-            self.client(),
-            file.path().display()
-        ));
-        std::fs::read(file.path()).expect("downloaded object")
+        through_file(&[], |f| {
+            format!(
+                "{}; s3.download_file('{bucket}', '{key}', '{f}')",
+                self.client()
+            )
+        })
     }
 
     /// Replaces one object's bytes behind the gateway's back.
     pub fn write(&self, bucket: &str, key: &str, data: &[u8]) {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), data).expect("write temp file");
-        python(&format!(
-            "{}; s3.upload_file('{}', '{bucket}', '{key}')",
-            self.client(),
-            file.path().display()
-        ));
+        through_file(data, |f| {
+            format!(
+                "{}; s3.upload_file('{f}', '{bucket}', '{key}')",
+                self.client()
+            )
+        });
     }
 
     /// The keys under `prefix` in `bucket`, sorted.
@@ -189,24 +196,22 @@ impl Azurite {
 
     /// The stored bytes of one blob.
     pub fn read(&self, container: &str, key: &str) -> Vec<u8> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        python(&format!(
-            "{}; open('{}', 'wb').write(az.get_blob_client('{container}', '{key}').download_blob().readall())",
-            self.client(),
-            file.path().display()
-        ));
-        std::fs::read(file.path()).expect("downloaded blob")
+        through_file(&[], |f| {
+            format!(
+                "{}; open('{f}', 'wb').write(az.get_blob_client('{container}', '{key}').download_blob().readall())",
+                self.client()
+            )
+        })
     }
 
     /// Replaces one blob's bytes behind the gateway's back.
     pub fn write(&self, container: &str, key: &str, data: &[u8]) {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), data).expect("write temp file");
-        python(&format!(
-            "{}; az.get_blob_client('{container}', '{key}').upload_blob(open('{}', 'rb').read(), overwrite=True)",
-            self.client(),
-            file.path().display()
-        ));
+        through_file(data, |f| {
+            format!(
+                "{}; az.get_blob_client('{container}', '{key}').upload_blob(open('{f}', 'rb').read(), overwrite=True)",
+                self.client()
+            )
+        });
     }
 
     /// The blob names under `prefix` in `container`, sorted.
@@ -376,6 +381,34 @@ impl Bucket {
             Bucket::Local(dir) => std::fs::read(dir.join(key)).expect("read object"),
             Bucket::S3(moto) => moto.read("walgate", &self.path(key)),
             Bucket::Azure(azurite) => azurite.read("walgate", &self.path(key)),
+        }
+    }
+
+    /// The keys stored under `prefix` (`clusters/…`), without the target's prefix.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let strip = |keys: Vec<String>| {
+            keys.into_iter()
+                .map(|k| k.trim_start_matches("p/").to_owned())
+                .collect()
+        };
+        match self {
+            Bucket::Local(dir) => {
+                let mut keys = vec![];
+                let mut stack = vec![dir.join(prefix)];
+                while let Some(d) = stack.pop() {
+                    for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                        if e.path().is_dir() {
+                            stack.push(e.path());
+                        } else if let Ok(rel) = e.path().strip_prefix(dir) {
+                            keys.push(rel.display().to_string());
+                        }
+                    }
+                }
+                keys.sort();
+                keys
+            }
+            Bucket::S3(moto) => strip(moto.keys("walgate", &self.path(prefix))),
+            Bucket::Azure(azurite) => strip(azurite.keys("walgate", &self.path(prefix))),
         }
     }
 

@@ -652,6 +652,20 @@ pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path
     )
 }
 
+/// A running cluster archiving as `main` into `gateway_url` with the README's curl
+/// recipe and `token`; the header file it reads is `<dir>/auth-header`.
+pub fn archiving_with_curl(gateway_url: &str, token: &str) -> PgCluster {
+    let mut pg = PgCluster::init(&[]);
+    let header = pg.dir.path().join("auth-header");
+    write_token_header(&header, token);
+    pg.append_conf(&format!(
+        "wal_level = replica\narchive_mode = on\narchive_command = {}",
+        conf_quote(&curl_archive_command(gateway_url, "main", &header))
+    ));
+    pg.start();
+    pg
+}
+
 /// The README's restore_command recipe.
 pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
     walgate_core::recipe::curl_restore_command(

@@ -29,14 +29,8 @@ struct Setup {
 fn setup() -> Setup {
     let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    let mut source = PgCluster::init(&[]);
+    let source = walgate_tests::archiving_with_curl(&gateway.url, &gateway.token("main", "admin"));
     let header = source.dir.path().join("auth-header");
-    write_token_header(&header, &gateway.token("main", "admin"));
-    source.append_conf(&format!(
-        "wal_level = replica\narchive_mode = on\narchive_command = {}",
-        conf_quote(&curl_archive_command(&gateway.url, "main", &header))
-    ));
-    source.start();
     source.pgbench(&["-i", "-s", "2", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
     Setup {

@@ -8,9 +8,8 @@ use std::process::Command;
 
 use walgate_tests::emulators::{Bucket, write_config};
 use walgate_tests::{
-    Gateway, PgCluster, basebackup_tar, bin, body_bytes, conf_quote, curl_archive_command,
-    curl_restore_command, gateway_dir, pgbench_checksum, run, synthetic_segment,
-    write_token_header,
+    Gateway, PgCluster, basebackup_tar, bin, body_bytes, conf_quote, curl_restore_command,
+    gateway_dir, pgbench_checksum, run, synthetic_segment, write_token_header,
 };
 
 const SEALED: &[u8] = b"WGENC\0";
@@ -177,14 +176,7 @@ fn recovery_across_a_key_rotation_on_s3() {
     let archiver = gateway.token("main", "archiver");
     let restorer = gateway.token("main", "restorer");
 
-    let mut source = PgCluster::init(&[]);
-    let header = source.dir.path().join("auth-header");
-    write_token_header(&header, &archiver);
-    source.append_conf(&format!(
-        "wal_level = replica\narchive_mode = on\narchive_command = {}",
-        conf_quote(&curl_archive_command(&gateway.url, "main", &header))
-    ));
-    source.start();
+    let source = walgate_tests::archiving_with_curl(&gateway.url, &archiver);
     source.pgbench(&["-i", "-s", "2", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
     let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);

@@ -6,10 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walgate_tests::emulators::{Azurite, Moto, Proxy, write_config};
-use walgate_tests::{
-    Gateway, PgCluster, basebackup_tar, bin, conf_quote, curl_archive_command, gateway_dir,
-    synthetic_segment, write_token_header,
-};
+use walgate_tests::{Gateway, PgCluster, basebackup_tar, bin, gateway_dir, synthetic_segment};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_delay-proxy");
 
@@ -168,14 +165,7 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
     );
     let admin = gateway.token("main", "admin");
 
-    let mut source = PgCluster::init(&[]);
-    let header = source.dir.path().join("auth-header");
-    write_token_header(&header, &admin);
-    source.append_conf(&format!(
-        "wal_level = replica\narchive_mode = on\narchive_command = {}",
-        conf_quote(&curl_archive_command(&gateway.url, "main", &header))
-    ));
-    source.start();
+    let source = walgate_tests::archiving_with_curl(&gateway.url, &admin);
     source.psql("CREATE TABLE t (n int)");
     let switches = |n: usize| {
         for i in 0..n {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use walgate_tests::emulators::{Azurite, Moto, write_config};
+use walgate_tests::emulators::{Bucket, write_config};
 use walgate_tests::{
     Gateway, PgCluster, body_bytes, client_command, conf_quote, curl_archive_command,
     curl_restore_command, gateway_dir, pgbench_checksum, write_token_header,
@@ -176,49 +176,33 @@ fn wal_names(keys: &[String]) -> Vec<String> {
     names
 }
 
-/// The archive lives in an S3 bucket (moto) under a prefix: PostgreSQL archives through
-/// the client, recovers from it, and nothing is written to the local store.
-#[test]
-fn archive_and_recover_on_s3() {
-    let moto = Moto::start();
-    moto.create_bucket("walgate");
+/// Archive and recovery with the archive in a cloud bucket under a prefix: objects land
+/// there, none in the local store, and the cluster records its target.
+fn archive_and_recover_on(bucket: Bucket, tool: Tool) {
     let dir = gateway_dir();
-    let config = write_config(
-        dir.path(),
-        "s3",
-        &[moto.target("s3", "walgate", "fleet/prod")],
-    );
+    let config = write_config(dir.path(), "cloud", &[bucket.target("cloud", "")]);
     let gateway = Gateway::start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
     );
-    archive_and_recover(&gateway, Tool::Client);
-    let stored = wal_names(&moto.keys("walgate", "fleet/prod/clusters/main/wal/"));
+    archive_and_recover(&gateway, tool);
+    let stored = wal_names(&bucket.keys("clusters/main/wal/"));
     assert!(stored.len() >= 5, "{stored:?}");
     assert!(!dir.path().join("data/objects").exists());
     let (_, cluster) = admin_get(&gateway, "/v1/clusters/main");
-    assert_eq!(cluster["target"], "s3");
+    assert_eq!(cluster["target"], "cloud");
 }
 
-/// The same on Azure blob storage (Azurite), with the README's curl recipes.
+/// S3 (moto), with the client.
+#[test]
+fn archive_and_recover_on_s3() {
+    archive_and_recover_on(Bucket::s3(), Tool::Client);
+}
+
+/// Azure blob storage (Azurite), with the README's curl recipes.
 #[test]
 fn archive_and_recover_on_azure() {
-    let azurite = Azurite::start();
-    azurite.create_container("walgate");
-    let dir = gateway_dir();
-    let config = write_config(
-        dir.path(),
-        "azure",
-        &[azurite.target("azure", "walgate", "prod")],
-    );
-    let gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
-    archive_and_recover(&gateway, Tool::Curl);
-    let stored = wal_names(&azurite.keys("walgate", "prod/clusters/main/wal/"));
-    assert!(stored.len() >= 5, "{stored:?}");
-    assert!(!dir.path().join("data/objects").exists());
+    archive_and_recover_on(Bucket::azure(), Tool::Curl);
 }
 
 fn admin_get(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {

@@ -141,6 +141,22 @@ struct Listed {
     hash: Option<String>,
 }
 
+impl Listed {
+    fn meta(self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(name),
+            last_modified: self
+                .last_modified
+                .as_deref()
+                .map(listing_time)
+                .unwrap_or_default(),
+            size: self.bytes,
+            e_tag: self.hash,
+            version: None,
+        }
+    }
+}
+
 fn listing_time(s: &str) -> DateTime<Utc> {
     // `2026-11-27T10:00:00.123456`, UTC without a zone.
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -538,21 +554,11 @@ impl ObjectStore for Swift {
                 let objects: Vec<object_store::Result<ObjectMeta>> = page
                     .into_iter()
                     .filter_map(|e| {
-                        let name = e.name?;
+                        let name = e.name.clone()?;
                         if name.starts_with(".segments/") {
                             return None;
                         }
-                        Some(Ok(ObjectMeta {
-                            location: Path::from(name),
-                            last_modified: e
-                                .last_modified
-                                .as_deref()
-                                .map(listing_time)
-                                .unwrap_or_default(),
-                            size: e.bytes,
-                            e_tag: e.hash,
-                            version: None,
-                        }))
+                        Some(Ok(e.meta(name)))
                     })
                     .collect();
                 Ok(Some((futures_util::stream::iter(objects), next)))
@@ -579,19 +585,9 @@ impl ObjectStore for Swift {
                     result
                         .common_prefixes
                         .push(Path::from(dir.trim_end_matches('/')));
-                } else if let Some(name) = e.name {
+                } else if let Some(name) = e.name.clone() {
                     marker = name.clone();
-                    result.objects.push(ObjectMeta {
-                        location: Path::from(name),
-                        last_modified: e
-                            .last_modified
-                            .as_deref()
-                            .map(listing_time)
-                            .unwrap_or_default(),
-                        size: e.bytes,
-                        e_tag: e.hash,
-                        version: None,
-                    });
+                    result.objects.push(e.meta(name));
                 }
             }
             if !full {
