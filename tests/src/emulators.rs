@@ -245,6 +245,135 @@ impl Drop for Azurite {
     }
 }
 
+/// A single-node OpenStack Swift (`tests/emulators/swift-aio`: TempAuth user
+/// `test:tester`/`testing`, s3api with the same credentials), stopped on drop.
+pub struct SwiftAio {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SwiftAio {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Started with extra environment, e.g. `SWIFT_AIO_TOKEN_LIFE`.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("swift dir");
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("emulators/swift-aio");
+        let mut child = Command::new(script)
+            .arg(dir.path())
+            .arg(port.to_string())
+            .envs(env.iter().copied())
+            .env("WALGATE_EMULATORS", emulators_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start swift-aio");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read swift-aio");
+        if line.trim() != "ready" {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err);
+            panic!("swift-aio did not start: {err}");
+        }
+        let aio = SwiftAio {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        aio.request("PUT", "walgate", vec![]);
+        aio
+    }
+
+    /// A TempAuth token and the account's storage URL.
+    fn session(&self) -> (String, String) {
+        let r = crate::agent()
+            .get(format!("{}/auth/v1.0", self.url))
+            .header("X-Auth-User", "test:tester")
+            .header("X-Auth-Key", "testing")
+            .call()
+            .expect("swift auth");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .expect("auth header")
+                .to_owned()
+        };
+        (header("x-auth-token"), header("x-storage-url"))
+    }
+
+    /// A request to `<storage url>/<path>` with a token; its status and body.
+    fn request(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let (token, storage) = self.session();
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{storage}/{path}"))
+            .header("X-Auth-Token", token)
+            .body(body)
+            .expect("request");
+        let r = crate::agent().run(req).expect("swift request");
+        let status = r.status().as_u16();
+        (status, crate::body_bytes(r))
+    }
+
+    /// `[targets.NAME]` for the native API (TempAuth v1), container `walgate`, prefix `p`.
+    pub fn target(&self, name: &str) -> String {
+        format!(
+            "[targets.{name}]\nurl = \"swift://walgate/p\"\nswift_auth_url = \"{}/auth/v1.0\"\n\
+             swift_user = \"test:tester\"\nswift_key = \"testing\"\n",
+            self.url
+        )
+    }
+
+    /// `[targets.NAME]` for the same account through Swift's S3 API (bucket `s3bucket`).
+    pub fn s3_target(&self, name: &str) -> String {
+        self.request("PUT", "s3bucket", vec![]);
+        format!(
+            "[targets.{name}]\nurl = \"s3://s3bucket/p\"\naws_endpoint = \"{}\"\n\
+             aws_region = \"us-east-1\"\naws_allow_http = true\n\
+             aws_access_key_id = \"test:tester\"\naws_secret_access_key = \"testing\"\n",
+            self.url
+        )
+    }
+
+    pub fn read(&self, container: &str, key: &str) -> Vec<u8> {
+        let (status, body) = self.request("GET", &format!("{container}/{key}"), vec![]);
+        assert_eq!(status, 200, "GET {key}");
+        body
+    }
+
+    pub fn write(&self, container: &str, key: &str, data: &[u8]) {
+        let (status, _) = self.request("PUT", &format!("{container}/{key}"), data.to_vec());
+        assert_eq!(status, 201, "PUT {key}");
+    }
+
+    /// Every object name in `container` under `prefix` (segments included), sorted.
+    pub fn keys(&self, container: &str, prefix: &str) -> Vec<String> {
+        let (status, body) = self.request("GET", &format!("{container}?prefix={prefix}"), vec![]);
+        assert!(status == 200 || status == 204, "list {container}: {status}");
+        String::from_utf8(body)
+            .expect("names")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for SwiftAio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes a gateway config file with these target tables and returns its path.
 pub fn write_config(dir: &Path, default_target: &str, tables: &[String]) -> PathBuf {
     let path = dir.join("walgate.toml");
@@ -337,6 +466,9 @@ pub enum Bucket {
     Local(PathBuf),
     S3(Moto),
     Azure(Azurite),
+    Swift(SwiftAio),
+    /// The same Swift through its S3 API.
+    SwiftS3(SwiftAio),
 }
 
 impl Bucket {
@@ -349,6 +481,14 @@ impl Bucket {
         let moto = Moto::start();
         moto.create_bucket("walgate");
         Bucket::S3(moto)
+    }
+
+    pub fn swift() -> Self {
+        Bucket::Swift(SwiftAio::start())
+    }
+
+    pub fn swift_s3() -> Self {
+        Bucket::SwiftS3(SwiftAio::start())
     }
 
     pub fn azure() -> Self {
@@ -364,6 +504,8 @@ impl Bucket {
             Bucket::Local(dir) => format!("[targets.{name}]\nurl = \"file://{}\"\n", dir.display()),
             Bucket::S3(moto) => moto.target(name, "walgate", "p"),
             Bucket::Azure(azurite) => azurite.target(name, "walgate", "p"),
+            Bucket::Swift(swift) => swift.target(name),
+            Bucket::SwiftS3(swift) => swift.s3_target(name),
         };
         table + extra
     }
@@ -381,6 +523,8 @@ impl Bucket {
             Bucket::Local(dir) => std::fs::read(dir.join(key)).expect("read object"),
             Bucket::S3(moto) => moto.read("walgate", &self.path(key)),
             Bucket::Azure(azurite) => azurite.read("walgate", &self.path(key)),
+            Bucket::Swift(swift) => swift.read("walgate", &self.path(key)),
+            Bucket::SwiftS3(swift) => swift.read("s3bucket", &self.path(key)),
         }
     }
 
@@ -409,6 +553,8 @@ impl Bucket {
             }
             Bucket::S3(moto) => strip(moto.keys("walgate", &self.path(prefix))),
             Bucket::Azure(azurite) => strip(azurite.keys("walgate", &self.path(prefix))),
+            Bucket::Swift(swift) => strip(swift.keys("walgate", &self.path(prefix))),
+            Bucket::SwiftS3(swift) => strip(swift.keys("s3bucket", &self.path(prefix))),
         }
     }
 
@@ -417,6 +563,8 @@ impl Bucket {
             Bucket::Local(dir) => std::fs::write(dir.join(key), data).expect("write object"),
             Bucket::S3(moto) => moto.write("walgate", &self.path(key), data),
             Bucket::Azure(azurite) => azurite.write("walgate", &self.path(key), data),
+            Bucket::Swift(swift) => swift.write("walgate", &self.path(key), data),
+            Bucket::SwiftS3(swift) => swift.write("s3bucket", &self.path(key), data),
         }
     }
 }

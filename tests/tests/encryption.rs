@@ -160,6 +160,11 @@ fn encryption_on_s3() {
 }
 
 #[test]
+fn encryption_on_swift() {
+    round_trips_rotates_and_refuses_damage(Bucket::swift());
+}
+
+#[test]
 fn encryption_on_azure() {
     round_trips_rotates_and_refuses_damage(Bucket::azure());
 }

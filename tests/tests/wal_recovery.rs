@@ -205,6 +205,18 @@ fn archive_and_recover_on_azure() {
     archive_and_recover_on(Bucket::azure(), Tool::Curl);
 }
 
+/// OpenStack Swift through its native API (TempAuth), with the client.
+#[test]
+fn archive_and_recover_on_swift() {
+    archive_and_recover_on(Bucket::swift(), Tool::Client);
+}
+
+/// The same Swift through its S3 API (s3api), with curl.
+#[test]
+fn archive_and_recover_on_swift_through_its_s3_api() {
+    archive_and_recover_on(Bucket::swift_s3(), Tool::Curl);
+}
+
 fn admin_get(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {
     let admin = gateway.token("*", "admin");
     let response = gateway.get(path, Some(&admin));

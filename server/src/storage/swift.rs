@@ -157,6 +157,19 @@ impl Listed {
     }
 }
 
+/// The report of a `multipart-manifest=delete`.
+#[derive(Deserialize)]
+struct BulkDelete {
+    #[serde(rename = "Response Status")]
+    response_status: String,
+    #[serde(rename = "Number Deleted", default)]
+    number_deleted: u64,
+    #[serde(rename = "Number Not Found", default)]
+    number_not_found: u64,
+    #[serde(rename = "Errors", default)]
+    errors: Vec<Vec<String>>,
+}
+
 fn listing_time(s: &str) -> DateTime<Utc> {
     // `2026-11-27T10:00:00.123456`, UTC without a zone.
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -287,6 +300,10 @@ impl Swift {
         })
     }
 
+    /// Deletes an object, and its segments when it is a large object. Swift's
+    /// `multipart-manifest=delete` answers 200 whatever happened and reports in its
+    /// body; on a plain object it refuses ("Not an SLO manifest") and a plain DELETE
+    /// follows.
     async fn delete_object(&self, location: &Path) -> Result<(), object_store::Error> {
         let r = self
             .send(|s| {
@@ -294,6 +311,37 @@ impl Swift {
                     .http
                     .delete(self.object_url(s, location.as_ref()))
                     .query(&[("multipart-manifest", "delete")])
+                    .header("Accept", "application/json")
+            })
+            .await?;
+        if !r.status().is_success() {
+            return Err(Self::failure(location.as_ref(), r).await);
+        }
+        let report: BulkDelete = r.json().await.map_err(generic)?;
+        if report.response_status.starts_with("200") {
+            return match (report.number_deleted, report.number_not_found) {
+                (0, n) if n > 0 => Err(object_store::Error::NotFound {
+                    path: location.to_string(),
+                    source: "no such object".into(),
+                }),
+                _ => Ok(()),
+            };
+        }
+        let not_a_manifest = report
+            .errors
+            .iter()
+            .any(|e| e.iter().any(|field| field.contains("Not an SLO manifest")));
+        if !not_a_manifest {
+            return Err(generic(format!(
+                "deleting {location}: {} {:?}",
+                report.response_status, report.errors
+            )));
+        }
+        let r = self
+            .send(|s| {
+                self.inner
+                    .http
+                    .delete(self.object_url(s, location.as_ref()))
             })
             .await?;
         if r.status().is_success() {
