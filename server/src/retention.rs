@@ -227,11 +227,13 @@ pub async fn schedule(state: AppState, interval: Duration) {
                 continue;
             }
         };
+        let count = clusters.len();
         for (cluster, _) in clusters {
             if let Err(e) = run(&state, &cluster).await {
                 tracing::error!(cluster = %cluster.name, error = %e, "retention run failed; the next one resumes it");
             }
         }
+        tracing::info!(clusters = count, "retention: scheduled run done");
     }
 }
 

@@ -240,15 +240,37 @@ impl PgCluster {
             &format!("{last} to be archived"),
             Duration::from_secs(180),
             || {
+                // The last archived file may be a backup history file named after its
+                // segment (when a backup ended the segment and nothing was written since).
                 let archived =
                     self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-                archived.len() == 24 && archived >= last
+                archived
+                    .get(..24)
+                    .is_some_and(|segment| segment >= last.as_str())
             },
         );
         last
     }
 
     /// Waits until recovery has ended and the server accepts writes.
+    /// The segment file names PostgreSQL has marked archived, sorted.
+    pub fn done_segments(&self) -> Vec<String> {
+        let dir = self.pgdata.join("pg_wal/archive_status");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("archive_status")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".done")
+                    .map(str::to_owned)
+            })
+            .filter(|n| n.len() == 24)
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn wait_recovered(&self) {
         self.wait_for("recovery to finish", Duration::from_secs(180), || {
             self.psql("SELECT pg_is_in_recovery()") == "f"

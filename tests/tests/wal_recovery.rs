@@ -10,23 +10,6 @@ use walgate_tests::{
     curl_restore_command, gateway_dir, pgbench_checksum, write_token_header,
 };
 
-/// The segment file names PostgreSQL has marked archived.
-fn done_segments(pg: &PgCluster) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(pg.pgdata.join("pg_wal/archive_status"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".done")
-                .map(str::to_owned)
-        })
-        .filter(|n| n.len() == 24)
-        .collect();
-    names.sort();
-    names
-}
-
 /// Which client PostgreSQL's archive and restore commands use.
 #[derive(Clone, Copy)]
 enum Tool {
@@ -86,7 +69,7 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
     );
 
     // Every segment PostgreSQL marked done is fetchable and byte-identical.
-    let done = done_segments(&source);
+    let done = source.done_segments();
     assert!(
         done.len() >= 5,
         "expected several archived segments, got {done:?}"

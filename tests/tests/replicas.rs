@@ -1,0 +1,147 @@
+//! Two gateway replicas on one PostgreSQL catalog, one object store and one signing key,
+//! as behind a load balancer: archiving spreads over both, one is killed with SIGKILL
+//! while PostgreSQL archives under pgbench, and nothing acknowledged is lost: every
+//! segment PostgreSQL marked done is served by the survivor, and a recovery from the
+//! archive matches the source. Scheduled retention runs on one replica at a time, and
+//! moves to the survivor once the dead one's lease runs out.
+
+use std::time::{Duration, Instant};
+
+use walgate_tests::{
+    Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, curl_restore_command,
+    gateway_dir, pgbench_checksum, write_token_header,
+};
+
+/// How many scheduled retention runs a gateway's log records.
+fn retention_runs(gateway: &Gateway) -> usize {
+    gateway
+        .log()
+        .matches("retention: scheduled run done")
+        .count()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_replicas_share_the_work_and_survive_a_sigkill() {
+    let mut catalog = PgCluster::init(&[]);
+    catalog.start();
+    catalog.psql("CREATE DATABASE walgate");
+    let dir = gateway_dir();
+    let shared = [
+        "--catalog-url".to_owned(),
+        catalog.url("walgate"),
+        "--storage-url".to_owned(),
+        format!("file://{}", dir.path().join("objects").display()),
+        "--signing-key-file".to_owned(),
+        dir.path().join("signing.key").display().to_string(),
+    ];
+    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+    let serve = ["--retention-interval", "1s", "--retention-keep-last", "2"];
+    let mut a = Gateway::start_serving(&dir.path().join("a"), &shared, &serve);
+    let b = Gateway::start_serving(&dir.path().join("b"), &shared, &serve);
+
+    // Retention: one replica holds the lease and runs; the other waits.
+    wait_until("a scheduled retention run", Duration::from_secs(20), || {
+        retention_runs(&a) + retention_runs(&b) >= 3
+    });
+    let (runs_a, runs_b) = (retention_runs(&a), retention_runs(&b));
+    assert!(
+        runs_a == 0 || runs_b == 0,
+        "both replicas ran retention: {runs_a} and {runs_b}"
+    );
+
+    // A token from either replica works on both: one key, one catalog.
+    let token = a.token("main", "admin");
+    assert_eq!(b.get("/v1/tokens/self", Some(&token)).status(), 200);
+
+    // The load balancer: even segments to a first, odd ones to b, each falling back to
+    // the other replica when its first choice fails.
+    let mut source = PgCluster::init(&[]);
+    let header = source.dir.path().join("auth-header");
+    write_token_header(&header, &token);
+    let script = source.dir.path().join("archive.sh");
+    let push = |url: &str| {
+        curl_archive_command(url, "main", &header)
+            .replace("%p", "\"$1\"")
+            .replace("%f", "\"$2\"")
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$2\" in\n  *[02468ACE]) {{ {a}; }} || {{ {b}; }} ;;\n  *) {{ {b}; }} || {{ {a}; }} ;;\nesac\n",
+            a = push(&a.url),
+            b = push(&b.url)
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["755"])
+        .arg(&script)
+        .status()
+        .unwrap();
+    source.append_conf(&format!(
+        "wal_level = replica\narchive_mode = on\nwal_keep_size = '1GB'\narchive_command = {}",
+        conf_quote(&format!("{} %p %f", script.display()))
+    ));
+    source.start();
+    source.pgbench(&["-i", "-s", "4", "-q"]);
+    source.psql("CREATE TABLE marker (note text)");
+    let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);
+    source.archive_current();
+    assert!(a.log().contains("archived") && b.log().contains("archived"));
+
+    // SIGKILL a mid-load, with uploads in flight.
+    let load = {
+        let url = source.url("postgres");
+        std::thread::spawn(move || {
+            let status = std::process::Command::new(walgate_tests::pg_bin().join("pgbench"))
+                .args(["-c", "4", "-j", "2", "-T", "8", "-n", &url])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    a.kill();
+    load.join().unwrap();
+    source.psql("INSERT INTO marker VALUES ('after the kill')");
+    let last = source.archive_current();
+    let expected = pgbench_checksum(&source);
+
+    // Every segment PostgreSQL was told is archived is on the survivor, byte for byte.
+    for name in source.done_segments() {
+        let fetched = b.get(&format!("/v1/clusters/main/wal/{name}"), Some(&token));
+        assert_eq!(fetched.status(), 200, "{name} was acknowledged but is gone");
+        let original = std::fs::read(source.pgdata.join("pg_wal").join(&name)).unwrap();
+        assert!(body_bytes(fetched) == original, "{name} differs");
+    }
+
+    // Retention carries on on the survivor once the dead replica's lease runs out.
+    let before = retention_runs(&b);
+    wait_until("retention on the survivor", Duration::from_secs(20), || {
+        retention_runs(&b) > before
+    });
+
+    let restore_header = restored.dir.path().join("auth-header");
+    write_token_header(&restore_header, &token);
+    restored.append_conf(&format!(
+        "archive_mode = off\nrestore_command = {}",
+        conf_quote(&curl_restore_command(&b.url, "main", &restore_header))
+    ));
+    restored.touch("recovery.signal");
+    restored.start();
+    restored.wait_recovered();
+    assert_eq!(pgbench_checksum(&restored), expected);
+    assert!(
+        restored
+            .log()
+            .contains(&format!("restored log file \"{last}\""))
+    );
+}
