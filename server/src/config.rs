@@ -95,6 +95,14 @@ pub struct ServeArgs {
     /// Retry-After. [default: 4]
     #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS", value_name = "N")]
     pub max_backup_uploads: Option<usize>,
+    /// Bandwidth for base backup uploads and restores through this gateway, per second
+    /// (e.g. `200MiB`; `0`: unlimited). WAL is never throttled. Re-read from the config
+    /// file on SIGHUP. [default: unlimited]
+    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT", value_name = "RATE", value_parser = crate::limits::parse_rate)]
+    pub backup_rate_limit: Option<Option<u64>>,
+    /// The same for each cluster's backups. [default: unlimited]
+    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT_PER_CLUSTER", value_name = "RATE", value_parser = crate::limits::parse_rate)]
+    pub backup_rate_limit_per_cluster: Option<Option<u64>>,
     /// On SIGTERM, how long `/readyz` answers 503 before the gateway stops accepting
     /// connections, so load balancers move traffic away first. [default: 5s]
     #[arg(long, env = "WALGATE_DRAIN_DELAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -142,6 +150,8 @@ struct FileConfig {
     retention_min_backups: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
+    backup_rate_limit: Option<String>,
+    backup_rate_limit_per_cluster: Option<String>,
 }
 
 /// `retention_interval = "1h"` in the config file.
@@ -207,6 +217,7 @@ pub struct Settings {
     /// How often retention runs; zero: never on its own.
     pub retention_interval: std::time::Duration,
     pub upload_limits: crate::limits::UploadLimits,
+    pub backup_rates: crate::limits::RateLimits,
     /// SIGTERM: unready for this long, then this long for requests in flight.
     pub drain_delay: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
@@ -298,6 +309,13 @@ impl Settings {
                 .retention_interval
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
+            backup_rates: crate::limits::RateLimits {
+                overall: rate(serve.backup_rate_limit, file.backup_rate_limit.as_deref())?,
+                per_cluster: rate(
+                    serve.backup_rate_limit_per_cluster,
+                    file.backup_rate_limit_per_cluster.as_deref(),
+                )?,
+            },
             upload_limits: crate::limits::UploadLimits {
                 per_cluster: serve.max_backup_uploads_per_cluster.unwrap_or(1).max(1),
                 overall: serve.max_backup_uploads.unwrap_or(4).max(1),
@@ -309,6 +327,15 @@ impl Settings {
                 .shutdown_timeout
                 .unwrap_or(std::time::Duration::from_secs(30)),
         })
+    }
+}
+
+/// A rate from a flag (already parsed) or the config file.
+fn rate(flag: Option<Option<u64>>, file: Option<&str>) -> anyhow::Result<Option<u64>> {
+    match (flag, file) {
+        (Some(r), _) => Ok(r),
+        (None, Some(text)) => crate::limits::parse_rate(text).map_err(anyhow::Error::msg),
+        (None, None) => Ok(None),
     }
 }
 

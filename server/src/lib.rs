@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Base backup uploads running now, within their limits.
     pub uploads: limits::Uploads,
+    /// Base backup bandwidth, overall and per cluster.
+    pub bandwidth: limits::Bandwidth,
     /// Cancelled when shutdown's deadline passes: backup uploads still running end as
     /// cut uploads, which clean up after themselves.
     pub cut_uploads: tokio_util::sync::CancellationToken,
@@ -68,6 +70,7 @@ impl AppState {
             metrics: Default::default(),
             cut_uploads: Default::default(),
             uploads: limits::Uploads::new(s.upload_limits),
+            bandwidth: limits::Bandwidth::new(s.backup_rates),
         })
     }
 }

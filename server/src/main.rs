@@ -242,7 +242,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { state, serve } => {
             let settings = Settings::resolve(&state, &serve)?;
             init_logs(settings.log_format);
-            run(settings).await
+            run(settings, move || Settings::resolve(&state, &serve)).await
         }
         Command::Migrate { state } => {
             let settings = Settings::resolve(&state, &ServeArgs::default())?;
@@ -321,9 +321,15 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Serves until SIGTERM; `reload` reads the settings again on SIGHUP (for the limits
+/// that may change without a restart).
+async fn run(
+    settings: Settings,
+    reload: impl Fn() -> anyhow::Result<Settings> + Send + 'static,
+) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
     let state = AppState::open(&settings).await?;
+    tokio::spawn(reload_limits(state.bandwidth.clone(), reload));
     for store in state.storage.iter() {
         store.probe().await?;
         tracing::info!(target = %store.target(), url = store.url(), "storage target ok");
@@ -433,6 +439,29 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On SIGHUP, applies the backup bandwidth limits from the settings read again.
+async fn reload_limits(
+    bandwidth: walgate::limits::Bandwidth,
+    reload: impl Fn() -> anyhow::Result<Settings>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot watch SIGHUP; limits change only with a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match reload() {
+            Ok(s) => {
+                bandwidth.set(s.backup_rates);
+                tracing::info!(limits = ?s.backup_rates, "backup bandwidth limits reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "settings not reloaded; the limits in use stay")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -80,8 +80,9 @@ async fn post_backup(
         state.zstd_level,
         cluster.clone(),
     );
-    let body = body
-        .into_data_stream()
+    let body = state
+        .bandwidth
+        .throttle(&cluster, body.into_data_stream())
         .take_until(Box::pin(state.cut_uploads.clone().cancelled_owned()));
     let row = tokio::spawn(async move {
         let _slot = slot;
@@ -180,13 +181,16 @@ async fn get_archive(
         .of(registered.as_ref())?
         .get(&layout::backup_keys(&cluster, &row.id).data)
         .await?;
-    let mut response = stored_response(
+    let response = stored_response(
         stored,
         &headers,
         row.size,
         row.stored_size,
         "application/x-tar",
     );
+    // Paced as sent: the limit is on the wire, compressed or not.
+    let mut response = response
+        .map(|body| Body::from_stream(state.bandwidth.throttle(&cluster, body.into_data_stream())));
     // The hash is of the stored object: it describes the body only when sent as stored.
     if accepts_zstd(&headers) {
         let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
