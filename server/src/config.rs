@@ -98,11 +98,11 @@ pub struct ServeArgs {
     /// Bandwidth for base backup uploads and restores through this gateway, per second
     /// (e.g. `200MiB`; `0`: unlimited). WAL is never throttled. Re-read from the config
     /// file on SIGHUP. [default: unlimited]
-    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT", value_name = "RATE", value_parser = crate::limits::parse_rate)]
-    pub backup_rate_limit: Option<Option<u64>>,
+    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT", value_name = "RATE", value_parser = crate::limits::Rate::parse)]
+    pub backup_rate_limit: Option<crate::limits::Rate>,
     /// The same for each cluster's backups. [default: unlimited]
-    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT_PER_CLUSTER", value_name = "RATE", value_parser = crate::limits::parse_rate)]
-    pub backup_rate_limit_per_cluster: Option<Option<u64>>,
+    #[arg(long, env = "WALGATE_BACKUP_RATE_LIMIT_PER_CLUSTER", value_name = "RATE", value_parser = crate::limits::Rate::parse)]
+    pub backup_rate_limit_per_cluster: Option<crate::limits::Rate>,
     /// On SIGTERM, how long `/readyz` answers 503 before the gateway stops accepting
     /// connections, so load balancers move traffic away first. [default: 5s]
     #[arg(long, env = "WALGATE_DRAIN_DELAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -331,10 +331,12 @@ impl Settings {
 }
 
 /// A rate from a flag (already parsed) or the config file.
-fn rate(flag: Option<Option<u64>>, file: Option<&str>) -> anyhow::Result<Option<u64>> {
+fn rate(flag: Option<crate::limits::Rate>, file: Option<&str>) -> anyhow::Result<Option<u64>> {
     match (flag, file) {
-        (Some(r), _) => Ok(r),
-        (None, Some(text)) => crate::limits::parse_rate(text).map_err(anyhow::Error::msg),
+        (Some(r), _) => Ok(r.0),
+        (None, Some(text)) => Ok(crate::limits::Rate::parse(text)
+            .map_err(anyhow::Error::msg)?
+            .0),
         (None, None) => Ok(None),
     }
 }

@@ -226,8 +226,18 @@ impl Bandwidth {
     }
 }
 
-/// Parses a rate such as `50MiB`, `200M`, `1.5GiB` or `0` (unlimited), per second.
-pub fn parse_rate(s: &str) -> Result<Option<u64>, String> {
+/// Bytes per second; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub Option<u64>);
+
+impl Rate {
+    /// Parses a rate such as `50MiB`, `200M`, `1.5GiB` or `0` (unlimited), per second.
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        parse_rate(s).map(Rate)
+    }
+}
+
+fn parse_rate(s: &str) -> Result<Option<u64>, String> {
     let t = s.trim().trim_end_matches("/s");
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

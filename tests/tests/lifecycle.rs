@@ -221,3 +221,107 @@ fn a_backup_upload_past_the_deadline_leaves_nothing() {
     }
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// SIGTERM while PostgreSQL archives under pgbench and a base backup streams (slowed by
+/// a bandwidth limit, so it is still running at the deadline): the gateway exits by
+/// itself, PostgreSQL's archiver retries through the restart on its own, the archive
+/// is then complete and recovers to the source's rows, and the cut backup is cleanly
+/// absent.
+#[test]
+fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
+    use walgate_tests::{
+        PgCluster, archiving_with_curl, conf_quote, curl_restore_command, pg_bin, pgbench_checksum,
+        write_token_header,
+    };
+    let dir = gateway_dir();
+    let mut gateway = Gateway::start_serving(
+        &dir.path().join("data"),
+        &[],
+        &[
+            "--drain-delay",
+            "1s",
+            "--shutdown-timeout",
+            "3s",
+            "--backup-rate-limit",
+            "2MiB",
+        ],
+    );
+    let token = gateway.token("main", "admin");
+    let mut source = archiving_with_curl(&gateway.url, &token);
+    source.pgbench(&["-i", "-s", "4", "-q"]);
+    source.psql("CREATE TABLE marker (note text)");
+    let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);
+
+    let load = {
+        let url = source.url("postgres");
+        std::thread::spawn(move || {
+            let status = std::process::Command::new(pg_bin().join("pgbench"))
+                .args(["-c", "4", "-j", "2", "-T", "10", "-n", &url])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    };
+    let header = source.dir.path().join("auth-header");
+    let backup = {
+        let script = format!(
+            "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none --checkpoint=fast \
+             | curl -sS -o /dev/null -w '%{{http_code}}' -H @{} -T - {}/v1/clusters/main/backups",
+            pg_bin().display(),
+            source.port,
+            header.display(),
+            gateway.url
+        );
+        std::thread::spawn(move || {
+            let out = std::process::Command::new("bash")
+                .args(["-c", &script])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let status = gateway.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the gateway did not exit by itself: {status:?}"
+    );
+    let answered = backup.join().unwrap();
+    assert_ne!(
+        answered, "201",
+        "the backup could not have finished at 2 MiB/s"
+    );
+    gateway.restart();
+    load.join().unwrap();
+    source.psql("INSERT INTO marker VALUES ('after the restart')");
+    let last = source.archive_current();
+    let expected = pgbench_checksum(&source);
+    let failed: u32 = source
+        .psql("SELECT failed_count FROM pg_stat_archiver")
+        .parse()
+        .unwrap();
+    assert!(failed > 0, "the archiver never saw the gateway gone");
+
+    let viewer = gateway.token("main", "viewer");
+    let list = body_bytes(gateway.get("/v1/clusters/main/backups", Some(&viewer)));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&list).unwrap(),
+        serde_json::json!([]),
+        "a cut backup is listed"
+    );
+    let restore_header = restored.dir.path().join("auth-header");
+    write_token_header(&restore_header, &token);
+    restored.append_conf(&format!(
+        "archive_mode = off\nrestore_command = {}",
+        conf_quote(&curl_restore_command(&gateway.url, "main", &restore_header))
+    ));
+    restored.touch("recovery.signal");
+    restored.start();
+    restored.wait_recovered();
+    assert_eq!(pgbench_checksum(&restored), expected);
+    assert!(
+        restored
+            .log()
+            .contains(&format!("restored log file \"{last}\""))
+    );
+}
