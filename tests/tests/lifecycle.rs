@@ -247,7 +247,7 @@ fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
         ],
     );
     let token = gateway.token("main", "admin");
-    let mut source = archiving_with_curl(&gateway.url, &token);
+    let source = archiving_with_curl(&gateway.url, &token);
     source.pgbench(&["-i", "-s", "4", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
     let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);
