@@ -95,6 +95,16 @@ pub struct ServeArgs {
     /// Retry-After. [default: 4]
     #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS", value_name = "N")]
     pub max_backup_uploads: Option<usize>,
+    /// Reverse proxies (addresses or networks, comma-separated: `10.0.0.0/8,::1`) whose
+    /// X-Forwarded-For/-Proto/-Host headers are believed; from anyone else they are
+    /// ignored. [default: none]
+    #[arg(
+        long,
+        env = "WALGATE_TRUSTED_PROXIES",
+        value_name = "NETS",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<crate::http::forwarded::Network>,
     /// Bandwidth for base backup uploads and restores through this gateway, per second
     /// (e.g. `200MiB`; `0`: unlimited). WAL is never throttled. Re-read from the config
     /// file on SIGHUP. [default: unlimited]
@@ -152,6 +162,8 @@ struct FileConfig {
     retention_interval: Option<std::time::Duration>,
     backup_rate_limit: Option<String>,
     backup_rate_limit_per_cluster: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 /// `retention_interval = "1h"` in the config file.
@@ -218,6 +230,7 @@ pub struct Settings {
     pub retention_interval: std::time::Duration,
     pub upload_limits: crate::limits::UploadLimits,
     pub backup_rates: crate::limits::RateLimits,
+    pub trusted_proxies: Vec<crate::http::forwarded::Network>,
     /// SIGTERM: unready for this long, then this long for requests in flight.
     pub drain_delay: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
@@ -309,6 +322,14 @@ impl Settings {
                 .retention_interval
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
+            trusted_proxies: if serve.trusted_proxies.is_empty() {
+                file.trusted_proxies
+                    .iter()
+                    .map(|n| n.parse().map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<_>>()?
+            } else {
+                serve.trusted_proxies.clone()
+            },
             backup_rates: crate::limits::RateLimits {
                 overall: rate(serve.backup_rate_limit, file.backup_rate_limit.as_deref())?,
                 per_cluster: rate(

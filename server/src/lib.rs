@@ -42,6 +42,10 @@ pub struct AppState {
     pub uploads: limits::Uploads,
     /// Base backup bandwidth, overall and per cluster.
     pub bandwidth: limits::Bandwidth,
+    /// Whether the gateway serves HTTPS itself.
+    pub tls: bool,
+    /// Reverse proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Arc<http::forwarded::TrustedProxies>,
     /// Cancelled when shutdown's deadline passes: backup uploads still running end as
     /// cut uploads, which clean up after themselves.
     pub cut_uploads: tokio_util::sync::CancellationToken,
@@ -71,6 +75,8 @@ impl AppState {
             cut_uploads: Default::default(),
             uploads: limits::Uploads::new(s.upload_limits),
             bandwidth: limits::Bandwidth::new(s.backup_rates),
+            tls: s.tls.is_some(),
+            trusted_proxies: Arc::new(http::forwarded::TrustedProxies(s.trusted_proxies.clone())),
         })
     }
 }

@@ -394,8 +394,11 @@ async fn run(
     });
     match &settings.tls {
         None => {
-            let server = axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            let server = axum::serve(
+                tokio::net::TcpListener::from_std(listener)?,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
             tokio::select! {
                 served = server => served.context("serve HTTP")?,
                 () = deadline => tracing::warn!(?timeout, "shutdown deadline passed: cutting off requests still in flight"),
@@ -422,7 +425,7 @@ async fn run(
             });
             axum_server::from_tcp_rustls(listener, config)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .context("serve HTTPS")?
         }

@@ -29,7 +29,7 @@ printf 'Authorization: Bearer %s\n' "$token" >"$work/auth-header"
 # archive PHASE: four clusters push every segment, one at a time each; latencies in
 # $work/lat.PHASE (seconds, one per push).
 archive() {
-    local phase=$1 i
+    local phase=$1 i pushers=()
     for i in 1 2 3 4; do
         (
             for n in "${names[@]}"; do
@@ -37,8 +37,9 @@ archive() {
                     -T "$work/segments/$n" "$url/v1/clusters/$phase$i/wal/$n"
             done >"$work/lat.$phase.$i"
         ) &
+        pushers+=($!)
     done
-    wait $(jobs -p | grep -v "^${backup_pid:-x}$") 2>/dev/null || true
+    wait "${pushers[@]}"
     cat "$work"/lat."$phase".* >"$work/lat.$phase"
 }
 
@@ -70,6 +71,8 @@ echo "phase 2: WAL while backups stream in" >&2
 backup_pid=$!
 sleep 2 # the first backup is streaming
 archive busy
+# The backup's rate needs one whole backup: let the first one finish.
+until [[ -s $work/backups ]]; do sleep 0.2; done
 kill "$backup_pid" 2>/dev/null || true
 pkill -P "$backup_pid" 2>/dev/null || true
 read -r p50_busy p99_busy n_busy < <(percentiles "$work/lat.busy")

@@ -6,6 +6,7 @@ mod clusters;
 mod encoding;
 pub mod error;
 mod extract;
+pub mod forwarded;
 mod health;
 mod metrics;
 mod restore;
@@ -77,7 +78,25 @@ pub fn app(state: AppState) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+                let client = request
+                    .extensions()
+                    .get::<forwarded::Origin>()
+                    .and_then(|o| o.client);
+                // The path only: queries are not logged.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    client = ?client,
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forwarded::origin,
+        ))
         .with_state(state)
 }
 

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,6 +14,7 @@ use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::error::ApiError;
 use super::extract::ClusterPath;
+use super::forwarded::Origin;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::restore::{self, Archive, Target};
@@ -84,20 +85,13 @@ async fn gather(state: &AppState, cluster: &ClusterName) -> Result<Archive, ApiE
 
 /// The settings to write next to `recovery.signal`.
 fn settings(
-    headers: &HeaderMap,
+    origin: &Origin,
     cluster: &ClusterName,
     target: &Target,
     timeline: &str,
 ) -> BTreeMap<String, String> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("GATEWAY:8432");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
-    let url = format!("{scheme}://{host}");
+    let host = origin.host.as_deref().unwrap_or("GATEWAY:8432");
+    let url = format!("{}://{host}", origin.scheme);
     let mut s = BTreeMap::new();
     s.insert(
         "restore_command".to_owned(),
@@ -139,7 +133,7 @@ async fn restore_plan(
     caller: Caller,
     ClusterPath(cluster): ClusterPath,
     Query(q): Query<PlanQuery>,
-    headers: HeaderMap,
+    Extension(origin): Extension<Origin>,
 ) -> Result<Json<RestorePlan>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
     let target = target(&q)?;
@@ -183,7 +177,7 @@ async fn restore_plan(
             .map(WalFileName::to_string)
             .collect(),
         covered: true,
-        recovery_settings: settings(&headers, &cluster, &target, &timeline_setting),
+        recovery_settings: settings(&origin, &cluster, &target, &timeline_setting),
         notes: plan.notes,
     }))
 }
