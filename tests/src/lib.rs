@@ -253,6 +253,20 @@ impl PgCluster {
     }
 
     /// Waits until recovery has ended and the server accepts writes.
+    /// Starts this (restored) cluster in recovery with the README's curl
+    /// restore_command against `gateway_url`, and waits until recovery ends.
+    pub fn recover_with_curl(&mut self, gateway_url: &str, token: &str) {
+        let header = self.dir.path().join("auth-header");
+        write_token_header(&header, token);
+        self.append_conf(&format!(
+            "archive_mode = off\nrestore_command = {}",
+            conf_quote(&curl_restore_command(gateway_url, "main", &header))
+        ));
+        self.touch("recovery.signal");
+        self.start();
+        self.wait_recovered();
+    }
+
     /// The segment file names PostgreSQL has marked archived, sorted.
     pub fn done_segments(&self) -> Vec<String> {
         let dir = self.pgdata.join("pg_wal/archive_status");
@@ -573,6 +587,12 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Starts a gateway with `config` as its config file, its data under `dir/data`.
+    pub fn with_config(dir: &Path, config: &Path) -> Self {
+        let config = config.to_str().expect("a UTF-8 path");
+        Self::start(&dir.join("data"), &["--config", config])
+    }
+
     /// Sends `body` (JSON when it parses as JSON, bytes otherwise) and returns the status
     /// and the JSON answer (`null` when empty or not JSON).
     pub fn send(

@@ -13,10 +13,7 @@ fn backup_rates_are_limited_and_reloaded_on_sighup() {
     let dir = gateway_dir();
     let config = dir.path().join("walgate.toml");
     std::fs::write(&config, "backup_rate_limit = \"8MiB\"\n").unwrap();
-    let gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let gateway = Gateway::with_config(dir.path(), &config);
     let token = gateway.token("main", "admin");
     let mut source = PgCluster::init(&[]);
     source.start();

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use walgate_tests::emulators::{Bucket, write_config};
 use walgate_tests::{
-    Gateway, PgCluster, basebackup_tar, bin, body_bytes, conf_quote, curl_restore_command,
-    gateway_dir, pgbench_checksum, run, synthetic_segment, write_token_header,
+    Gateway, PgCluster, basebackup_tar, bin, body_bytes, gateway_dir, pgbench_checksum, run,
+    synthetic_segment,
 };
 
 const SEALED: &[u8] = b"WGENC\0";
@@ -197,15 +197,7 @@ fn recovery_across_a_key_rotation_on_s3() {
     assert_eq!(sealed_with(&bucket.read(&key(&before))), "before");
     assert_eq!(sealed_with(&bucket.read(&key(&after))), "after");
 
-    let restore_header = restored.dir.path().join("auth-header");
-    write_token_header(&restore_header, &restorer);
-    restored.append_conf(&format!(
-        "archive_mode = off\nrestore_command = {}",
-        conf_quote(&curl_restore_command(&gateway.url, "main", &restore_header))
-    ));
-    restored.touch("recovery.signal");
-    restored.start();
-    restored.wait_recovered();
+    restored.recover_with_curl(&gateway.url, &restorer);
     assert_eq!(pgbench_checksum(&restored), expected);
     let log = restored.log();
     for name in [&before, &after] {

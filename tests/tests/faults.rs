@@ -85,10 +85,7 @@ fn a_store_that_vanishes_fails_pushes_and_keeps_nothing_half_visible() {
         .replace(&moto.endpoint, &proxy.endpoint())
         + "retry_timeout = \"2s\"\n";
     let config = write_config(dir.path(), "s3", &[table]);
-    let gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let gateway = Gateway::with_config(dir.path(), &config);
     let token = gateway.token("main", "admin");
     let mut source = PgCluster::init(&[]);
     source.start();
@@ -159,10 +156,7 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
         .target("s3", "walgate", "p")
         .replace(&moto.endpoint, &proxy.endpoint());
     let config = write_config(dir.path(), "s3", &[table]);
-    let mut gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let mut gateway = Gateway::with_config(dir.path(), &config);
     let admin = gateway.token("main", "admin");
 
     let source = walgate_tests::archiving_with_curl(&gateway.url, &admin);

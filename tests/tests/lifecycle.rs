@@ -229,10 +229,7 @@ fn a_backup_upload_past_the_deadline_leaves_nothing() {
 /// absent.
 #[test]
 fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
-    use walgate_tests::{
-        PgCluster, archiving_with_curl, conf_quote, curl_restore_command, pg_bin, pgbench_checksum,
-        write_token_header,
-    };
+    use walgate_tests::{PgCluster, archiving_with_curl, pg_bin, pgbench_checksum};
     let dir = gateway_dir();
     let mut gateway = Gateway::start_serving(
         &dir.path().join("data"),
@@ -309,15 +306,7 @@ fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
         serde_json::json!([]),
         "a cut backup is listed"
     );
-    let restore_header = restored.dir.path().join("auth-header");
-    write_token_header(&restore_header, &token);
-    restored.append_conf(&format!(
-        "archive_mode = off\nrestore_command = {}",
-        conf_quote(&curl_restore_command(&gateway.url, "main", &restore_header))
-    ));
-    restored.touch("recovery.signal");
-    restored.start();
-    restored.wait_recovered();
+    restored.recover_with_curl(&gateway.url, &token);
     assert_eq!(pgbench_checksum(&restored), expected);
     assert!(
         restored

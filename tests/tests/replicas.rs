@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use walgate_tests::{
-    Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, curl_restore_command,
-    gateway_dir, pgbench_checksum, write_token_header,
+    Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, gateway_dir,
+    pgbench_checksum, write_token_header,
 };
 
 /// How many scheduled retention runs a gateway's log records.
@@ -129,15 +129,7 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
         retention_runs(&b) > before
     });
 
-    let restore_header = restored.dir.path().join("auth-header");
-    write_token_header(&restore_header, &token);
-    restored.append_conf(&format!(
-        "archive_mode = off\nrestore_command = {}",
-        conf_quote(&curl_restore_command(&b.url, "main", &restore_header))
-    ));
-    restored.touch("recovery.signal");
-    restored.start();
-    restored.wait_recovered();
+    restored.recover_with_curl(&b.url, &token);
     assert_eq!(pgbench_checksum(&restored), expected);
     assert!(
         restored

@@ -36,10 +36,7 @@ fn clusters_stay_on_their_own_target() {
     );
     let config = dir.path().join("walgate.toml");
     std::fs::write(&config, &both).unwrap();
-    let mut gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let mut gateway = Gateway::with_config(dir.path(), &config);
     let admin = gateway.token("*", "admin");
     let (status, x) = assign(&gateway, &admin, "x", "b");
     assert_eq!((status, x["target"].as_str()), (200, Some("b")), "{x}");

@@ -164,10 +164,7 @@ fn wal_names(keys: &[String]) -> Vec<String> {
 fn archive_and_recover_on(bucket: Bucket, tool: Tool) {
     let dir = gateway_dir();
     let config = write_config(dir.path(), "cloud", &[bucket.target("cloud", "")]);
-    let gateway = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    );
+    let gateway = Gateway::with_config(dir.path(), &config);
     archive_and_recover(&gateway, tool);
     let stored = wal_names(&bucket.keys("clusters/main/wal/"));
     assert!(stored.len() >= 5, "{stored:?}");
