@@ -381,6 +381,11 @@ pub fn to_api(
     }
 }
 
+/// How often a running upload records that it is alive.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+/// An upload silent this long belongs to a gateway that died; retention removes it.
+pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Receives one base backup from `body` and stores it; returns the completed row.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
@@ -402,6 +407,7 @@ where
     });
 
     let mut upload: Option<(BackupRow, Writer)> = None;
+    let mut last_beat = std::time::Instant::now();
     let mut failure: Option<BackupError> = None;
     while let Some(event) = events.recv().await {
         let step = match event {
@@ -409,7 +415,16 @@ where
                 .await
                 .map(|u| upload = Some(u)),
             Event::Data(data) => match upload.as_mut() {
-                Some((_, writer)) => writer.write(data).await.map_err(BackupError::from),
+                Some((row, writer)) => {
+                    if last_beat.elapsed() >= HEARTBEAT {
+                        last_beat = std::time::Instant::now();
+                        let now = OffsetDateTime::now_utc();
+                        if let Err(e) = catalog.beat_backup(cluster, &row.id, now).await {
+                            tracing::warn!(%cluster, backup = %row.id, error = %e, "backup heartbeat not recorded");
+                        }
+                    }
+                    writer.write(data).await.map_err(BackupError::from)
+                }
                 None => Ok(()),
             },
         };

@@ -163,13 +163,18 @@ pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan
     Ok(plan)
 }
 
-/// Completes deletions a crashed run started: backups marked `deleting`, and WAL files
-/// waiting in `wal_deletions`.
+/// Completes what crashed gateways left: uploads that stopped beating, backups marked
+/// `deleting`, and WAL files waiting in `wal_deletions`.
 async fn finish_deletions(
     state: &AppState,
     store: &Store,
     cluster: &ClusterName,
 ) -> Result<(), RetentionError> {
+    let silent_since = OffsetDateTime::now_utc() - backup::STALE_UPLOAD;
+    for id in state.catalog.stale_uploads(cluster, silent_since).await? {
+        backup::discard(state.catalog.as_ref(), store, cluster, &id).await?;
+        tracing::info!(%cluster, backup = %id, "retention: removed an upload whose gateway died");
+    }
     for b in state.catalog.backups(cluster).await? {
         if b.status == BackupStatus::Deleting {
             backup::discard(state.catalog.as_ref(), store, cluster, &b.id).await?;

@@ -1092,3 +1092,48 @@ async fn admins_manage_tokens_within_their_scope() {
     let (s, _, _) = f.call(Method::DELETE, "/v1/tokens/nope", Some(&root)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// A gateway that died mid-upload leaves an `uploading` row that never beats again:
+/// the next retention run removes it (and its objects); an upload that is alive stays.
+#[tokio::test]
+async fn retention_removes_uploads_whose_gateway_died() {
+    let f = Fixture::new().await;
+    let admin = f.token("main", Role::Admin).await;
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    let catalog = f.state.catalog.as_ref();
+    let target = f.state.storage.default_target().clone();
+    catalog.ensure_cluster(&main, &target).await.unwrap();
+    let hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    for (id, started) in [
+        ("dead", hour_ago),
+        ("alive", time::OffsetDateTime::now_utc()),
+    ] {
+        let mut row = backup_row(id, 2, 0);
+        row.status = walgate::catalog::BackupStatus::Uploading;
+        row.started_at = started;
+        row.finished_at = None;
+        catalog.insert_backup(&main, &row).await.unwrap();
+    }
+    // The dead upload got as far as part of its data.
+    let data = f.objects.join("clusters/main/backups/dead/base.tar.zst");
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"partial").unwrap();
+
+    let (s, _, body) = f
+        .call(
+            Method::POST,
+            "/v1/clusters/main/retention/run?confirm=true",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let ids: Vec<String> = catalog
+        .backups(&main)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(ids, ["alive"]);
+    assert!(!data.exists(), "the dead upload's data is left");
+}

@@ -312,6 +312,15 @@ pub trait Catalog: Send + Sync + 'static {
     /// Rewrites a backup's mutable fields (status, end, sizes, hash, finish time).
     async fn update_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
     async fn delete_backup(&self, cluster: &ClusterName, id: &str) -> Result<()>;
+    /// Records that an upload is alive at `at`.
+    async fn beat_backup(&self, cluster: &ClusterName, id: &str, at: OffsetDateTime) -> Result<()>;
+    /// Uploads that have not beaten (or started, if they never beat) since `before`:
+    /// their gateway died.
+    async fn stale_uploads(
+        &self,
+        cluster: &ClusterName,
+        before: OffsetDateTime,
+    ) -> Result<Vec<String>>;
     async fn backup(&self, cluster: &ClusterName, id: &str) -> Result<Option<BackupRow>>;
     /// Every backup of the cluster, newest first.
     async fn backups(&self, cluster: &ClusterName) -> Result<Vec<BackupRow>>;

@@ -366,6 +366,28 @@ macro_rules! sql_catalog {
                 Ok(())
             }
 
+            async fn beat_backup(&self, cluster: &ClusterName, id: &str, at: OffsetDateTime) -> Result<()> {
+                sqlx::query("UPDATE backups SET heartbeat_at = $3 WHERE cluster = $1 AND id = $2")
+                    .bind(cluster.as_str())
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn stale_uploads(&self, cluster: &ClusterName, before: OffsetDateTime) -> Result<Vec<String>> {
+                let ids = sqlx::query_scalar(
+                    "SELECT id FROM backups WHERE cluster = $1 AND status = 'uploading' \
+                     AND COALESCE(heartbeat_at, started_at) < $2 ORDER BY id",
+                )
+                .bind(cluster.as_str())
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(ids)
+            }
+
             async fn backup(&self, cluster: &ClusterName, id: &str) -> Result<Option<BackupRow>> {
                 let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE cluster = $1 AND id = $2");
                 let row = sqlx::query(AssertSqlSafe(sql))

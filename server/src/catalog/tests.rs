@@ -175,6 +175,31 @@ async fn suite(c: &dyn Catalog) {
     c.delete_backup(&main, &b1.id).await.unwrap();
     assert_eq!(c.backups(&main).await.unwrap().len(), 1);
 
+    // Uploads go stale when they stop beating; complete backups never do.
+    let uploading = "20261127T020000Z-000000010000000000000004";
+    let started = OffsetDateTime::now_utc();
+    let later = started + time::Duration::minutes(30);
+    assert_eq!(c.stale_uploads(&main, later).await.unwrap(), [uploading]);
+    assert!(
+        c.stale_uploads(&main, started - time::Duration::minutes(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    c.beat_backup(&main, uploading, later).await.unwrap();
+    assert!(
+        c.stale_uploads(&main, later - time::Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.stale_uploads(&main, later + time::Duration::minutes(1))
+            .await
+            .unwrap(),
+        [uploading]
+    );
+
     // Tokens.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let token = TokenRow {
