@@ -99,6 +99,25 @@ pub struct Cluster {
     pub last_wal: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_archived_at: Option<OffsetDateTime>,
+    /// `new` (nothing archived), `ok`, `late` or `failing`, against the gateway's
+    /// status thresholds.
+    pub status: String,
+    /// Why the status is not `ok`, in words.
+    pub status_reasons: Vec<String>,
+    /// Complete base backups.
+    pub backups: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_backup_at: Option<OffsetDateTime>,
+    pub last_backup_stored_bytes: Option<u64>,
+    /// The oldest point a restore can reach: the oldest complete backup's end.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub recovery_window_start: Option<OffsetDateTime>,
+    /// Stored bytes of WAL and complete backups.
+    pub storage_bytes: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_verified_at: Option<OffsetDateTime>,
+    /// Problems the last verification found.
+    pub verify_problems: Option<u64>,
 }
 
 /// A base backup's metadata. Also stored, as the backup's sentinel object, next to its

@@ -95,6 +95,13 @@ pub struct ServeArgs {
     /// Retry-After. [default: 4]
     #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS", value_name = "N")]
     pub max_backup_uploads: Option<usize>,
+    /// A cluster with no WAL archived for this long is `late` (four times as long:
+    /// `failing`), in `/v1/clusters`, the metrics and the dashboard. [default: 1h]
+    #[arg(long, env = "WALGATE_ARCHIVE_LAG_THRESHOLD", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub archive_lag_threshold: Option<std::time::Duration>,
+    /// A cluster whose newest complete backup is older than this is `late`. [default: 26h]
+    #[arg(long, env = "WALGATE_BACKUP_AGE_THRESHOLD", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub backup_age_threshold: Option<std::time::Duration>,
     /// Reverse proxies (addresses or networks, comma-separated: `10.0.0.0/8,::1`) whose
     /// X-Forwarded-For/-Proto/-Host headers are believed; from anyone else they are
     /// ignored. [default: none]
@@ -164,6 +171,10 @@ struct FileConfig {
     backup_rate_limit_per_cluster: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    archive_lag_threshold: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    backup_age_threshold: Option<std::time::Duration>,
 }
 
 /// `retention_interval = "1h"` in the config file.
@@ -231,6 +242,7 @@ pub struct Settings {
     pub upload_limits: crate::limits::UploadLimits,
     pub backup_rates: crate::limits::RateLimits,
     pub trusted_proxies: Vec<crate::http::forwarded::Network>,
+    pub thresholds: crate::fleet::Thresholds,
     /// SIGTERM: unready for this long, then this long for requests in flight.
     pub drain_delay: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
@@ -322,6 +334,16 @@ impl Settings {
                 .retention_interval
                 .or(file.retention_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
+            thresholds: crate::fleet::Thresholds {
+                archive_lag: serve
+                    .archive_lag_threshold
+                    .or(file.archive_lag_threshold)
+                    .unwrap_or(crate::fleet::Thresholds::default().archive_lag),
+                backup_age: serve
+                    .backup_age_threshold
+                    .or(file.backup_age_threshold)
+                    .unwrap_or(crate::fleet::Thresholds::default().backup_age),
+            },
             trusted_proxies: if serve.trusted_proxies.is_empty() {
                 file.trusted_proxies
                     .iter()

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backup;
 pub mod catalog;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod limits;
 pub mod metrics;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub uploads: limits::Uploads,
     /// Base backup bandwidth, overall and per cluster.
     pub bandwidth: limits::Bandwidth,
+    /// When clusters count as late or failing.
+    pub thresholds: fleet::Thresholds,
     /// Whether the gateway serves HTTPS itself.
     pub tls: bool,
     /// Reverse proxies whose `X-Forwarded-*` headers are believed.
@@ -75,6 +78,7 @@ impl AppState {
             cut_uploads: Default::default(),
             uploads: limits::Uploads::new(s.upload_limits),
             bandwidth: limits::Bandwidth::new(s.backup_rates),
+            thresholds: s.thresholds,
             tls: s.tls.is_some(),
             trusted_proxies: Arc::new(http::forwarded::TrustedProxies(s.trusted_proxies.clone())),
         })

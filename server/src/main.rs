@@ -36,7 +36,7 @@ enum Command {
         #[command(flatten)]
         state: StateArgs,
         #[command(flatten)]
-        serve: ServeArgs,
+        serve: Box<ServeArgs>,
     },
     /// Apply catalog migrations and exit (`serve` also applies them at start).
     Migrate {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::catalog::{BackupStatus, CatalogError, ClusterRow, ClusterStats};
+use crate::catalog::CatalogError;
+use crate::fleet::{ClusterState, Status};
 
 /// Upper bounds of the request latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
@@ -151,57 +152,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// One cluster's state, from the catalog.
-struct Fleet {
-    cluster: ClusterRow,
-    stats: ClusterStats,
-    last_backup: Option<(OffsetDateTime, u64)>,
-    oldest_backup: Option<OffsetDateTime>,
-    backups: u64,
-    backup_bytes: u64,
-    verified: Option<(OffsetDateTime, bool, usize)>,
-}
-
 /// The whole exposition for the clusters `visible` lets the caller see.
 pub async fn render(
     state: &AppState,
     visible: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<String, CatalogError> {
-    let mut fleet = vec![];
-    for (cluster, stats) in state.catalog.clusters().await? {
-        if !visible(cluster.name.as_str()) {
-            continue;
-        }
-        let complete: Vec<_> = state
-            .catalog
-            .backups(&cluster.name)
-            .await?
-            .into_iter()
-            .filter(|b| b.status == BackupStatus::Complete)
-            .collect();
-        let verified = state
-            .catalog
-            .last_verification(&cluster.name)
-            .await?
-            .map(|r| {
-                (
-                    r.verified_at,
-                    r.ok,
-                    r.chain_problems.len() + r.object_problems.len(),
-                )
-            });
-        fleet.push(Fleet {
-            last_backup: complete
-                .first()
-                .and_then(|b| Some((b.finished_at?, b.stored_size))),
-            oldest_backup: complete.last().and_then(|b| b.finished_at),
-            backups: complete.len() as u64,
-            backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
-            cluster,
-            stats,
-            verified,
-        });
-    }
+    let fleet = crate::fleet::load(state, visible).await?;
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     let mut out = String::new();
@@ -218,7 +174,7 @@ pub async fn render(
         "walgate_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    type Gauge = fn(&Fleet, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
+    type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
     let gauges: [(&str, &str, Gauge); 10] = [
         ("walgate_wal_files", "WAL files archived.", |f, _| {
             Some(f.stats.wal_files as f64)
@@ -288,6 +244,24 @@ pub async fn render(
                 "walgate_verify_timestamp_seconds{{cluster=\"{}\"}} {}",
                 f.cluster.name,
                 at.unix_timestamp()
+            );
+        }
+    }
+    header(
+        &mut out,
+        "walgate_cluster_status",
+        "gauge",
+        "1 for the cluster's status (new, ok, late, failing) against the thresholds, 0 for the others.",
+    );
+    for f in &fleet {
+        let (now_status, _) = f.status(&state.thresholds, now);
+        for status in Status::ALL {
+            let _ = writeln!(
+                out,
+                "walgate_cluster_status{{cluster=\"{}\",status=\"{}\"}} {}",
+                f.cluster.name,
+                status.as_str(),
+                u8::from(status == now_status)
             );
         }
     }

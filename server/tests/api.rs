@@ -1137,3 +1137,67 @@ async fn retention_removes_uploads_whose_gateway_died() {
     assert_eq!(ids, ["alive"]);
     assert!(!data.exists(), "the dead upload's data is left");
 }
+
+/// A cluster's status follows what it has: `new` before any WAL, `late` without a
+/// backup, `ok` with one, `failing` once verification finds a problem; the API and the
+/// metrics say the same.
+#[tokio::test]
+async fn cluster_status_follows_archive_backups_and_verification() {
+    let f = Fixture::new().await;
+    let admin = f.token("main", Role::Admin).await;
+    let status = |body: &[u8]| -> (String, Vec<String>) {
+        let c: walgate_core::api::Cluster = serde_json::from_slice(body).unwrap();
+        (c.status, c.status_reasons)
+    };
+    let (s, _, body) = f.call(Method::PUT, "/v1/clusters/main", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status(&body).0, "new");
+
+    let (s, b) = f
+        .put(
+            &admin,
+            "main",
+            "000000010000000000000001",
+            segment(SYSID, 1, 1, 1),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, _, body) = f.call(Method::GET, "/v1/clusters/main", Some(&admin)).await;
+    let (state, why) = status(&body);
+    assert_eq!(state, "late");
+    assert_eq!(why, ["no complete base backup yet"]);
+
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    let catalog = f.state.catalog.as_ref();
+    catalog
+        .insert_backup(&main, &backup_row("b1", 1, 0))
+        .await
+        .unwrap();
+    let (_, _, body) = f.call(Method::GET, "/v1/clusters", Some(&admin)).await;
+    let fleet: Vec<walgate_core::api::Cluster> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(fleet[0].status, "ok", "{:?}", fleet[0].status_reasons);
+    assert_eq!(fleet[0].backups, 1);
+    assert!(fleet[0].recovery_window_start.is_some());
+
+    let report = walgate_core::api::VerifyReport {
+        cluster: "main".into(),
+        verified_at: time::OffsetDateTime::now_utc(),
+        ok: false,
+        chain_problems: vec!["a gap".into()],
+        scrubbed: false,
+        objects_checked: 0,
+        object_problems: vec![],
+    };
+    catalog.record_verification(&main, &report).await.unwrap();
+    let (_, _, body) = f.call(Method::GET, "/v1/clusters/main", Some(&admin)).await;
+    let (state, why) = status(&body);
+    assert_eq!(state, "failing");
+    assert!(why[0].contains("1 problem"), "{why:?}");
+    let (_, _, metrics) = f.call(Method::GET, "/metrics", Some(&admin)).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("walgate_cluster_status{cluster=\"main\",status=\"failing\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("walgate_cluster_status{cluster=\"main\",status=\"ok\"} 0"));
+}

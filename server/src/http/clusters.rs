@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::extract::ClusterPath;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::catalog::{ClusterRow, ClusterStats};
+use crate::fleet::{self, ClusterState};
 use crate::storage::TargetName;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -23,19 +23,40 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_cluster, put_cluster))
 }
 
-fn to_api(row: ClusterRow, stats: ClusterStats) -> Cluster {
+fn to_api(state: &AppState, c: ClusterState) -> Cluster {
+    let (status, reasons) = c.status(&state.thresholds, time::OffsetDateTime::now_utc());
     Cluster {
-        name: row.name.to_string(),
-        system_identifier: row.system_identifier.map(|s| s.to_string()),
-        segment_size: row.segment_size.map(SegmentSize::bytes),
-        pg_version: row.pg_version,
-        created_at: row.created_at,
-        target: row.target.to_string(),
-        wal_files: stats.wal_files,
-        wal_bytes: stats.wal_bytes,
-        last_wal: stats.last_wal,
-        last_archived_at: stats.last_archived_at,
+        status: status.as_str().to_owned(),
+        status_reasons: reasons,
+        backups: c.backups,
+        last_backup_at: c.last_backup.map(|(at, _)| at),
+        last_backup_stored_bytes: c.last_backup.map(|(_, bytes)| bytes),
+        recovery_window_start: c.oldest_backup,
+        storage_bytes: c.storage_bytes(),
+        last_verified_at: c.verified.map(|(at, _, _)| at),
+        verify_problems: c.verified.map(|(_, _, n)| n as u64),
+        name: c.cluster.name.to_string(),
+        system_identifier: c.cluster.system_identifier.map(|s| s.to_string()),
+        segment_size: c.cluster.segment_size.map(SegmentSize::bytes),
+        pg_version: c.cluster.pg_version,
+        created_at: c.cluster.created_at,
+        target: c.cluster.target.to_string(),
+        wal_files: c.stats.wal_files,
+        wal_bytes: c.stats.wal_bytes,
+        last_wal: c.stats.last_wal,
+        last_archived_at: c.stats.last_archived_at,
     }
+}
+
+/// One cluster as the API shows it.
+async fn one(state: &AppState, name: &walgate_core::ClusterName) -> Result<Cluster, ApiError> {
+    let wanted = name.as_str();
+    let found = fleet::load(state, &|c| c == wanted).await?.pop();
+    found.map(|c| to_api(state, c)).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no cluster `{name}`: it is registered by its first WAL push or by an admin"
+        ))
+    })
 }
 
 /// The clusters this token may see.
@@ -45,11 +66,9 @@ async fn list_clusters(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Cluster>>, ApiError> {
-    let all = state.catalog.clusters().await?;
-    let visible = all
-        .into_iter()
-        .filter(|(c, _)| caller.scope.covers(&c.name));
-    Ok(Json(visible.map(|(c, s)| to_api(c, s)).collect()))
+    let visible = |name: &str| name.parse().is_ok_and(|n| caller.scope.covers(&n));
+    let fleet = fleet::load(&state, &visible).await?;
+    Ok(Json(fleet.into_iter().map(|c| to_api(&state, c)).collect()))
 }
 
 /// One cluster.
@@ -62,13 +81,7 @@ async fn get_cluster(
     ClusterPath(name): ClusterPath,
 ) -> Result<Json<Cluster>, ApiError> {
     caller.require(&name, Role::Viewer)?;
-    let row = state.catalog.cluster(&name).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no cluster `{name}`: it is registered by its first WAL push or by an admin"
-        ))
-    })?;
-    let stats = state.catalog.cluster_stats(&name).await?;
-    Ok(Json(to_api(row, stats)))
+    Ok(Json(one(&state, &name).await?))
 }
 
 /// Identity to pin when registering a cluster ahead of its first push.
@@ -143,22 +156,17 @@ async fn put_cluster(
             ),
         ));
     }
-    let row = match sysid {
-        Some(id) => {
-            let row = state.catalog.pin_cluster(&name, id, size, None).await?;
-            if row.system_identifier != Some(id) || row.segment_size != Some(size) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!(
-                        "cluster `{name}` is already pinned to another system identifier or segment size"
-                    ),
-                ));
-            }
-            row
+    if let Some(id) = sysid {
+        let row = state.catalog.pin_cluster(&name, id, size, None).await?;
+        if row.system_identifier != Some(id) || row.segment_size != Some(size) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "cluster `{name}` is already pinned to another system identifier or segment size"
+                ),
+            ));
         }
-        None => state.catalog.cluster(&name).await?.unwrap_or(registered),
-    };
-    let stats = state.catalog.cluster_stats(&name).await?;
-    Ok(Json(to_api(row, stats)))
+    }
+    Ok(Json(one(&state, &name).await?))
 }

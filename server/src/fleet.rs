@@ -1,0 +1,208 @@
+//! The fleet at a glance: each cluster's archive, backups and verification, and whether
+//! it is `ok`, `late` or `failing` against the status thresholds. `/v1/clusters` and
+//! `/metrics` both read it, so people and automation see the same state.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::catalog::{BackupStatus, CatalogError, ClusterRow, ClusterStats};
+
+/// When a cluster counts as late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// No WAL archived for this long: late (four times as long: failing).
+    pub archive_lag: Duration,
+    /// No complete backup newer than this: late.
+    pub backup_age: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            archive_lag: Duration::from_secs(3600),
+            backup_age: Duration::from_secs(26 * 3600),
+        }
+    }
+}
+
+/// A cluster's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing archived yet.
+    New,
+    Ok,
+    /// Archiving or backups are behind the thresholds.
+    Late,
+    /// It cannot be restored as promised: verification found problems, no backup at
+    /// all, or archiving stopped long ago.
+    Failing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Ok => "ok",
+            Status::Late => "late",
+            Status::Failing => "failing",
+        }
+    }
+
+    pub const ALL: [Status; 4] = [Status::New, Status::Ok, Status::Late, Status::Failing];
+}
+
+/// One cluster's state, from the catalog.
+pub struct ClusterState {
+    pub cluster: ClusterRow,
+    pub stats: ClusterStats,
+    /// The newest complete backup: when it finished, its stored bytes.
+    pub last_backup: Option<(OffsetDateTime, u64)>,
+    /// The oldest complete backup's end: the oldest point a restore reaches.
+    pub oldest_backup: Option<OffsetDateTime>,
+    pub backups: u64,
+    pub backup_bytes: u64,
+    /// The last verification: when, whether it was clean, how many problems.
+    pub verified: Option<(OffsetDateTime, bool, usize)>,
+}
+
+impl ClusterState {
+    /// The status at `now`, and why it is not `ok`.
+    pub fn status(&self, t: &Thresholds, now: OffsetDateTime) -> (Status, Vec<String>) {
+        let Some(last_wal) = self.stats.last_archived_at else {
+            return (Status::New, vec!["no WAL archived yet".into()]);
+        };
+        let age = |at: OffsetDateTime| (now - at).unsigned_abs();
+        let mins = |d: Duration| d.as_secs() / 60;
+        let mut failing = vec![];
+        let mut late = vec![];
+        if let Some((_, false, n)) = self.verified {
+            failing.push(format!("the last verification found {n} problem(s)"));
+        }
+        let wal_age = age(last_wal);
+        if wal_age > 4 * t.archive_lag {
+            failing.push(format!("no WAL archived for {} min", mins(wal_age)));
+        } else if wal_age > t.archive_lag {
+            late.push(format!("no WAL archived for {} min", mins(wal_age)));
+        }
+        match self.last_backup {
+            None if age(self.cluster.created_at) > t.backup_age => {
+                failing.push("no complete base backup".into());
+            }
+            None => late.push("no complete base backup yet".into()),
+            Some((at, _)) if age(at) > t.backup_age => late.push(format!(
+                "the newest backup finished {} h ago",
+                age(at).as_secs() / 3600
+            )),
+            Some(_) => {}
+        }
+        if !failing.is_empty() {
+            failing.extend(late);
+            (Status::Failing, failing)
+        } else if !late.is_empty() {
+            (Status::Late, late)
+        } else {
+            (Status::Ok, vec![])
+        }
+    }
+
+    /// Bytes stored for this cluster: WAL and complete backups.
+    pub fn storage_bytes(&self) -> u64 {
+        self.stats.wal_bytes + self.backup_bytes
+    }
+}
+
+/// Every cluster `visible` lets the caller see.
+pub async fn load(
+    state: &AppState,
+    visible: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<ClusterState>, CatalogError> {
+    let mut fleet = vec![];
+    for (cluster, stats) in state.catalog.clusters().await? {
+        if !visible(cluster.name.as_str()) {
+            continue;
+        }
+        let complete: Vec<_> = state
+            .catalog
+            .backups(&cluster.name)
+            .await?
+            .into_iter()
+            .filter(|b| b.status == BackupStatus::Complete)
+            .collect();
+        let verified = state
+            .catalog
+            .last_verification(&cluster.name)
+            .await?
+            .map(|r| {
+                (
+                    r.verified_at,
+                    r.ok,
+                    r.chain_problems.len() + r.object_problems.len(),
+                )
+            });
+        fleet.push(ClusterState {
+            last_backup: complete
+                .first()
+                .and_then(|b| Some((b.finished_at?, b.stored_size))),
+            oldest_backup: complete.last().and_then(|b| b.finished_at),
+            backups: complete.len() as u64,
+            backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
+            cluster,
+            stats,
+            verified,
+        });
+    }
+    Ok(fleet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(
+        created_h: i64,
+        wal_min: Option<i64>,
+        backup_h: Option<i64>,
+        verified_ok: Option<bool>,
+    ) -> ClusterState {
+        let now = OffsetDateTime::now_utc();
+        ClusterState {
+            cluster: ClusterRow {
+                name: "c".parse().unwrap(),
+                system_identifier: None,
+                segment_size: None,
+                pg_version: None,
+                created_at: now - time::Duration::hours(created_h),
+                retention: None,
+                target: crate::storage::TargetName::default_name(),
+            },
+            stats: ClusterStats {
+                last_archived_at: wal_min.map(|m| now - time::Duration::minutes(m)),
+                ..Default::default()
+            },
+            last_backup: backup_h.map(|h| (now - time::Duration::hours(h), 1)),
+            oldest_backup: None,
+            backups: u64::from(backup_h.is_some()),
+            backup_bytes: 0,
+            verified: verified_ok.map(|ok| (now, ok, usize::from(!ok))),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_thresholds() {
+        let t = Thresholds::default();
+        let now = OffsetDateTime::now_utc();
+        let status = |s: ClusterState| s.status(&t, now).0;
+        assert_eq!(status(state(1, None, None, None)), Status::New);
+        assert_eq!(status(state(48, Some(5), Some(2), Some(true))), Status::Ok);
+        assert_eq!(status(state(48, Some(90), Some(2), None)), Status::Late);
+        assert_eq!(status(state(48, Some(5), Some(30), None)), Status::Late);
+        assert_eq!(status(state(2, Some(5), None, None)), Status::Late);
+        assert_eq!(status(state(48, Some(300), Some(2), None)), Status::Failing);
+        assert_eq!(status(state(48, Some(5), None, None)), Status::Failing);
+        let (s, why) = state(48, Some(5), Some(2), Some(false)).status(&t, now);
+        assert_eq!(s, Status::Failing);
+        assert!(why[0].contains("verification found 1 problem"), "{why:?}");
+    }
+}
