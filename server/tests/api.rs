@@ -15,6 +15,8 @@ use walgate_core::api::Role;
 
 const SYSID: u64 = 7_300_000_000_000_000_001;
 const SEG: usize = 16 << 20;
+/// The first segment of timeline 1.
+const NAME: &str = "000000010000000000000001";
 
 use walgate_tests::synthetic_segment as segment;
 
@@ -107,6 +109,21 @@ impl Fixture {
         let uri = format!("/v1/clusters/{cluster}/wal/{name}");
         let (s, _, b) = self.send(Method::PUT, &uri, Some(token), &[], body).await;
         (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Runs retention on `main` now; the run's answer.
+    async fn run_retention(&self, admin: &str) -> Vec<u8> {
+        let uri = "/v1/clusters/main/retention/run?confirm=true";
+        let (s, _, body) = self.call(Method::POST, uri, Some(admin)).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        body
+    }
+
+    /// The ids of `cluster`'s backups in the catalog, newest first.
+    async fn backup_ids(&self, cluster: &str) -> Vec<String> {
+        let cluster: walgate_core::ClusterName = cluster.parse().unwrap();
+        let rows = self.state.catalog.backups(&cluster).await.unwrap();
+        rows.into_iter().map(|b| b.id).collect()
     }
 
     async fn get(&self, token: &str, cluster: &str, name: &str) -> (StatusCode, Vec<u8>) {
@@ -666,14 +683,7 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
     let (s, _) = f.get(&admin, "main", "000000010000000000000001").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    let (s, _, body) = f
-        .call(
-            Method::POST,
-            "/v1/clusters/main/retention/run?confirm=true",
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let body = f.run_retention(&admin).await;
     assert_eq!(
         stored(),
         [
@@ -683,13 +693,7 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
         ]
     );
     assert!(catalog.wal_deletions(&main, 10).await.unwrap().is_empty());
-    let ids: Vec<String> = catalog
-        .backups(&main)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
+    let ids = f.backup_ids("main").await;
     assert_eq!(ids, ["new"]);
     let plan: walgate_core::api::RetentionPlan = serde_json::from_slice(&body).unwrap();
     assert_eq!(plan.keep, ["new"]);
@@ -835,14 +839,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
         .call(Method::POST, "/v1/clusters/other/backups", Some(&token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, body) = f
-        .put(
-            &token,
-            "main",
-            "000000010000000000000001",
-            segment(SYSID, 1, 1, 0),
-        )
-        .await;
+    let (status, body) = f.put(&token, "main", NAME, segment(SYSID, 1, 1, 0)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // The first upload ends (not a tar: 400) and frees its place.
@@ -878,12 +875,7 @@ async fn metrics_report_each_clusters_state_and_traffic() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = f
-        .put(
-            &archiver,
-            "other",
-            "000000010000000000000001",
-            segment(SYSID + 1, 1, 1, 3),
-        )
+        .put(&archiver, "other", NAME, segment(SYSID + 1, 1, 1, 3))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = f.get(&viewer, "main", "000000010000000000000001").await;
@@ -1119,21 +1111,8 @@ async fn retention_removes_uploads_whose_gateway_died() {
     std::fs::create_dir_all(data.parent().unwrap()).unwrap();
     std::fs::write(&data, b"partial").unwrap();
 
-    let (s, _, body) = f
-        .call(
-            Method::POST,
-            "/v1/clusters/main/retention/run?confirm=true",
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let ids: Vec<String> = catalog
-        .backups(&main)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
+    f.run_retention(&admin).await;
+    let ids = f.backup_ids("main").await;
     assert_eq!(ids, ["alive"]);
     assert!(!data.exists(), "the dead upload's data is left");
 }
@@ -1153,14 +1132,8 @@ async fn cluster_status_follows_archive_backups_and_verification() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(status(&body).0, "new");
 
-    let (s, b) = f
-        .put(
-            &admin,
-            "main",
-            "000000010000000000000001",
-            segment(SYSID, 1, 1, 1),
-        )
-        .await;
+    let first = segment(SYSID, 1, 1, 1);
+    let (s, b) = f.put(&admin, "main", NAME, first).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (_, _, body) = f.call(Method::GET, "/v1/clusters/main", Some(&admin)).await;
     let (state, why) = status(&body);
