@@ -80,6 +80,19 @@ pub struct WalList {
     pub next_after: Option<String>,
 }
 
+/// A cluster's own status thresholds; a field left out follows the gateway's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StatusThresholds {
+    /// No WAL archived for this many seconds: `late` (four times as long: `failing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag_seconds: Option<u64>,
+    /// The newest complete backup older than this many seconds: `late`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_age_seconds: Option<u64>,
+}
+
 /// A cluster as the gateway knows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -104,6 +117,8 @@ pub struct Cluster {
     pub status: String,
     /// Why the status is not `ok`, in words.
     pub status_reasons: Vec<String>,
+    /// The cluster's own thresholds, if it has any.
+    pub thresholds: Option<StatusThresholds>,
     /// Complete base backups.
     pub backups: u64,
     #[serde(with = "time::serde::rfc3339::option")]

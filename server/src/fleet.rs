@@ -68,8 +68,15 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    /// The status at `now`, and why it is not `ok`.
-    pub fn status(&self, t: &Thresholds, now: OffsetDateTime) -> (Status, Vec<String>) {
+    /// The status at `now` against the cluster's own thresholds, or the gateway's
+    /// (`fleet`) where it has none, and why it is not `ok`.
+    pub fn status(&self, fleet: &Thresholds, now: OffsetDateTime) -> (Status, Vec<String>) {
+        let own = self.cluster.thresholds.clone().unwrap_or_default();
+        let secs = |s: Option<u64>, default| s.map(Duration::from_secs).unwrap_or(default);
+        let t = &Thresholds {
+            archive_lag: secs(own.archive_lag_seconds, fleet.archive_lag),
+            backup_age: secs(own.backup_age_seconds, fleet.backup_age),
+        };
         let Some(last_wal) = self.stats.last_archived_at else {
             return (Status::New, vec!["no WAL archived yet".into()]);
         };
@@ -176,6 +183,7 @@ mod tests {
                 created_at: now - time::Duration::hours(created_h),
                 retention: None,
                 target: crate::storage::TargetName::default_name(),
+                thresholds: None,
             },
             stats: ClusterStats {
                 last_archived_at: wal_min.map(|m| now - time::Duration::minutes(m)),

@@ -1140,6 +1140,27 @@ async fn cluster_status_follows_archive_backups_and_verification() {
     assert_eq!(state, "late");
     assert_eq!(why, ["no complete base backup yet"]);
 
+    // The cluster's own threshold wins over the gateway's; `{}` goes back.
+    let own = |t: serde_json::Value| {
+        let body = serde_json::json!({ "thresholds": t })
+            .to_string()
+            .into_bytes();
+        f.send(
+            Method::PUT,
+            "/v1/clusters/main",
+            Some(&admin),
+            &[("content-type", "application/json")],
+            body,
+        )
+    };
+    let (s, _, body) = own(serde_json::json!({"archive_lag_seconds": 0})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (state, why) = status(&body);
+    assert_eq!(state, "failing");
+    assert!(why[0].starts_with("no WAL archived for"), "{why:?}");
+    let (_, _, body) = own(serde_json::json!({})).await;
+    assert_eq!(status(&body).0, "late");
+
     let main: walgate_core::ClusterName = "main".parse().unwrap();
     let catalog = f.state.catalog.as_ref();
     catalog

@@ -45,6 +45,8 @@ pub struct ClusterRow {
     pub retention: Option<api::RetentionPolicy>,
     /// The storage target holding its objects.
     pub target: TargetName,
+    /// Its own status thresholds; `None` follows the gateway's.
+    pub thresholds: Option<api::StatusThresholds>,
 }
 
 /// WAL files before a position: how many, their stored bytes, the first and last name.
@@ -330,6 +332,12 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         cluster: &ClusterName,
         policy: Option<&api::RetentionPolicy>,
+    ) -> Result<bool>;
+    /// Sets (or with `None` clears) the cluster's own status thresholds.
+    async fn set_thresholds(
+        &self,
+        cluster: &ClusterName,
+        thresholds: Option<&api::StatusThresholds>,
     ) -> Result<bool>;
     /// The WAL files [`Catalog::expire_wal`] would take out for `position`.
     async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan>;

@@ -65,7 +65,7 @@ impl PostgresCatalog {
 }
 
 const CLUSTER_COLUMNS: &str =
-    "name, system_identifier, segment_size, pg_version, created_at, retention, target";
+    "name, system_identifier, segment_size, pg_version, created_at, retention, target, thresholds";
 /// WAL files that retention may expire: all but history files, before position `$2`.
 const EXPIRABLE: &str = "cluster = $1 AND kind <> 'history' AND substr(name, 9, 16) < $2";
 const WAL_COLUMNS: &str = "name, size, stored_size, sha256, archived_at";
@@ -97,6 +97,11 @@ macro_rules! sql_catalog {
                         .try_get::<&str, _>("target")?
                         .parse()
                         .map_err(super::CatalogError::Corrupt)?,
+                    thresholds: row
+                        .try_get::<Option<String>, _>("thresholds")?
+                        .map(|j| serde_json::from_str(&j))
+                        .transpose()
+                        .map_err(|e| super::CatalogError::Corrupt(format!("thresholds: {e}")))?,
                 })
             }
 
@@ -411,6 +416,20 @@ macro_rules! sql_catalog {
             ) -> Result<bool> {
                 let json = policy.map(|p| serde_json::to_string(p).expect("policies serialize"));
                 let done = sqlx::query("UPDATE clusters SET retention = $2 WHERE name = $1")
+                    .bind(cluster.as_str())
+                    .bind(json)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_thresholds(
+                &self,
+                cluster: &ClusterName,
+                thresholds: Option<&walgate_core::api::StatusThresholds>,
+            ) -> Result<bool> {
+                let json = thresholds.map(|t| serde_json::to_string(t).expect("thresholds serialize"));
+                let done = sqlx::query("UPDATE clusters SET thresholds = $2 WHERE name = $1")
                     .bind(cluster.as_str())
                     .bind(json)
                     .execute(&self.pool)

@@ -28,6 +28,7 @@ fn to_api(state: &AppState, c: ClusterState) -> Cluster {
     Cluster {
         status: status.as_str().to_owned(),
         status_reasons: reasons,
+        thresholds: c.cluster.thresholds.clone(),
         backups: c.backups,
         last_backup_at: c.last_backup.map(|(at, _)| at),
         last_backup_stored_bytes: c.last_backup.map(|(_, bytes)| bytes),
@@ -94,6 +95,8 @@ struct RegisterCluster {
     /// The storage target for its objects (default: the gateway's default target). Can
     /// change only while the cluster has no objects: they never mix targets.
     target: Option<String>,
+    /// Its own status thresholds (`{}` goes back to the gateway's).
+    thresholds: Option<walgate_core::api::StatusThresholds>,
 }
 
 /// Register a cluster (admin), or assign its storage target. Identity fields already
@@ -155,6 +158,10 @@ async fn put_cluster(
                 registered.target
             ),
         ));
+    }
+    if let Some(t) = &req.thresholds {
+        let own = (t != &Default::default()).then_some(t);
+        state.catalog.set_thresholds(&name, own).await?;
     }
     if let Some(id) = sysid {
         let row = state.catalog.pin_cluster(&name, id, size, None).await?;
