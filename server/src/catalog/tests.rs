@@ -117,6 +117,18 @@ async fn suite(c: &dyn Catalog) {
         ClusterStats::default()
     );
     c.ensure_cluster(&other, &default).await.unwrap();
+    // A cluster's own thresholds are kept and cleared.
+    let own = walgate_core::api::StatusThresholds {
+        archive_lag_seconds: Some(600),
+        backup_age_seconds: None,
+    };
+    assert!(c.set_thresholds(&main, Some(&own)).await.unwrap());
+    assert_eq!(
+        c.cluster(&main).await.unwrap().unwrap().thresholds,
+        Some(own)
+    );
+    assert!(c.set_thresholds(&main, None).await.unwrap());
+    assert_eq!(c.cluster(&main).await.unwrap().unwrap().thresholds, None);
     // Objects stored: the cluster stays where they are.
     assert!(!c.set_target(&main, &eu).await.unwrap());
     assert!(c.set_target(&main, &default).await.unwrap());
