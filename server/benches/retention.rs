@@ -120,7 +120,7 @@ async fn measure(backend: &str, catalog_url: &str, clusters: u64, files: u64, qu
         keep_last: Some(2),
         ..Default::default()
     };
-    let rows: Vec<_> = state
+    let mut rows: Vec<_> = state
         .catalog
         .clusters()
         .await
@@ -128,21 +128,14 @@ async fn measure(backend: &str, catalog_url: &str, clusters: u64, files: u64, qu
         .into_iter()
         .map(|(c, _)| c)
         .collect();
-    for c in &rows {
+    for c in &mut rows {
         state
             .catalog
             .set_retention(&c.name, Some(&policy))
             .await
             .unwrap();
+        c.retention = Some(policy.clone());
     }
-    let rows: Vec<_> = state
-        .catalog
-        .clusters()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect();
 
     let (mut expired, mut bytes) = (0, 0);
     queries.store(0, Ordering::Relaxed);

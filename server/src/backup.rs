@@ -490,7 +490,13 @@ async fn start(
     };
     let registered = catalog.ensure_cluster(cluster, store.target()).await?;
     if &registered.target != store.target() {
-        return Err(StorageError::UnknownTarget(store.target().clone()).into());
+        // An admin moved the (empty) cluster while this upload started: retrying goes
+        // to the right store.
+        return Err(StorageError::BadTarget {
+            target: registered.target,
+            reason: "the cluster moved to this target as the upload started; retry".into(),
+        }
+        .into());
     }
     if let Err(e) = catalog.insert_backup(cluster, &row).await {
         // The id is the key: a row already there means another upload owns it.

@@ -209,15 +209,21 @@ impl fmt::Debug for Secret {
 /// Shows a URL without its password or query string.
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.split('?').next().unwrap_or_default();
-        match (s.find("://"), s.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let userinfo = &s[scheme + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                write!(f, "{}{user}:***{}", &s[..scheme + 3], &s[at..])
-            }
-            _ => f.write_str(s),
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// A URL as logs may show it: the password masked, no query string or fragment (where
+/// tokens such as SAS signatures travel).
+pub fn redact_url(url: &str) -> String {
+    let s = url.split(['?', '#']).next().unwrap_or_default();
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &s[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &s[..scheme + 3], &s[at..])
         }
+        _ => s.to_owned(),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use walgate_core::ClusterName;
 
 use crate::AppState;
 use crate::catalog::{BackupStatus, CatalogError, ClusterRow, ClusterStats};
@@ -127,40 +128,60 @@ pub async fn load(
 ) -> Result<Vec<ClusterState>, CatalogError> {
     let mut fleet = vec![];
     for (cluster, stats) in state.catalog.clusters().await? {
-        if !visible(cluster.name.as_str()) {
-            continue;
+        if visible(cluster.name.as_str()) {
+            fleet.push(state_of(state, cluster, stats).await?);
         }
-        let complete: Vec<_> = state
-            .catalog
-            .backups(&cluster.name)
-            .await?
-            .into_iter()
-            .filter(|b| b.status == BackupStatus::Complete)
-            .collect();
-        let verified = state
-            .catalog
-            .last_verification(&cluster.name)
-            .await?
-            .map(|r| {
-                (
-                    r.verified_at,
-                    r.ok,
-                    r.chain_problems.len() + r.object_problems.len(),
-                )
-            });
-        fleet.push(ClusterState {
-            last_backup: complete
-                .first()
-                .and_then(|b| Some((b.finished_at?, b.stored_size))),
-            oldest_backup: complete.last().and_then(|b| b.finished_at),
-            backups: complete.len() as u64,
-            backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
-            cluster,
-            stats,
-            verified,
-        });
     }
     Ok(fleet)
+}
+
+/// One cluster, without reading the rest of the fleet.
+pub async fn load_one(
+    state: &AppState,
+    name: &ClusterName,
+) -> Result<Option<ClusterState>, CatalogError> {
+    let Some(cluster) = state.catalog.cluster(name).await? else {
+        return Ok(None);
+    };
+    let stats = state.catalog.cluster_stats(name).await?;
+    Ok(Some(state_of(state, cluster, stats).await?))
+}
+
+/// Adds the cluster's backups and last verification to its catalog row and stats.
+async fn state_of(
+    state: &AppState,
+    cluster: ClusterRow,
+    stats: ClusterStats,
+) -> Result<ClusterState, CatalogError> {
+    let complete: Vec<_> = state
+        .catalog
+        .backups(&cluster.name)
+        .await?
+        .into_iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .collect();
+    let verified = state
+        .catalog
+        .last_verification(&cluster.name)
+        .await?
+        .map(|r| {
+            (
+                r.verified_at,
+                r.ok,
+                r.chain_problems.len() + r.object_problems.len(),
+            )
+        });
+    Ok(ClusterState {
+        last_backup: complete
+            .first()
+            .and_then(|b| Some((b.finished_at?, b.stored_size))),
+        oldest_backup: complete.last().and_then(|b| b.finished_at),
+        backups: complete.len() as u64,
+        backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
+        cluster,
+        stats,
+        verified,
+    })
 }
 
 #[cfg(test)]

@@ -331,7 +331,7 @@ async fn run(
     let state = AppState::open(&settings).await?;
     tokio::spawn(reload_limits(state.bandwidth.clone(), reload));
     for store in state.storage.iter() {
-        store.probe().await?;
+        store.probe(true).await?;
         tracing::info!(target = %store.target(), url = store.url(), "storage target ok");
     }
     if state.catalog.tokens().await?.is_empty() {

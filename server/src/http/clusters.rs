@@ -51,8 +51,7 @@ fn to_api(state: &AppState, c: ClusterState) -> Cluster {
 
 /// One cluster as the API shows it.
 async fn one(state: &AppState, name: &walgate_core::ClusterName) -> Result<Cluster, ApiError> {
-    let wanted = name.as_str();
-    let found = fleet::load(state, &|c| c == wanted).await?.pop();
+    let found = fleet::load_one(state, name).await?;
     found.map(|c| to_api(state, c)).ok_or_else(|| {
         ApiError::not_found(format!(
             "no cluster `{name}`: it is registered by its first WAL push or by an admin"

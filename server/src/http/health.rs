@@ -51,7 +51,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }
     };
     let probes = state.storage.iter().map(|store| async move {
-        let outcome = match store.probe().await {
+        let outcome = match store.probe(false).await {
             Ok(()) => "ok".to_owned(),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: storage");

@@ -191,26 +191,6 @@ impl Targets {
         Self::new(stores, default)
     }
 
-    /// Wraps stores already built, e.g. an in-memory one or a fault-injecting wrapper in tests.
-    pub fn from_object_stores(
-        stores: impl IntoIterator<Item = (TargetName, Arc<dyn ObjectStore>)>,
-        default: &TargetName,
-    ) -> Result<Self, StorageError> {
-        let stores = stores
-            .into_iter()
-            .map(|(name, inner)| {
-                let store = Store {
-                    inner,
-                    keyring: None,
-                    url: format!("{name} (in process)"),
-                    target: name.clone(),
-                };
-                (name, store)
-            })
-            .collect();
-        Self::new(stores, default)
-    }
-
     fn new(
         stores: std::collections::BTreeMap<TargetName, Store>,
         default: &TargetName,
@@ -396,9 +376,11 @@ impl Store {
         Ok(buf.into())
     }
 
-    /// Writes, reads back and deletes a probe object: the store is usable. The error
-    /// names the target and the step that failed.
-    pub async fn probe(&self) -> Result<(), StorageError> {
+    /// Writes, reads back and deletes a probe object: the store is usable. At start
+    /// (`semantics`) it must also refuse to overwrite the probe with a create-only
+    /// write; readiness probes skip that extra request. The error names the target and
+    /// the step that failed.
+    pub async fn probe(&self, semantics: bool) -> Result<(), StorageError> {
         let failed = |step: &'static str| {
             let target = self.target.clone();
             move |e: StorageError| StorageError::Probe {
@@ -413,11 +395,12 @@ impl Store {
         // A store that ignores create-only writes could let a retried push overwrite
         // archived WAL: refuse to run on it.
         let again = PutPayload::from_static(b"walgate probe, overwritten");
-        if self
-            .put_new(&key, again)
-            .await
-            .map_err(failed("create-only write"))?
-            != Put::AlreadyExists
+        if semantics
+            && self
+                .put_new(&key, again)
+                .await
+                .map_err(failed("create-only write"))?
+                != Put::AlreadyExists
         {
             let e = object_store::Error::NotSupported {
                 source: "the store overwrote an object on a create-only write (If-None-Match); walgate cannot keep WAL safe on it".into(),

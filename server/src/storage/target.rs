@@ -141,15 +141,9 @@ impl TargetConfig {
         }
     }
 
-    /// The URL as logs may show it: no user information or query string.
+    /// The URL as logs may show it: no password or query string.
     pub fn display_url(&self) -> String {
-        let no_query = self.url.split(['?', '#']).next().unwrap_or_default();
-        match (no_query.find("://"), no_query.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}{}", &no_query[..scheme + 3], &no_query[at + 1..])
-            }
-            _ => no_query.to_owned(),
-        }
+        crate::config::redact_url(&self.url)
     }
 
     /// Builds the store, reading credentials (and the keyring) from env variables and
@@ -209,35 +203,38 @@ impl TargetConfig {
             )));
         }
         let base = format!("{scheme}://{bucket}");
-        let unknown = |key: &str| bad(format!("unknown option `{key}` for {scheme}:// targets"));
+        let unknown = |key: String| bad(format!("unknown option `{key}` for {scheme}:// targets"));
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
-                let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry);
-                for (key, value) in options {
-                    let key: AmazonS3ConfigKey = key.parse().map_err(|_| unknown(key))?;
-                    b = b.with_config(key, value);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let b = AmazonS3Builder::from_env().with_url(base).with_retry(retry);
+                let b = configure(b, options, |b, k: AmazonS3ConfigKey, v| b.with_config(k, v));
+                Arc::new(
+                    b.map_err(unknown)?
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?,
+                )
             }
             "gs" => {
-                let mut b = GoogleCloudStorageBuilder::from_env()
+                let b = GoogleCloudStorageBuilder::from_env()
                     .with_url(base)
                     .with_retry(retry);
-                for (key, value) in options {
-                    let key: GoogleConfigKey = key.parse().map_err(|_| unknown(key))?;
-                    b = b.with_config(key, value);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let b = configure(b, options, |b, k: GoogleConfigKey, v| b.with_config(k, v));
+                Arc::new(
+                    b.map_err(unknown)?
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?,
+                )
             }
             "az" | "azure" => {
-                let mut b = MicrosoftAzureBuilder::from_env()
+                let b = MicrosoftAzureBuilder::from_env()
                     .with_url(base)
                     .with_retry(retry);
-                for (key, value) in options {
-                    let key: AzureConfigKey = key.parse().map_err(|_| unknown(key))?;
-                    b = b.with_config(key, value);
-                }
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let b = configure(b, options, |b, k: AzureConfigKey, v| b.with_config(k, v));
+                Arc::new(
+                    b.map_err(unknown)?
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?,
+                )
             }
             "swift" => Arc::new(swift_store(bucket, options, retry.retry_timeout).map_err(bad)?),
             other => {
@@ -254,6 +251,19 @@ impl TargetConfig {
         };
         Ok(Opened { store, keyring })
     }
+}
+
+/// Applies `options` to an `object_store` builder through `set`; an unknown key comes
+/// back as the error.
+fn configure<B, K: std::str::FromStr>(
+    builder: B,
+    options: Vec<(&str, String)>,
+    set: impl Fn(B, K, String) -> B,
+) -> Result<B, String> {
+    options.into_iter().try_fold(builder, |b, (key, value)| {
+        let key: K = key.parse().map_err(|_| key.to_owned())?;
+        Ok(set(b, key, value))
+    })
 }
 
 /// A Swift container from `swift_*` options, falling back to the variables of the
@@ -427,7 +437,8 @@ mod tests {
         let shown = format!("{t:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("env:KEY_ID"), "{shown}");
-        assert_eq!(t.display_url(), "s3://bucket/p");
+        assert_eq!(t.display_url(), "s3://user:***@bucket/p");
+        assert!(!t.display_url().contains("pw"));
     }
 
     #[test]
