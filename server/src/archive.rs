@@ -22,7 +22,9 @@ use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, Wa
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, Targets, layout};
-use crate::stream::{ChannelReader, Chunks, Encoding, HashWriter, Tee, forward, refuse_trailing};
+use crate::stream::{
+    ChannelReader, Chunks, Encoding, HashWriter, Tee, drain, forward, refuse_trailing,
+};
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
 pub const MAX_TEXT_FILE: u64 = 1 << 20;
@@ -171,6 +173,9 @@ fn read_up_to(body: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The largest body `name` may have, given the cluster's pinned segment size if any.
+/// The most of a refused WAL body read to its end before answering.
+const DRAIN_MAX: u64 = 64 << 20;
+
 fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
     match (name.wal_segment(), pinned) {
         (Some(_), Some((_, size))) => size.bytes(),
@@ -291,7 +296,7 @@ pub async fn push<S, E>(
     storage: &Targets,
     level: i32,
     upload: Upload<'_>,
-    body: S,
+    mut body: S,
 ) -> Result<Archived, ArchiveError>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
@@ -325,13 +330,21 @@ where
         tokio::task::spawn_blocking(move || encode(expect, ChannelReader::new(rx), encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
     let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
-    forward(body, tx, |chunk| {
+    forward(&mut body, tx, |chunk| {
         if let Some(sha) = sha.as_mut() {
             sha.update(chunk);
         }
     })
     .await;
-    let encoded = worker.await.expect("archive worker panicked")?;
+    let encoded = match worker.await.expect("archive worker panicked") {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            // A refused file is at most one segment: read the rest so the client sees
+            // why (the wrong database system, say), not a broken pipe.
+            drain(&mut body, size_limit(name, pinned).min(DRAIN_MAX)).await;
+            return Err(e);
+        }
+    };
 
     let row = WalRow {
         name,

@@ -401,7 +401,10 @@ where
 {
     let (body_tx, body_rx) = mpsc::channel::<io::Result<Bytes>>(64);
     let (event_tx, mut events) = mpsc::channel::<Event>(8);
-    let pump = tokio::spawn(forward(body, body_tx, |_| {}));
+    let pump = tokio::spawn(async move {
+        let mut body = body;
+        forward(&mut body, body_tx, |_| {}).await
+    });
     let worker = tokio::task::spawn_blocking(move || {
         read_backup(ChannelReader::new(body_rx), encoding, level, event_tx)
     });

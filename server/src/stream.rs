@@ -144,7 +144,7 @@ pub fn refuse_trailing(rest: &mut impl Read) -> io::Result<()> {
 /// Forwards a request body to a worker's channel until the body ends, fails (the error
 /// is forwarded too), or the worker stops reading. `inspect` sees each chunk on the way.
 pub async fn forward<S, E>(
-    mut body: S,
+    body: &mut S,
     tx: mpsc::Sender<io::Result<Bytes>>,
     mut inspect: impl FnMut(&Bytes),
 ) where
@@ -161,6 +161,23 @@ pub async fn forward<S, E>(
         // A closed channel means the worker has refused the body: stop reading.
         if tx.send(chunk).await.is_err() || failed {
             break;
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused request body, up to `max` bytes, so the
+/// client gets to read the refusal instead of a broken pipe. Beyond `max` the
+/// connection is closed as before.
+pub async fn drain<S, E>(body: &mut S, max: u64)
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut read = 0u64;
+    while read <= max {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            Some(Err(_)) | None => return,
         }
     }
 }
