@@ -2,13 +2,15 @@
 //! it is `ok`, `late` or `failing` against the status thresholds. `/v1/clusters` and
 //! `/metrics` both read it, so people and automation see the same state.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use walgate_core::ClusterName;
+use walgate_core::api::VerifyReport;
 
 use crate::AppState;
-use crate::catalog::{BackupStatus, CatalogError, ClusterRow, ClusterStats};
+use crate::catalog::{BackupStats, CatalogError, ClusterRow, ClusterStats};
 
 /// When a cluster counts as late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,18 +123,37 @@ impl ClusterState {
     }
 }
 
-/// Every cluster `visible` lets the caller see.
+/// Every cluster `visible` lets the caller see, in three queries however large the
+/// fleet (WAL totals come from a table the catalog keeps by trigger).
 pub async fn load(
     state: &AppState,
     visible: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<ClusterState>, CatalogError> {
-    let mut fleet = vec![];
-    for (cluster, stats) in state.catalog.clusters().await? {
-        if visible(cluster.name.as_str()) {
-            fleet.push(state_of(state, cluster, stats).await?);
-        }
-    }
-    Ok(fleet)
+    let mut backups: HashMap<_, _> = state
+        .catalog
+        .backup_stats(None)
+        .await?
+        .into_iter()
+        .collect();
+    let mut verified: HashMap<_, _> = state
+        .catalog
+        .verifications()
+        .await?
+        .into_iter()
+        .map(|r| (r.cluster.clone(), r))
+        .collect();
+    Ok(state
+        .catalog
+        .clusters()
+        .await?
+        .into_iter()
+        .filter(|(c, _)| visible(c.name.as_str()))
+        .map(|(cluster, stats)| {
+            let b = backups.remove(&cluster.name).unwrap_or_default();
+            let v = verified.remove(cluster.name.as_str());
+            ClusterState::new(cluster, stats, b, v)
+        })
+        .collect())
 }
 
 /// One cluster, without reading the rest of the fleet.
@@ -144,44 +165,36 @@ pub async fn load_one(
         return Ok(None);
     };
     let stats = state.catalog.cluster_stats(name).await?;
-    Ok(Some(state_of(state, cluster, stats).await?))
-}
-
-/// Adds the cluster's backups and last verification to its catalog row and stats.
-async fn state_of(
-    state: &AppState,
-    cluster: ClusterRow,
-    stats: ClusterStats,
-) -> Result<ClusterState, CatalogError> {
-    let complete: Vec<_> = state
-        .catalog
-        .backups(&cluster.name)
-        .await?
-        .into_iter()
-        .filter(|b| b.status == BackupStatus::Complete)
-        .collect();
-    let verified = state
-        .catalog
-        .last_verification(&cluster.name)
-        .await?
-        .map(|r| {
-            (
-                r.verified_at,
-                r.ok,
-                r.chain_problems.len() + r.object_problems.len(),
-            )
-        });
-    Ok(ClusterState {
-        last_backup: complete
-            .first()
-            .and_then(|b| Some((b.finished_at?, b.stored_size))),
-        oldest_backup: complete.last().and_then(|b| b.finished_at),
-        backups: complete.len() as u64,
-        backup_bytes: complete.iter().map(|b| b.stored_size).sum(),
+    let backups = state.catalog.backup_stats(Some(name)).await?.pop();
+    let verified = state.catalog.last_verification(name).await?;
+    Ok(Some(ClusterState::new(
         cluster,
         stats,
+        backups.map(|(_, b)| b).unwrap_or_default(),
         verified,
-    })
+    )))
+}
+
+impl ClusterState {
+    fn new(
+        cluster: ClusterRow,
+        stats: ClusterStats,
+        backups: BackupStats,
+        verified: Option<VerifyReport>,
+    ) -> Self {
+        ClusterState {
+            last_backup: backups.newest,
+            oldest_backup: backups.oldest,
+            backups: backups.complete,
+            backup_bytes: backups.stored_bytes,
+            cluster,
+            stats,
+            verified: verified.map(|r| {
+                let problems = r.chain_problems.len() + r.object_problems.len();
+                (r.verified_at, r.ok, problems)
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

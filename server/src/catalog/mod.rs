@@ -102,6 +102,17 @@ pub struct ClusterStats {
     pub last_archived_at: Option<OffsetDateTime>,
 }
 
+/// A cluster's complete backups, for the fleet view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupStats {
+    pub complete: u64,
+    pub stored_bytes: u64,
+    /// The newest: when it finished, its stored bytes.
+    pub newest: Option<(OffsetDateTime, u64)>,
+    /// When the oldest finished: the oldest point a restore reaches.
+    pub oldest: Option<OffsetDateTime>,
+}
+
 /// Where a backup is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupStatus {
@@ -303,6 +314,12 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<ClusterRow>;
     async fn clusters(&self) -> Result<Vec<(ClusterRow, ClusterStats)>>;
     async fn cluster_stats(&self, name: &ClusterName) -> Result<ClusterStats>;
+    /// Complete backups of `cluster`, or of every cluster that has one: one query for
+    /// the whole fleet.
+    async fn backup_stats(
+        &self,
+        cluster: Option<&ClusterName>,
+    ) -> Result<Vec<(ClusterName, BackupStats)>>;
 
     async fn wal(&self, cluster: &ClusterName, name: &WalFileName) -> Result<Option<WalRow>>;
     /// Records a WAL file unless a row for its name exists.
@@ -364,6 +381,8 @@ pub trait Catalog: Send + Sync + 'static {
         report: &api::VerifyReport,
     ) -> Result<()>;
     async fn last_verification(&self, cluster: &ClusterName) -> Result<Option<api::VerifyReport>>;
+    /// Every cluster's latest verification.
+    async fn verifications(&self) -> Result<Vec<api::VerifyReport>>;
 
     async fn insert_token(&self, token: &TokenRow) -> Result<()>;
     async fn token(&self, id: &str) -> Result<Option<TokenRow>>;

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{
-    BackupRow, Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow, WalFilter, WalRow,
-    WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
+    BackupRow, BackupStats, Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow,
+    WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
 };
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a
@@ -153,6 +153,12 @@ macro_rules! sql_catalog {
                 })
             }
 
+            fn report(row: &$row) -> Result<walgate_core::api::VerifyReport> {
+                let json: String = row.try_get("report")?;
+                serde_json::from_str(&json)
+                    .map_err(|e| super::CatalogError::Corrupt(format!("verification report: {e}")))
+            }
+
             fn stats(row: &$row) -> Result<ClusterStats> {
                 Ok(ClusterStats {
                     wal_files: u64_col(row.try_get("wal_files")?),
@@ -236,8 +242,7 @@ macro_rules! sql_catalog {
             async fn clusters(&self) -> Result<Vec<(ClusterRow, ClusterStats)>> {
                 let sql = format!(
                     "SELECT {CLUSTER_COLUMNS}, {STATS_COLUMNS} FROM clusters c \
-                     LEFT JOIN ({STATS_QUERY} GROUP BY cluster) w ON w.cluster = c.name \
-                     ORDER BY c.name"
+                     LEFT JOIN wal_stats w ON w.cluster = c.name ORDER BY c.name"
                 );
                 let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
                 rows.iter().map(|r| Ok((Self::cluster_row(r)?, Self::stats(r)?))).collect()
@@ -246,10 +251,43 @@ macro_rules! sql_catalog {
             async fn cluster_stats(&self, name: &ClusterName) -> Result<ClusterStats> {
                 let sql = format!(
                     "SELECT {STATS_COLUMNS} FROM (SELECT 1 AS one) o \
-                     LEFT JOIN ({STATS_QUERY} WHERE cluster = $1 GROUP BY cluster) w ON true"
+                     LEFT JOIN wal_stats w ON w.cluster = $1"
                 );
                 let row = sqlx::query(AssertSqlSafe(sql)).bind(name.as_str()).fetch_one(&self.pool).await?;
                 Self::stats(&row)
+            }
+
+            async fn backup_stats(
+                &self,
+                cluster: Option<&ClusterName>,
+            ) -> Result<Vec<(ClusterName, BackupStats)>> {
+                // $1 IS NULL: the whole fleet.
+                let rows = sqlx::query(
+                    "SELECT cluster, count(*) AS n, CAST(sum(stored_size) AS BIGINT) AS bytes, \
+                       min(finished_at) AS oldest, max(finished_at) AS newest, \
+                       (SELECT n.stored_size FROM backups n WHERE n.cluster = b.cluster \
+                          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size \
+                     FROM backups b WHERE status = 'complete' AND ($1 IS NULL OR cluster = $1) \
+                     GROUP BY cluster",
+                )
+                .bind(cluster.map(ClusterName::as_str))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let newest: Option<OffsetDateTime> = r.try_get("newest")?;
+                        let size = u64_col(r.try_get::<Option<i64>, _>("newest_size")?.unwrap_or(0));
+                        Ok((
+                            parse_cluster(r.try_get("cluster")?)?,
+                            BackupStats {
+                                complete: u64_col(r.try_get("n")?),
+                                stored_bytes: u64_col(r.try_get("bytes")?),
+                                newest: newest.map(|at| (at, size)),
+                                oldest: r.try_get("oldest")?,
+                            },
+                        ))
+                    })
+                    .collect()
             }
 
             async fn wal(&self, cluster: &ClusterName, name: &WalFileName) -> Result<Option<WalRow>> {
@@ -547,12 +585,12 @@ macro_rules! sql_catalog {
                     .bind(cluster.as_str())
                     .fetch_optional(&self.pool)
                     .await?;
-                row.map(|r| {
-                    let json: String = r.try_get("report")?;
-                    serde_json::from_str(&json)
-                        .map_err(|e| super::CatalogError::Corrupt(format!("verification report: {e}")))
-                })
-                .transpose()
+                row.as_ref().map(Self::report).transpose()
+            }
+
+            async fn verifications(&self) -> Result<Vec<walgate_core::api::VerifyReport>> {
+                let rows = sqlx::query("SELECT report FROM verifications").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::report).collect()
             }
 
             async fn insert_token(&self, t: &TokenRow) -> Result<()> {
@@ -597,13 +635,10 @@ macro_rules! sql_catalog {
     };
 }
 
-/// Aggregates of `wal_files` per cluster; the caller adds `WHERE` and `GROUP BY`.
-const STATS_QUERY: &str = "SELECT cluster, count(*) AS n, CAST(sum(stored_size) AS BIGINT) AS bytes, \
-     max(CASE WHEN kind = 'segment' THEN name END) AS last_name, \
-     max(archived_at) AS last_at FROM wal_files";
-const STATS_COLUMNS: &str = "CAST(COALESCE(w.n, 0) AS BIGINT) AS wal_files, \
+/// A cluster's row of `wal_stats` (kept by triggers), joined as `w`.
+const STATS_COLUMNS: &str = "CAST(COALESCE(w.files, 0) AS BIGINT) AS wal_files, \
      CAST(COALESCE(w.bytes, 0) AS BIGINT) AS wal_bytes, \
-     w.last_name AS last_wal, w.last_at AS last_archived_at";
+     w.last_wal AS last_wal, w.last_archived_at AS last_archived_at";
 
 sql_catalog!(SqliteCatalog, SqliteRow, "sqlite");
 sql_catalog!(PostgresCatalog, PgRow, "postgres");

@@ -173,6 +173,22 @@ async fn suite(c: &dyn Catalog) {
     c.update_backup(&main, &b1).await.unwrap();
     assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(b1.clone()));
     assert_eq!(c.backup(&other, &b1.id).await.unwrap(), None);
+    // Only complete backups count, per cluster, for one cluster or the fleet.
+    let complete = BackupStats {
+        complete: 1,
+        stored_bytes: 0,
+        newest: Some((b1.started_at, 0)),
+        oldest: Some(b1.started_at),
+    };
+    assert_eq!(
+        c.backup_stats(None).await.unwrap(),
+        [(main.clone(), complete.clone())]
+    );
+    assert_eq!(
+        c.backup_stats(Some(&main)).await.unwrap(),
+        [(main.clone(), complete)]
+    );
+    assert!(c.backup_stats(Some(&other)).await.unwrap().is_empty());
     let ids: Vec<_> = c
         .backups(&main)
         .await
@@ -274,6 +290,10 @@ async fn retention_suite(c: &dyn Catalog) {
         }
     );
     assert_eq!(c.expire_wal(&main, "0000000000000003").await.unwrap(), 3);
+    // The totals the triggers keep follow the expiry; the newest segment stays.
+    let stats = c.cluster_stats(&main).await.unwrap();
+    assert_eq!((stats.wal_files, stats.wal_bytes), (3, 3000));
+    assert_eq!(stats.last_wal.as_deref(), Some("000000020000000000000003"));
     let all = WalFilter {
         limit: 100,
         ..Default::default()
@@ -323,7 +343,11 @@ async fn retention_suite(c: &dyn Catalog) {
     report.ok = true;
     report.chain_problems.clear();
     c.record_verification(&main, &report).await.unwrap();
-    assert_eq!(c.last_verification(&main).await.unwrap(), Some(report));
+    assert_eq!(
+        c.last_verification(&main).await.unwrap(),
+        Some(report.clone())
+    );
+    assert_eq!(c.verifications().await.unwrap(), [report]);
 
     // Leases: one holder at a time, renewable, taken over once expired.
     assert!(c.take_lease("retention", "a", 100, 200).await.unwrap());
