@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use walgate_core::api::{Backup, RestorePlan};
+use walgate_core::units::human_bytes;
 
 use crate::config::Settings;
 use crate::gateway::Gateway;
@@ -111,22 +112,13 @@ pub fn print_list(backups: &[Backup], json: bool) -> anyhow::Result<()> {
             "{:<42}  {:<8}  {:>10}  {:>10}  {:<24}  {}",
             b.id,
             b.status,
-            human(b.size),
-            human(b.stored_size),
+            human_bytes(b.size),
+            human_bytes(b.stored_size),
             b.start_wal,
             b.end_wal.as_deref().unwrap_or("?")
         );
     }
     Ok(())
-}
-
-fn human(bytes: u64) -> String {
-    let mib = bytes as f64 / (1 << 20) as f64;
-    if mib >= 1024.0 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
 }
 
 /// Extracts backup `id` into `dir`, which must be missing or empty.

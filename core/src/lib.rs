@@ -12,6 +12,7 @@ pub mod history;
 pub mod lsn;
 pub mod page;
 pub mod recipe;
+pub mod units;
 pub mod wal;
 
 pub use backup::BackupLabel;

@@ -2,6 +2,9 @@
 //! README shows them, the gateway puts the restore one in restore plans, and the tests
 //! run exactly these.
 
+/// Where the recipes expect the `Authorization: Bearer …` header line on a host.
+pub const AUTH_HEADER_FILE: &str = "/etc/walgate/auth-header";
+
 /// `archive_command`: exits 0 only when the gateway acknowledged the file as durable.
 pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &str) -> String {
     format!(

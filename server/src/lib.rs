@@ -37,6 +37,8 @@ pub struct AppState {
     pub zstd_level: i32,
     /// The fleet's default retention policy, for clusters without their own.
     pub retention: Option<walgate_core::api::RetentionPolicy>,
+    /// How often scheduled retention runs; zero: never.
+    pub retention_interval: std::time::Duration,
     /// Request and WAL counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Base backup uploads running now, within their limits.
@@ -73,6 +75,7 @@ impl AppState {
             auth,
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),
+            retention_interval: s.retention_interval,
             draining: Default::default(),
             metrics: Default::default(),
             cut_uploads: Default::default(),

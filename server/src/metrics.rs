@@ -30,8 +30,23 @@ pub enum WalOp {
     Fetch,
 }
 
+/// How many recent errors are kept per cluster.
+const RECENT_ERRORS: usize = 20;
+
+/// A request about a cluster that failed, as the dashboard lists it.
+#[derive(Debug, Clone)]
+pub struct RecentError {
+    pub at: OffsetDateTime,
+    /// Method and route, e.g. `PUT /v1/clusters/{cluster}/wal/{file}`.
+    pub request: String,
+    pub status: u16,
+    pub error: walgate_core::api::ErrorBody,
+}
+
 #[derive(Default)]
 struct Counters {
+    /// Newest last, at most [`RECENT_ERRORS`] per cluster.
+    errors: BTreeMap<String, std::collections::VecDeque<RecentError>>,
     /// (route, method, status) → requests.
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
@@ -67,6 +82,36 @@ impl Metrics {
         let e = c.wal.entry((cluster.to_owned(), op, ok)).or_default();
         e.0 += 1;
         e.1 += bytes;
+    }
+
+    /// Records a failed request about `cluster`.
+    pub fn error(
+        &self,
+        cluster: &str,
+        request: String,
+        status: u16,
+        error: &walgate_core::api::ErrorBody,
+    ) {
+        let mut c = self.0.lock().expect("no panics hold this lock");
+        let recent = c.errors.entry(cluster.to_owned()).or_default();
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(RecentError {
+            at: OffsetDateTime::now_utc(),
+            request,
+            status,
+            error: error.clone(),
+        });
+    }
+
+    /// The cluster's recent errors on this gateway, newest first.
+    pub fn recent_errors(&self, cluster: &str) -> Vec<RecentError> {
+        let c = self.0.lock().expect("no panics hold this lock");
+        c.errors
+            .get(cluster)
+            .map(|e| e.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn render_counters(&self, out: &mut String, visible: &(dyn Fn(&str) -> bool + Sync)) {

@@ -260,6 +260,49 @@ pub fn check_chain(archive: &Archive) -> Vec<String> {
     problems
 }
 
+/// One timeline's archived segments, as the dashboard draws them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineSpan {
+    pub timeline: Timeline,
+    pub first: SegmentName,
+    pub last: SegmentName,
+    pub segments: u64,
+    /// Runs of missing segments between `first` and `last`: first and last missing.
+    pub gaps: Vec<(SegmentName, SegmentName)>,
+}
+
+/// Each timeline's segments from first to last archived, with the runs missing between.
+pub fn timelines(archive: &Archive) -> Vec<TimelineSpan> {
+    let size = archive.segment_size;
+    let mut by_timeline: BTreeMap<Timeline, Vec<u64>> = BTreeMap::new();
+    for f in &archive.files {
+        if let WalFileName::Segment(s) = f
+            && let Some(n) = s.segment_no(size)
+        {
+            by_timeline.entry(s.timeline).or_default().push(n);
+        }
+    }
+    by_timeline
+        .into_iter()
+        .map(|(timeline, numbers)| {
+            // `files` is ordered, so each timeline's numbers are ascending.
+            let name = |n| SegmentName::from_segment_no(timeline, n, size);
+            let gaps = numbers
+                .windows(2)
+                .filter(|w| w[1] > w[0] + 1)
+                .map(|w| (name(w[0] + 1), name(w[1] - 1)))
+                .collect();
+            TimelineSpan {
+                timeline,
+                first: name(numbers[0]),
+                last: name(numbers[numbers.len() - 1]),
+                segments: numbers.len() as u64,
+                gaps,
+            }
+        })
+        .collect()
+}
+
 /// Plans a recovery to `target` on `timeline` (default: the newest).
 pub fn plan(
     archive: &Archive,
@@ -424,6 +467,35 @@ mod tests {
                 }],
             )]),
         }
+    }
+
+    #[test]
+    fn timelines_show_their_runs_of_missing_segments() {
+        let mut a = archive();
+        for (tli, n) in [(1, 4), (1, 5), (2, 11)] {
+            a.files.remove(&seg(tli, n));
+        }
+        let spans = timelines(&a);
+        let name = |f: WalFileName| f.segment().unwrap();
+        assert_eq!(
+            spans,
+            [
+                TimelineSpan {
+                    timeline: Timeline(1),
+                    first: name(seg(1, 2)),
+                    last: name(seg(1, 9)),
+                    segments: 6,
+                    gaps: vec![(name(seg(1, 4)), name(seg(1, 5)))],
+                },
+                TimelineSpan {
+                    timeline: Timeline(2),
+                    first: name(seg(2, 7)),
+                    last: name(seg(2, 12)),
+                    segments: 5,
+                    gaps: vec![(name(seg(2, 11)), name(seg(2, 11)))],
+                },
+            ]
+        );
     }
 
     #[test]

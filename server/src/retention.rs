@@ -206,6 +206,24 @@ async fn delete_wal_objects(
 /// The lease that lets one gateway replica run retention at a time.
 const LEASE: &str = "retention";
 
+/// When the next scheduled run starts, about: one interval after the holder of the
+/// lease (on whichever replica) last took it; `None` when nothing is scheduled.
+pub async fn next_run(state: &AppState) -> Result<Option<OffsetDateTime>, CatalogError> {
+    let interval = state.retention_interval;
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    let now = OffsetDateTime::now_utc();
+    let next = match state.catalog.lease_until(LEASE).await? {
+        Some(until) => OffsetDateTime::from_unix_timestamp(until)
+            .map_or(now, |u| u - interval)
+            .max(now),
+        // Not taken yet: the first tick is at the gateway's start.
+        None => now,
+    };
+    Ok(Some(next))
+}
+
 /// Runs retention for every cluster every `interval`, on the one replica holding the
 /// lease. Runs for the life of the server.
 pub async fn schedule(state: AppState, interval: Duration) {

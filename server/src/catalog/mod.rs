@@ -325,6 +325,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records a WAL file unless a row for its name exists.
     async fn insert_wal(&self, cluster: &ClusterName, row: &WalRow) -> Result<Inserted>;
     async fn list_wal(&self, cluster: &ClusterName, filter: &WalFilter) -> Result<Vec<WalRow>>;
+    /// WAL archived per UTC day since `since` and still kept: day, files, stored bytes.
+    async fn wal_volume(
+        &self,
+        cluster: &ClusterName,
+        since: OffsetDateTime,
+    ) -> Result<Vec<(time::Date, u64, u64)>>;
 
     /// Records a new backup; fails if the id is taken.
     async fn insert_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
@@ -373,6 +379,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// Takes the lease on `job` for `holder` until `until` (unix seconds) if it is free,
     /// expired at `now`, or `holder`'s already; true if `holder` now holds it.
     async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+    /// Until when (unix seconds) `job`'s lease was last taken, if ever.
+    async fn lease_until(&self, job: &str) -> Result<Option<i64>>;
 
     /// Keeps a cluster's latest verification, replacing the one before.
     async fn record_verification(

@@ -257,6 +257,37 @@ macro_rules! sql_catalog {
                 Self::stats(&row)
             }
 
+            async fn wal_volume(
+                &self,
+                cluster: &ClusterName,
+                since: OffsetDateTime,
+            ) -> Result<Vec<(time::Date, u64, u64)>> {
+                let day = match $backend {
+                    // Stored as text, in UTC: the date is its first ten characters.
+                    "sqlite" => "substr(archived_at, 1, 10)",
+                    _ => "to_char(archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                };
+                let sql = format!(
+                    "SELECT {day} AS day, count(*) AS files, CAST(sum(stored_size) AS BIGINT) AS bytes \
+                     FROM wal_files WHERE cluster = $1 AND archived_at >= $2 GROUP BY 1 ORDER BY 1"
+                );
+                let rows = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                rows.iter()
+                    .map(|r| {
+                        let day: String = r.try_get("day")?;
+                        let day = time::Date::parse(&day, format).map_err(|e| {
+                            super::CatalogError::Corrupt(format!("archive day `{day}`: {e}"))
+                        })?;
+                        Ok((day, u64_col(r.try_get("files")?), u64_col(r.try_get("bytes")?)))
+                    })
+                    .collect()
+            }
+
             async fn backup_stats(
                 &self,
                 cluster: Option<&ClusterName>,
@@ -556,6 +587,14 @@ macro_rules! sql_catalog {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn lease_until(&self, job: &str) -> Result<Option<i64>> {
+                let row = sqlx::query("SELECT until FROM job_leases WHERE job = $1")
+                    .bind(job)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("until")).transpose()?)
             }
 
             async fn record_verification(

@@ -110,6 +110,18 @@ async fn suite(c: &dyn Catalog) {
 
     let stats = c.cluster_stats(&main).await.unwrap();
     assert_eq!((stats.wal_files, stats.wal_bytes), (6, 6000));
+    let today = OffsetDateTime::now_utc().date();
+    let yesterday = OffsetDateTime::now_utc() - time::Duration::days(1);
+    assert_eq!(
+        c.wal_volume(&main, yesterday).await.unwrap(),
+        [(today, 6, 6000)]
+    );
+    assert!(
+        c.wal_volume(&main, OffsetDateTime::now_utc() + time::Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(stats.last_wal.as_deref(), Some("000000020000000000000003"));
     assert!(stats.last_archived_at.is_some());
     assert_eq!(
@@ -355,6 +367,8 @@ async fn retention_suite(c: &dyn Catalog) {
     assert!(c.take_lease("retention", "a", 150, 300).await.unwrap());
     assert!(!c.take_lease("retention", "b", 299, 400).await.unwrap());
     assert!(c.take_lease("retention", "b", 301, 400).await.unwrap());
+    assert_eq!(c.lease_until("retention").await.unwrap(), Some(400));
+    assert_eq!(c.lease_until("verify").await.unwrap(), None);
 }
 
 #[tokio::test]

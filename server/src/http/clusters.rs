@@ -1,10 +1,11 @@
 //! `/v1/clusters`: the fleet and one cluster's identity and archive status.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::SegmentSize;
@@ -23,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_cluster, put_cluster))
 }
 
-fn to_api(state: &AppState, c: ClusterState) -> Cluster {
+pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
     let (status, reasons) = c.status(&state.thresholds, time::OffsetDateTime::now_utc());
     Cluster {
         status: status.as_str().to_owned(),
@@ -59,16 +60,151 @@ async fn one(state: &AppState, name: &walgate_core::ClusterName) -> Result<Clust
     })
 }
 
-/// The clusters this token may see.
-#[utoipa::path(get, path = "/v1/clusters", tag = "clusters",
-    responses((status = 200, body = Vec<Cluster>)), security(("bearer" = [])))]
+/// Which clusters to list, in what order: the API's and the dashboard's fleet table.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct FleetQuery {
+    /// Only clusters in this state: `new`, `ok`, `late` or `failing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Only clusters whose name contains this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// Order by `state` (the default: failing first), `name`, `last_wal`,
+    /// `last_backup`, `backup_size`, `window`, `storage` or `verified`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Reverse the order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub desc: bool,
+    /// At most this many clusters (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Skip this many first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The sort keys [`FleetQuery::sort`] takes.
+pub(super) const SORT_KEYS: [&str; 8] = [
+    "state",
+    "name",
+    "last_wal",
+    "last_backup",
+    "backup_size",
+    "window",
+    "storage",
+    "verified",
+];
+
+/// Failing first: the order operators read a fleet in.
+fn severity(status: &str) -> u8 {
+    match status {
+        "failing" => 0,
+        "late" => 1,
+        "new" => 2,
+        _ => 3,
+    }
+}
+
+/// One page of the fleet.
+pub(super) struct FleetPage {
+    pub clusters: Vec<Cluster>,
+    /// How many matched before `limit` and `offset` were applied.
+    pub matched: usize,
+    /// How many of those `search` matched are in each state, in [`fleet::Status::ALL`]
+    /// order (before the `status` filter).
+    pub by_status: [usize; 4],
+}
+
+/// The clusters `caller` may see that match `q`, in its order.
+pub(super) async fn fleet_page(
+    state: &AppState,
+    caller: &Caller,
+    q: &FleetQuery,
+) -> Result<FleetPage, ApiError> {
+    if let Some(s) = &q.status
+        && !fleet::Status::ALL.iter().any(|a| a.as_str() == s)
+    {
+        return Err(ApiError::bad_request(format!(
+            "status `{s}` is not one of new, ok, late, failing"
+        )));
+    }
+    let sort = q.sort.as_deref().unwrap_or("state");
+    if !SORT_KEYS.contains(&sort) {
+        return Err(ApiError::bad_request(format!(
+            "sort `{sort}` is not one of {}",
+            SORT_KEYS.join(", ")
+        )));
+    }
+    let visible = |name: &str| {
+        q.search.as_ref().is_none_or(|s| name.contains(s.as_str()))
+            && name.parse().is_ok_and(|n| caller.scope.covers(&n))
+    };
+    let mut by_status = [0; 4];
+    let mut list: Vec<Cluster> = fleet::load(state, &visible)
+        .await?
+        .into_iter()
+        .map(|c| to_api(state, c))
+        .inspect(|c| {
+            let i = fleet::Status::ALL
+                .iter()
+                .position(|s| s.as_str() == c.status);
+            by_status[i.expect("statuses come from Status")] += 1;
+        })
+        .filter(|c| q.status.as_ref().is_none_or(|s| &c.status == s))
+        .collect();
+    list.sort_by(|a, b| {
+        let by = match sort {
+            "name" => std::cmp::Ordering::Equal,
+            "last_wal" => a.last_archived_at.cmp(&b.last_archived_at),
+            "last_backup" => a.last_backup_at.cmp(&b.last_backup_at),
+            "backup_size" => a.last_backup_stored_bytes.cmp(&b.last_backup_stored_bytes),
+            "window" => a.recovery_window_start.cmp(&b.recovery_window_start),
+            "storage" => a.storage_bytes.cmp(&b.storage_bytes),
+            "verified" => a.last_verified_at.cmp(&b.last_verified_at),
+            _ => severity(&a.status).cmp(&severity(&b.status)),
+        };
+        by.then_with(|| a.name.cmp(&b.name))
+    });
+    if q.desc {
+        list.reverse();
+    }
+    let matched = list.len();
+    let clusters = list
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .collect();
+    Ok(FleetPage {
+        clusters,
+        matched,
+        by_status,
+    })
+}
+
+/// The clusters this token may see, filtered and sorted; `X-Total-Count` says how many
+/// matched before `limit` and `offset`.
+#[utoipa::path(get, path = "/v1/clusters", tag = "clusters", params(FleetQuery),
+    responses(
+        (status = 200, body = Vec<Cluster>,
+            headers(("X-Total-Count" = u64, description = "Clusters that matched the filters"))),
+        (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn list_clusters(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<Cluster>>, ApiError> {
-    let visible = |name: &str| name.parse().is_ok_and(|n| caller.scope.covers(&n));
-    let fleet = fleet::load(&state, &visible).await?;
-    Ok(Json(fleet.into_iter().map(|c| to_api(&state, c)).collect()))
+    Query(q): Query<FleetQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = fleet_page(&state, &caller, &q).await?;
+    Ok((
+        [("x-total-count", page.matched.to_string())],
+        Json(page.clusters),
+    ))
 }
 
 /// One cluster.

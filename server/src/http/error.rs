@@ -85,13 +85,19 @@ impl ApiError {
     }
 }
 
+/// The error a response carries, for the per-cluster list of recent errors.
+#[derive(Debug, Clone)]
+pub struct ErrorNote(pub ErrorBody);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.code.to_owned(),
             message: self.message,
         };
+        let note = ErrorNote(body.clone());
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(note);
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

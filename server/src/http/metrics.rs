@@ -2,14 +2,14 @@
 //! the token's scope decides which clusters appear.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::Role;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorNote};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::metrics::WalOp;
@@ -40,7 +40,8 @@ pub async fn track(
     let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
     let method = req.method().clone();
     let sent = content_length(req.headers());
-    let cluster = (route == "/v1/clusters/{cluster}/wal/{file}")
+    let cluster = route
+        .starts_with("/v1/clusters/{cluster}")
         .then(|| req.uri().path().split('/').nth(3).map(str::to_owned))
         .flatten();
     let response = next.run(req).await;
@@ -48,7 +49,15 @@ pub async fn track(
     state
         .metrics
         .request(&route, method.as_str(), status.as_u16(), started.elapsed());
-    if let Some(cluster) = cluster {
+    // Unauthenticated requests say nothing about a cluster: counting them would let
+    // anyone add series (and memory) by inventing cluster names.
+    let Some(cluster) = cluster.filter(|c| {
+        status != StatusCode::UNAUTHORIZED && c.parse::<walgate_core::ClusterName>().is_ok()
+    }) else {
+        return response;
+    };
+    let wal = route == "/v1/clusters/{cluster}/wal/{file}";
+    if wal {
         let ok = status.is_success();
         match method {
             Method::PUT => state.metrics.wal(&cluster, WalOp::Push, ok, sent),
@@ -58,6 +67,14 @@ pub async fn track(
             }
             _ => {}
         }
+    }
+    // A restore asking for a file past the end of the archive is not an error.
+    let expected = wal && status == StatusCode::NOT_FOUND;
+    if let Some(ErrorNote(body)) = response.extensions().get::<ErrorNote>()
+        && !expected
+    {
+        let what = format!("{method} {route}");
+        state.metrics.error(&cluster, what, status.as_u16(), body);
     }
     response
 }

@@ -3,13 +3,14 @@
 
 mod backups;
 mod clusters;
+mod dashboard;
 mod encoding;
 pub mod error;
 mod extract;
 pub mod forwarded;
 mod health;
 mod metrics;
-mod restore;
+pub(crate) mod restore;
 mod retention;
 mod tokens;
 mod verify;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
     let router = routes()
         .split_for_parts()
         .0
+        .merge(dashboard::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -23,19 +23,19 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(restore_plan))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct PlanQuery {
+pub(super) struct PlanQuery {
     /// Recover to this time (RFC 3339, e.g. 2026-11-27T06:45:00Z).
-    target_time: Option<String>,
+    pub target_time: Option<String>,
     /// Recover to this LSN (e.g. 0/3000060).
-    target_lsn: Option<String>,
+    pub target_lsn: Option<String>,
     /// Recover to this transaction id.
-    target_xid: Option<u64>,
+    pub target_xid: Option<u64>,
     /// Recover to this named restore point (`pg_create_restore_point`).
-    target_name: Option<String>,
+    pub target_name: Option<String>,
     /// Timeline to recover along: a number, or `latest` (the default).
-    target_timeline: Option<String>,
+    pub target_timeline: Option<String>,
 }
 
 fn target(q: &PlanQuery) -> Result<Target, ApiError> {
@@ -83,6 +83,12 @@ async fn gather(state: &AppState, cluster: &ClusterName) -> Result<Archive, ApiE
     Ok(restore::load(state, &row).await?)
 }
 
+/// The gateway's URL as the client reached it, for commands to paste.
+pub(super) fn gateway_url(origin: &Origin) -> String {
+    let host = origin.host.as_deref().unwrap_or("GATEWAY:8432");
+    format!("{}://{host}", origin.scheme)
+}
+
 /// The settings to write next to `recovery.signal`.
 fn settings(
     origin: &Origin,
@@ -90,12 +96,14 @@ fn settings(
     target: &Target,
     timeline: &str,
 ) -> BTreeMap<String, String> {
-    let host = origin.host.as_deref().unwrap_or("GATEWAY:8432");
-    let url = format!("{}://{host}", origin.scheme);
     let mut s = BTreeMap::new();
     s.insert(
         "restore_command".to_owned(),
-        recipe::curl_restore_command(&url, cluster.as_str(), "/etc/walgate/auth-header"),
+        recipe::curl_restore_command(
+            &gateway_url(origin),
+            cluster.as_str(),
+            recipe::AUTH_HEADER_FILE,
+        ),
     );
     s.insert("recovery_target_timeline".to_owned(), timeline.to_owned());
     let target = match target {
@@ -136,14 +144,24 @@ async fn restore_plan(
     Extension(origin): Extension<Origin>,
 ) -> Result<Json<RestorePlan>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
-    let target = target(&q)?;
+    Ok(Json(build(&state, &origin, &cluster, &q).await?))
+}
+
+/// The plan for `q`, as the API and the dashboard's restore helper show it.
+pub(super) async fn build(
+    state: &AppState,
+    origin: &Origin,
+    cluster: &ClusterName,
+    q: &PlanQuery,
+) -> Result<RestorePlan, ApiError> {
+    let target = target(q)?;
     let timeline = match q.target_timeline.as_deref() {
         None | Some("latest") => None,
         Some(t) => Some(Timeline(t.parse().ok().filter(|&t| t > 0).ok_or_else(
             || ApiError::bad_request("target_timeline must be a timeline number or `latest`"),
         )?)),
     };
-    let archive = gather(&state, &cluster).await?;
+    let archive = gather(state, cluster).await?;
     let plan = restore::plan(&archive, &target, timeline).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -155,9 +173,9 @@ async fn restore_plan(
         .target_timeline
         .clone()
         .unwrap_or_else(|| "latest".to_owned());
-    Ok(Json(RestorePlan {
+    Ok(RestorePlan {
         cluster: cluster.to_string(),
-        backup: crate::backup::to_api(&cluster, &plan.backup, Some(archive.segment_size)),
+        backup: crate::backup::to_api(cluster, &plan.backup, Some(archive.segment_size)),
         target_timeline: plan.timeline.0,
         timelines: plan
             .path
@@ -177,7 +195,7 @@ async fn restore_plan(
             .map(WalFileName::to_string)
             .collect(),
         covered: true,
-        recovery_settings: settings(&origin, &cluster, &target, &timeline_setting),
+        recovery_settings: settings(origin, cluster, &target, &timeline_setting),
         notes: plan.notes,
-    }))
+    })
 }

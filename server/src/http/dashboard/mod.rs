@@ -1,0 +1,340 @@
+//! The dashboard: HTML pages the gateway renders for people, from the same fleet state
+//! as `/v1/clusters` and `/metrics`. A token entered once on the login page is kept in
+//! an HttpOnly, SameSite=Strict cookie; the pages only read, and the JSON API never
+//! accepts the cookie, so another site's page cannot act through it. Styles, scripts
+//! and the API explorer are compiled into the binary: nothing is fetched from elsewhere.
+
+mod chart;
+mod pages;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use walgate_core::api::Role;
+
+use super::clusters::{FleetQuery, fleet_page, to_api};
+use super::error::ApiError;
+use super::extract::ClusterPath;
+use super::forwarded::Origin;
+use super::restore::{PlanQuery, build as build_plan, gateway_url};
+use crate::auth::{AuthError, Caller};
+use crate::{AppState, fleet, restore, retention};
+
+/// The cookie that holds the visitor's token.
+const COOKIE: &str = "walgate_session";
+/// How long the browser keeps it (the token's own expiry still applies).
+const SESSION_SECONDS: u32 = 12 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(fleet_view))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/clusters/{cluster}", get(cluster_view))
+        .route("/api", get(explorer))
+        .route("/assets/{file}", get(asset))
+}
+
+/// A signed-in visitor: the session cookie's token, verified like a bearer token.
+struct Visitor(Caller);
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_login = || {
+            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+            Redirect::to(&format!("/login?{query}")).into_response()
+        };
+        let Some(token) = cookie(&parts.headers, COOKIE) else {
+            return Err(to_login());
+        };
+        match state.auth.verify(token).await {
+            Ok(caller) => Ok(Visitor(caller)),
+            Err(AuthError::Catalog(e)) => Err(error_page(AuthError::Catalog(e).into())),
+            // Expired or revoked since the login: ask again.
+            Err(_) => Err(to_login()),
+        }
+    }
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A page with the headers every dashboard page carries: scripts and styles from the
+/// gateway only, never framed, never cached.
+fn page(status: StatusCode, body: maud::Markup) -> Response {
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn error_page(e: ApiError) -> Response {
+    page(e.status, pages::error(&e))
+}
+
+async fn fleet_view(
+    State(state): State<AppState>,
+    Visitor(caller): Visitor,
+    Query(q): Query<FleetQuery>,
+) -> Result<Response, Response> {
+    let fleet = fleet_page(&state, &caller, &q).await.map_err(error_page)?;
+    Ok(page(StatusCode::OK, pages::fleet(&caller, &q, &fleet)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ClusterQuery {
+    /// The restore helper's target: `YYYY-MM-DDTHH:MM[:SS]` in UTC, or empty for the
+    /// end of the archive.
+    restore_at: Option<String>,
+}
+
+async fn cluster_view(
+    State(state): State<AppState>,
+    Visitor(caller): Visitor,
+    ClusterPath(name): ClusterPath,
+    Query(q): Query<ClusterQuery>,
+    Extension(origin): Extension<Origin>,
+) -> Result<Response, Response> {
+    let view = async {
+        caller.require(&name, Role::Viewer)?;
+        let found = fleet::load_one(&state, &name).await?;
+        let state_now = found.ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
+        let row = state_now.cluster.clone();
+        let now = OffsetDateTime::now_utc();
+        let archive = restore::load(&state, &row).await?;
+        let restore = match &q.restore_at {
+            None => None,
+            Some(at) => {
+                let plan_query = PlanQuery {
+                    target_time: restore_time(at),
+                    ..Default::default()
+                };
+                Some((
+                    at.clone(),
+                    build_plan(&state, &origin, &name, &plan_query).await,
+                ))
+            }
+        };
+        Ok::<_, ApiError>(pages::ClusterView {
+            summary: to_api(&state, state_now),
+            backups: state.catalog.backups(&name).await?,
+            volume: state
+                .catalog
+                .wal_volume(&name, now - time::Duration::days(pages::CHART_DAYS))
+                .await?,
+            timelines: restore::timelines(&archive),
+            chain_problems: restore::check_chain(&archive),
+            retention: retention::preview(&state, &row).await?,
+            next_retention: retention::next_run(&state).await?,
+            verification: state.catalog.last_verification(&name).await?,
+            errors: state.metrics.recent_errors(name.as_str()),
+            restore,
+            gateway_url: gateway_url(&origin),
+            now,
+        })
+    };
+    let view = view.await.map_err(error_page)?;
+    Ok(page(StatusCode::OK, pages::cluster(&caller, &view)))
+}
+
+/// The restore helper's time as RFC 3339 (`datetime-local` inputs send no zone or
+/// seconds; the page says they are UTC).
+fn restore_time(at: &str) -> Option<String> {
+    let at = at.trim();
+    if at.is_empty() {
+        return None;
+    }
+    let with_seconds = if at.len() == 16 {
+        format!("{at}:00")
+    } else {
+        at.to_owned()
+    };
+    let full = if with_seconds.ends_with('Z') || with_seconds.contains('+') {
+        with_seconds
+    } else {
+        format!("{with_seconds}Z")
+    };
+    Some(full)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a path on this gateway, never another site.
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+async fn login_form(Query(q): Query<LoginQuery>) -> Response {
+    page(
+        StatusCode::OK,
+        pages::login(local_path(q.next.as_deref()), None),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = local_path(form.next.as_deref());
+    let token = form.token.trim();
+    match state.auth.verify(token).await {
+        Ok(caller) => {
+            tracing::info!(token = %caller.token_id, role = caller.role.as_str(), "dashboard login");
+            let secure = if origin.scheme == "https" {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{secure}"
+            );
+            let mut response = Redirect::to(next).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            response
+        }
+        Err(AuthError::Catalog(e)) => error_page(AuthError::Catalog(e).into()),
+        Err(e) => {
+            tracing::info!(reason = %e, "dashboard login refused");
+            page(
+                StatusCode::UNAUTHORIZED,
+                pages::login(next, Some(&e.to_string())),
+            )
+        }
+    }
+}
+
+async fn logout() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&clear).expect("a plain cookie"),
+    );
+    response
+}
+
+/// The API explorer: a page that reads `/openapi.json` and sends requests with the
+/// token typed into it. It needs no session: the API takes bearer tokens only.
+async fn explorer() -> Response {
+    page(StatusCode::OK, pages::explorer())
+}
+
+/// The embedded static files, by name.
+const ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/style.css"),
+    ),
+    (
+        "explorer.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/explorer.js"),
+    ),
+    (
+        "time.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/time.js"),
+    ),
+];
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, kind, body)) => (
+            [
+                (header::CONTENT_TYPE, *kind),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => error_page(ApiError::not_found(format!("no asset `{file}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_only_returns_to_paths_on_this_gateway() {
+        assert_eq!(local_path(Some("/clusters/main?x=1")), "/clusters/main?x=1");
+        for bad in ["https://evil.example/", "//evil.example/", "/\\evil", "x"] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; walgate_session=tok; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn restore_times_are_utc_unless_they_say_otherwise() {
+        let t = restore_time;
+        assert_eq!(t(""), None);
+        assert_eq!(
+            t("2026-11-27T06:45").as_deref(),
+            Some("2026-11-27T06:45:00Z")
+        );
+        assert_eq!(
+            t("2026-11-27T06:45:10+01:00").as_deref(),
+            Some("2026-11-27T06:45:10+01:00")
+        );
+    }
+}

@@ -1,0 +1,518 @@
+//! The dashboard's pages, as HTML. Every value is escaped by `maud`; nothing here reads
+//! the catalog.
+
+use maud::{DOCTYPE, Markup, html};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use walgate_core::api::{Cluster, RestorePlan, RetentionPlan, VerifyReport};
+use walgate_core::units::human_bytes;
+
+use super::chart;
+use crate::auth::Caller;
+use crate::catalog::{BackupRow, BackupStatus};
+use crate::fleet::Status;
+use crate::http::clusters::{FleetPage, FleetQuery, SORT_KEYS};
+use crate::http::error::ApiError;
+use crate::metrics::RecentError;
+use crate::restore::TimelineSpan;
+
+/// Days of WAL volume the cluster page charts.
+pub const CHART_DAYS: i64 = 30;
+/// Backups the cluster page charts, newest last.
+const CHART_BACKUPS: usize = 30;
+
+fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · walgate" }
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/time.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "walgate" }
+                    nav {
+                        a href="/" { "Fleet" }
+                        a href="/api" { "API" }
+                        @if let Some(c) = caller {
+                            span.who { "token " code { (c.token_id) } " · " (c.role.as_str()) }
+                            form.inline method="post" action="/logout" {
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A moment as "5 min ago", with the exact time in a tooltip (and for the script that
+/// keeps ages current).
+fn when(at: Option<OffsetDateTime>, now: OffsetDateTime) -> Markup {
+    match at {
+        None => html! { span.muted { "never" } },
+        Some(at) => {
+            let exact = at.format(&Rfc3339).unwrap_or_default();
+            html! { time datetime=(exact) title=(exact) { (ago(now - at)) } }
+        }
+    }
+}
+
+fn ago(d: time::Duration) -> String {
+    let s = d.whole_seconds();
+    match s {
+        i64::MIN..0 => "just now".into(),
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        7200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+fn badge(status: &str) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+fn date(at: OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    .unwrap_or_default()
+}
+
+pub fn error(e: &ApiError) -> Markup {
+    layout(
+        "Error",
+        None,
+        html! {
+            h1 { (e.status.as_u16()) " " (e.status.canonical_reason().unwrap_or("")) }
+            p.error { (e.message) }
+            p { a href="/" { "Back to the fleet" } }
+        },
+    )
+}
+
+pub fn login(next: &str, refused: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            section.login {
+                h1 { "Sign in" }
+                p { "Paste a walgate token (any role: a " code { "viewer" } " token is enough). "
+                    "Issue one with " code { "walgate token issue --role viewer --cluster '*'" } "." }
+                @if let Some(why) = refused {
+                    p.error role="alert" { "That token was refused: " (why) }
+                }
+                form method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    label for="token" { "Token" }
+                    input #token type="password" name="token" autocomplete="off" required autofocus;
+                    button type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// The query string for the fleet table with `q` changed by `f`.
+fn fleet_link(q: &FleetQuery, f: impl FnOnce(&mut FleetQuery)) -> String {
+    let mut q = q.clone();
+    f(&mut q);
+    format!("/?{}", serde_urlencoded::to_string(&q).unwrap_or_default())
+}
+
+/// Column headings of the fleet table with the sort key each orders by.
+const COLUMNS: [(&str, Option<&str>); 9] = [
+    ("Cluster", Some("name")),
+    ("State", Some("state")),
+    ("Last WAL", Some("last_wal")),
+    ("Last backup", Some("last_backup")),
+    ("Backup size", Some("backup_size")),
+    ("Recovery window", Some("window")),
+    ("Storage", Some("storage")),
+    ("Last verify", Some("verified")),
+    ("Target", None),
+];
+
+pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
+    let now = OffsetDateTime::now_utc();
+    let sort = q.sort.as_deref().unwrap_or(SORT_KEYS[0]);
+    let total: usize = page.by_status.iter().sum();
+    layout(
+        "Fleet",
+        Some(caller),
+        html! {
+            h1 { "Fleet" }
+            nav.states aria-label="Filter by state" {
+                a href=(fleet_link(q, |q| q.status = None)) class=[q.status.is_none().then_some("on")] {
+                    "all " b { (total) }
+                }
+                @for (s, n) in Status::ALL.iter().zip(page.by_status) {
+                    a href=(fleet_link(q, |q| q.status = Some(s.as_str().into())))
+                        class=[(q.status.as_deref() == Some(s.as_str())).then_some("on")]
+                        data-state=(s.as_str()) {
+                        (badge(s.as_str())) " " b { (n) }
+                    }
+                }
+            }
+            form.filter method="get" action="/" {
+                input type="search" name="search" placeholder="Cluster name contains…"
+                    value=(q.search.clone().unwrap_or_default());
+                @if let Some(s) = &q.status { input type="hidden" name="status" value=(s); }
+                @if let Some(s) = &q.sort { input type="hidden" name="sort" value=(s); }
+                button type="submit" { "Filter" }
+            }
+            @if page.clusters.is_empty() {
+                p.muted { "No cluster matches. Clusters appear with their first WAL push or when an admin registers one." }
+            } @else {
+                table.fleet {
+                    thead { tr {
+                        @for (title, key) in COLUMNS {
+                            th {
+                                @if let Some(key) = key {
+                                    @let on = key == sort;
+                                    a href=(fleet_link(q, |q| { q.sort = Some(key.into()); q.desc = on && !q.desc; }))
+                                        class=[on.then_some("sorted")] {
+                                        (title) @if on { @if q.desc { " ▼" } @else { " ▲" } }
+                                    }
+                                } @else { (title) }
+                            }
+                        }
+                    } }
+                    tbody {
+                        @for c in &page.clusters {
+                            tr data-cluster=(c.name) data-state=(c.status) {
+                                td { a href={ "/clusters/" (c.name) } { (c.name) } }
+                                td {
+                                    (badge(&c.status))
+                                    @if !c.status_reasons.is_empty() {
+                                        div.reasons { (c.status_reasons.join("; ")) }
+                                    }
+                                }
+                                td { (when(c.last_archived_at, now)) }
+                                td { (when(c.last_backup_at, now)) }
+                                td.num { (c.last_backup_stored_bytes.map(human_bytes).unwrap_or_default()) }
+                                td { @match c.recovery_window_start {
+                                    Some(at) => { "since " (when(Some(at), now)) },
+                                    None => span.muted { "none" },
+                                } }
+                                td.num { (human_bytes(c.storage_bytes)) }
+                                td { (verified(c, now)) }
+                                td { (c.target) }
+                            }
+                        }
+                    }
+                }
+                p.muted { (page.clusters.len()) " of " (page.matched) " shown." }
+            }
+        },
+    )
+}
+
+fn verified(c: &Cluster, now: OffsetDateTime) -> Markup {
+    html! {
+        @match c.verify_problems {
+            None => span.muted { "never" },
+            Some(0) => { (when(c.last_verified_at, now)) " · ok" },
+            Some(n) => { (when(c.last_verified_at, now)) " · " span.bad { (n) " problem(s)" } },
+        }
+    }
+}
+
+/// Everything the cluster page shows, gathered by the handler.
+pub struct ClusterView {
+    pub summary: Cluster,
+    /// Newest first.
+    pub backups: Vec<BackupRow>,
+    pub volume: Vec<(time::Date, u64, u64)>,
+    pub timelines: Vec<TimelineSpan>,
+    pub chain_problems: Vec<String>,
+    pub retention: RetentionPlan,
+    pub next_retention: Option<OffsetDateTime>,
+    pub verification: Option<VerifyReport>,
+    pub errors: Vec<RecentError>,
+    /// The restore helper's input and its answer.
+    pub restore: Option<(String, Result<RestorePlan, ApiError>)>,
+    pub gateway_url: String,
+    pub now: OffsetDateTime,
+}
+
+pub fn cluster(caller: &Caller, v: &ClusterView) -> Markup {
+    let c = &v.summary;
+    let now = v.now;
+    layout(
+        &c.name,
+        Some(caller),
+        html! {
+            h1 { (c.name) " " (badge(&c.status)) }
+            @if !c.status_reasons.is_empty() {
+                ul.reasons { @for r in &c.status_reasons { li { (r) } } }
+            }
+            dl.facts {
+                dt { "Last WAL" } dd { (when(c.last_archived_at, now)) @if let Some(w) = &c.last_wal { " · " code { (w) } } }
+                dt { "WAL kept" } dd { (c.wal_files) " files · " (human_bytes(c.wal_bytes)) }
+                dt { "Last backup" } dd { (when(c.last_backup_at, now))
+                    @if let Some(b) = c.last_backup_stored_bytes { " · " (human_bytes(b)) } }
+                dt { "Recovery window" } dd { @match c.recovery_window_start {
+                    Some(at) => { "from " (date(at)) " to the last WAL" },
+                    None => span.muted { "none: no complete backup" },
+                } }
+                dt { "Storage" } dd { (human_bytes(c.storage_bytes)) " on target " code { (c.target) } }
+                dt { "Database" } dd {
+                    @if let Some(v) = c.pg_version { "PostgreSQL " (v / 10000) " · " }
+                    "system identifier " (c.system_identifier.as_deref().unwrap_or("not pinned yet"))
+                }
+                dt { "Thresholds" } dd { @match &c.thresholds {
+                    Some(t) => { "archive lag " (t.archive_lag_seconds.map_or("fleet".into(), |s| format!("{s} s")))
+                        " · backup age " (t.backup_age_seconds.map_or("fleet".into(), |s| format!("{s} s"))) },
+                    None => "the gateway's",
+                } }
+            }
+            section.charts {
+                div { h2 { "WAL volume per day" } (chart::bars(&volume_points(v), human_bytes)) }
+                div { h2 { "Backup sizes" } (chart::bars(&backup_points(&v.backups), human_bytes)) }
+            }
+            (backups(&v.backups, now))
+            (timelines(v))
+            (retention(v))
+            (verification(&c.name, v.verification.as_ref(), now))
+            (errors(&v.errors, now))
+            (restore_helper(v))
+        },
+    )
+}
+
+/// One point per day of the chart's span, zero where nothing was archived.
+fn volume_points(v: &ClusterView) -> Vec<(String, u64)> {
+    let today = v.now.date();
+    (0..CHART_DAYS)
+        .rev()
+        .map(|back| {
+            let day = today - time::Duration::days(back);
+            let bytes = v
+                .volume
+                .iter()
+                .find(|(d, _, _)| *d == day)
+                .map_or(0, |(_, _, b)| *b);
+            (day.to_string(), bytes)
+        })
+        .collect()
+}
+
+fn backup_points(backups: &[BackupRow]) -> Vec<(String, u64)> {
+    let mut points: Vec<_> = backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .take(CHART_BACKUPS)
+        .map(|b| (b.id.clone(), b.stored_size))
+        .collect();
+    points.reverse();
+    points
+}
+
+fn backups(backups: &[BackupRow], now: OffsetDateTime) -> Markup {
+    html! {
+        section #backups {
+            h2 { "Backups" }
+            @if backups.is_empty() {
+                p.muted { "None yet. Take one with " code { "pg_basebackup -D - -Ft -X fetch | curl -T - …/backups" } "." }
+            } @else {
+                table { thead { tr { th { "Id" } th { "Status" } th { "Started" } th { "Took" } th { "Size" } th { "Stored" } th { "WAL from" } } }
+                tbody { @for b in backups {
+                    tr {
+                        td { code { (b.id) } }
+                        td { (badge(b.status.as_str())) }
+                        td { (when(Some(b.started_at), now)) }
+                        td { @if let Some(f) = b.finished_at { (took(f - b.started_at)) } }
+                        td.num { (human_bytes(b.size)) }
+                        td.num { (human_bytes(b.stored_size)) }
+                        td { code { (b.start_lsn) } " on timeline " (b.start_timeline.0) }
+                    }
+                } } }
+            }
+        }
+    }
+}
+
+fn took(d: time::Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    if s < 120 {
+        format!("{s} s")
+    } else {
+        format!("{} min", s / 60)
+    }
+}
+
+fn timelines(v: &ClusterView) -> Markup {
+    html! {
+        section #timelines {
+            h2 { "WAL timeline" }
+            @if v.timelines.is_empty() {
+                p.muted { "No WAL segment archived yet." }
+            } @else {
+                table { thead { tr { th { "Timeline" } th { "First segment" } th { "Last segment" } th { "Segments" } th { "Gaps" } } }
+                tbody { @for t in &v.timelines {
+                    tr class=[(!t.gaps.is_empty()).then_some("gap")] {
+                        td { (t.timeline.0) }
+                        td { code { (t.first) } }
+                        td { code { (t.last) } }
+                        td.num { (t.segments) }
+                        td { @if t.gaps.is_empty() { span.muted { "none" } } @else {
+                            ul.gaps { @for (from, to) in &t.gaps {
+                                li { "missing " code { (from) } @if from != to { " … " code { (to) } } }
+                            } }
+                        } }
+                    }
+                } } }
+            }
+            @if !v.chain_problems.is_empty() {
+                p.bad { "Restores are affected:" }
+                ul.problems { @for p in &v.chain_problems { li { (p) } } }
+            }
+        }
+    }
+}
+
+fn retention(v: &ClusterView) -> Markup {
+    let r = &v.retention;
+    let p = &r.policy;
+    html! {
+        section #retention {
+            h2 { "Retention" }
+            p {
+                (match r.policy_source.as_str() {
+                    "cluster" => "This cluster's own policy: ",
+                    "fleet" => "The gateway's default policy: ",
+                    _ => "No policy is set: ",
+                })
+                @if p.keep_last.is_none() && p.window_days.is_none() { "keep everything" } @else {
+                    @if let Some(n) = p.keep_last { "keep the last " (n) " backups " }
+                    @if let Some(d) = p.window_days { "keep a " (d) "-day recovery window " }
+                    "(at least " (p.min_backups) " backups)"
+                }
+            }
+            p {
+                "A run now would delete " (r.delete_backups.len()) " backup(s) and "
+                (r.delete_wal_files) " WAL file(s), " (human_bytes(r.delete_bytes)) "."
+            }
+            p { @match v.next_retention {
+                Some(at) if at <= v.now => "The next scheduled run is due now.",
+                Some(at) => { "The next scheduled run starts about " (date(at)) "." },
+                None => "Scheduled retention is off on this gateway (retention_interval = 0).",
+            } }
+        }
+    }
+}
+
+fn verification(cluster: &str, report: Option<&VerifyReport>, now: OffsetDateTime) -> Markup {
+    html! {
+        section #verification {
+            h2 { "Verification" }
+            @match report {
+                None => p.muted { "Never verified. " code { "POST /v1/clusters/" (cluster) "/verify" }
+                    " checks the WAL chain (add " code { "?scrub=true" } " to re-read every object)." },
+                Some(r) => {
+                    p { (when(Some(r.verified_at), now)) ": "
+                        @if r.ok { span.good { "no problems" } } @else { span.bad { "problems found" } }
+                        @if r.scrubbed { " · " (r.objects_checked) " objects re-read" } }
+                    ul.problems { @for p in r.chain_problems.iter().chain(&r.object_problems) { li { (p) } } }
+                }
+            }
+        }
+    }
+}
+
+fn errors(errors: &[RecentError], now: OffsetDateTime) -> Markup {
+    html! {
+        section #errors {
+            h2 { "Recent errors" }
+            @if errors.is_empty() {
+                p.muted { "None since this gateway started." }
+            } @else {
+                table { thead { tr { th { "When" } th { "Request" } th { "Status" } th { "Error" } } }
+                tbody { @for e in errors {
+                    tr {
+                        td { (when(Some(e.at), now)) }
+                        td { code { (e.request) } }
+                        td { (e.status) }
+                        td { code { (e.error.error) } " " (e.error.message) }
+                    }
+                } } }
+            }
+        }
+    }
+}
+
+fn restore_helper(v: &ClusterView) -> Markup {
+    let c = &v.summary;
+    let input = v
+        .restore
+        .as_ref()
+        .map(|(at, _)| at.clone())
+        .unwrap_or_default();
+    html! {
+        section #restore {
+            h2 { "Restore to a point in time" }
+            form.inline method="get" action={ "/clusters/" (c.name) "#restore" } {
+                label for="restore_at" { "Target time (UTC; empty for the latest)" }
+                input #restore_at type="datetime-local" step="1" name="restore_at" value=(input);
+                button type="submit" { "Plan" }
+            }
+            @match &v.restore {
+                None => {},
+                Some((_, Err(e))) => p.error role="alert" { (e.message) },
+                Some((_, Ok(plan))) => (restore_plan(&v.gateway_url, plan)),
+            }
+        }
+    }
+}
+
+fn restore_plan(url: &str, plan: &RestorePlan) -> Markup {
+    let settings: String = plan
+        .recovery_settings
+        .iter()
+        .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\'', "''")))
+        .collect();
+    let header = walgate_core::recipe::AUTH_HEADER_FILE;
+    let commands = format!(
+        "# On the host to restore to, as the postgres user, with a restorer token in {header}:\n\
+         mkdir -m 700 \"$PGDATA\"\n\
+         curl -sS --fail -H @{header} {url}/v1/clusters/{cluster}/backups/{id}/archive | tar -x -C \"$PGDATA\"\n\
+         cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\n{settings}EOF\n\
+         touch \"$PGDATA/recovery.signal\"\n\
+         pg_ctl -D \"$PGDATA\" start\n",
+        cluster = plan.cluster,
+        id = plan.backup.id,
+    );
+    html! {
+        p.good { "Reachable: backup " code { (plan.backup.id) } ", then " (plan.segments) " WAL segment(s) from "
+            code { (plan.first_wal) } " to " code { (plan.last_wal) } " on timeline " (plan.target_timeline) "." }
+        @for n in &plan.notes { p.muted { (n) } }
+        pre.commands { code { (commands) } }
+    }
+}
+
+pub fn explorer() -> Markup {
+    layout(
+        "API explorer",
+        None,
+        html! {
+            h1 { "API explorer" }
+            p { "Every route of " a href="/openapi.json" { "/openapi.json" }
+                ". Requests are sent from this page with the token below (kept in this tab only)." }
+            form #explorer-token.inline {
+                label for="api-token" { "Bearer token" }
+                input #api-token type="password" autocomplete="off";
+            }
+            div #operations { p.muted { "Loading the OpenAPI document…" } }
+            script src="/assets/explorer.js" defer {}
+        },
+    )
+}
