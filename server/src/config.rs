@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// schedule off (runs through the API still work). [default: 1h]
     #[arg(long, env = "WALGATE_RETENTION_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retention_interval: Option<std::time::Duration>,
+    /// How often every cluster's WAL chain is verified (gaps, missing history files),
+    /// so `/v1/clusters`, the metrics and the dashboard show a broken archive as
+    /// `failing`; `0` turns it off. Scrubs that re-read objects run only through the
+    /// API. [default: 1h]
+    #[arg(long, env = "WALGATE_VERIFY_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub verify_interval: Option<std::time::Duration>,
     /// How many base backups one cluster may upload at once; more get 429 with
     /// Retry-After. WAL is never limited. [default: 1]
     #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS_PER_CLUSTER", value_name = "N")]
@@ -167,6 +173,8 @@ struct FileConfig {
     retention_min_backups: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     retention_interval: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    verify_interval: Option<std::time::Duration>,
     backup_rate_limit: Option<String>,
     backup_rate_limit_per_cluster: Option<String>,
     #[serde(default)]
@@ -245,6 +253,7 @@ pub struct Settings {
     pub retention: Option<walgate_core::api::RetentionPolicy>,
     /// How often retention runs; zero: never on its own.
     pub retention_interval: std::time::Duration,
+    pub verify_interval: std::time::Duration,
     pub upload_limits: crate::limits::UploadLimits,
     pub backup_rates: crate::limits::RateLimits,
     pub trusted_proxies: Vec<crate::http::forwarded::Network>,
@@ -339,6 +348,10 @@ impl Settings {
             retention_interval: serve
                 .retention_interval
                 .or(file.retention_interval)
+                .unwrap_or(std::time::Duration::from_secs(3600)),
+            verify_interval: serve
+                .verify_interval
+                .or(file.verify_interval)
                 .unwrap_or(std::time::Duration::from_secs(3600)),
             thresholds: crate::fleet::Thresholds {
                 archive_lag: serve

@@ -56,6 +56,16 @@ impl Status {
     pub const ALL: [Status; 4] = [Status::New, Status::Ok, Status::Late, Status::Failing];
 }
 
+/// A duration the way the status reasons say it: `45 s`, `12 min`, `30 h`, `3 days`.
+fn words(d: Duration) -> String {
+    match d.as_secs() {
+        s @ 0..120 => format!("{s} s"),
+        s @ 120..7200 => format!("{} min", s / 60),
+        s @ 7200..259_200 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// One cluster's state, from the catalog.
 pub struct ClusterState {
     pub cluster: ClusterRow,
@@ -84,7 +94,6 @@ impl ClusterState {
             return (Status::New, vec!["no WAL archived yet".into()]);
         };
         let age = |at: OffsetDateTime| (now - at).unsigned_abs();
-        let mins = |d: Duration| d.as_secs() / 60;
         let mut failing = vec![];
         let mut late = vec![];
         if let Some((_, false, n)) = self.verified {
@@ -92,19 +101,18 @@ impl ClusterState {
         }
         let wal_age = age(last_wal);
         if wal_age > 4 * t.archive_lag {
-            failing.push(format!("no WAL archived for {} min", mins(wal_age)));
+            failing.push(format!("no WAL archived for {}", words(wal_age)));
         } else if wal_age > t.archive_lag {
-            late.push(format!("no WAL archived for {} min", mins(wal_age)));
+            late.push(format!("no WAL archived for {}", words(wal_age)));
         }
         match self.last_backup {
             None if age(self.cluster.created_at) > t.backup_age => {
                 failing.push("no complete base backup".into());
             }
             None => late.push("no complete base backup yet".into()),
-            Some((at, _)) if age(at) > t.backup_age => late.push(format!(
-                "the newest backup finished {} h ago",
-                age(at).as_secs() / 3600
-            )),
+            Some((at, _)) if age(at) > t.backup_age => {
+                late.push(format!("the newest backup finished {} ago", words(age(at))))
+            }
             Some(_) => {}
         }
         if !failing.is_empty() {

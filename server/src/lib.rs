@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod fleet;
 pub mod http;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod rebuild;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub retention: Option<walgate_core::api::RetentionPolicy>,
     /// How often scheduled retention runs; zero: never.
     pub retention_interval: std::time::Duration,
+    /// How often scheduled verification runs; zero: never.
+    pub verify_interval: std::time::Duration,
     /// Request and WAL counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Base backup uploads running now, within their limits.
@@ -76,6 +79,7 @@ impl AppState {
             zstd_level: s.zstd_level,
             retention: s.retention.clone(),
             retention_interval: s.retention_interval,
+            verify_interval: s.verify_interval,
             draining: Default::default(),
             metrics: Default::default(),
             cut_uploads: Default::default(),

@@ -351,6 +351,12 @@ async fn run(
             settings.retention_interval,
         ));
     }
+    if !settings.verify_interval.is_zero() {
+        tokio::spawn(walgate::verify::schedule(
+            state.clone(),
+            settings.verify_interval,
+        ));
+    }
     let scheme = if settings.tls.is_some() {
         "https"
     } else {

@@ -204,60 +204,20 @@ async fn delete_wal_objects(
 }
 
 /// The lease that lets one gateway replica run retention at a time.
-const LEASE: &str = "retention";
+pub const LEASE: &str = "retention";
 
 /// When the next scheduled run starts, about: one interval after the holder of the
 /// lease (on whichever replica) last took it; `None` when nothing is scheduled.
 pub async fn next_run(state: &AppState) -> Result<Option<OffsetDateTime>, CatalogError> {
-    let interval = state.retention_interval;
-    if interval.is_zero() {
-        return Ok(None);
-    }
-    let now = OffsetDateTime::now_utc();
-    let next = match state.catalog.lease_until(LEASE).await? {
-        Some(until) => OffsetDateTime::from_unix_timestamp(until)
-            .map_or(now, |u| u - interval)
-            .max(now),
-        // Not taken yet: the first tick is at the gateway's start.
-        None => now,
-    };
-    Ok(Some(next))
+    crate::jobs::next_run(state, LEASE, state.retention_interval).await
 }
 
-/// Runs retention for every cluster every `interval`, on the one replica holding the
-/// lease. Runs for the life of the server.
+/// Runs retention for every cluster every `interval`, on one replica at a time.
 pub async fn schedule(state: AppState, interval: Duration) {
-    let holder = uuid::Uuid::new_v4().simple().to_string();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        // Held for two intervals: a replica that dies lets another take over.
-        let until = now + 2 * interval.as_secs() as i64;
-        match state.catalog.take_lease(LEASE, &holder, now, until).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "retention: cannot take the lease");
-                continue;
-            }
-        }
-        let clusters = match state.catalog.clusters().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "retention: cannot list clusters");
-                continue;
-            }
-        };
-        let count = clusters.len();
-        for (cluster, _) in clusters {
-            if let Err(e) = run(&state, &cluster).await {
-                tracing::error!(cluster = %cluster.name, error = %e, "retention run failed; the next one resumes it");
-            }
-        }
-        tracing::info!(clusters = count, "retention: scheduled run done");
-    }
+    crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {
+        run(state, cluster).await.map(drop)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ pub fn emulators_dir() -> PathBuf {
         .unwrap_or_else(|| "/var/cache/walgate-ci/emulators".into())
 }
 
-fn installed(relative: &str) -> PathBuf {
+/// An installed file or directory under [`emulators_dir`]; panics with the fix if missing.
+pub fn installed(relative: &str) -> PathBuf {
     let path = emulators_dir().join(relative);
     assert!(
         path.exists(),

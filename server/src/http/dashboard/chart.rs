@@ -4,6 +4,7 @@ use maud::{Markup, html};
 
 const WIDTH: u64 = 600;
 const HEIGHT: u64 = 120;
+const MAX_STEP: u64 = 40;
 
 /// One bar per point, scaled to the largest; each bar's label and value are its tooltip.
 pub fn bars(points: &[(String, u64)], format: fn(u64) -> String) -> Markup {
@@ -11,7 +12,8 @@ pub fn bars(points: &[(String, u64)], format: fn(u64) -> String) -> Markup {
     if max == 0 {
         return html! { p.muted { "Nothing to chart yet." } };
     }
-    let step = WIDTH / points.len() as u64;
+    // A few points stay narrow bars rather than blocks across the chart.
+    let step = (WIDTH / points.len() as u64).min(MAX_STEP);
     let bar = step.saturating_sub(2).max(1);
     html! {
         figure.chart {
@@ -45,7 +47,10 @@ mod tests {
         )
         .into_string();
         assert_eq!(svg.matches("<rect").count(), 3);
-        assert!(svg.contains(r#"y="0" width="198" height="120""#), "{svg}");
+        assert!(
+            svg.contains(r#"x="40" y="0" width="38" height="120""#),
+            "{svg}"
+        );
         assert!(svg.contains(r#"height="60""#), "{svg}");
         assert!(svg.contains("<title>b: 100B</title>"), "{svg}");
         assert!(

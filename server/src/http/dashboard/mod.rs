@@ -23,7 +23,7 @@ use super::extract::ClusterPath;
 use super::forwarded::Origin;
 use super::restore::{PlanQuery, build as build_plan, gateway_url};
 use crate::auth::{AuthError, Caller};
-use crate::{AppState, fleet, restore, retention};
+use crate::{AppState, fleet, restore, retention, verify};
 
 /// The cookie that holds the visitor's token.
 const COOKIE: &str = "walgate_session";
@@ -159,6 +159,8 @@ async fn cluster_view(
             retention: retention::preview(&state, &row).await?,
             next_retention: retention::next_run(&state).await?,
             verification: state.catalog.last_verification(&name).await?,
+            next_verify: crate::jobs::next_run(&state, verify::LEASE, state.verify_interval)
+                .await?,
             errors: state.metrics.recent_errors(name.as_str()),
             restore,
             gateway_url: gateway_url(&origin),
@@ -267,7 +269,8 @@ async fn explorer() -> Response {
 }
 
 /// The embedded static files, by name.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("icon.svg", "image/svg+xml", include_str!("assets/icon.svg")),
     (
         "style.css",
         "text/css; charset=utf-8",

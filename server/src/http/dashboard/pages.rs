@@ -30,6 +30,7 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · walgate" }
                 link rel="stylesheet" href="/assets/style.css";
+                link rel="icon" href="/assets/icon.svg";
                 script src="/assets/time.js" defer {}
             }
             body {
@@ -237,6 +238,7 @@ pub struct ClusterView {
     pub retention: RetentionPlan,
     pub next_retention: Option<OffsetDateTime>,
     pub verification: Option<VerifyReport>,
+    pub next_verify: Option<OffsetDateTime>,
     pub errors: Vec<RecentError>,
     /// The restore helper's input and its answer.
     pub restore: Option<(String, Result<RestorePlan, ApiError>)>,
@@ -266,7 +268,7 @@ pub fn cluster(caller: &Caller, v: &ClusterView) -> Markup {
                 } }
                 dt { "Storage" } dd { (human_bytes(c.storage_bytes)) " on target " code { (c.target) } }
                 dt { "Database" } dd {
-                    @if let Some(v) = c.pg_version { "PostgreSQL " (v / 10000) " · " }
+                    @if let Some(v) = c.pg_version { "PostgreSQL " (v) " · " }
                     "system identifier " (c.system_identifier.as_deref().unwrap_or("not pinned yet"))
                 }
                 dt { "Thresholds" } dd { @match &c.thresholds {
@@ -282,7 +284,7 @@ pub fn cluster(caller: &Caller, v: &ClusterView) -> Markup {
             (backups(&v.backups, now))
             (timelines(v))
             (retention(v))
-            (verification(&c.name, v.verification.as_ref(), now))
+            (verification(&c.name, v))
             (errors(&v.errors, now))
             (restore_helper(v))
         },
@@ -311,7 +313,7 @@ fn backup_points(backups: &[BackupRow]) -> Vec<(String, u64)> {
         .iter()
         .filter(|b| b.status == BackupStatus::Complete)
         .take(CHART_BACKUPS)
-        .map(|b| (b.id.clone(), b.stored_size))
+        .map(|b| (date(b.started_at), b.stored_size))
         .collect();
     points.reverse();
     points
@@ -402,21 +404,28 @@ fn retention(v: &ClusterView) -> Markup {
                 "A run now would delete " (r.delete_backups.len()) " backup(s) and "
                 (r.delete_wal_files) " WAL file(s), " (human_bytes(r.delete_bytes)) "."
             }
-            p { @match v.next_retention {
-                Some(at) if at <= v.now => "The next scheduled run is due now.",
-                Some(at) => { "The next scheduled run starts about " (date(at)) "." },
-                None => "Scheduled retention is off on this gateway (retention_interval = 0).",
-            } }
+            p { (next_run("retention", v.next_retention, v.now)) }
         }
     }
 }
 
-fn verification(cluster: &str, report: Option<&VerifyReport>, now: OffsetDateTime) -> Markup {
+fn next_run(job: &str, next: Option<OffsetDateTime>, now: OffsetDateTime) -> Markup {
+    html! {
+        @match next {
+            Some(at) if at <= now => { "The next scheduled " (job) " is due now." },
+            Some(at) => { "The next scheduled " (job) " starts about " (date(at)) "." },
+            None => { "Scheduled " (job) " is off on this gateway." },
+        }
+    }
+}
+
+fn verification(cluster: &str, v: &ClusterView) -> Markup {
+    let now = v.now;
     html! {
         section #verification {
             h2 { "Verification" }
-            @match report {
-                None => p.muted { "Never verified. " code { "POST /v1/clusters/" (cluster) "/verify" }
+            @match &v.verification {
+                None => p.muted { "Never verified. " code { "GET /v1/clusters/" (cluster) "/verify" }
                     " checks the WAL chain (add " code { "?scrub=true" } " to re-read every object)." },
                 Some(r) => {
                     p { (when(Some(r.verified_at), now)) ": "
@@ -425,6 +434,7 @@ fn verification(cluster: &str, report: Option<&VerifyReport>, now: OffsetDateTim
                     ul.problems { @for p in r.chain_problems.iter().chain(&r.object_problems) { li { (p) } } }
                 }
             }
+            p { (next_run("verification", v.next_verify, now)) }
         }
     }
 }

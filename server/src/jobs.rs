@@ -1,0 +1,72 @@
+//! Scheduled work over the whole fleet (retention, verification): each job runs on one
+//! gateway replica at a time, the one holding its lease in the catalog.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::catalog::{CatalogError, ClusterRow};
+
+/// Runs `job` for every cluster every `interval`, while this replica holds the job's
+/// lease. A failure for one cluster is logged and the next run retries it. Runs for the
+/// life of the server.
+pub async fn every_cluster<E: std::fmt::Display>(
+    state: AppState,
+    job: &'static str,
+    interval: Duration,
+    run: impl AsyncFn(&AppState, &ClusterRow) -> Result<(), E>,
+) {
+    let holder = uuid::Uuid::new_v4().simple().to_string();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        // Held for two intervals: a replica that dies lets another take over.
+        let until = now + 2 * interval.as_secs().max(1) as i64;
+        match state.catalog.take_lease(job, &holder, now, until).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "cannot take the lease");
+                continue;
+            }
+        }
+        let clusters = match state.catalog.clusters().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "cannot list clusters");
+                continue;
+            }
+        };
+        let count = clusters.len();
+        for (cluster, _) in clusters {
+            if let Err(e) = run(&state, &cluster).await {
+                tracing::error!(job, cluster = %cluster.name, error = %e, "scheduled run failed; the next one retries");
+            }
+        }
+        tracing::info!(job, clusters = count, "{job}: scheduled run done");
+    }
+}
+
+/// When `job`'s next run starts, about: one interval after the holder of its lease (on
+/// whichever replica) last took it; `None` when it is not scheduled.
+pub async fn next_run(
+    state: &AppState,
+    job: &str,
+    interval: Duration,
+) -> Result<Option<OffsetDateTime>, CatalogError> {
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    let now = OffsetDateTime::now_utc();
+    let next = match state.catalog.lease_until(job).await? {
+        Some(until) => OffsetDateTime::from_unix_timestamp(until)
+            .map_or(now, |u| u - interval)
+            .max(now),
+        // Never taken: the first run starts with the gateway.
+        None => now,
+    };
+    Ok(Some(next))
+}
