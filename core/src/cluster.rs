@@ -32,6 +32,9 @@ impl FromStr for ClusterName {
 }
 
 impl ClusterName {
+    /// What [`ClusterName::from_str`] accepts, as a regular expression (for OpenAPI).
+    pub const PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

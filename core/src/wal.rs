@@ -207,6 +207,11 @@ impl fmt::Display for WalFileName {
 }
 
 impl WalFileName {
+    /// What [`WalFileName::from_str`] accepts, as a regular expression (for OpenAPI):
+    /// timeline 0 does not exist.
+    pub const PATTERN: &str =
+        "^(?!00000000)[0-9A-F]{8}(\\.history|[0-9A-F]{16}(\\.partial|\\.[0-9A-F]{8}\\.backup)?)$";
+
     pub fn kind(&self) -> WalFileKind {
         match self {
             WalFileName::Segment(_) => WalFileKind::Segment,

@@ -71,6 +71,8 @@ pub enum ArchiveError {
     },
     #[error("{name} is empty")]
     Empty { name: WalFileName },
+    #[error("{name} is not a timeline history file PostgreSQL wrote: {reason}")]
+    BadHistory { name: WalFileName, reason: String },
     #[error("the body is larger than the {limit} bytes {name} can have")]
     TooLarge { name: WalFileName, limit: u64 },
     #[error("the request body could not be read (cut upload or bad zstd encoding): {0}")]
@@ -251,6 +253,8 @@ fn check(
         size = first.len() as u64;
         header = Some(h);
     }
+    // A history file is read back to plan restores: it must parse (it is small).
+    let mut history = matches!(e.name, WalFileName::History(_)).then(Vec::new);
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = body.read(&mut buf).map_err(ArchiveError::Body)?;
@@ -265,6 +269,23 @@ fn check(
             });
         }
         out.write_all(&buf[..n]).map_err(ArchiveError::Body)?;
+        if let Some(h) = &mut history {
+            h.extend_from_slice(&buf[..n]);
+        }
+    }
+    if let Some(text) = history {
+        let reason = match std::str::from_utf8(&text) {
+            Ok(text) => walgate_core::history::parse(text)
+                .err()
+                .map(|e| e.to_string()),
+            Err(_) => Some("not text".to_owned()),
+        };
+        if let Some(reason) = reason {
+            return Err(ArchiveError::BadHistory {
+                name: e.name,
+                reason,
+            });
+        }
     }
     match header {
         Some(h) if size != h.segment_size.bytes() => {

@@ -129,6 +129,8 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
     std::thread::sleep(Duration::from_millis(1100));
 
     let wal = "/v1/clusters/main/wal/000000010000000000000004";
+    // A restore plan reads history files back: one that does not parse is refused.
+    let garbage_history = env.file("garbage-history", b"1\tnot-an-lsn\tno recovery target\n");
     // (what, token, path, body, status, error code)
     type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a Path, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -171,6 +173,14 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
             &foreign,
             409,
             "wrong_system",
+        ),
+        (
+            "garbage history file",
+            Some(&archiver),
+            "/v1/clusters/main/wal/00000002.history",
+            &garbage_history,
+            400,
+            "bad_content",
         ),
         ("no token", None, wal, &next, 401, "unauthorized"),
         (

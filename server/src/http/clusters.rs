@@ -1,7 +1,7 @@
 //! `/v1/clusters`: the fleet and one cluster's identity and archive status.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use walgate_core::SegmentSize;
 use walgate_core::api::{Cluster, ErrorBody, Role};
 
 use super::error::ApiError;
-use super::extract::ClusterPath;
+use super::extract::{ClusterPath, JsonBody, QueryParams};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::fleet::{self, ClusterState};
@@ -198,7 +198,7 @@ pub(super) async fn fleet_page(
 async fn list_clusters(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<FleetQuery>,
+    QueryParams(q): QueryParams<FleetQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let page = fleet_page(&state, &caller, &q).await?;
     Ok((
@@ -243,10 +243,10 @@ async fn put_cluster(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(name): ClusterPath,
-    body: Option<Json<RegisterCluster>>,
+    body: Option<JsonBody<RegisterCluster>>,
 ) -> Result<Json<Cluster>, ApiError> {
     caller.require(&name, Role::Admin)?;
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let req = body.map(|JsonBody(b)| b).unwrap_or_default();
     let sysid = req
         .system_identifier
         .map(|s| {

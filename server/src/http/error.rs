@@ -129,7 +129,8 @@ impl From<ArchiveError> for ApiError {
             A::BadHeader { .. }
             | A::WrongPosition { .. }
             | A::WrongSize { .. }
-            | A::Empty { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
+            | A::Empty { .. }
+            | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
             A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, "wrong_segment_size"),
             A::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

@@ -51,6 +51,104 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The syntax of the cluster and WAL file names in paths, from the parsers' own patterns.
+fn describe_name(param: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+    let (pattern, description) = match param.name.as_str() {
+        "cluster" => (
+            walgate_core::ClusterName::PATTERN,
+            "The cluster's name: 1 to 63 characters of a-z, 0-9, `_` and `-`",
+        ),
+        "file" => (
+            walgate_core::WalFileName::PATTERN,
+            "A WAL file name as PostgreSQL passes it (`%f`): a segment, a `.partial` \
+             segment, a timeline history or a backup history file",
+        ),
+        _ => return,
+    };
+    if param.parameter_in != ParameterIn::Path {
+        return;
+    }
+    param.description = Some(description.to_owned());
+    param.schema = Some(RefOr::T(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .into(),
+    ));
+}
+
+/// The answers every route that takes a token can give, documented once: a missing or
+/// refused token, a token without the role or the cluster, and the catalog or object
+/// store failing (retry later).
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    )))),
+                )
+                .build(),
+        )
+    };
+    let common = [
+        (
+            "401",
+            "No token, or one that is invalid, expired or revoked",
+        ),
+        (
+            "403",
+            "The token lacks the role, or is not scoped to the cluster",
+        ),
+        ("500", "The gateway failed; nothing was acknowledged"),
+        (
+            "503",
+            "The catalog or object store is unavailable; retry after `Retry-After`",
+        ),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.head,
+        ];
+        for op in ops.into_iter().flatten() {
+            for param in op.parameters.iter_mut().flatten() {
+                if let utoipa::openapi::RefOr::T(param) = param {
+                    describe_name(param);
+                }
+            }
+            if op.security.is_none() {
+                continue;
+            }
+            let takes_input =
+                op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if takes_input {
+                op.responses
+                    .responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| {
+                        error("A malformed cluster or file name, query parameter or body")
+                    });
+            }
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            }
+        }
+    }
+}
+
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(wal::router())
@@ -106,5 +204,6 @@ pub fn app(state: AppState) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().split_for_parts().1;
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document_common_errors(&mut doc);
     doc
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use walgate_core::api::{ErrorBody, RestorePlan, Role, TimelineLeg};
 use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::error::ApiError;
-use super::extract::ClusterPath;
+use super::extract::{ClusterPath, QueryParams};
 use super::forwarded::Origin;
 use crate::AppState;
 use crate::auth::Caller;
@@ -140,7 +140,7 @@ async fn restore_plan(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(cluster): ClusterPath,
-    Query(q): Query<PlanQuery>,
+    QueryParams(q): QueryParams<PlanQuery>,
     Extension(origin): Extension<Origin>,
 ) -> Result<Json<RestorePlan>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;

@@ -1,7 +1,7 @@
 //! `/v1/clusters/{c}/retention`: a cluster's policy, what a run would delete, and runs.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,7 +11,7 @@ use walgate_core::ClusterName;
 use walgate_core::api::{ErrorBody, RetentionPlan, RetentionPolicy, Role};
 
 use super::error::ApiError;
-use super::extract::{ClusterPath, JsonBody};
+use super::extract::{ClusterPath, JsonBody, QueryParams};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::ClusterRow;
@@ -105,7 +105,7 @@ async fn run(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(name): ClusterPath,
-    Query(q): Query<Confirm>,
+    QueryParams(q): QueryParams<Confirm>,
 ) -> Result<Json<RetentionPlan>, ApiError> {
     caller.require(&name, Role::Admin)?;
     if q.confirm != Some(true) {

@@ -1,7 +1,7 @@
 //! `/v1/clusters/{c}/verify`: check that a cluster can be restored.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use walgate_core::api::{ErrorBody, Role, VerifyReport};
 
 use super::error::ApiError;
-use super::extract::ClusterPath;
+use super::extract::{ClusterPath, QueryParams};
 use crate::AppState;
 use crate::auth::Caller;
 
@@ -27,16 +27,18 @@ struct VerifyQuery {
 }
 
 /// Verify the cluster's WAL chain (and with `scrub=true` its stored objects) now; the
-/// report is also kept as the cluster's last verification.
+/// report is also kept as the cluster's last verification. `422` when a stored history
+/// file cannot be read as one.
 #[utoipa::path(get, path = "/v1/clusters/{cluster}/verify", tag = "clusters",
     params(("cluster" = String, Path), VerifyQuery),
-    responses((status = 200, body = VerifyReport), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = VerifyReport), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn verify(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(name): ClusterPath,
-    Query(q): Query<VerifyQuery>,
+    QueryParams(q): QueryParams<VerifyQuery>,
 ) -> Result<Json<VerifyReport>, ApiError> {
     let scrub = q.scrub == Some(true);
     caller.require(&name, if scrub { Role::Admin } else { Role::Viewer })?;

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use walgate_core::api::{ErrorBody, Role, WalFile, WalList};
 
 use super::encoding::{content_encoding, stored_response};
 use super::error::ApiError;
-use super::extract::{ClusterPath, WalPath};
+use super::extract::{ClusterPath, QueryParams, WalPath};
 use crate::AppState;
 use crate::archive::{self, Upload};
 use crate::auth::Caller;
@@ -193,7 +193,7 @@ async fn list_wal(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(cluster): ClusterPath,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<WalList>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
     let limit = q.limit.unwrap_or(1000);
