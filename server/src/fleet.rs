@@ -72,6 +72,8 @@ pub struct ClusterState {
     pub stats: ClusterStats,
     /// The newest complete backup: when it finished, its stored bytes.
     pub last_backup: Option<(OffsetDateTime, u64)>,
+    /// How long the newest complete backup took.
+    pub last_backup_took: Option<time::Duration>,
     /// The oldest complete backup's end: the oldest point a restore reaches.
     pub oldest_backup: Option<OffsetDateTime>,
     pub backups: u64,
@@ -192,6 +194,7 @@ impl ClusterState {
     ) -> Self {
         ClusterState {
             last_backup: backups.newest,
+            last_backup_took: backups.newest_took,
             oldest_backup: backups.oldest,
             backups: backups.complete,
             backup_bytes: backups.stored_bytes,
@@ -232,6 +235,7 @@ mod tests {
                 ..Default::default()
             },
             last_backup: backup_h.map(|h| (now - time::Duration::hours(h), 1)),
+            last_backup_took: None,
             oldest_backup: None,
             backups: u64::from(backup_h.is_some()),
             backup_bytes: 0,

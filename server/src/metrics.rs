@@ -202,9 +202,6 @@ pub async fn render(
     state: &AppState,
     visible: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<String, CatalogError> {
-    let fleet = crate::fleet::load(state, visible).await?;
-    let now = OffsetDateTime::now_utc();
-    let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     let mut out = String::new();
     header(&mut out, "walgate_up", "gauge", "The gateway answers.");
     let _ = writeln!(out, "walgate_up 1");
@@ -219,8 +216,30 @@ pub async fn render(
         "walgate_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    // Without the catalog the fleet's state is unknown, but the gateway's own counters
+    // still are: report those, and that the catalog is down.
+    let fleet = crate::fleet::load(state, visible).await;
+    header(
+        &mut out,
+        "walgate_catalog_up",
+        "gauge",
+        "The catalog answered this scrape's queries.",
+    );
+    let _ = writeln!(out, "walgate_catalog_up {}", u8::from(fleet.is_ok()));
+    match fleet {
+        Ok(fleet) => render_fleet(&mut out, state, &fleet),
+        Err(e) => tracing::warn!(error = %e, "metrics: the catalog failed"),
+    }
+    state.metrics.render_counters(&mut out, visible);
+    Ok(out)
+}
+
+/// Each cluster's state, and storage per target.
+fn render_fleet(out: &mut String, state: &AppState, fleet: &[ClusterState]) {
+    let now = OffsetDateTime::now_utc();
+    let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
-    let gauges: [(&str, &str, Gauge); 10] = [
+    let gauges: [(&str, &str, Gauge); 11] = [
         ("walgate_wal_files", "WAL files archived.", |f, _| {
             Some(f.stats.wal_files as f64)
         }),
@@ -258,6 +277,11 @@ pub async fn render(
             |f, _| f.last_backup.map(|(_, b)| b as f64),
         ),
         (
+            "walgate_backup_last_duration_seconds",
+            "How long the newest complete backup took, start to finish.",
+            |f, _| f.last_backup_took.map(|d| d.as_seconds_f64()),
+        ),
+        (
             "walgate_recovery_window_start_timestamp_seconds",
             "The oldest point a restore can reach: the oldest complete backup's end.",
             |f, _| f.oldest_backup.map(|t| t.unix_timestamp() as f64),
@@ -269,20 +293,20 @@ pub async fn render(
         ),
     ];
     for (name, help, value) in gauges {
-        header(&mut out, name, "gauge", help);
-        for f in &fleet {
+        header(out, name, "gauge", help);
+        for f in fleet {
             if let Some(v) = value(f, &age) {
                 let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", f.cluster.name);
             }
         }
     }
     header(
-        &mut out,
+        out,
         "walgate_verify_timestamp_seconds",
         "gauge",
         "When the cluster was last verified.",
     );
-    for f in &fleet {
+    for f in fleet {
         if let Some((at, _, _)) = f.verified {
             let _ = writeln!(
                 out,
@@ -293,12 +317,12 @@ pub async fn render(
         }
     }
     header(
-        &mut out,
+        out,
         "walgate_cluster_status",
         "gauge",
         "1 for the cluster's status (new, ok, late, failing) against the thresholds, 0 for the others.",
     );
-    for f in &fleet {
+    for f in fleet {
         let (now_status, _) = f.status(&state.thresholds, now);
         for status in Status::ALL {
             let _ = writeln!(
@@ -310,6 +334,21 @@ pub async fn render(
             );
         }
     }
-    state.metrics.render_counters(&mut out, visible);
-    Ok(out)
+    header(
+        out,
+        "walgate_storage_bytes",
+        "gauge",
+        "Bytes stored (WAL and complete backups) per storage target, of the clusters shown.",
+    );
+    let mut per_target: BTreeMap<&str, u64> = state
+        .storage
+        .iter()
+        .map(|s| (s.target().as_str(), 0))
+        .collect();
+    for f in fleet {
+        *per_target.entry(f.cluster.target.as_str()).or_default() += f.storage_bytes();
+    }
+    for (target, bytes) in per_target {
+        let _ = writeln!(out, "walgate_storage_bytes{{target=\"{target}\"}} {bytes}");
+    }
 }

@@ -928,7 +928,16 @@ async fn metrics_report_each_clusters_state_and_traffic() {
         value("walgate_wal_fetches_total{cluster=\"main\",result=\"error\"}"),
         1.0
     );
+    assert_eq!(value("walgate_catalog_up"), 1.0);
     assert_eq!(value("walgate_backups{cluster=\"main\"}"), 1.0);
+    // Started and finished at the same moment in this catalog row.
+    assert_eq!(
+        value("walgate_backup_last_duration_seconds{cluster=\"main\"}"),
+        0.0
+    );
+    // Two archived segments, as stored: more than nothing, less than their raw size.
+    let stored = value("walgate_storage_bytes{target=\"default\"}");
+    assert!(stored > 0.0 && stored < 2.0 * SEG as f64, "{stored}");
     assert!(value("walgate_backup_seconds_since_last_complete{cluster=\"main\"}") < 60.0);
     // The backup starts at segment 1, which is archived: nothing missing.
     assert_eq!(value("walgate_verify_problems{cluster=\"main\"}"), 0.0);

@@ -109,6 +109,8 @@ pub struct BackupStats {
     pub stored_bytes: u64,
     /// The newest: when it finished, its stored bytes.
     pub newest: Option<(OffsetDateTime, u64)>,
+    /// How long the newest took, start to finish.
+    pub newest_took: Option<time::Duration>,
     /// When the oldest finished: the oldest point a restore reaches.
     pub oldest: Option<OffsetDateTime>,
 }

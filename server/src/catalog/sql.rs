@@ -297,7 +297,9 @@ macro_rules! sql_catalog {
                     "SELECT cluster, count(*) AS n, CAST(sum(stored_size) AS BIGINT) AS bytes, \
                        min(finished_at) AS oldest, max(finished_at) AS newest, \
                        (SELECT n.stored_size FROM backups n WHERE n.cluster = b.cluster \
-                          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size \
+                          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size, \
+                       (SELECT n.started_at FROM backups n WHERE n.cluster = b.cluster \
+                          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_started \
                      FROM backups b WHERE status = 'complete' AND ($1 IS NULL OR cluster = $1) \
                      GROUP BY cluster",
                 )
@@ -308,12 +310,14 @@ macro_rules! sql_catalog {
                     .map(|r| {
                         let newest: Option<OffsetDateTime> = r.try_get("newest")?;
                         let size = u64_col(r.try_get::<Option<i64>, _>("newest_size")?.unwrap_or(0));
+                        let started: Option<OffsetDateTime> = r.try_get("newest_started")?;
                         Ok((
                             parse_cluster(r.try_get("cluster")?)?,
                             BackupStats {
                                 complete: u64_col(r.try_get("n")?),
                                 stored_bytes: u64_col(r.try_get("bytes")?),
                                 newest: newest.map(|at| (at, size)),
+                                newest_took: newest.zip(started).map(|(end, start)| end - start),
                                 oldest: r.try_get("oldest")?,
                             },
                         ))

@@ -190,6 +190,7 @@ async fn suite(c: &dyn Catalog) {
         complete: 1,
         stored_bytes: 0,
         newest: Some((b1.started_at, 0)),
+        newest_took: Some(time::Duration::ZERO),
         oldest: Some(b1.started_at),
     };
     assert_eq!(
