@@ -163,6 +163,30 @@ pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan
     Ok(plan)
 }
 
+/// Deletes everything of a cluster, then the cluster itself: every backup (marked
+/// `deleting` first, so no restore picks one), every WAL file, history files included,
+/// and its catalog rows. Each step is resumable like retention's: after a crash, the
+/// next purge or retention run finishes it. Returns what was deleted, or `None` when
+/// the cluster received new WAL or a backup meanwhile and so still exists.
+pub async fn purge(
+    state: &AppState,
+    cluster: &ClusterRow,
+) -> Result<Option<(usize, u64)>, RetentionError> {
+    let store = state.storage.of(Some(cluster))?;
+    let name = &cluster.name;
+    finish_deletions(state, store, name).await?;
+    let backups = state.catalog.backups(name).await?;
+    for b in &backups {
+        backup::delete(state.catalog.as_ref(), store, name, &b.id).await?;
+    }
+    let wal = state.catalog.expire_all_wal(name).await?;
+    delete_wal_objects(state, store, name).await?;
+    if !state.catalog.delete_cluster(name).await? {
+        return Ok(None);
+    }
+    Ok(Some((backups.len(), wal)))
+}
+
 /// Completes what crashed gateways left: uploads that stopped beating, backups marked
 /// `deleting`, and WAL files waiting in `wal_deletions`.
 async fn finish_deletions(

@@ -633,3 +633,72 @@ fn catalog_rebuilt_from_the_bucket_restores_to_a_point_in_time() {
     assert_eq!(plan["backup"]["id"], b1["id"]);
     assert_eq!(pgbench_checksum(&s.restore_plan(&plan)), expected);
 }
+
+/// Deleting a cluster takes every backup and WAL file with it, history files too, and
+/// only when asked with its name; afterwards the name is free for a new cluster.
+#[test]
+fn a_deleted_cluster_leaves_nothing_behind() {
+    let mut s = setup();
+    let admin = s.gateway.token("main", "admin");
+    let (status, body) = s.backup("-X none", "--fail");
+    assert_eq!(status, 201, "{body}");
+    s.source.archive_current();
+    let history = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+    let (status, body) = s.gateway.send(
+        "PUT",
+        "/v1/clusters/main/wal/00000002.history",
+        &admin,
+        history,
+    );
+    assert_eq!(status, 201, "{body}");
+    s.source.stop();
+
+    let objects = |dir: &Path| -> usize {
+        let mut stack = vec![dir.to_owned()];
+        let mut files = 0;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    files += 1;
+                }
+            }
+        }
+        files
+    };
+    let cluster_dir = s.gateway.data_dir.join("objects/clusters/main");
+    let before = objects(&cluster_dir);
+    assert!(before >= 4, "{before} objects");
+
+    let archiver = s.gateway.token("main", "archiver");
+    for (token, query, status) in [
+        (&admin, "", 400),
+        (&admin, "?confirm=other", 400),
+        (&archiver, "?confirm=main", 403),
+    ] {
+        let path = format!("/v1/clusters/main{query}");
+        let (got, body) = s.gateway.send("DELETE", &path, token, vec![]);
+        assert_eq!(got, status, "{query}: {body}");
+    }
+    assert_eq!(
+        objects(&cluster_dir),
+        before,
+        "a refused delete deleted something"
+    );
+
+    let (got, body) = s
+        .gateway
+        .send("DELETE", "/v1/clusters/main?confirm=main", &admin, vec![]);
+    assert_eq!(got, 204, "{body}");
+    assert_eq!(objects(&cluster_dir), 0);
+    let (got, _) = s.gateway.send("GET", "/v1/clusters/main", &admin, vec![]);
+    assert_eq!(got, 404);
+    let (got, _) = s
+        .gateway
+        .send("DELETE", "/v1/clusters/main?confirm=main", &admin, vec![]);
+    assert_eq!(got, 404);
+    // The name is free again.
+    let (got, body) = s.gateway.send("PUT", "/v1/clusters/main", &admin, vec![]);
+    assert_eq!((got, body["status"].as_str()), (200, Some("new")), "{body}");
+}

@@ -370,6 +370,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// digits: log and segment, on any timeline) from `wal_files` to `wal_deletions`, in
     /// one transaction; returns how many.
     async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64>;
+    /// Moves every WAL file of the cluster, history files too, to `wal_deletions`.
+    async fn expire_all_wal(&self, cluster: &ClusterName) -> Result<u64>;
+    /// Forgets a cluster that holds nothing (no WAL, no backups, no pending deletions):
+    /// its row, totals and last verification. False if it still holds something.
+    async fn delete_cluster(&self, cluster: &ClusterName) -> Result<bool>;
     /// Up to `limit` files whose objects still wait for deletion.
     async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>>;
     /// Forgets files whose objects are gone.

@@ -153,6 +153,32 @@ macro_rules! sql_catalog {
                 })
             }
 
+            /// Moves the WAL rows `condition` (on `$1` the cluster and `$2` the position)
+            /// selects to `wal_deletions`, in one transaction; returns how many.
+            async fn move_to_deletions(
+                &self,
+                condition: &str,
+                cluster: &ClusterName,
+                position: Option<&str>,
+            ) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let copy = format!(
+                    "INSERT INTO wal_deletions (cluster, name) \
+                     SELECT cluster, name FROM wal_files WHERE {condition} ON CONFLICT DO NOTHING"
+                );
+                let delete = format!("DELETE FROM wal_files WHERE {condition}");
+                let mut moved = 0;
+                for sql in [copy, delete] {
+                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(cluster.as_str());
+                    if let Some(p) = position {
+                        q = q.bind(p);
+                    }
+                    moved = q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(moved)
+            }
+
             fn report(row: &$row) -> Result<walgate_core::api::VerifyReport> {
                 let json: String = row.try_get("report")?;
                 serde_json::from_str(&json)
@@ -529,24 +555,38 @@ macro_rules! sql_catalog {
             }
 
             async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64> {
+                self.move_to_deletions(EXPIRABLE, cluster, Some(position)).await
+            }
+
+            async fn expire_all_wal(&self, cluster: &ClusterName) -> Result<u64> {
+                self.move_to_deletions("cluster = $1", cluster, None).await
+            }
+
+            async fn delete_cluster(&self, cluster: &ClusterName) -> Result<bool> {
                 let mut tx = self.pool.begin().await?;
-                let sql = format!(
-                    "INSERT INTO wal_deletions (cluster, name) \
-                     SELECT cluster, name FROM wal_files WHERE {EXPIRABLE} ON CONFLICT DO NOTHING"
-                );
-                sqlx::query(AssertSqlSafe(sql))
+                let holds: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT count(*) FROM wal_files WHERE cluster = $1) \
+                          + (SELECT count(*) FROM backups WHERE cluster = $1) \
+                          + (SELECT count(*) FROM wal_deletions WHERE cluster = $1)",
+                )
+                .bind(cluster.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if holds > 0 {
+                    return Ok(false);
+                }
+                for table in ["verifications", "wal_stats"] {
+                    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE cluster = $1")))
+                        .bind(cluster.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let gone = sqlx::query("DELETE FROM clusters WHERE name = $1")
                     .bind(cluster.as_str())
-                    .bind(position)
-                    .execute(&mut *tx)
-                    .await?;
-                let sql = format!("DELETE FROM wal_files WHERE {EXPIRABLE}");
-                let gone = sqlx::query(AssertSqlSafe(sql))
-                    .bind(cluster.as_str())
-                    .bind(position)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(gone.rows_affected())
+                Ok(gone.rows_affected() == 1)
             }
 
             async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>> {

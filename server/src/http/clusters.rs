@@ -21,7 +21,7 @@ use crate::storage::TargetName;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_clusters))
-        .routes(routes!(get_cluster, put_cluster))
+        .routes(routes!(get_cluster, put_cluster, delete_cluster))
 }
 
 pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
@@ -311,4 +311,51 @@ async fn put_cluster(
         }
     }
     Ok(Json(one(&state, &name).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ConfirmDelete {
+    /// The cluster's name again: deleting it removes every backup and WAL file.
+    confirm: Option<String>,
+}
+
+/// Delete a cluster (admin) with every backup and WAL file it has; `confirm` must repeat
+/// its name. Stop its archiving and backups first: a push during the deletion leaves
+/// the cluster in place (`409`), and the request can be repeated.
+#[utoipa::path(delete, path = "/v1/clusters/{cluster}", tag = "clusters",
+    params(("cluster" = String, Path), ConfirmDelete),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClusterPath(name): ClusterPath,
+    QueryParams(q): QueryParams<ConfirmDelete>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&name, Role::Admin)?;
+    if q.confirm.as_deref() != Some(name.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "deleting cluster `{name}` deletes all its backups and WAL for good: repeat its name with ?confirm={name}"
+        )));
+    }
+    let row = state
+        .catalog
+        .cluster(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
+    match crate::retention::purge(&state, &row).await? {
+        Some((backups, wal_files)) => {
+            tracing::warn!(cluster = %name, by = %caller.token_id, backups, wal_files, "cluster deleted with all its backups and WAL");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "cluster `{name}` received WAL or a backup while it was being deleted: stop its archive_command and backups, then repeat the request"
+            ),
+        )),
+    }
 }

@@ -121,7 +121,8 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
     }
 }
 
-/// An optional JSON body: none when the request has no `Content-Type` (and so no body).
+/// An optional JSON body: none when the request has no body (`Content-Length: 0`) or
+/// says nothing of one (no `Content-Type`).
 impl<T: serde::de::DeserializeOwned> axum::extract::OptionalFromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
@@ -129,7 +130,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::OptionalFromRequest<AppState
         req: axum::extract::Request,
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
-        if !req.headers().contains_key(header::CONTENT_TYPE) {
+        let h = req.headers();
+        let empty = h.get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
+        if empty || !h.contains_key(header::CONTENT_TYPE) {
             return Ok(None);
         }
         <Self as axum::extract::FromRequest<AppState>>::from_request(req, state)
