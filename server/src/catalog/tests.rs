@@ -370,6 +370,27 @@ async fn retention_suite(c: &dyn Catalog) {
     assert!(c.take_lease("retention", "b", 301, 400).await.unwrap());
     assert_eq!(c.lease_until("retention").await.unwrap(), Some(400));
     assert_eq!(c.lease_until("verify").await.unwrap(), None);
+
+    // Deleting the cluster: refused while it holds anything.
+    assert!(!c.delete_cluster(&main).await.unwrap());
+    for b in c.backups(&main).await.unwrap() {
+        c.delete_backup(&main, &b.id).await.unwrap();
+    }
+    let left = c.cluster_stats(&main).await.unwrap().wal_files;
+    assert_eq!(c.expire_all_wal(&main).await.unwrap(), left);
+    assert_eq!(c.cluster_stats(&main).await.unwrap().wal_files, 0);
+    assert!(!c.delete_cluster(&main).await.unwrap(), "deletions pending");
+    let pending = c.wal_deletions(&main, 100).await.unwrap();
+    assert!(
+        pending
+            .iter()
+            .any(|f| f.kind() == walgate_core::WalFileKind::History)
+    );
+    c.forget_wal_deletions(&main, &pending).await.unwrap();
+    assert!(c.delete_cluster(&main).await.unwrap());
+    assert_eq!(c.cluster(&main).await.unwrap(), None);
+    assert_eq!(c.last_verification(&main).await.unwrap(), None);
+    assert!(!c.delete_cluster(&main).await.unwrap(), "already gone");
 }
 
 #[tokio::test]
