@@ -587,6 +587,28 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Every operation of the OpenAPI document the gateway serves, as `METHOD /path`.
+    pub fn operations(&self) -> Vec<String> {
+        let spec: serde_json::Value = agent_trusting(self.ca_file.as_deref())
+            .get(format!("{}/openapi.json", self.url))
+            .call()
+            .expect("GET /openapi.json")
+            .body_mut()
+            .read_json()
+            .expect("the document is JSON");
+        let mut ops: Vec<String> = spec["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().expect("a path item").keys();
+                methods.map(move |m| format!("{} {path}", m.to_uppercase()))
+            })
+            .collect();
+        ops.sort();
+        ops
+    }
+
     /// Starts a gateway with `config` as its config file, its data under `dir/data`.
     pub fn with_config(dir: &Path, config: &Path) -> Self {
         let config = config.to_str().expect("a UTF-8 path");

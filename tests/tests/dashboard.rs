@@ -206,21 +206,9 @@ fn the_dashboard_shows_each_cluster_in_its_state() {
     assert!(commands.contains("restore_command = "), "{commands}");
     assert!(commands.contains("recovery.signal"), "{commands}");
 
-    let operations = seen["operations"].as_array().unwrap();
-    let spec: Value = walgate_tests::agent()
-        .get(format!("{}/openapi.json", gw.url))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
-    let documented: usize = spec["paths"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|p| p.as_object().unwrap().len())
-        .sum();
-    assert_eq!(operations.len(), documented, "{operations:?}");
+    let mut listed: Vec<String> = serde_json::from_value(seen["operations"].clone()).unwrap();
+    listed.sort();
+    assert_eq!(listed, gw.operations());
     assert_eq!(seen["explorerAnswer"], "200 OK");
     assert_eq!(seen["afterLogout"], "/login");
     assert_eq!(seen["consoleErrors"], json!([]));

@@ -65,21 +65,12 @@ fn the_server_answers_as_its_openapi_document_says() {
         !report.contains("Authentication failed"),
         "requests were refused for auth: {report}"
     );
-    let spec: serde_json::Value = walgate_tests::agent()
-        .get(format!("{}/openapi.json", gw.url))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
     // Every operation but those excluded above.
-    let included: usize = spec["paths"]
-        .as_object()
-        .unwrap()
+    let included = gw
+        .operations()
         .iter()
-        .filter(|(path, _)| !path.ends_with("/backups") && *path != "/v1/tokens/{id}")
-        .map(|(_, ops)| ops.as_object().unwrap().len())
-        .sum();
+        .filter(|op| !op.ends_with("/backups") && !op.ends_with("/v1/tokens/{id}"))
+        .count();
     let tested = format!("Tested: {included}");
     assert!(report.contains(&tested), "expected `{tested}`:\n{report}");
     eprintln!(
