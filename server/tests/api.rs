@@ -1204,3 +1204,61 @@ async fn cluster_status_follows_archive_backups_and_verification() {
     );
     assert!(metrics.contains("walgate_cluster_status{cluster=\"main\",status=\"ok\"} 0"));
 }
+
+/// The dashboard shows a token only its own clusters, refuses the others' pages, sends
+/// visitors without a session to sign in, and marks its pages against framing and
+/// foreign scripts.
+#[tokio::test]
+async fn dashboard_pages_follow_the_token_scope() {
+    let f = Fixture::new().await;
+    let admin = f.token("*", Role::Admin).await;
+    for c in ["alpha", "beta"] {
+        let (s, _, _) = f
+            .call(Method::PUT, &format!("/v1/clusters/{c}"), Some(&admin))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let viewer = f.token("alpha", Role::Viewer).await;
+    let cookie = format!("walgate_session={viewer}");
+    let page = |uri: &'static str| {
+        let cookie = cookie.clone();
+        let f = &f;
+        async move {
+            let (s, h, b) = f
+                .send(Method::GET, uri, None, &[("cookie", &cookie)], vec![])
+                .await;
+            (s, h, String::from_utf8(b).unwrap())
+        }
+    };
+
+    let (s, h, fleet) = page("/").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(fleet.contains(r#"data-cluster="alpha""#), "{fleet}");
+    assert!(!fleet.contains("beta"), "another cluster leaked:\n{fleet}");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let (s, _, _) = page("/clusters/alpha").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, other) = page("/clusters/beta").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        other.contains("beta"),
+        "the refusal names the cluster: {other}"
+    );
+    let (s, _, bad) = page("/?sort=colour").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("sort `colour` is not one of"), "{bad}");
+
+    // No session, or a revoked token's: to the sign-in page, coming back afterwards.
+    let (s, h, _) = f.call(Method::GET, "/clusters/alpha", None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(h["location"], "/login?next=%2Fclusters%2Falpha");
+    let id = f.state.auth.verify(&viewer).await.unwrap().token_id;
+    let (s, _, _) = f
+        .call(Method::DELETE, &format!("/v1/tokens/{id}"), Some(&admin))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, h, _) = page("/").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(h["location"].to_str().unwrap().starts_with("/login"));
+}

@@ -7,6 +7,7 @@
 mod chart;
 mod pages;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -104,11 +105,16 @@ fn error_page(e: ApiError) -> Response {
     page(e.status, pages::error(&e))
 }
 
+fn bad_query(e: QueryRejection) -> Response {
+    error_page(ApiError::bad_request(e.body_text()))
+}
+
 async fn fleet_view(
     State(state): State<AppState>,
     Visitor(caller): Visitor,
-    Query(q): Query<FleetQuery>,
+    q: Result<Query<FleetQuery>, QueryRejection>,
 ) -> Result<Response, Response> {
+    let Query(q) = q.map_err(bad_query)?;
     let fleet = fleet_page(&state, &caller, &q).await.map_err(error_page)?;
     Ok(page(StatusCode::OK, pages::fleet(&caller, &q, &fleet)))
 }
@@ -124,9 +130,10 @@ async fn cluster_view(
     State(state): State<AppState>,
     Visitor(caller): Visitor,
     ClusterPath(name): ClusterPath,
-    Query(q): Query<ClusterQuery>,
+    q: Result<Query<ClusterQuery>, QueryRejection>,
     Extension(origin): Extension<Origin>,
 ) -> Result<Response, Response> {
+    let Query(q) = q.map_err(bad_query)?;
     let view = async {
         caller.require(&name, Role::Viewer)?;
         let found = fleet::load_one(&state, &name).await?;
