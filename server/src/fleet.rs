@@ -70,14 +70,8 @@ fn words(d: Duration) -> String {
 pub struct ClusterState {
     pub cluster: ClusterRow,
     pub stats: ClusterStats,
-    /// The newest complete backup: when it finished, its stored bytes.
-    pub last_backup: Option<(OffsetDateTime, u64)>,
-    /// How long the newest complete backup took.
-    pub last_backup_took: Option<time::Duration>,
-    /// The oldest complete backup's end: the oldest point a restore reaches.
-    pub oldest_backup: Option<OffsetDateTime>,
-    pub backups: u64,
-    pub backup_bytes: u64,
+    /// Its complete backups.
+    pub backups: BackupStats,
     /// The last verification: when, whether it was clean, how many problems.
     pub verified: Option<(OffsetDateTime, bool, usize)>,
 }
@@ -107,7 +101,7 @@ impl ClusterState {
         } else if wal_age > t.archive_lag {
             late.push(format!("no WAL archived for {}", words(wal_age)));
         }
-        match self.last_backup {
+        match self.backups.newest {
             None if age(self.cluster.created_at) > t.backup_age => {
                 failing.push("no complete base backup".into());
             }
@@ -129,7 +123,7 @@ impl ClusterState {
 
     /// Bytes stored for this cluster: WAL and complete backups.
     pub fn storage_bytes(&self) -> u64 {
-        self.stats.wal_bytes + self.backup_bytes
+        self.stats.wal_bytes + self.backups.stored_bytes
     }
 }
 
@@ -193,11 +187,7 @@ impl ClusterState {
         verified: Option<VerifyReport>,
     ) -> Self {
         ClusterState {
-            last_backup: backups.newest,
-            last_backup_took: backups.newest_took,
-            oldest_backup: backups.oldest,
-            backups: backups.complete,
-            backup_bytes: backups.stored_bytes,
+            backups,
             cluster,
             stats,
             verified: verified.map(|r| {
@@ -234,11 +224,11 @@ mod tests {
                 last_archived_at: wal_min.map(|m| now - time::Duration::minutes(m)),
                 ..Default::default()
             },
-            last_backup: backup_h.map(|h| (now - time::Duration::hours(h), 1)),
-            last_backup_took: None,
-            oldest_backup: None,
-            backups: u64::from(backup_h.is_some()),
-            backup_bytes: 0,
+            backups: BackupStats {
+                complete: u64::from(backup_h.is_some()),
+                newest: backup_h.map(|h| (now - time::Duration::hours(h), 1)),
+                ..Default::default()
+            },
             verified: verified_ok.map(|ok| (now, ok, usize::from(!ok))),
         }
     }

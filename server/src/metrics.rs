@@ -259,32 +259,32 @@ fn render_fleet(out: &mut String, state: &AppState, fleet: &[ClusterState]) {
             |f, age| f.stats.last_archived_at.map(age),
         ),
         ("walgate_backups", "Complete base backups.", |f, _| {
-            Some(f.backups as f64)
+            Some(f.backups.complete as f64)
         }),
         (
             "walgate_backup_stored_bytes",
             "Bytes of complete backups in the object store.",
-            |f, _| Some(f.backup_bytes as f64),
+            |f, _| Some(f.backups.stored_bytes as f64),
         ),
         (
             "walgate_backup_seconds_since_last_complete",
             "Seconds since the newest complete backup finished.",
-            |f, age| f.last_backup.map(|(t, _)| age(t)),
+            |f, age| f.backups.newest.map(|(t, _)| age(t)),
         ),
         (
             "walgate_backup_last_stored_bytes",
             "Stored bytes of the newest complete backup.",
-            |f, _| f.last_backup.map(|(_, b)| b as f64),
+            |f, _| f.backups.newest.map(|(_, b)| b as f64),
         ),
         (
             "walgate_backup_last_duration_seconds",
             "How long the newest complete backup took, start to finish.",
-            |f, _| f.last_backup_took.map(|d| d.as_seconds_f64()),
+            |f, _| f.backups.newest_took.map(|d| d.as_seconds_f64()),
         ),
         (
             "walgate_recovery_window_start_timestamp_seconds",
             "The oldest point a restore can reach: the oldest complete backup's end.",
-            |f, _| f.oldest_backup.map(|t| t.unix_timestamp() as f64),
+            |f, _| f.backups.oldest.map(|t| t.unix_timestamp() as f64),
         ),
         (
             "walgate_verify_problems",
