@@ -10,7 +10,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::catalog::CatalogError;
 use crate::fleet::{ClusterState, Status};
 
 /// Upper bounds of the request latency histogram, in seconds.
@@ -198,10 +197,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition for the clusters `visible` lets the caller see.
-pub async fn render(
-    state: &AppState,
-    visible: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<String, CatalogError> {
+pub async fn render(state: &AppState, visible: &(dyn Fn(&str) -> bool + Sync)) -> String {
     let mut out = String::new();
     header(&mut out, "walgate_up", "gauge", "The gateway answers.");
     let _ = writeln!(out, "walgate_up 1");
@@ -231,7 +227,7 @@ pub async fn render(
         Err(e) => tracing::warn!(error = %e, "metrics: the catalog failed"),
     }
     state.metrics.render_counters(&mut out, visible);
-    Ok(out)
+    out
 }
 
 /// Each cluster's state, and storage per target.

@@ -230,12 +230,6 @@ async fn delete_wal_objects(
 /// The lease that lets one gateway replica run retention at a time.
 pub const LEASE: &str = "retention";
 
-/// When the next scheduled run starts, about: one interval after the holder of the
-/// lease (on whichever replica) last took it; `None` when nothing is scheduled.
-pub async fn next_run(state: &AppState) -> Result<Option<OffsetDateTime>, CatalogError> {
-    crate::jobs::next_run(state, LEASE, state.retention_interval).await
-}
-
 /// Runs retention for every cluster every `interval`, on one replica at a time.
 pub async fn schedule(state: AppState, interval: Duration) {
     crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {

@@ -153,6 +153,24 @@ macro_rules! sql_catalog {
                 })
             }
 
+            /// Sets (`None`: clears) one of a cluster's JSON settings columns; false if no
+            /// such cluster.
+            async fn set_json(
+                &self,
+                column: &str,
+                cluster: &ClusterName,
+                value: Option<&impl serde::Serialize>,
+            ) -> Result<bool> {
+                let json = value.map(|v| serde_json::to_string(v).expect("settings serialize"));
+                let sql = format!("UPDATE clusters SET {column} = $2 WHERE name = $1");
+                let done = sqlx::query(AssertSqlSafe(sql))
+                    .bind(cluster.as_str())
+                    .bind(json)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             /// Moves the WAL rows `condition` (on `$1` the cluster and `$2` the position)
             /// selects to `wal_deletions`, in one transaction; returns how many.
             async fn move_to_deletions(
@@ -513,13 +531,7 @@ macro_rules! sql_catalog {
                 cluster: &ClusterName,
                 policy: Option<&walgate_core::api::RetentionPolicy>,
             ) -> Result<bool> {
-                let json = policy.map(|p| serde_json::to_string(p).expect("policies serialize"));
-                let done = sqlx::query("UPDATE clusters SET retention = $2 WHERE name = $1")
-                    .bind(cluster.as_str())
-                    .bind(json)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                self.set_json("retention", cluster, policy).await
             }
 
             async fn set_thresholds(
@@ -527,13 +539,7 @@ macro_rules! sql_catalog {
                 cluster: &ClusterName,
                 thresholds: Option<&walgate_core::api::StatusThresholds>,
             ) -> Result<bool> {
-                let json = thresholds.map(|t| serde_json::to_string(t).expect("thresholds serialize"));
-                let done = sqlx::query("UPDATE clusters SET thresholds = $2 WHERE name = $1")
-                    .bind(cluster.as_str())
-                    .bind(json)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                self.set_json("thresholds", cluster, thresholds).await
             }
 
             async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan> {

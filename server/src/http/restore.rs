@@ -144,12 +144,14 @@ async fn restore_plan(
     Extension(origin): Extension<Origin>,
 ) -> Result<Json<RestorePlan>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
-    Ok(Json(build(&state, &origin, &cluster, &q).await?))
+    let archive = gather(&state, &cluster).await?;
+    Ok(Json(build(&archive, &origin, &cluster, &q)?))
 }
 
-/// The plan for `q`, as the API and the dashboard's restore helper show it.
-pub(super) async fn build(
-    state: &AppState,
+/// The plan for `q` over `archive`, as the API and the dashboard's restore helper show
+/// it.
+pub(super) fn build(
+    archive: &Archive,
     origin: &Origin,
     cluster: &ClusterName,
     q: &PlanQuery,
@@ -161,8 +163,7 @@ pub(super) async fn build(
             || ApiError::bad_request("target_timeline must be a timeline number or `latest`"),
         )?)),
     };
-    let archive = gather(state, cluster).await?;
-    let plan = restore::plan(&archive, &target, timeline).map_err(|e| {
+    let plan = restore::plan(archive, &target, timeline).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "not_reachable",

@@ -24,7 +24,7 @@ use super::extract::ClusterPath;
 use super::forwarded::Origin;
 use super::restore::{PlanQuery, build as build_plan, gateway_url};
 use crate::auth::{AuthError, Caller};
-use crate::{AppState, fleet, restore, retention, verify};
+use crate::{AppState, fleet, jobs, restore, retention, verify};
 
 /// The cookie that holds the visitor's token.
 const COOKIE: &str = "walgate_session";
@@ -150,13 +150,13 @@ async fn cluster_view(
                 };
                 Some((
                     at.clone(),
-                    build_plan(&state, &origin, &name, &plan_query).await,
+                    build_plan(&archive, &origin, &name, &plan_query),
                 ))
             }
         };
         Ok::<_, ApiError>(pages::ClusterView {
             summary: to_api(&state, state_now),
-            backups: state.catalog.backups(&name).await?,
+            backups: archive.backups.clone(),
             volume: state
                 .catalog
                 .wal_volume(&name, now - time::Duration::days(pages::CHART_DAYS))
@@ -164,10 +164,10 @@ async fn cluster_view(
             timelines: restore::timelines(&archive),
             chain_problems: restore::check_chain(&archive),
             retention: retention::preview(&state, &row).await?,
-            next_retention: retention::next_run(&state).await?,
-            verification: state.catalog.last_verification(&name).await?,
-            next_verify: crate::jobs::next_run(&state, verify::LEASE, state.verify_interval)
+            next_retention: jobs::next_run(&state, retention::LEASE, state.retention_interval)
                 .await?,
+            verification: state.catalog.last_verification(&name).await?,
+            next_verify: jobs::next_run(&state, verify::LEASE, state.verify_interval).await?,
             errors: state.metrics.recent_errors(name.as_str()),
             restore,
             gateway_url: gateway_url(&origin),
@@ -190,12 +190,14 @@ fn restore_time(at: &str) -> Option<String> {
     } else {
         at.to_owned()
     };
-    let full = if with_seconds.ends_with('Z') || with_seconds.contains('+') {
+    // A zone, if any, follows the time: `Z`, `+01:00` or `-05:00`.
+    let time = with_seconds.split_once('T').map_or("", |(_, t)| t);
+    let zoned = time.ends_with('Z') || time.contains(['+', '-']);
+    Some(if zoned {
         with_seconds
     } else {
         format!("{with_seconds}Z")
-    };
-    Some(full)
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,9 +344,8 @@ mod tests {
             t("2026-11-27T06:45").as_deref(),
             Some("2026-11-27T06:45:00Z")
         );
-        assert_eq!(
-            t("2026-11-27T06:45:10+01:00").as_deref(),
-            Some("2026-11-27T06:45:10+01:00")
-        );
+        for zoned in ["2026-11-27T06:45:10+01:00", "2026-11-27T06:45:10-05:00"] {
+            assert_eq!(t(zoned).as_deref(), Some(zoned));
+        }
     }
 }
