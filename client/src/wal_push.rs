@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::fs::Metadata;
-use std::io::Read as _;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -76,10 +76,16 @@ fn forget_prefetch(wal_dir: &Path) {
 }
 
 thread_local! {
-    /// A worker's read and compression buffers, kept across the files it uploads: fresh
-    /// 16 MiB buffers per file cost about as much in page faults as compressing it.
+    /// A worker's read and compression buffers, kept across the files it uploads.
     static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = RefCell::default();
 }
+
+/// Bytes read and compressed at a time, each into a zstd frame of its own (the gateway
+/// and `zstd -d` read concatenated frames as one file). A buffer this small stays in the
+/// CPU's cache, and whole-buffer compression is faster than zstd's streaming mode, which
+/// copies its input into a ring buffer; a whole segment in one fresh buffer cost more in
+/// page faults than compressing it. The ratio is within 3% of one frame.
+const FRAME: usize = 256 << 10;
 
 /// Compresses and uploads one file; returns its metadata from before it was read.
 fn upload(
@@ -89,19 +95,52 @@ fn upload(
     path: &Path,
 ) -> anyhow::Result<Metadata> {
     let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    BUFFERS.with_borrow_mut(|(raw, compressed)| {
-        raw.clear();
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(raw))
-            .with_context(|| format!("read {}", path.display()))?;
-        compressed.clear();
-        compressed.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-        zstd::bulk::Compressor::new(level)
-            .and_then(|mut c| c.compress_to_buffer(raw.as_slice(), compressed))
-            .context("compress")?;
-        gateway.push_wal(name, compressed, raw.len() as u64)
+    BUFFERS.with_borrow_mut(|(chunk, compressed)| {
+        let size = compress(path, level, chunk, compressed)?;
+        gateway.push_wal(name, compressed, size)
     })?;
     Ok(meta)
+}
+
+/// Compresses the file at `path` into `out`, a frame per [`FRAME`] bytes; returns its size.
+fn compress(
+    path: &Path,
+    level: i32,
+    chunk: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> anyhow::Result<u64> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut compressor = zstd::bulk::Compressor::new(level).context("compress")?;
+    chunk.resize(FRAME, 0);
+    out.clear();
+    let mut size = 0u64;
+    loop {
+        let n = read_up_to(&mut file, chunk).with_context(|| format!("read {}", path.display()))?;
+        if n == 0 {
+            return Ok(size);
+        }
+        out.reserve(zstd::zstd_safe::compress_bound(n));
+        // Appends: a cursor at the end of `out`.
+        let end = out.len() as u64;
+        let mut tail = std::io::Cursor::new(&mut *out);
+        tail.set_position(end);
+        compressor
+            .compress_to_buffer(&chunk[..n], &mut tail)
+            .context("compress")?;
+        size += n as u64;
+    }
+}
+
+/// Fills `buf` from `r` unless the end comes first; returns the bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
 }
 
 /// The markers directory, for one archive (gateway URL and cluster).
@@ -195,6 +234,21 @@ mod tests {
 
     fn name(s: &str) -> WalFileName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn compressed_frames_decode_to_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("000000010000000000000001");
+        let data: Vec<u8> = (0..3 * FRAME as u32 + 12345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 28) as u8)
+            .collect();
+        std::fs::write(&file, &data).unwrap();
+        let (mut chunk, mut out) = (Vec::new(), b"stale".to_vec());
+        let size = compress(&file, 1, &mut chunk, &mut out).unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert!(out.len() < data.len());
+        assert_eq!(zstd::decode_all(out.as_slice()).unwrap(), data);
     }
 
     #[test]
