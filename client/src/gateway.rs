@@ -372,6 +372,9 @@ fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     }
 }
 
+/// Bytes written to a file at a time.
+const WRITE_CHUNK: usize = 256 << 10;
+
 fn write_atomically(
     body: impl Read,
     zstd: bool,
@@ -382,14 +385,19 @@ fn write_atomically(
     // Per process: a foreground fetch and a prefetcher never share a temporary file.
     let tmp = dest.with_extension(format!("walgate-part-{}", std::process::id()));
     let result = (|| {
-        let mut file =
+        let file =
             std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        // Large writes: the page cache costs per call, and 8 KiB writes (io::copy's own
+        // buffer) tripled the cost of writing a segment. io::copy fills a BufWriter's
+        // buffer directly, so the decoder writes into it.
+        let mut file = std::io::BufWriter::with_capacity(WRITE_CHUNK, file);
         let mut body: Box<dyn Read> = if zstd {
             Box::new(zstd::Decoder::new(body)?)
         } else {
             Box::new(body)
         };
         let got = std::io::copy(&mut body, &mut file).context("download")?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         if let Some(want) = size.filter(|w| *w != got) {
             bail!("downloaded {got} bytes where a segment has {want}");
         }
