@@ -70,7 +70,8 @@ pub struct Flags {
         value_name = "MIB"
     )]
     prefetch_max_mib: Option<u64>,
-    /// Concurrent uploads or downloads for push-ahead and prefetch. [default: 4]
+    /// Concurrent uploads or downloads for push-ahead and prefetch; each upload holds
+    /// one compressed file in memory (at most its size). [default: 8]
     #[arg(long, env = "WALGATE_JOBS", global = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: Option<u16>,
@@ -215,7 +216,7 @@ impl Flags {
                 << 20,
             jobs: usize::from(
                 file.or(self.jobs, "WALGATE_JOBS")?
-                    .unwrap_or(4)
+                    .unwrap_or(8)
                     .clamp(1, 64),
             ),
             verbose,
@@ -258,7 +259,9 @@ impl Settings {
     /// Prints one line about a file's journey when --verbose is on.
     pub fn log(&self, what: std::fmt::Arguments) {
         if self.verbose {
-            eprintln!("walgate-client: {what}");
+            // One write: the pusher and prefetcher share PostgreSQL's log with the calls.
+            let line = format!("walgate-client: {what}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     }
 }

@@ -57,8 +57,9 @@ enum Command {
     },
     /// Archive one WAL file (archive_command = 'walgate-client wal-push %p').
     ///
-    /// Also uploads up to --push-ahead other files waiting in pg_wal/archive_status, so
-    /// PostgreSQL's next calls for them return at once. Exits 0 only once the gateway has
+    /// Also starts a background pusher that uploads the other files waiting in
+    /// pg_wal/archive_status (up to --push-ahead ahead of PostgreSQL), so PostgreSQL's
+    /// next calls for them return at once. Exits 0 only once the gateway has
     /// acknowledged the file as durable, and 1 on any failure (PostgreSQL keeps the file
     /// and retries).
     WalPush {
@@ -78,6 +79,9 @@ enum Command {
         /// Where to write it (%p).
         path: PathBuf,
     },
+    /// The background pusher wal-push starts.
+    #[command(hide = true)]
+    WalPushAhead { wal_dir: PathBuf },
     /// The background prefetcher wal-fetch starts.
     #[command(hide = true)]
     WalPrefetch {
@@ -178,6 +182,19 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("walgate-client: wal-push {}: {e:#}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::WalPushAhead { wal_dir } => {
+            match cli
+                .flags
+                .resolve()
+                .and_then(|s| wal_push::push_ahead(&s, &wal_dir))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("walgate-client: wal-push-ahead: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -302,9 +319,30 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::Check { .. }
         | Command::WalPush { .. }
         | Command::WalFetch { .. }
+        | Command::WalPushAhead { .. }
         | Command::WalPrefetch { .. } => unreachable!("handled in main"),
     }
     Ok(())
+}
+
+/// Starts this program with `args` in the background, detached: the prefetcher and the
+/// pusher outlive the call PostgreSQL waits for. Failing to start one only costs speed,
+/// so it is logged, not reported.
+pub fn start_detached(settings: &config::Settings, args: &[&std::ffi::OsStr]) {
+    use std::os::unix::process::CommandExt;
+    let started = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(args)
+            .envs(settings.to_env())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            // Its own process group: signals PostgreSQL sends its children skip it.
+            .process_group(0)
+            .spawn()
+    });
+    if let Err(e) = started {
+        settings.log(format_args!("cannot start {:?}: {e}", args[0]));
+    }
 }
 
 pub fn file_name(path: &Path) -> anyhow::Result<WalFileName> {

@@ -14,7 +14,6 @@
 //! earlier boot is emptied unused. Where there is no boot id, files are synced.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
@@ -85,26 +84,18 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
     std::fs::rename(&file, dest).is_ok()
 }
 
-/// Starts a detached prefetcher for the segments after `segment`. Failing to start one
-/// only costs speed, so it is logged, not reported.
+/// Starts a detached prefetcher for the segments after `segment`.
 fn start_prefetch(settings: &Settings, segment: SegmentName, size: SegmentSize, dir: &Path) {
-    use std::os::unix::process::CommandExt;
-    let started = std::env::current_exe().and_then(|exe| {
-        Command::new(exe)
-            .arg("wal-prefetch")
-            .arg(segment.to_string())
-            .arg(size.bytes().to_string())
-            .arg(dir)
-            .envs(settings.to_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // Its own process group: signals PostgreSQL sends its children skip it.
-            .process_group(0)
-            .spawn()
-    });
-    if let Err(e) = started {
-        settings.log(format_args!("cannot start the prefetcher: {e}"));
-    }
+    let (after, bytes) = (segment.to_string(), size.bytes().to_string());
+    crate::start_detached(
+        settings,
+        &[
+            "wal-prefetch".as_ref(),
+            after.as_ref(),
+            bytes.as_ref(),
+            dir.as_os_str(),
+        ],
+    );
 }
 
 /// The prefetcher (hidden `wal-prefetch` command): downloads the segments that follow

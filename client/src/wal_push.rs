@@ -1,18 +1,27 @@
 //! `wal-push`: archive one WAL file, and push ahead the others PostgreSQL has marked ready.
 //!
 //! PostgreSQL's archiver calls `archive_command` for one file at a time and waits for each.
-//! A call here also uploads up to `push_ahead` more files whose `.ready` status files wait
-//! in `pg_wal/archive_status`, on `jobs` threads, and for each one the gateway acknowledged
-//! leaves a marker in `pg_wal/.walgate/pushed`. When PostgreSQL later asks for that file,
-//! the marker answers at once. A marker is written only after the gateway's durable ack,
-//! and it records the file's size and modification time. A file changed since then is
-//! uploaded again, and the gateway then refuses different contents with 409.
+//! A call here uploads its own file and starts a detached pusher (hidden command
+//! `wal-push-ahead`; at most one runs: it holds a lock) that uploads the other files whose
+//! `.ready` status files wait in `pg_wal/archive_status`, on `jobs` threads, at most
+//! `push_ahead` of them acknowledged but not yet asked for. For each one the gateway
+//! acknowledged it leaves a marker in `pg_wal/.walgate/pushed`; when PostgreSQL later asks
+//! for that file, the marker answers at once. The archiver never waits for a whole batch,
+//! and the pusher keeps both cores busy while the archiver works through the markers.
+//!
+//! A marker is written only after the gateway's durable ack, and it records the file's
+//! size and modification time: a file changed since is uploaded again, and the gateway
+//! then refuses different contents with 409. Whoever uploads a file holds a lock on its
+//! claim file: a call for a file the pusher is uploading waits for it, then finds the
+//! marker, or (if the pusher died or failed) uploads the file itself.
 
 use std::cell::RefCell;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use walgate_core::WalFileName;
@@ -23,43 +32,85 @@ use crate::gateway::Gateway;
 /// Where markers of files pushed ahead live, under pg_wal.
 const PUSHED: &str = ".walgate/pushed";
 
+/// How long the pusher waits for the archiver to catch up before it exits.
+const IDLE: Duration = Duration::from_secs(10);
+
 /// Archives `path` (relative to the data directory, as PostgreSQL passes `%p`).
 pub fn push(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     let name = crate::file_name(path)?;
-    let wal_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let markers = Markers {
-        dir: wal_dir.join(PUSHED),
-        archive: format!("{} {}", settings.url, settings.cluster),
-    };
+    let wal_dir = wal_dir(path);
+    let markers = Markers::new(settings, wal_dir);
     let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    if markers.take(&name, &meta) {
+    if markers.vouches(&name, &meta) {
         settings.log(format_args!("{name} was pushed ahead"));
         return Ok(());
     }
     forget_prefetch(wal_dir);
-    let mut files = vec![(name, path.to_owned())];
-    if settings.push_ahead > 0 {
-        files.extend(markers.ready_others(wal_dir, &name, settings.push_ahead));
+    // Claimed before the pusher starts, so that it leaves this file alone; if the pusher
+    // holds the claim, it is uploading the file: wait, then look for its marker again.
+    let _claim = markers.claim(&name)?;
+    if markers.vouches(&name, &meta) {
+        settings.log(format_args!("{name} was pushed ahead"));
+        return Ok(());
     }
-    let gateway = Gateway::new(settings)?;
-    let results = crate::parallel::map_bounded(&files, settings.jobs, |(name, path)| {
-        upload(&gateway, settings.zstd_level, name, path)
-    });
-    let mut results = files.iter().zip(results);
-    let (_, own) = results.next().expect("the file itself is first");
-    for ((name, _), result) in results {
-        match result {
-            Ok(meta) => match markers.put(name, &meta) {
-                Ok(()) => settings.log(format_args!("pushed {name} ahead")),
-                Err(e) => settings.log(format_args!("pushed {name} ahead, but {e:#}")),
-            },
-            Err(e) => settings.log(format_args!("push-ahead of {name} failed: {e:#}")),
+    if settings.push_ahead > 0 && !markers.pusher_running() {
+        crate::start_detached(settings, &["wal-push-ahead".as_ref(), wal_dir.as_os_str()]);
+    }
+    upload(&Gateway::new(settings)?, settings.zstd_level, &name, path).map(drop)
+}
+
+/// The pusher (hidden `wal-push-ahead` command): uploads the files waiting in `wal_dir`
+/// in the archiver's order, keeping at most `push_ahead` acknowledged ahead of it. It
+/// exits when none waits, when a round uploads nothing (the gateway is down: the
+/// archiver's own calls report why), or when the archiver has not caught up for [`IDLE`].
+pub fn push_ahead(settings: &Settings, wal_dir: &Path) -> anyhow::Result<()> {
+    let markers = Markers::new(settings, wal_dir);
+    let Some(_running) = markers.lock_pusher()? else {
+        return Ok(()); // another pusher is at work
+    };
+    let gateway = Gateway::new(settings)?.without_retries();
+    let mut waiting_since = Instant::now();
+    loop {
+        let Some(waiting) = markers.waiting(wal_dir) else {
+            return Ok(());
+        };
+        if waiting.unmarked.is_empty() {
+            return Ok(());
         }
+        let room = settings.push_ahead.saturating_sub(waiting.marked);
+        if room == 0 {
+            if waiting_since.elapsed() > IDLE {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let batch: Vec<_> = waiting.unmarked.into_iter().take(room).collect();
+        let pushed = AtomicUsize::new(0);
+        crate::parallel::map_bounded(&batch, settings.jobs, |name| {
+            let path = wal_dir.join(name.to_string());
+            match markers.push_ahead(&gateway, settings.zstd_level, wal_dir, name, &path) {
+                Ok(true) => {
+                    pushed.fetch_add(1, Ordering::Relaxed);
+                    settings.log(format_args!("pushed {name} ahead"));
+                }
+                Ok(false) => {}
+                Err(e) => settings.log(format_args!("push-ahead of {name} failed: {e:#}")),
+            }
+        });
+        if pushed.into_inner() == 0 {
+            return Ok(());
+        }
+        waiting_since = Instant::now();
     }
-    own.map(drop)
+}
+
+/// The directory of a WAL file given as `%p`.
+fn wal_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Removes segments left prefetched by a recovery that has ended: archiving on a primary
@@ -149,14 +200,32 @@ struct Markers {
     archive: String,
 }
 
+/// Files waiting for archiving, as the pusher sees them.
+struct Waiting {
+    /// Without a marker, in the archiver's order.
+    unmarked: Vec<WalFileName>,
+    /// Acknowledged and not yet asked for.
+    marked: usize,
+}
+
 impl Markers {
-    /// Consumes `name`'s marker; true if it vouches for the file as it is now.
-    fn take(&self, name: &WalFileName, meta: &Metadata) -> bool {
+    fn new(settings: &Settings, wal_dir: &Path) -> Self {
+        Markers {
+            dir: wal_dir.join(PUSHED),
+            archive: format!("{} {}", settings.url, settings.cluster),
+        }
+    }
+
+    /// Whether `name`'s marker vouches for the file as it is now. A marker that does
+    /// not is removed; one that does stays until the file stops waiting (the pusher then
+    /// removes it), so that the pusher does not take the file for one still to upload.
+    fn vouches(&self, name: &WalFileName, meta: &Metadata) -> bool {
         let marker = self.dir.join(name.to_string());
         match std::fs::read_to_string(&marker) {
-            Ok(text) => {
+            Ok(text) if text == self.fingerprint(meta) => true,
+            Ok(_) => {
                 let _ = std::fs::remove_file(&marker);
-                text == self.fingerprint(meta)
+                false
             }
             Err(_) => false,
         }
@@ -186,45 +255,111 @@ impl Markers {
             .with_context(|| format!("write {}", marker.display()))
     }
 
-    /// Up to `limit` other files waiting for archiving, in the archiver's order (timeline
-    /// history files first, then by name), that have no marker yet. Markers whose file is
-    /// no longer waiting are removed.
-    fn ready_others(
+    /// Opens `name` in the markers directory for locking.
+    fn lock_file(&self, name: &str) -> anyhow::Result<File> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create {}", self.dir.display()))?;
+        let path = self.dir.join(name);
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))
+    }
+
+    /// Claims `name` for uploading, waiting while another process holds it. The kernel
+    /// drops a dead process's claim.
+    fn claim(&self, name: &WalFileName) -> anyhow::Result<File> {
+        let file = self.lock_file(&format!("{name}.lock"))?;
+        file.lock().context("lock")?;
+        Ok(file)
+    }
+
+    /// Claims `name` unless another process holds it.
+    fn try_claim(&self, name: &WalFileName) -> anyhow::Result<Option<File>> {
+        let file = self.lock_file(&format!("{name}.lock"))?;
+        Ok(file.try_lock().is_ok().then_some(file))
+    }
+
+    /// The pusher's lock: `None` if another pusher holds it.
+    fn lock_pusher(&self) -> anyhow::Result<Option<File>> {
+        let file = self.lock_file(".lock")?;
+        Ok(file.try_lock().is_ok().then_some(file))
+    }
+
+    fn pusher_running(&self) -> bool {
+        self.lock_file(".lock").is_ok_and(|f| f.try_lock().is_err())
+    }
+
+    /// Uploads `name` ahead unless it is claimed, marked or no longer waiting; true if it
+    /// did.
+    fn push_ahead(
         &self,
+        gateway: &Gateway,
+        level: i32,
         wal_dir: &Path,
-        own: &WalFileName,
-        limit: usize,
-    ) -> Vec<(WalFileName, PathBuf)> {
-        let Ok(status) = std::fs::read_dir(wal_dir.join("archive_status")) else {
-            return vec![];
+        name: &WalFileName,
+        path: &Path,
+    ) -> anyhow::Result<bool> {
+        let Some(_claim) = self.try_claim(name)? else {
+            return Ok(false);
         };
-        let mut ready: Vec<WalFileName> = status
+        let ready = wal_dir.join(format!("archive_status/{name}.ready"));
+        if !ready.exists() || self.dir.join(name.to_string()).exists() {
+            return Ok(false);
+        }
+        let meta = upload(gateway, level, name, path)?;
+        self.put(name, &meta)?;
+        Ok(true)
+    }
+
+    /// The files waiting for archiving in `wal_dir` (`None` without an archive_status
+    /// directory). Markers and claims of files no longer waiting are removed.
+    fn waiting(&self, wal_dir: &Path) -> Option<Waiting> {
+        // Read before the status files: a claim made after this listing is never taken
+        // for a stale one (a file is claimed only while it waits).
+        let entries: Vec<_> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        let mut ready: Vec<WalFileName> = std::fs::read_dir(wal_dir.join("archive_status"))
+            .ok()?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready")?.parse().ok())
-            .filter(|n| n != own)
             .collect();
-        let marked: Vec<WalFileName> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.parse::<WalFileName>();
-                match name {
-                    Ok(n) if ready.contains(&n) => Some(n),
-                    _ => {
-                        let _ = std::fs::remove_file(e.path());
-                        None
+        let mut marked = Vec::new();
+        for entry in entries {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str().filter(|f| *f != ".lock") else {
+                continue;
+            };
+            let claim_or_tmp = file_name
+                .strip_suffix(".lock")
+                .or_else(|| file_name.strip_suffix(".tmp"));
+            let (base, is_marker) = match claim_or_tmp {
+                Some(base) => (base, false),
+                None => (file_name, true),
+            };
+            let name = base.parse::<WalFileName>().ok();
+            match name {
+                Some(n) if ready.contains(&n) => {
+                    if is_marker {
+                        marked.push(n);
                     }
                 }
-            })
-            .collect();
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         ready.retain(|n| !marked.contains(n));
         ready.sort_by_key(|n| (!matches!(n, WalFileName::History(_)), *n));
-        ready
-            .into_iter()
-            .take(limit)
-            .map(|n| (n, wal_dir.join(n.to_string())))
-            .collect()
+        Some(Waiting {
+            unmarked: ready,
+            marked: marked.len(),
+        })
     }
 }
 
@@ -263,13 +398,13 @@ mod tests {
         let n = name("000000010000000000000001");
 
         markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
-        assert!(markers.take(&n, &std::fs::metadata(&file).unwrap()));
-        // Taken once: the next call uploads again.
-        assert!(!markers.take(&n, &std::fs::metadata(&file).unwrap()));
+        assert!(markers.vouches(&n, &std::fs::metadata(&file).unwrap()));
+        // PostgreSQL may ask again (a crash before it noted success): still true.
+        assert!(markers.vouches(&n, &std::fs::metadata(&file).unwrap()));
 
-        markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
         std::fs::write(&file, b"other contents, longer").unwrap();
-        assert!(!markers.take(&n, &std::fs::metadata(&file).unwrap()));
+        assert!(!markers.vouches(&n, &std::fs::metadata(&file).unwrap()));
+        assert!(!markers.dir.join(n.to_string()).exists());
 
         // A marker of another archive vouches for nothing here.
         markers.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
@@ -277,11 +412,11 @@ mod tests {
             dir: markers.dir.clone(),
             archive: "http://other-gw main".into(),
         };
-        assert!(!elsewhere.take(&n, &std::fs::metadata(&file).unwrap()));
+        assert!(!elsewhere.vouches(&n, &std::fs::metadata(&file).unwrap()));
     }
 
     #[test]
-    fn ready_files_come_in_the_archivers_order_without_marked_ones() {
+    fn waiting_files_come_in_the_archivers_order_and_stale_markers_and_claims_go() {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path();
         let status = wal.join("archive_status");
@@ -302,13 +437,16 @@ mod tests {
             archive: "http://gw main".into(),
         };
         let marked = name("000000010000000000000003");
+        std::fs::create_dir_all(&markers.dir).unwrap();
         markers
             .put(
                 &marked,
                 &std::fs::metadata(wal.join(marked.to_string())).unwrap(),
             )
             .unwrap();
-        // A marker of a file no longer waiting is stale and goes.
+        // A claim of a waiting file stays: its holder may be uploading it.
+        let claimed = markers.claim(&name("000000010000000000000002")).unwrap();
+        // Markers and claims of a file no longer waiting are stale and go.
         let stale = name("000000010000000000000000");
         markers
             .put(
@@ -316,22 +454,42 @@ mod tests {
                 &std::fs::metadata(wal.join("00000002.history")).unwrap(),
             )
             .unwrap();
+        drop(markers.claim(&stale).unwrap());
+        let pusher = markers.lock_pusher().unwrap().expect("no pusher yet");
 
-        let own = name("000000010000000000000001");
-        let ahead: Vec<String> = markers
-            .ready_others(wal, &own, 3)
-            .into_iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let waiting = markers.waiting(wal).unwrap();
+        let unmarked: Vec<String> = waiting.unmarked.iter().map(|n| n.to_string()).collect();
         assert_eq!(
-            ahead,
+            unmarked,
             [
                 "00000002.history",
+                "000000010000000000000001",
                 "000000010000000000000002",
                 "000000010000000000000004"
             ]
         );
+        assert_eq!(waiting.marked, 1);
         assert!(!markers.dir.join(stale.to_string()).exists());
+        assert!(!markers.dir.join(format!("{stale}.lock")).exists());
         assert!(markers.dir.join(marked.to_string()).exists());
+        assert!(markers.dir.join("000000010000000000000002.lock").exists());
+
+        // One pusher at a time; a claimed file is left to its holder.
+        assert!(markers.pusher_running());
+        assert!(markers.lock_pusher().unwrap().is_none());
+        assert!(
+            markers
+                .try_claim(&name("000000010000000000000002"))
+                .unwrap()
+                .is_none()
+        );
+        drop((claimed, pusher));
+        assert!(!markers.pusher_running());
+        assert!(
+            markers
+                .try_claim(&name("000000010000000000000002"))
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -122,6 +122,8 @@ declare -A best
 timed() {
     local name=$1 s e
     shift
+    # Each contender starts with nothing left to write back from the one before.
+    sync
     s=$(date +%s.%N)
     "$@"
     e=$(date +%s.%N)
