@@ -162,11 +162,15 @@ fn compress(
 ) -> anyhow::Result<u64> {
     let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut compressor = zstd::bulk::Compressor::new(level).context("compress")?;
-    chunk.resize(FRAME, 0);
+    chunk.reserve(FRAME);
     out.clear();
     let mut size = 0u64;
     loop {
-        let n = read_up_to(&mut file, chunk).with_context(|| format!("read {}", path.display()))?;
+        chunk.clear();
+        let n = (&mut file)
+            .take(FRAME as u64)
+            .read_to_end(chunk)
+            .with_context(|| format!("read {}", path.display()))?;
         if n == 0 {
             return Ok(size);
         }
@@ -176,22 +180,10 @@ fn compress(
         let mut tail = std::io::Cursor::new(&mut *out);
         tail.set_position(end);
         compressor
-            .compress_to_buffer(&chunk[..n], &mut tail)
+            .compress_to_buffer(chunk.as_slice(), &mut tail)
             .context("compress")?;
         size += n as u64;
     }
-}
-
-/// Fills `buf` from `r` unless the end comes first; returns the bytes read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
 }
 
 /// The markers directory, for one archive (gateway URL and cluster).
