@@ -79,10 +79,14 @@ pub fn push_ahead(settings: &Settings, wal_dir: &Path) -> anyhow::Result<()> {
         }
         let room = settings.push_ahead.saturating_sub(waiting.marked);
         if room == 0 {
-            if waiting_since.elapsed() > IDLE {
-                return Ok(());
+            // Wait for the archiver, looking only at the markers: a backlog's status
+            // directory may hold thousands of files.
+            while markers.outstanding(wal_dir) >= settings.push_ahead {
+                if waiting_since.elapsed() > IDLE {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
             continue;
         }
         let batch: Vec<_> = waiting.unmarked.into_iter().take(room).collect();
@@ -306,6 +310,22 @@ impl Markers {
         Ok(true)
     }
 
+    /// How many markers vouch for files still waiting: acknowledged, not yet asked for.
+    fn outstanding(&self, wal_dir: &Path) -> usize {
+        let status = wal_dir.join("archive_status");
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let file_name = e.file_name();
+                file_name.to_str().is_some_and(|f| {
+                    f.parse::<WalFileName>().is_ok() && status.join(format!("{f}.ready")).exists()
+                })
+            })
+            .count()
+    }
+
     /// The files waiting for archiving in `wal_dir` (`None` without an archive_status
     /// directory). Markers and claims of files no longer waiting are removed.
     fn waiting(&self, wal_dir: &Path) -> Option<Waiting> {
@@ -461,6 +481,7 @@ mod tests {
             ]
         );
         assert_eq!(waiting.marked, 1);
+        assert_eq!(markers.outstanding(wal), 1);
         assert!(!markers.dir.join(stale.to_string()).exists());
         assert!(!markers.dir.join(format!("{stale}.lock")).exists());
         assert!(markers.dir.join(marked.to_string()).exists());
