@@ -75,7 +75,11 @@ impl Gateway {
                 Attempt::Retry(e, asked) => {
                     let pause = asked.map_or(wait, |a| a.max(wait));
                     if start.elapsed() + pause > self.retry_for {
-                        return Err(e.context(format!("gave up after {:?}", start.elapsed())));
+                        return Err(e.context(format!(
+                            "gave up on {} after {:?}",
+                            self.base,
+                            start.elapsed()
+                        )));
                     }
                     eprintln!("walgate-client: {e:#}; retrying in {pause:?}");
                     std::thread::sleep(pause);

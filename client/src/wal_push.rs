@@ -383,6 +383,64 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Settings for a gateway nobody answers at: any upload fails at once.
+    fn unreachable_gateway() -> Settings {
+        Settings {
+            url: "http://127.0.0.1:9".into(),
+            cluster: "main".parse().unwrap(),
+            token: "t".into(),
+            token_file: None,
+            ca_file: None,
+            zstd_level: 1,
+            retry_for: Duration::ZERO,
+            // No pusher: it would start this test binary.
+            push_ahead: 0,
+            prefetch: 0,
+            prefetch_max_bytes: 0,
+            jobs: 1,
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn a_call_waits_for_the_pusher_uploading_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path();
+        std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+        let n = name("000000010000000000000001");
+        let file = wal.join(n.to_string());
+        std::fs::write(&file, b"a segment").unwrap();
+        std::fs::write(wal.join(format!("archive_status/{n}.ready")), "").unwrap();
+        let settings = unreachable_gateway();
+
+        // The pusher acknowledges the file while the call waits: the call succeeds
+        // without uploading (it could not: nothing answers).
+        let pusher = Markers::new(&settings, wal);
+        let claim = pusher.claim(&n).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let started = Instant::now();
+        let acked = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            pusher.put(&n, &meta).unwrap();
+            drop(claim);
+        });
+        push(&settings, &file).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        acked.join().unwrap();
+
+        // A pusher that gives up (or dies: the kernel drops its lock) leaves no marker,
+        // and the call uploads the file itself.
+        std::fs::remove_file(wal.join(format!("{PUSHED}/{n}"))).unwrap();
+        let claim = Markers::new(&settings, wal).claim(&n).unwrap();
+        let gave_up = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(claim);
+        });
+        let e = push(&settings, &file).unwrap_err();
+        gave_up.join().unwrap();
+        assert!(format!("{e:#}").contains("127.0.0.1:9"), "{e:#}");
+    }
+
     #[test]
     fn compressed_frames_decode_to_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();
