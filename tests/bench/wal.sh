@@ -89,7 +89,7 @@ archive() {
         done
     )
 }
-# fetch COMMAND: restores each segment in order, as the startup process does.
+# fetch COMMAND: restores each segment in order and syncs it, as the startup process does.
 fetch() {
     (
         rm -rf "$work/restore"
@@ -99,6 +99,9 @@ fetch() {
             c=${1//%p/pg_wal/RECOVERYXLOG}
             sh -c "${c//%f/$n}" || { echo "fetch of $n failed" >&2; exit 1; }
             [[ $(stat -c %s pg_wal/RECOVERYXLOG) == $((16 << 20)) ]] || { echo "$n: wrong size" >&2; exit 1; }
+            # PostgreSQL keeps each restored segment in pg_wal with a durable rename,
+            # which fsyncs it before replay goes on.
+            sync pg_wal/RECOVERYXLOG
             rm pg_wal/RECOVERYXLOG
         done
         # A prefetcher still at work would steal time from the next contender.
