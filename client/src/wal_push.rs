@@ -48,7 +48,11 @@ pub fn push(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     forget_prefetch(wal_dir);
     // Claimed before the pusher starts, so that it leaves this file alone; if the pusher
     // holds the claim, it is uploading the file: wait, then look for its marker again.
-    let _claim = markers.claim(&name)?;
+    // Claims only save work (the gateway stores a file once), so without one the call
+    // still uploads.
+    let _claim = markers
+        .claim(&name)
+        .inspect_err(|e| eprintln!("walgate-client: uploading {name} unclaimed: {e:#}"));
     if markers.vouches(&name, &meta) {
         settings.log(format_args!("{name} was pushed ahead"));
         return Ok(());
@@ -89,7 +93,13 @@ pub fn push_ahead(settings: &Settings, wal_dir: &Path) -> anyhow::Result<()> {
             }
             continue;
         }
-        let batch: Vec<_> = waiting.unmarked.into_iter().take(room).collect();
+        // Not the file the archiver's call is uploading: it would take a slot for nothing.
+        let batch: Vec<_> = waiting
+            .unmarked
+            .into_iter()
+            .filter(|n| !markers.claimed_elsewhere(n))
+            .take(room)
+            .collect();
         let pushed = AtomicUsize::new(0);
         crate::parallel::map_bounded(&batch, settings.jobs, |name| {
             let path = wal_dir.join(name.to_string());
@@ -196,6 +206,20 @@ struct Markers {
     archive: String,
 }
 
+/// A held claim on one file. Its lock file goes with it, so claims do not pile up; a
+/// process that opened the file just before may then claim it once more and, finding no
+/// marker, upload again, which costs time but nothing else (the gateway answers 200).
+struct Claim {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Files waiting for archiving, as the pusher sees them.
 struct Waiting {
     /// Without a marker, in the archiver's order.
@@ -266,16 +290,26 @@ impl Markers {
 
     /// Claims `name` for uploading, waiting while another process holds it. The kernel
     /// drops a dead process's claim.
-    fn claim(&self, name: &WalFileName) -> anyhow::Result<File> {
+    fn claim(&self, name: &WalFileName) -> anyhow::Result<Claim> {
+        let path = self.dir.join(format!("{name}.lock"));
         let file = self.lock_file(&format!("{name}.lock"))?;
         file.lock().context("lock")?;
-        Ok(file)
+        Ok(Claim { _file: file, path })
     }
 
     /// Claims `name` unless another process holds it.
-    fn try_claim(&self, name: &WalFileName) -> anyhow::Result<Option<File>> {
+    fn try_claim(&self, name: &WalFileName) -> anyhow::Result<Option<Claim>> {
+        let path = self.dir.join(format!("{name}.lock"));
         let file = self.lock_file(&format!("{name}.lock"))?;
-        Ok(file.try_lock().is_ok().then_some(file))
+        Ok(file
+            .try_lock()
+            .is_ok()
+            .then_some(Claim { _file: file, path }))
+    }
+
+    /// Whether another process holds a claim on `name`.
+    fn claimed_elsewhere(&self, name: &WalFileName) -> bool {
+        matches!(self.try_claim(name), Ok(None))
     }
 
     /// The pusher's lock: `None` if another pusher holds it.
@@ -367,7 +401,8 @@ impl Markers {
             }
         }
         ready.retain(|n| !marked.contains(n));
-        ready.sort_by_key(|n| (!matches!(n, WalFileName::History(_)), *n));
+        // As PostgreSQL's archiver picks them: history files first, then by name.
+        ready.sort_by_cached_key(|n| (!matches!(n, WalFileName::History(_)), n.to_string()));
         Some(Waiting {
             unmarked: ready,
             marked: marked.len(),
@@ -497,6 +532,7 @@ mod tests {
             "000000010000000000000002",
             "00000002.history",
             "000000010000000000000004",
+            "000000010000000000000002.partial",
         ] {
             std::fs::write(wal.join(f), f).unwrap();
             std::fs::write(status.join(format!("{f}.ready")), "").unwrap();
@@ -524,7 +560,7 @@ mod tests {
                 &std::fs::metadata(wal.join("00000002.history")).unwrap(),
             )
             .unwrap();
-        drop(markers.claim(&stale).unwrap());
+        std::fs::write(markers.dir.join(format!("{stale}.lock")), "").unwrap();
         let pusher = markers.lock_pusher().unwrap().expect("no pusher yet");
 
         let waiting = markers.waiting(wal).unwrap();
@@ -535,6 +571,7 @@ mod tests {
                 "00000002.history",
                 "000000010000000000000001",
                 "000000010000000000000002",
+                "000000010000000000000002.partial",
                 "000000010000000000000004"
             ]
         );
@@ -556,6 +593,8 @@ mod tests {
         );
         drop((claimed, pusher));
         assert!(!markers.pusher_running());
+        // A claim takes its lock file with it.
+        assert!(!markers.dir.join("000000010000000000000002.lock").exists());
         assert!(
             markers
                 .try_claim(&name("000000010000000000000002"))
