@@ -54,8 +54,9 @@ pub struct Flags {
         value_name = "SECONDS"
     )]
     retry_seconds: Option<u64>,
-    /// wal-push: also upload up to this many other `.ready` files, so that PostgreSQL's
-    /// next calls return at once; 0 turns push-ahead off. [default: 16]
+    /// wal-push: keep up to this many other `.ready` files uploaded ahead of
+    /// PostgreSQL's archiver, so that its next calls return at once; 0 turns push-ahead
+    /// off. [default: 16]
     #[arg(long, env = "WALGATE_PUSH_AHEAD", global = true, value_name = "FILES")]
     push_ahead: Option<usize>,
     /// wal-fetch: download up to this many following segments in the background; 0 turns
