@@ -97,13 +97,17 @@ fn read_chunk(r: &mut impl Read, len: usize) -> io::Result<Vec<u8>> {
 pub fn compress(mut input: impl Read + Send + 'static, level: i32) -> ParallelMap {
     ParallelMap::new(
         move || read_chunk(&mut input, FRAME).map(|c| (!c.is_empty()).then_some(c)),
-        move |chunk| {
-            // Each frame checksums its content, so a damaged frame fails its decode.
-            let mut c = zstd::bulk::Compressor::new(level)?;
-            c.include_checksum(true)?;
-            c.compress(&chunk)
-        },
+        move |chunk| frame_compressor(level)?.compress(&chunk),
     )
+}
+
+/// A compressor for independent frames that checksum their content, so that a damaged
+/// frame fails its decode instead of yielding wrong bytes (a WAL segment replayed wrong,
+/// a backup restored wrong).
+pub fn frame_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_checksum(true)?;
+    Ok(c)
 }
 
 /// Above this much compressed data without a frame boundary, the stream is not framed

@@ -175,7 +175,7 @@ fn compress(
     out: &mut Vec<u8>,
 ) -> anyhow::Result<u64> {
     let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut compressor = zstd::bulk::Compressor::new(level).context("compress")?;
+    let mut compressor = crate::parallel::frame_compressor(level).context("compress")?;
     chunk.reserve(FRAME);
     out.clear();
     let mut size = 0u64;
@@ -210,6 +210,7 @@ struct Markers {
 /// process that opened the file just before may then claim it once more and, finding no
 /// marker, upload again, which costs time but nothing else (the gateway answers 200).
 struct Claim {
+    /// Held open: the lock lives as long as the file handle.
     _file: File,
     path: PathBuf,
 }
@@ -275,36 +276,37 @@ impl Markers {
             .with_context(|| format!("write {}", marker.display()))
     }
 
-    /// Opens `name` in the markers directory for locking.
-    fn lock_file(&self, name: &str) -> anyhow::Result<File> {
+    /// Opens (creating) `path` in the markers directory for locking.
+    fn lock_file(&self, path: &Path) -> anyhow::Result<File> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create {}", self.dir.display()))?;
-        let path = self.dir.join(name);
         File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("open {}", path.display()))
+    }
+
+    /// `name`'s claim file, open and not yet locked (a `Claim` is made only once held:
+    /// dropping it removes the file).
+    fn claim_file(&self, name: &WalFileName) -> anyhow::Result<(File, PathBuf)> {
+        let path = self.dir.join(format!("{name}.lock"));
+        Ok((self.lock_file(&path)?, path))
     }
 
     /// Claims `name` for uploading, waiting while another process holds it. The kernel
     /// drops a dead process's claim.
     fn claim(&self, name: &WalFileName) -> anyhow::Result<Claim> {
-        let path = self.dir.join(format!("{name}.lock"));
-        let file = self.lock_file(&format!("{name}.lock"))?;
+        let (file, path) = self.claim_file(name)?;
         file.lock().context("lock")?;
         Ok(Claim { _file: file, path })
     }
 
     /// Claims `name` unless another process holds it.
     fn try_claim(&self, name: &WalFileName) -> anyhow::Result<Option<Claim>> {
-        let path = self.dir.join(format!("{name}.lock"));
-        let file = self.lock_file(&format!("{name}.lock"))?;
-        Ok(file
-            .try_lock()
-            .is_ok()
-            .then_some(Claim { _file: file, path }))
+        let (file, path) = self.claim_file(name)?;
+        Ok(file.try_lock().is_ok().then(|| Claim { _file: file, path }))
     }
 
     /// Whether another process holds a claim on `name`.
@@ -314,12 +316,12 @@ impl Markers {
 
     /// The pusher's lock: `None` if another pusher holds it.
     fn lock_pusher(&self) -> anyhow::Result<Option<File>> {
-        let file = self.lock_file(".lock")?;
+        let file = self.lock_file(&self.dir.join(".lock"))?;
         Ok(file.try_lock().is_ok().then_some(file))
     }
 
     fn pusher_running(&self) -> bool {
-        self.lock_file(".lock").is_ok_and(|f| f.try_lock().is_err())
+        matches!(self.lock_pusher(), Ok(None))
     }
 
     /// Uploads `name` ahead unless it is claimed, marked or no longer waiting; true if it
@@ -591,6 +593,9 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        assert!(markers.claimed_elsewhere(&name("000000010000000000000002")));
+        // A failed attempt leaves the holder's lock file alone.
+        assert!(markers.dir.join("000000010000000000000002.lock").exists());
         drop((claimed, pusher));
         assert!(!markers.pusher_running());
         // A claim takes its lock file with it.
