@@ -1,9 +1,11 @@
 //! Base backup commands: push (pg_basebackup streamed to the gateway), list, fetch into
 //! a directory, and restore (fetch the right backup and write the recovery settings).
 
-use std::io::{IsTerminal, Read, Write};
+use std::collections::HashSet;
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -66,6 +68,29 @@ impl<R: Read> Read for Progress<R> {
     }
 }
 
+/// pg_basebackup's output, which ends only once pg_basebackup has exited successfully.
+/// A failure becomes a read error, so the upload is cut and the gateway keeps nothing;
+/// a clean end would send a short tar stream as if it were the whole backup.
+struct BasebackupOutput {
+    stdout: ChildStdout,
+    child: Arc<Mutex<Child>>,
+}
+
+impl Read for BasebackupOutput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.lock().expect("pg_basebackup").wait()?;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "pg_basebackup failed ({status}); its output is not a backup"
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Runs pg_basebackup and streams its tar, zstd-compressed here, to the gateway.
 pub fn push(
     gateway: &Gateway,
@@ -85,17 +110,38 @@ pub fn push(
             )
         })?;
     let stdout = child.stdout.take().expect("piped stdout");
+    let child = Arc::new(Mutex::new(child));
+    let output = BasebackupOutput {
+        stdout,
+        child: child.clone(),
+    };
     let mut compressed = Progress::new(
-        crate::parallel::compress(stdout, level),
+        crate::parallel::compress(output, level),
         "backup (compressed)",
     );
     let sent = gateway.push_backup(&mut compressed);
     compressed.finish();
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("pg_basebackup failed ({status}); the gateway kept nothing");
+    let mut child = child.lock().expect("pg_basebackup");
+    // Exited already: it failed (and cut the upload) or it finished. Still running: the
+    // gateway answered before the end (busy, a revoked token), so stop it rather than
+    // leave it blocked on a pipe nobody reads.
+    let exited = child.try_wait()?;
+    drop(compressed);
+    if exited.is_none() {
+        let _ = child.kill();
     }
-    sent
+    let status = child.wait()?;
+    match sent {
+        Ok(backup) if status.success() => Ok(backup),
+        Ok(backup) => bail!(
+            "pg_basebackup failed ({status}) after the gateway stored backup {}: delete it with the gateway's API",
+            backup.id
+        ),
+        Err(e) if exited.is_some_and(|s| !s.success()) => Err(e.context(format!(
+            "pg_basebackup failed ({status}); the gateway kept nothing"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn print_list(backups: &[Backup], json: bool) -> anyhow::Result<()> {
@@ -148,6 +194,7 @@ fn unpack(input: impl Read, dir: &Path) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
     let mut buf = vec![0u8; 1 << 20];
+    let mut made = HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -159,8 +206,10 @@ fn unpack(input: impl Read, dir: &Path) -> anyhow::Result<()> {
             continue;
         }
         let target = dir.join(&path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+        make_parents(dir, &path, &mut made)?;
+        // A symlink of the same name (from an earlier member) is replaced, not followed.
+        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&target)?;
         }
         let mut file = std::fs::File::create(&target)
             .with_context(|| format!("create {}", target.display()))?;
@@ -173,6 +222,36 @@ fn unpack(input: impl Read, dir: &Path) -> anyhow::Result<()> {
         }
         let mode = entry.header().mode()? & 0o7777;
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Creates the directories above member `path` in `dir`, through real directories only:
+/// a member stored below a symlink that an earlier member made would be written wherever
+/// the link points. `made` remembers the directories already checked.
+fn make_parents(dir: &Path, path: &Path, made: &mut HashSet<PathBuf>) -> anyhow::Result<()> {
+    let mut at = PathBuf::new();
+    for part in path.parent().into_iter().flat_map(Path::components) {
+        at.push(part);
+        if made.contains(&at) {
+            continue;
+        }
+        let full = dir.join(&at);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "the backup stores {} below {}, which is not a directory here (a symlink?): \
+                 refusing to write outside {}",
+                path.display(),
+                at.display(),
+                dir.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&full).with_context(|| format!("create {}", full.display()))?
+            }
+            Err(e) => return Err(e.into()),
+        }
+        made.insert(at.clone());
     }
     Ok(())
 }
@@ -217,4 +296,62 @@ pub fn client_restore_command(settings: &Settings, token_file: &Path) -> anyhow:
         command += &format!(" --ca-file {}", std::path::absolute(ca)?.display());
     }
     Ok(command + " wal-fetch %f %p")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar stream of `members`: (path, symlink target or file contents).
+    fn tar_of(members: &[(&str, Result<&Path, &[u8]>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, member) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o600);
+            match member {
+                Ok(link) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, link).unwrap();
+                }
+                Err(data) => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, *data).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn members_never_land_outside_the_directory_through_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("kept"), "mine").unwrap();
+
+        // Below a symlink to a directory outside: refused, nothing written there.
+        let dir = tmp.path().join("a");
+        std::fs::create_dir(&dir).unwrap();
+        let stream = tar_of(&[
+            ("base/1", Err(b"data")),
+            ("link", Ok(&outside)),
+            ("link/evil", Err(b"evil")),
+        ]);
+        let e = format!("{:#}", unpack(&stream[..], &dir).unwrap_err());
+        assert!(e.contains("refusing to write outside"), "{e}");
+        assert!(!outside.join("evil").exists());
+        assert_eq!(std::fs::read(dir.join("base/1")).unwrap(), b"data");
+
+        // A file over a symlink to a file outside: the link is replaced, not followed.
+        let dir = tmp.path().join("b");
+        std::fs::create_dir(&dir).unwrap();
+        let stream = tar_of(&[
+            ("kept", Ok(&outside.join("kept"))),
+            ("kept", Err(b"theirs")),
+        ]);
+        unpack(&stream[..], &dir).unwrap();
+        assert_eq!(std::fs::read(outside.join("kept")).unwrap(), b"mine");
+        assert_eq!(std::fs::read(dir.join("kept")).unwrap(), b"theirs");
+    }
 }

@@ -174,15 +174,28 @@ impl Flags {
                 anyhow::anyhow!("WALGATE_CLUSTER: {e}")
             })?;
         let token_file = file.or(self.token_file.clone(), "WALGATE_TOKEN_FILE")?;
-        let token = match (file.or(self.token.clone(), "WALGATE_TOKEN")?, &token_file) {
-            (Some(t), _) => t.trim().to_owned(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("read token file {}", f.display()))?
-                .trim()
-                .to_owned(),
-            (None, None) => {
-                bail!("no token: set WALGATE_TOKEN_FILE (or WALGATE_TOKEN) or pass --token-file")
-            }
+        let read_token = |f: &Path| {
+            std::fs::read_to_string(f)
+                .with_context(|| format!("read token file {}", f.display()))
+                .map(|t| t.trim().to_owned())
+        };
+        // The token and its file are one setting: flags and the environment win over the
+        // config file as a pair, so a stale token left in the file cannot shadow the
+        // token file a service (or `restore`) names.
+        let token = match (
+            &self.token,
+            &self.token_file,
+            file.values.get("WALGATE_TOKEN"),
+        ) {
+            (Some(t), _, _) => t.trim().to_owned(),
+            (None, Some(f), _) => read_token(f)?,
+            (None, None, Some(t)) => t.trim().to_owned(),
+            (None, None, None) => match &token_file {
+                Some(f) => read_token(f)?,
+                None => bail!(
+                    "no token: set WALGATE_TOKEN_FILE (or WALGATE_TOKEN) or pass --token-file"
+                ),
+            },
         };
         if token.is_empty() {
             bail!("the token is empty: issue one with `walgate token issue` on the gateway");
@@ -335,5 +348,24 @@ mod tests {
         };
         let e = format!("{:#}", flags.resolve().err().unwrap());
         assert!(e.contains("no token"), "{e}");
+    }
+
+    #[test]
+    fn a_token_file_from_the_environment_beats_a_token_in_the_file() {
+        let (dir, path) =
+            write("WALGATE_URL=http://gw\nWALGATE_CLUSTER=main\nWALGATE_TOKEN=stale\n");
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "fresh\n").unwrap();
+        let flags = Flags {
+            config: Some(path.clone()),
+            token_file: Some(token_file),
+            ..Flags::default()
+        };
+        assert_eq!(flags.resolve().unwrap().token, "fresh");
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        assert_eq!(flags.resolve().unwrap().token, "stale");
     }
 }

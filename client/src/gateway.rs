@@ -220,6 +220,9 @@ impl Gateway {
             .header("Authorization", &self.auth)
             .header("Content-Encoding", "zstd")
             .header("Content-Type", "application/x-tar")
+            // A refusal (busy, a revoked token) then arrives before the body is sent,
+            // not as a broken pipe half-way through it.
+            .header("Expect", "100-continue")
             .config()
             .timeout_global(None)
             .build()

@@ -56,6 +56,10 @@ pub enum BackupError {
     Duplicate(String),
     #[error("no backup {0}")]
     NotFound(String),
+    #[error(
+        "backup {0} was deleted while it was uploading (by an admin, a purge of the cluster or the cleanup of uploads that stopped sending); nothing was kept: take the backup again"
+    )]
+    DeletedWhileUploading(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -295,6 +299,11 @@ fn parse<R: Read, W: Write>(
         manifest: None,
     };
     let mut on_label = Some(on_label);
+    // Where the last member's padded data ends: a stream that stops there, without the
+    // end-of-archive marker, was cut (a failed pg_basebackup piped into curl ends its
+    // body cleanly), and the tar crate takes that for the end of the archive.
+    let mut members_end = 0u64;
+    let mut last = String::new();
     for entry in archive.entries().map_err(not_tar)? {
         let mut entry = entry.map_err(not_tar)?;
         let path = entry
@@ -302,6 +311,7 @@ fn parse<R: Read, W: Write>(
             .map_err(not_tar)?
             .to_string_lossy()
             .into_owned();
+        members_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
         if let Some(send) = on_label.take() {
             if path != "backup_label" {
                 return Err(BackupError::NotABackup(format!(
@@ -322,6 +332,7 @@ fn parse<R: Read, W: Write>(
         } else if path == "backup_manifest" {
             parsed.manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
         }
+        last = path;
     }
     if on_label.is_some() {
         return Err(BackupError::NotABackup("the tar stream is empty".into()));
@@ -329,6 +340,12 @@ fn parse<R: Read, W: Write>(
     // The tar crate stops at the end-of-archive marker: the record padding after it is
     // part of the stream too, and a body cut there must still be noticed.
     let mut tee = archive.into_inner();
+    if tee.bytes < members_end + 512 {
+        return Err(BackupError::NotABackup(format!(
+            "the tar stream stops after `{last}` without the end-of-archive marker: \
+             pg_basebackup failed or the upload was cut (check pg_basebackup's exit status)"
+        )));
+    }
     io::copy(&mut tee, &mut io::sink()).map_err(BackupError::Body)?;
     Ok((tee, parsed))
 }
@@ -410,24 +427,30 @@ where
     });
 
     let mut upload: Option<(BackupRow, Writer)> = None;
-    let mut last_beat = std::time::Instant::now();
     let mut failure: Option<BackupError> = None;
-    while let Some(event) = events.recv().await {
+    // Beats go by the clock, not by data: a stretch of input that compresses to almost
+    // nothing must not look like a dead gateway's upload.
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = beat.tick() => {
+                if let Some((row, _)) = &upload {
+                    let now = OffsetDateTime::now_utc();
+                    if let Err(e) = catalog.beat_backup(cluster, &row.id, now).await {
+                        tracing::warn!(%cluster, backup = %row.id, error = %e, "backup heartbeat not recorded");
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
         let step = match event {
             Event::Label(label) => start(catalog, store, cluster, &label)
                 .await
                 .map(|u| upload = Some(u)),
             Event::Data(data) => match upload.as_mut() {
-                Some((row, writer)) => {
-                    if last_beat.elapsed() >= HEARTBEAT {
-                        last_beat = std::time::Instant::now();
-                        let now = OffsetDateTime::now_utc();
-                        if let Err(e) = catalog.beat_backup(cluster, &row.id, now).await {
-                            tracing::warn!(%cluster, backup = %row.id, error = %e, "backup heartbeat not recorded");
-                        }
-                    }
-                    writer.write(data).await.map_err(BackupError::from)
-                }
+                Some((_, writer)) => writer.write(data).await.map_err(BackupError::from),
                 None => Ok(()),
             },
         };
@@ -527,8 +550,18 @@ async fn finish(
     writer: Writer,
     summary: Summary,
 ) -> Result<BackupRow, BackupError> {
-    let pinned = catalog.cluster(cluster).await?;
-    check_system(cluster, pinned.as_ref(), summary.system_identifier)?;
+    let pinned = match catalog.cluster(cluster).await {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            let _ = writer.abort().await;
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = check_system(cluster, pinned.as_ref(), summary.system_identifier) {
+        // A multipart upload left open is billed on S3, GCS and Azure.
+        let _ = writer.abort().await;
+        return Err(e);
+    }
     let keys = layout::backup_keys(cluster, &row.id);
     let stored = writer.finish().await?;
     if let Some(manifest) = &summary.manifest {
@@ -551,7 +584,12 @@ async fn finish(
     store
         .put_new(&keys.sentinel, PutPayload::from(sentinel))
         .await?;
-    catalog.update_backup(cluster, &row).await?;
+    if !catalog
+        .update_backup(cluster, &row, BackupStatus::Uploading)
+        .await?
+    {
+        return Err(BackupError::DeletedWhileUploading(row.id));
+    }
     Ok(row)
 }
 
@@ -609,13 +647,18 @@ async fn mark_deleting(
     cluster: &ClusterName,
     id: &str,
 ) -> Result<(), BackupError> {
-    let mut row = catalog
-        .backup(cluster, id)
-        .await?
-        .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
-    row.status = BackupStatus::Deleting;
-    catalog.update_backup(cluster, &row).await?;
-    Ok(())
+    // An upload may finish between the read and the update: then read it again.
+    loop {
+        let mut row = catalog
+            .backup(cluster, id)
+            .await?
+            .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
+        let from = row.status;
+        row.status = BackupStatus::Deleting;
+        if from == BackupStatus::Deleting || catalog.update_backup(cluster, &row, from).await? {
+            return Ok(());
+        }
+    }
 }
 
 /// Finds a backup by id, or the newest complete one for `latest`.

@@ -663,7 +663,8 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
     // the WAL before segment 4 moved out of the catalog, every object still stored.
     let mut old = catalog.backup(&main, "old").await.unwrap().unwrap();
     old.status = walgate::catalog::BackupStatus::Deleting;
-    catalog.update_backup(&main, &old).await.unwrap();
+    let from = walgate::catalog::BackupStatus::Complete;
+    assert!(catalog.update_backup(&main, &old, from).await.unwrap());
     assert_eq!(
         catalog.expire_wal(&main, "0000000000000004").await.unwrap(),
         3

@@ -177,6 +177,20 @@ fn pg_basebackup_through_curl_and_back() {
     );
 }
 
+/// The first `members` members of tar stream `full`, without the end-of-archive marker:
+/// what a pg_basebackup that fails between two files leaves in its pipe.
+fn cut_after_member(full: &[u8], members: usize) -> Vec<u8> {
+    let mut archive = tar::Archive::new(full);
+    let entry = archive
+        .entries()
+        .unwrap()
+        .nth(members - 1)
+        .unwrap()
+        .unwrap();
+    let end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+    full[..end as usize].to_vec()
+}
+
 #[test]
 fn bad_backups_are_refused_and_leave_nothing() {
     let s = setup();
@@ -242,6 +256,21 @@ fn bad_backups_are_refused_and_leave_nothing() {
     assert_eq!(r.status(), 403);
     assert_eq!((s.list(), s.backup_objects()), before);
 
+    // A real backup that ends cleanly after one of its files, as when pg_basebackup
+    // fails piped into curl: without the end-of-archive marker it is not complete.
+    let r = walgate_tests::agent()
+        .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(&cut_after_member(&full, 20)[..])
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let refused = String::from_utf8(body_bytes(r)).unwrap();
+    assert!(
+        refused.contains("without the end-of-archive marker"),
+        "{refused}"
+    );
+    assert_eq!((s.list(), s.backup_objects()), before);
+
     // A real backup cut half-way.
     let addr = s.gateway.url.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).unwrap();
@@ -259,6 +288,39 @@ fn bad_backups_are_refused_and_leave_nothing() {
         before,
         "a cut upload left something"
     );
+
+    // A backup deleted while it uploads: its upload is refused at the end instead of
+    // coming back as complete, and nothing of it is kept.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/clusters/main/backups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        full.len()
+    )
+    .unwrap();
+    stream.write_all(&full[..full.len() / 2]).unwrap();
+    let uploading = loop {
+        let listed = s.list();
+        if let Some(b) = listed.iter().find(|b| b["status"] == "uploading") {
+            break b["id"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (code, _) = s.admin(
+        "DELETE",
+        &format!("/v1/clusters/main/backups/{uploading}"),
+        None,
+    );
+    assert_eq!(code, 204);
+    stream.write_all(&full[full.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    assert!(
+        answer.contains("deleted while it was uploading"),
+        "{answer}"
+    );
+    assert_eq!((s.list(), s.backup_objects()), before);
 }
 
 impl Setup {
@@ -423,6 +485,61 @@ fn client_backup_push_list_and_restore() {
     let listed: serde_json::Value =
         serde_json::from_str(&client(&["backup-list", "--json"])).unwrap();
     assert_eq!(listed[0]["id"], pushed["id"]);
+    let before = (s.list(), s.backup_objects());
+
+    // A pg_basebackup that fails between two files: its output ends cleanly, but the
+    // client cuts the upload and says why, and the gateway keeps nothing.
+    let full = walgate_tests::basebackup_tar(&s.source);
+    let cut = s.source.dir.path().join("cut.tar");
+    std::fs::write(&cut, cut_after_member(&full, 20)).unwrap();
+    let failing = s.source.dir.path().join("failing-pg_basebackup");
+    std::fs::write(
+        &failing,
+        format!("#!/bin/sh\ncat {}\nexit 1\n", cut.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let push_with = |pg_basebackup: &Path| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "timeout", "120", "env"])
+            .arg(format!("WALGATE_URL={}", s.gateway.url))
+            .arg("WALGATE_CLUSTER=main")
+            .arg(format!("WALGATE_TOKEN_FILE={}", token_file.display()))
+            .arg(walgate_tests::bin("walgate-client"))
+            .args(["backup-push", "--pg-basebackup"])
+            .arg(pg_basebackup)
+            .args(["--", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"]);
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = push_with(&failing);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("pg_basebackup failed"), "{stderr}");
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // The gateway refuses while pg_basebackup is still writing (the cluster's one
+    // upload slot is taken): the client stops it and says why instead of hanging.
+    let addr = s.gateway.url.trim_start_matches("http://").to_owned();
+    let mut holder = TcpStream::connect(&addr).unwrap();
+    write!(
+        holder,
+        "POST /v1/clusters/main/backups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        s.gateway.token("main", "archiver"),
+        full.len()
+    )
+    .unwrap();
+    holder.write_all(&full[..full.len() / 4]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stderr) = push_with(&pg_bin().join("pg_basebackup"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("429"), "{stderr}");
+    drop(holder);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!((s.list(), s.backup_objects()), before);
 
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     s.source.psql("INSERT INTO marker VALUES ('target')");

@@ -336,8 +336,15 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Records a new backup; fails if the id is taken.
     async fn insert_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
-    /// Rewrites a backup's mutable fields (status, end, sizes, hash, finish time).
-    async fn update_backup(&self, cluster: &ClusterName, row: &BackupRow) -> Result<()>;
+    /// Rewrites a backup's mutable fields (status, end, sizes, hash, finish time) if
+    /// its status is still `from`; false when it is not (or the row is gone), so an
+    /// upload that was deleted while it ran is never brought back as complete.
+    async fn update_backup(
+        &self,
+        cluster: &ClusterName,
+        row: &BackupRow,
+        from: BackupStatus,
+    ) -> Result<bool>;
     async fn delete_backup(&self, cluster: &ClusterName, id: &str) -> Result<()>;
     /// Records that an upload is alive at `at`.
     async fn beat_backup(&self, cluster: &ClusterName, id: &str, at: OffsetDateTime) -> Result<()>;

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{
-    BackupRow, BackupStats, Catalog, ClusterRow, ClusterStats, Inserted, Result, TokenRow,
-    WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
+    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
+    TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
 };
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a
@@ -456,12 +456,17 @@ macro_rules! sql_catalog {
                 Ok(())
             }
 
-            async fn update_backup(&self, cluster: &ClusterName, b: &BackupRow) -> Result<()> {
-                sqlx::query(
+            async fn update_backup(
+                &self,
+                cluster: &ClusterName,
+                b: &BackupRow,
+                from: BackupStatus,
+            ) -> Result<bool> {
+                let updated = sqlx::query(
                     "UPDATE backups SET status = $3, end_lsn = $4, end_timeline = $5, \
                        system_identifier = $6, size = $7, stored_size = $8, sha256 = $9, \
                        has_manifest = $10, finished_at = $11 \
-                     WHERE cluster = $1 AND id = $2",
+                     WHERE cluster = $1 AND id = $2 AND status = $12",
                 )
                 .bind(cluster.as_str())
                 .bind(&b.id)
@@ -474,9 +479,10 @@ macro_rules! sql_catalog {
                 .bind(&b.sha256)
                 .bind(i64::from(b.has_manifest))
                 .bind(b.finished_at)
+                .bind(from.as_str())
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(updated.rows_affected() == 1)
             }
 
             async fn delete_backup(&self, cluster: &ClusterName, id: &str) -> Result<()> {

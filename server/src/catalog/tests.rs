@@ -176,13 +176,25 @@ async fn suite(c: &dyn Catalog) {
         .await
         .unwrap();
     assert!(c.insert_backup(&main, &b1).await.is_err(), "ids are unique");
+    let uploading = b1.clone();
     b1.status = BackupStatus::Complete;
     b1.end_lsn = Some(walgate_core::Lsn(0x200_0100));
     b1.end_timeline = Some(walgate_core::Timeline(1));
     b1.size = 1 << 40;
     b1.has_manifest = true;
     b1.finished_at = Some(b1.started_at);
-    c.update_backup(&main, &b1).await.unwrap();
+    assert!(
+        !c.update_backup(&main, &b1, BackupStatus::Complete)
+            .await
+            .unwrap(),
+        "an update from the wrong status changes nothing"
+    );
+    assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(uploading));
+    assert!(
+        c.update_backup(&main, &b1, BackupStatus::Uploading)
+            .await
+            .unwrap()
+    );
     assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(b1.clone()));
     assert_eq!(c.backup(&other, &b1.id).await.unwrap(), None);
     // Only complete backups count, per cluster, for one cluster or the fleet.

@@ -154,6 +154,7 @@ impl From<BackupError> for ApiError {
             B::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
             B::Duplicate(_) => (StatusCode::CONFLICT, "conflict"),
             B::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, "deleted"),
             B::Catalog(c) => return Self::internal(c),
             B::Storage(s) => return Self::storage(s),
         };
