@@ -198,12 +198,23 @@ impl Archive {
     }
 }
 
+/// Whether recovery along `path` passes through backup `b` from start to end. A backup
+/// that ran across a branch point ends on the old timeline past the switch, where
+/// recovery along the new one never reads its end-of-backup record.
 fn on_path(path: &[Leg], b: &BackupRow) -> bool {
-    path.iter().any(|l| {
+    let starts = path.iter().any(|l| {
         l.timeline == b.start_timeline
             && b.start_lsn >= l.begin
             && l.end.is_none_or(|e| b.start_lsn < e)
-    })
+    });
+    let ends = match (b.end_timeline, b.end_lsn) {
+        (Some(timeline), Some(end)) => path
+            .iter()
+            .any(|l| l.timeline == timeline && end >= l.begin && l.end.is_none_or(|e| end <= e)),
+        // Without a manifest the end is unknown: the start decides.
+        _ => true,
+    };
+    starts && ends
 }
 
 /// What is wrong with the WAL chain: every timeline above 1 that has WAL needs its
@@ -518,6 +529,24 @@ mod tests {
         assert_eq!(p.last_wal.to_string(), "000000020000000000000009");
         assert_eq!(p.segments, 5);
         assert_eq!(p.path.len(), 2);
+    }
+
+    #[test]
+    fn a_backup_running_across_the_branch_point_is_only_on_the_old_timeline() {
+        let mut a = archive();
+        // Started on timeline 1 before the switch to 2, finished on 1 after it.
+        a.backups
+            .push(backup("e", 1, 6 * MB16 + 0x28, 7 * MB16 + 0x200, 2100));
+        let target = Target::Lsn(Lsn(9 * MB16));
+        assert_eq!(plan(&a, &target, None).unwrap().backup.id, "b");
+        let just_after = Target::Lsn(Lsn(7 * MB16 + 0x300));
+        assert_eq!(
+            plan(&a, &just_after, Some(Timeline(1))).unwrap().backup.id,
+            "e"
+        );
+        // Ending exactly at the switch point is still on the way to timeline 2.
+        a.backups.last_mut().unwrap().end_lsn = Some(Lsn(7 * MB16 + 0x100));
+        assert_eq!(plan(&a, &target, None).unwrap().backup.id, "e");
     }
 
     #[test]

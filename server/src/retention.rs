@@ -61,11 +61,14 @@ pub fn decide<'a>(
     }
     // The newest backup that finished before the window opened: restores to the
     // window's first moments start from it.
+    // A window reaching past the calendar's start (u32 days can) keeps everything.
     let window_base = policy.window_days.map(|days| {
-        let opens = now - Duration::from_secs(u64::from(days) * 86_400);
-        complete
-            .iter()
-            .position(|b| b.finished_at.is_some_and(|t| t <= opens))
+        now.checked_sub(time::Duration::days(i64::from(days)))
+            .and_then(|opens| {
+                complete
+                    .iter()
+                    .position(|b| b.finished_at.is_some_and(|t| t <= opens))
+            })
             .unwrap_or(complete.len())
     });
     let kept = |i: usize| {
@@ -323,6 +326,14 @@ mod tests {
         );
         assert!(d.delete.is_empty());
         assert_eq!(d.wal_before.as_deref(), Some("0000000100000000"));
+        // One reaching past the calendar's start, too (it used to panic).
+        let d = decide(
+            &policy(None, Some(u32::MAX), 1),
+            &backups,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert!(d.delete.is_empty());
     }
 
     #[test]
