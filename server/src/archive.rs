@@ -11,7 +11,9 @@
 //! only then does the caller answer 2xx. A crash between the two leaves an object with no
 //! row, which the next push of the same file adopts if its content is identical.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 
 use bytes::Bytes;
 use object_store::PutPayload;
@@ -23,7 +25,7 @@ use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, Wa
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, Targets, layout};
 use crate::stream::{
-    ChannelReader, Chunks, Encoding, HashWriter, Tee, drain, forward, refuse_trailing,
+    ChannelReader, Chunks, Encoding, HashWriter, Limited, Tee, drain, forward, refuse_trailing,
 };
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
@@ -85,6 +87,10 @@ pub enum ArchiveError {
         stored: String,
         sent: String,
     },
+    #[error(
+        "{name} was archived before and retention is deleting it now: retry once the deletion has finished"
+    )]
+    BeingDeleted { name: WalFileName },
     #[error("a stored object could not be decoded: {0}")]
     Stored(io::Error),
     #[error(transparent)]
@@ -186,6 +192,12 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
     }
 }
 
+/// The most a zstd body of a file of at most `limit` bytes may take: zstd's worst case
+/// (stored blocks), with room for a frame header and checksum per 256 KiB piece.
+fn zstd_limit(limit: u64) -> u64 {
+    limit + limit / 128 + (64 << 10)
+}
+
 /// Compression workers per upload. PostgreSQL's archiver sends one file at a time and
 /// waits for each, so one upload's latency is what limits archiving: spread it.
 pub(crate) fn compression_workers() -> u32 {
@@ -206,7 +218,7 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
                 out.multithread(compression_workers())
                     .map_err(ArchiveError::Body)?;
             }
-            let (header, size) = check(&e, body, &mut out)?;
+            let (header, size) = check(&e, body, &mut out, |_| {})?;
             let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
             Ok(Encoded {
                 header,
@@ -217,11 +229,27 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
             })
         }
         Encoding::Zstd => {
-            let mut tee = Tee::new(body, Chunks::default());
+            let limit = size_limit(e.name, e.pinned);
+            let too_large = |err| match err {
+                ArchiveError::Body(io) if io.kind() == io::ErrorKind::FileTooLarge => {
+                    ArchiveError::TooLarge {
+                        name: e.name,
+                        limit,
+                    }
+                }
+                other => other,
+            };
+            let max = Rc::new(Cell::new(zstd_limit(limit)));
+            let mut tee = Tee::new(Limited::new(body, max.clone()), Chunks::default());
             let decoder = zstd::Decoder::new(&mut tee).map_err(ArchiveError::Body)?;
             let mut sha = HashWriter(Sha256::new());
-            let (header, size) = check(&e, decoder, &mut sha)?;
-            refuse_trailing(&mut tee).map_err(ArchiveError::Body)?;
+            // A segment's header tells its real size: bound the body by that, not by
+            // the largest segment size there is.
+            let (header, size) = check(&e, decoder, &mut sha, |size| max.set(zstd_limit(size)))
+                .map_err(too_large)?;
+            refuse_trailing(&mut tee)
+                .map_err(ArchiveError::Body)
+                .map_err(too_large)?;
             let (payload, stored_size) = tee.out.into_payload();
             Ok(Encoded {
                 header,
@@ -240,6 +268,7 @@ fn check(
     e: &Expect,
     mut body: impl Read,
     out: &mut impl Write,
+    on_segment_size: impl FnOnce(u64),
 ) -> Result<(Option<LongPageHeader>, u64), ArchiveError> {
     let mut limit = size_limit(e.name, e.pinned);
     let mut size = 0u64;
@@ -249,6 +278,7 @@ fn check(
         let got = read_up_to(&mut body, &mut first).map_err(ArchiveError::Body)?;
         let h = check_header(e, &first[..got])?;
         limit = h.segment_size.bytes();
+        on_segment_size(limit);
         out.write_all(&first).map_err(ArchiveError::Body)?;
         size = first.len() as u64;
         header = Some(h);
@@ -307,8 +337,10 @@ pub struct Upload<'a> {
     pub cluster: &'a ClusterName,
     pub name: WalFileName,
     pub encoding: Encoding,
-    /// The Content-Length of a raw body: an oversized upload is refused before it is read.
+    /// The Content-Length of the body: an oversized upload is refused before it is read.
     pub declared_len: Option<u64>,
+    /// A body silent this long is given up.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Archives one WAL file read from `body`, compressing it at zstd `level`.
@@ -328,6 +360,7 @@ where
         name,
         encoding,
         declared_len,
+        idle_timeout,
     } = upload;
     let existing_cluster = catalog.cluster(cluster).await?;
     let pinned = existing_cluster.as_ref().and_then(pinned_identity);
@@ -337,9 +370,13 @@ where
         pinned,
         level,
     };
-    if let (Some(len), Encoding::Identity) = (declared_len, encoding) {
+    if let Some(len) = declared_len {
         let limit = size_limit(name, pinned);
-        if len > limit {
+        let most = match encoding {
+            Encoding::Zstd => zstd_limit(limit),
+            _ => limit,
+        };
+        if len > most {
             return Err(ArchiveError::TooLarge { name, limit });
         }
     }
@@ -351,7 +388,7 @@ where
         tokio::task::spawn_blocking(move || encode(expect, ChannelReader::new(rx), encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
     let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
-    forward(&mut body, tx, |chunk| {
+    forward(&mut body, tx, Some(idle_timeout), |chunk| {
         if let Some(sha) = sha.as_mut() {
             sha.update(chunk);
         }
@@ -362,7 +399,12 @@ where
         Err(e) => {
             // A refused file is at most one segment: read the rest so the client sees
             // why (the wrong database system, say), not a broken pipe.
-            drain(&mut body, size_limit(name, pinned).min(DRAIN_MAX)).await;
+            drain(
+                &mut body,
+                size_limit(name, pinned).min(DRAIN_MAX),
+                idle_timeout,
+            )
+            .await;
             return Err(e);
         }
     };
@@ -409,6 +451,11 @@ where
     let store = storage.get(&registered.target)?;
     let key = layout::wal_key(cluster, &name);
     if store.put_new(&key, encoded.payload).await? == Put::AlreadyExists {
+        // Left by retention on its way out: the deleter would take it from under a new
+        // row, so wait until it is gone.
+        if catalog.wal_deleting(cluster, &name).await? {
+            return Err(ArchiveError::BeingDeleted { name });
+        }
         // Left by a push that crashed before its catalog row, or a concurrent push:
         // adopt it only if it holds exactly this file.
         let stored = read_stored(store, &key).await?.sha256;
@@ -426,6 +473,7 @@ where
             row,
             created: false,
         }),
+        Inserted::Deleting => Err(ArchiveError::BeingDeleted { name }),
     }
 }
 

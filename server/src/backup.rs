@@ -420,7 +420,9 @@ where
     let (event_tx, mut events) = mpsc::channel::<Event>(8);
     let pump = tokio::spawn(async move {
         let mut body = body;
-        forward(&mut body, body_tx, |_| {}).await
+        // No idle limit: pg_basebackup sends nothing while its checkpoint runs, which
+        // may take minutes; TCP keepalive notices a host that is gone.
+        forward(&mut body, body_tx, None, |_| {}).await
     });
     let worker = tokio::task::spawn_blocking(move || {
         read_backup(ChannelReader::new(body_rx), encoding, level, event_tx)

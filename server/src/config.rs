@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// [default: 30s]
     #[arg(long, env = "WALGATE_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<std::time::Duration>,
+    /// How long a WAL upload may send nothing before the gateway gives up on it (408):
+    /// a host that vanished mid-upload must not hold a worker forever. [default: 60s]
+    #[arg(long, env = "WALGATE_WAL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wal_idle_timeout: Option<std::time::Duration>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -261,6 +265,8 @@ pub struct Settings {
     /// SIGTERM: unready for this long, then this long for requests in flight.
     pub drain_delay: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
+    /// A WAL upload silent this long is given up.
+    pub wal_idle_timeout: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
@@ -388,6 +394,10 @@ impl Settings {
             shutdown_timeout: serve
                 .shutdown_timeout
                 .unwrap_or(std::time::Duration::from_secs(30)),
+            wal_idle_timeout: serve
+                .wal_idle_timeout
+                .unwrap_or(std::time::Duration::from_secs(60))
+                .max(std::time::Duration::from_secs(1)),
         })
     }
 }
@@ -454,6 +464,12 @@ mod tests {
         assert_eq!(
             Secret("sqlite:///x/c.db".into()).to_string(),
             "sqlite:///x/c.db"
+        );
+        let target = crate::storage::TargetConfig::from_url("s3://key:hunter2@bucket/p?token=x");
+        let shown = format!("{target:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("token=x"),
+            "{shown}"
         );
     }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub auth: auth::Authority,
     /// zstd level for WAL at rest.
     pub zstd_level: i32,
+    /// A WAL upload silent this long is given up.
+    pub wal_idle_timeout: std::time::Duration,
     /// The fleet's default retention policy, for clusters without their own.
     pub retention: Option<walgate_core::api::RetentionPolicy>,
     /// How often scheduled retention runs; zero: never.
@@ -77,6 +79,7 @@ impl AppState {
             storage,
             auth,
             zstd_level: s.zstd_level,
+            wal_idle_timeout: s.wal_idle_timeout,
             retention: s.retention.clone(),
             retention_interval: s.retention_interval,
             verify_interval: s.verify_interval,

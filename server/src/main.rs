@@ -343,6 +343,12 @@ async fn run(
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listen on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
+    // Keepalive probes notice hosts that vanished mid-request (a backup upload may be
+    // silent for minutes while its checkpoint runs); accepted connections inherit it.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10));
+    socket2::SockRef::from(&listener).set_tcp_keepalive(&keepalive)?;
     let addr = listener.local_addr()?;
     let app = http::app(state.clone());
     if !settings.retention_interval.is_zero() {

@@ -2,7 +2,10 @@
 //! body chunks over a channel, and the worker reads, checks and compresses them with
 //! ordinary `std::io` code.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,19 +144,74 @@ pub fn refuse_trailing(rest: &mut impl Read) -> io::Result<()> {
     }
 }
 
-/// Forwards a request body to a worker's channel until the body ends, fails (the error
-/// is forwarded too), or the worker stops reading. `inspect` sees each chunk on the way.
+/// A reader that fails once more than `max` bytes have come through it: a body that
+/// decodes to little (a run of empty zstd frames, say) must not grow without bound.
+/// `max` is shared so that the reader's owner can tighten it as it learns more.
+pub struct Limited<R> {
+    inner: R,
+    read: u64,
+    max: Rc<Cell<u64>>,
+}
+
+impl<R> Limited<R> {
+    pub fn new(inner: R, max: Rc<Cell<u64>>) -> Self {
+        Limited {
+            inner,
+            read: 0,
+            max,
+        }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.max.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the body is larger than any file of its kind compresses to",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The next chunk of `body`, or a `TimedOut` error once it has sent nothing for `idle`.
+async fn next_within<S, E>(body: &mut S, idle: Option<Duration>) -> Option<io::Result<Bytes>>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use futures_util::StreamExt;
+    let next = match idle {
+        None => body.next().await,
+        Some(idle) => match tokio::time::timeout(idle, body.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client sent nothing for {} s", idle.as_secs()),
+                )));
+            }
+        },
+    };
+    next.map(|chunk| chunk.map_err(io::Error::other))
+}
+
+/// Forwards a request body to a worker's channel until the body ends, fails or stays
+/// silent for `idle` (the error is forwarded too), or the worker stops reading.
+/// `inspect` sees each chunk on the way.
 pub async fn forward<S, E>(
     body: &mut S,
     tx: mpsc::Sender<io::Result<Bytes>>,
+    idle: Option<Duration>,
     mut inspect: impl FnMut(&Bytes),
 ) where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + Send + Sync + 'static,
 {
-    use futures_util::StreamExt;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(io::Error::other);
+    while let Some(chunk) = next_within(body, idle).await {
         if let Ok(c) = &chunk {
             inspect(c);
         }
@@ -165,17 +223,17 @@ pub async fn forward<S, E>(
     }
 }
 
-/// Reads and drops what is left of a refused request body, up to `max` bytes, so the
-/// client gets to read the refusal instead of a broken pipe. Beyond `max` the
-/// connection is closed as before.
-pub async fn drain<S, E>(body: &mut S, max: u64)
+/// Reads and drops what is left of a refused request body, up to `max` bytes and while
+/// it keeps coming within `idle`, so the client gets to read the refusal instead of a
+/// broken pipe. Beyond that the connection is closed as before.
+pub async fn drain<S, E>(body: &mut S, max: u64, idle: Duration)
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    use futures_util::StreamExt;
     let mut read = 0u64;
     while read <= max {
-        match body.next().await {
+        match next_within(body, Some(idle)).await {
             Some(Ok(chunk)) => read += chunk.len() as u64,
             Some(Err(_)) | None => return,
         }

@@ -71,7 +71,8 @@ fn setup() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files");
     std::fs::create_dir(&files).unwrap();
-    let gateway = Gateway::start(&dir.path().join("data"), &[]);
+    let gateway =
+        Gateway::start_serving(&dir.path().join("data"), &[], &["--wal-idle-timeout", "2s"]);
     let admin = gateway.token("*", "admin");
     Env {
         _dir: dir,
@@ -260,6 +261,18 @@ fn cut_uploads_leave_nothing_behind() {
         s.write_all(b"\r\n").unwrap();
     }
     drop(s);
+    // Stalled after 1 MiB (a host that vanished without a reset): given up with a 408
+    // once the idle timeout passes, instead of holding a worker forever.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(head(&format!("Content-Length: {SEG}\r\n")).as_bytes())
+        .unwrap();
+    s.write_all(&body[..1 << 20]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("sent nothing for 2 s"), "{answer}");
+    drop(s);
     std::thread::sleep(Duration::from_millis(500));
 
     let head_status = |name: &str| {
@@ -284,6 +297,44 @@ fn cut_uploads_leave_nothing_behind() {
         .0,
         201
     );
+}
+
+/// A zstd body that decodes to a valid segment and then to nothing, for ever (empty
+/// frames): refused once it is longer than any segment compresses to, not buffered.
+#[test]
+fn zstd_bodies_that_decode_to_little_are_bounded() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let mut body = zstd::encode_all(&segment(SYSID, 4)[..], 1).unwrap();
+    let empty = zstd::encode_all(&[][..], 1).unwrap();
+    while body.len() < SEG + (1 << 20) {
+        body.extend_from_slice(&empty);
+    }
+    let before = env.snapshot();
+    // Chunked, so only the stream itself can tell.
+    let r = walgate_tests::agent()
+        .put(format!(
+            "{}/v1/clusters/main/wal/000000010000000000000004",
+            env.gateway.url
+        ))
+        .header("Authorization", format!("Bearer {archiver}"))
+        .header("Content-Encoding", "zstd")
+        .send(ureq::SendBody::from_reader(&mut &body[..]))
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(env.snapshot(), before);
+    // With its length declared, before a byte is read.
+    let r = walgate_tests::agent()
+        .put(format!(
+            "{}/v1/clusters/main/wal/000000010000000000000004",
+            env.gateway.url
+        ))
+        .header("Authorization", format!("Bearer {archiver}"))
+        .header("Content-Encoding", "zstd")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(env.snapshot(), before);
 }
 
 fn walk_all(dir: &Path) -> Vec<PathBuf> {

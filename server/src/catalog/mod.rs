@@ -24,7 +24,7 @@ pub enum CatalogError {
     Database(#[from] sqlx::Error),
     #[error("catalog migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported catalog URL `{0}`: use sqlite://PATH or postgres://…")]
+    #[error("unsupported catalog URL scheme `{0}:`: use sqlite://PATH or postgres://…")]
     BadUrl(String),
     #[error("catalog row is corrupt: {0}")]
     Corrupt(String),
@@ -290,6 +290,8 @@ impl TokenRow {
 pub enum Inserted {
     New,
     Existing(WalRow),
+    /// Retention is deleting a file of that name: try again once it is gone.
+    Deleting,
 }
 
 #[async_trait::async_trait]
@@ -384,6 +386,8 @@ pub trait Catalog: Send + Sync + 'static {
     async fn delete_cluster(&self, cluster: &ClusterName) -> Result<bool>;
     /// Up to `limit` files whose objects still wait for deletion.
     async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>>;
+    /// Whether `name`'s object waits for deletion.
+    async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool>;
     /// Forgets files whose objects are gone.
     async fn forget_wal_deletions(
         &self,
@@ -420,7 +424,9 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Catalog>> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresCatalog::open(url).await?))
     } else {
-        Err(CatalogError::BadUrl(url.chars().take(20).collect()))
+        // Its scheme only: the rest may hold a password.
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        Err(CatalogError::BadUrl(scheme.chars().take(20).collect()))
     }
 }
 

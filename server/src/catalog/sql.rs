@@ -383,7 +383,8 @@ macro_rules! sql_catalog {
                 let done = sqlx::query(
                     "INSERT INTO wal_files \
                        (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                     WHERE NOT EXISTS (SELECT 1 FROM wal_deletions WHERE cluster = $1 AND name = $2) \
                      ON CONFLICT (cluster, name) DO NOTHING",
                 )
                 .bind(cluster.as_str())
@@ -399,10 +400,10 @@ macro_rules! sql_catalog {
                 if done.rows_affected() == 1 {
                     return Ok(Inserted::New);
                 }
-                let existing = self.wal(cluster, &row.name).await?.ok_or_else(|| {
-                    super::CatalogError::Corrupt(format!("{} vanished during insert", row.name))
-                })?;
-                Ok(Inserted::Existing(existing))
+                match self.wal(cluster, &row.name).await? {
+                    Some(existing) => Ok(Inserted::Existing(existing)),
+                    None => Ok(Inserted::Deleting),
+                }
             }
 
             async fn list_wal(&self, cluster: &ClusterName, f: &WalFilter) -> Result<Vec<WalRow>> {
@@ -610,6 +611,15 @@ macro_rules! sql_catalog {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(|r| parse_name(r.try_get("name")?)).collect()
+            }
+
+            async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool> {
+                let row = sqlx::query("SELECT 1 AS one FROM wal_deletions WHERE cluster = $1 AND name = $2")
+                    .bind(cluster.as_str())
+                    .bind(name.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
             }
 
             async fn forget_wal_deletions(&self, cluster: &ClusterName, names: &[WalFileName]) -> Result<()> {

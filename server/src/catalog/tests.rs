@@ -352,6 +352,21 @@ async fn retention_suite(c: &dyn Catalog) {
             .parse::<WalFileName>()
             .unwrap()]
     );
+    // A file whose deletion is pending is not taken back: the deleter would remove the
+    // object a new upload of it found.
+    assert_eq!(
+        c.insert_wal(&main, &wal("000000010000000000000002.00000028.backup", 9))
+            .await
+            .unwrap(),
+        Inserted::Deleting
+    );
+    for (name, deleting) in [
+        ("000000010000000000000002.00000028.backup", true),
+        ("000000010000000000000001", false),
+    ] {
+        let name: WalFileName = name.parse().unwrap();
+        assert_eq!(c.wal_deleting(&main, &name).await.unwrap(), deleting);
+    }
 
     // The last verification replaces the one before.
     assert_eq!(c.last_verification(&main).await.unwrap(), None);

@@ -53,7 +53,7 @@ async fn api_form(
     responses(
         (status = 201, body = Backup),
         (status = 400, description = "Not a base backup, or a cut upload", body = ErrorBody),
-        (status = 409, description = "A backup of another database system", body = ErrorBody),
+        (status = 409, description = "A backup of another database system, or one deleted while it was uploading", body = ErrorBody),
         (status = 429, description = "The cluster's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
         (status = 503, description = "The gateway's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
     ),

@@ -132,10 +132,23 @@ impl From<ArchiveError> for ApiError {
             | A::Empty { .. }
             | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
             A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, "wrong_segment_size"),
+            A::Body(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                (StatusCode::REQUEST_TIMEOUT, "timeout")
+            }
             A::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
             A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            A::BeingDeleted { .. } => {
+                return ApiError {
+                    retry_after: Some(STORAGE_RETRY_AFTER),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "being_deleted",
+                        e.to_string(),
+                    )
+                };
+            }
             A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::internal(c),
             A::Storage(s) => return Self::storage(s),

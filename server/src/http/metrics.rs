@@ -49,12 +49,13 @@ pub async fn track(
     state
         .metrics
         .request(&route, method.as_str(), status.as_u16(), started.elapsed());
-    // Unauthenticated requests say nothing about a cluster: counting them would let
-    // anyone add series (and memory) by inventing cluster names. A 403 comes from a token
-    // the gateway issued, and a host misconfigured that way is worth seeing.
-    let Some(cluster) = cluster.filter(|c| {
-        status != StatusCode::UNAUTHORIZED && c.parse::<walgate_core::ClusterName>().is_ok()
-    }) else {
+    // Refused callers say nothing about a cluster: counting them would let anyone add
+    // series (and memory) by inventing cluster names, and let a token for one cluster
+    // push another's real errors off its dashboard list. The route counters keep them.
+    let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+    let Some(cluster) =
+        cluster.filter(|c| !refused && c.parse::<walgate_core::ClusterName>().is_ok())
+    else {
         return response;
     };
     let wal = route == "/v1/clusters/{cluster}/wal/{file}";

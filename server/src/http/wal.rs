@@ -42,7 +42,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "Already stored with identical content", body = WalFile),
         (status = 400, description = "Bad name or content", body = ErrorBody),
         (status = 409, description = "Stored with different content, or another database system", body = ErrorBody),
-        (status = 413, description = "Larger than the cluster's segment size", body = ErrorBody),
+        (status = 408, description = "The body stopped arriving for WALGATE_WAL_IDLE_TIMEOUT; nothing was stored", body = ErrorBody),
+        (status = 413, description = "Larger than the cluster's segment size (or, as zstd, than any such file compresses to)", body = ErrorBody),
+        (status = 503, description = "The object store failed, or retention is deleting an earlier copy of the file; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 async fn put_wal(
@@ -63,6 +65,7 @@ async fn put_wal(
         name,
         encoding,
         declared_len: declared,
+        idle_timeout: state.wal_idle_timeout,
     };
     let body = body.into_data_stream();
     let done = archive::push(

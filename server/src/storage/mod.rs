@@ -183,6 +183,7 @@ impl Targets {
             let store = Store {
                 inner: opened.store,
                 keyring: opened.keyring,
+                local_root: opened.local_root,
                 target: name.clone(),
                 url: config.display_url(),
             };
@@ -232,6 +233,8 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     /// Set when new objects are encrypted.
     keyring: Option<Keyring>,
+    /// The directory of a local target, whose writes the gateway makes durable itself.
+    local_root: Option<std::path::PathBuf>,
     target: TargetName,
     /// Without credentials or query string.
     url: String,
@@ -263,7 +266,10 @@ impl Store {
         let payload = match &self.keyring {
             None => payload,
             Some(ring) => {
-                let plain: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+                let mut plain = Vec::with_capacity(payload.content_length());
+                for part in payload.iter() {
+                    plain.extend_from_slice(part);
+                }
                 PutPayload::from(ring.seal_all(key.as_ref(), &plain))
             }
         };
@@ -273,9 +279,35 @@ impl Store {
         };
         match self.inner.put_opts(key, payload, opts).await {
             Ok(_) => Ok(Put::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyExists),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.sync_local(key).await?;
+                Ok(Put::AlreadyExists)
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Makes an object found on a local target durable. A concurrent writer links its
+    /// file in place before it syncs the directory, and a writer that died or failed
+    /// may never have synced it: adopting the object must not ack it early.
+    async fn sync_local(&self, key: &Path) -> Result<(), StorageError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(key.as_ref());
+        let synced = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&file)?.sync_all()?;
+            std::fs::File::open(file.parent().expect("an object's file has a directory"))?
+                .sync_all()
+        })
+        .await
+        .expect("sync task panicked");
+        synced.map_err(|e| {
+            StorageError::Backend(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })
     }
 
     /// Starts a multipart write at `key`. Multipart uploads have no create-only mode, so

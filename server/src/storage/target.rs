@@ -124,13 +124,23 @@ impl fmt::Debug for OptionValue {
 }
 
 /// One target as configured.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TargetConfig {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `file:///dir`.
     pub url: String,
     /// Builder options by key, e.g. `aws_endpoint`, `azure_storage_account_name`.
     #[serde(flatten)]
     pub options: BTreeMap<String, OptionValue>,
+}
+
+/// Logs show the URL without password or query string, like the options' sources.
+impl fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("url", &self.display_url())
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 impl TargetConfig {
@@ -193,7 +203,11 @@ impl TargetConfig {
             })?;
             let local = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
             let store = Arc::new(local);
-            return Ok(Opened { store, keyring });
+            return Ok(Opened {
+                store,
+                keyring,
+                local_root: Some(dir.into()),
+            });
         }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() || bucket.contains(['@', '?', '#']) {
@@ -249,7 +263,11 @@ impl TargetConfig {
         } else {
             Arc::new(PrefixStore::new(store, prefix))
         };
-        Ok(Opened { store, keyring })
+        Ok(Opened {
+            store,
+            keyring,
+            local_root: None,
+        })
     }
 }
 
@@ -349,6 +367,8 @@ fn swift_store(
 pub struct Opened {
     pub store: Arc<dyn ObjectStore>,
     pub keyring: Option<Keyring>,
+    /// The directory of a `file://` target.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 /// What an operator should check, from a backend's error text.
