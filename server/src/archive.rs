@@ -304,11 +304,20 @@ fn check(
         }
     }
     if let Some(text) = history {
-        let reason = match std::str::from_utf8(&text) {
-            Ok(text) => walgate_core::history::parse(text)
-                .err()
-                .map(|e| e.to_string()),
+        // Timeline N's file lists its ancestors, all below N (so timeline 1 has none);
+        // a wrong one would mislead restore plans and block the real one with a 409.
+        let timeline = e.name.timeline();
+        let reason = match std::str::from_utf8(&text).map(walgate_core::history::parse) {
             Err(_) => Some("not text".to_owned()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Ok(Ok(branches)) => match branches.last() {
+                None => Some("it names no parent timeline".to_owned()),
+                Some(b) if b.timeline >= timeline => Some(format!(
+                    "it names timeline {} as an ancestor of timeline {timeline}",
+                    b.timeline
+                )),
+                Some(_) => None,
+            },
         };
         if let Some(reason) = reason {
             return Err(ArchiveError::BadHistory {

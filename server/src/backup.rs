@@ -304,7 +304,10 @@ fn parse<R: Read, W: Write>(
     // body cleanly), and the tar crate takes that for the end of the archive.
     let mut members_end = 0u64;
     let mut last = String::new();
-    for entry in archive.entries().map_err(not_tar)? {
+    // Raw: the tar crate would read a GNU long-name or PAX member whole into memory,
+    // whatever size its header claims. pg_basebackup writes neither (its names fit the
+    // ustar header), and the members read here have short names.
+    for entry in archive.entries().map_err(not_tar)?.raw(true) {
         let mut entry = entry.map_err(not_tar)?;
         let path = entry
             .path()

@@ -453,6 +453,20 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (
             "main",
             "00000002.history",
+            b"# only a comment\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "00000002.history",
+            b"1\t0/3000000\tfine\n5\t0/4000000\tnot an ancestor of 2\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "bad_content",
+        ),
+        (
+            "main",
+            "00000002.history",
             vec![b'x'; (1 << 20) + 1],
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -881,6 +895,12 @@ async fn metrics_report_each_clusters_state_and_traffic() {
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = f.get(&viewer, "main", "000000010000000000000001").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a viewer may not fetch WAL");
+    // Another cluster's token counts against no cluster it names, real or invented.
+    let stranger = f.token("other", Role::Archiver).await;
+    for cluster in ["main", "invented"] {
+        let (s, _) = f.put(&stranger, cluster, NAME, b"junk".to_vec()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
     let restorer = f.token("main", Role::Restorer).await;
     let (s, _) = f.get(&restorer, "main", "000000010000000000000001").await;
     assert_eq!(s, StatusCode::OK);
@@ -910,6 +930,7 @@ async fn metrics_report_each_clusters_state_and_traffic() {
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     };
     assert_eq!(value("walgate_up"), 1.0);
+    assert!(!text.contains("invented"), "{text}");
     assert_eq!(value("walgate_wal_files{cluster=\"main\"}"), 2.0);
     assert!(value("walgate_wal_seconds_since_last_archive{cluster=\"main\"}") < 60.0);
     assert_eq!(

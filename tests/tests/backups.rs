@@ -228,6 +228,16 @@ fn bad_backups_are_refused_and_leave_nothing() {
         post(tar.into_inner().unwrap()),
         (400, "not_a_backup".into())
     );
+    // A GNU long-name member claiming 1 GiB first: refused by its header, not read
+    // into memory.
+    let mut long = tar::Header::new_gnu();
+    long.set_entry_type(tar::EntryType::GNULongName);
+    long.set_path("././@LongLink").unwrap();
+    long.set_size(1 << 30);
+    long.set_cksum();
+    let mut body = long.as_bytes().to_vec();
+    body.resize(8 << 20, b'x');
+    assert_eq!(post(body), (400, "not_a_backup".into()));
     assert_eq!((s.list(), s.backup_objects()), before);
 
     // A backup of another database system.

@@ -21,7 +21,15 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header, when waiting will help.
     pub retry_after: Option<u32>,
+    /// The caller's token is for other clusters: see [`OtherCluster`].
+    pub other_cluster: bool,
 }
+
+/// Marks the answer to a token scoped to other clusters. Metrics do not count it
+/// against the cluster it named: a token for one cluster must not be able to add
+/// series by inventing names, or push another cluster's real errors off its list.
+#[derive(Debug, Clone, Copy)]
+pub struct OtherCluster;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -30,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            other_cluster: false,
         }
     }
 
@@ -98,6 +107,9 @@ impl IntoResponse for ApiError {
         let note = ErrorNote(body.clone());
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(note);
+        if self.other_cluster {
+            response.extensions_mut().insert(OtherCluster);
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -118,7 +130,10 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Catalog(c) => return Self::internal(c),
         };
-        Self::new(status, code, e.to_string())
+        ApiError {
+            other_cluster: matches!(e, AuthError::WrongCluster(_)),
+            ..Self::new(status, code, e.to_string())
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::Role;
 
-use super::error::{ApiError, ErrorNote};
+use super::error::{ApiError, ErrorNote, OtherCluster};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::metrics::WalOp;
@@ -49,10 +49,11 @@ pub async fn track(
     state
         .metrics
         .request(&route, method.as_str(), status.as_u16(), started.elapsed());
-    // Refused callers say nothing about a cluster: counting them would let anyone add
-    // series (and memory) by inventing cluster names, and let a token for one cluster
-    // push another's real errors off its dashboard list. The route counters keep them.
-    let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+    // Unauthenticated callers, and tokens for other clusters, say nothing about the
+    // cluster they name (see `OtherCluster`); the route counters keep them. A token of
+    // this cluster refused for its role is a misconfigured host worth seeing.
+    let refused =
+        status == StatusCode::UNAUTHORIZED || response.extensions().get::<OtherCluster>().is_some();
     let Some(cluster) =
         cluster.filter(|c| !refused && c.parse::<walgate_core::ClusterName>().is_ok())
     else {
