@@ -187,6 +187,14 @@ struct FileConfig {
     archive_lag_threshold: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     backup_age_threshold: Option<std::time::Duration>,
+    max_backup_uploads_per_cluster: Option<usize>,
+    max_backup_uploads: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    drain_delay: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    wal_idle_timeout: Option<std::time::Duration>,
 }
 
 /// `retention_interval = "1h"` in the config file.
@@ -385,17 +393,28 @@ impl Settings {
                 )?,
             },
             upload_limits: crate::limits::UploadLimits {
-                per_cluster: serve.max_backup_uploads_per_cluster.unwrap_or(1).max(1),
-                overall: serve.max_backup_uploads.unwrap_or(4).max(1),
+                per_cluster: serve
+                    .max_backup_uploads_per_cluster
+                    .or(file.max_backup_uploads_per_cluster)
+                    .unwrap_or(1)
+                    .max(1),
+                overall: serve
+                    .max_backup_uploads
+                    .or(file.max_backup_uploads)
+                    .unwrap_or(4)
+                    .max(1),
             },
             drain_delay: serve
                 .drain_delay
+                .or(file.drain_delay)
                 .unwrap_or(std::time::Duration::from_secs(5)),
             shutdown_timeout: serve
                 .shutdown_timeout
+                .or(file.shutdown_timeout)
                 .unwrap_or(std::time::Duration::from_secs(30)),
             wal_idle_timeout: serve
                 .wal_idle_timeout
+                .or(file.wal_idle_timeout)
                 .unwrap_or(std::time::Duration::from_secs(60))
                 .max(std::time::Duration::from_secs(1)),
         })
@@ -479,7 +498,8 @@ mod tests {
         let file = dir.path().join("walgate.toml");
         std::fs::write(
             &file,
-            "data_dir = \"/srv/wg\"\nzstd_level = 5\nlisten = \"0.0.0.0:9000\"\n",
+            "data_dir = \"/srv/wg\"\nzstd_level = 5\nlisten = \"0.0.0.0:9000\"\n\
+             max_backup_uploads = 2\nshutdown_timeout = \"2m\"\nwal_idle_timeout = \"90s\"\n",
         )
         .unwrap();
         let state = StateArgs {
@@ -492,6 +512,9 @@ mod tests {
         assert_eq!(s.targets.len(), 1);
         assert_eq!(s.targets[&s.default_target].url, "file:///srv/wg/objects");
         assert_eq!(s.zstd_level, 5);
+        assert_eq!(s.upload_limits.overall, 2);
+        assert_eq!(s.shutdown_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(s.wal_idle_timeout, std::time::Duration::from_secs(90));
         let serve = ServeArgs {
             zstd_level: Some(3),
             ..Default::default()
