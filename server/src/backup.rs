@@ -569,9 +569,11 @@ async fn finish(
     }
     let keys = layout::backup_keys(cluster, &row.id);
     let stored = writer.finish().await?;
-    if let Some(manifest) = &summary.manifest {
+    row.has_manifest = summary.manifest.is_some();
+    if let Some(manifest) = summary.manifest {
+        // Moved, not copied: a manifest may be hundreds of MiB.
         store
-            .put_new(&keys.manifest, PutPayload::from(manifest.clone()))
+            .put_new(&keys.manifest, PutPayload::from(manifest))
             .await?;
     }
     row.status = BackupStatus::Complete;
@@ -581,7 +583,6 @@ async fn finish(
     row.size = summary.size;
     row.stored_size = stored;
     row.sha256 = hex::encode(summary.sha256);
-    row.has_manifest = summary.manifest.is_some();
     row.finished_at = Some(OffsetDateTime::now_utc());
     let segment_size = pinned.and_then(|c| c.segment_size);
     let sentinel =

@@ -311,29 +311,23 @@ fn zstd_bodies_that_decode_to_little_are_bounded() {
         body.extend_from_slice(&empty);
     }
     let before = env.snapshot();
+    let put = || {
+        walgate_tests::agent()
+            .put(format!(
+                "{}/v1/clusters/main/wal/000000010000000000000004",
+                env.gateway.url
+            ))
+            .header("Authorization", format!("Bearer {archiver}"))
+            .header("Content-Encoding", "zstd")
+    };
     // Chunked, so only the stream itself can tell.
-    let r = walgate_tests::agent()
-        .put(format!(
-            "{}/v1/clusters/main/wal/000000010000000000000004",
-            env.gateway.url
-        ))
-        .header("Authorization", format!("Bearer {archiver}"))
-        .header("Content-Encoding", "zstd")
+    let r = put()
         .send(ureq::SendBody::from_reader(&mut &body[..]))
         .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(env.snapshot(), before);
     // With its length declared, before a byte is read.
-    let r = walgate_tests::agent()
-        .put(format!(
-            "{}/v1/clusters/main/wal/000000010000000000000004",
-            env.gateway.url
-        ))
-        .header("Authorization", format!("Bearer {archiver}"))
-        .header("Content-Encoding", "zstd")
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    assert_eq!(put().send(&body[..]).unwrap().status(), 413);
     assert_eq!(env.snapshot(), before);
 }
 
