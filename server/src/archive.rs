@@ -407,13 +407,12 @@ where
         Ok(encoded) => encoded,
         Err(e) => {
             // A refused file is at most one segment: read the rest so the client sees
-            // why (the wrong database system, say), not a broken pipe.
-            drain(
-                &mut body,
-                size_limit(name, pinned).min(DRAIN_MAX),
-                idle_timeout,
-            )
-            .await;
+            // why (the wrong database system, say), not a broken pipe. A body that went
+            // silent is not waited for twice.
+            if !matches!(&e, ArchiveError::Body(io) if io.kind() == io::ErrorKind::TimedOut) {
+                let most = size_limit(name, pinned).min(DRAIN_MAX);
+                drain(&mut body, most, idle_timeout).await;
+            }
             return Err(e);
         }
     };

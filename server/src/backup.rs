@@ -133,12 +133,14 @@ struct WalRange {
     end_lsn: String,
 }
 
-/// The timeline and LSN where the backup is consistent: the manifest's last WAL range.
+/// The timeline and LSN where the backup is consistent: the end of the manifest's first
+/// WAL range (PostgreSQL lists them newest timeline first, from the backup's end back to
+/// its start, when a standby's backup spans a promotion).
 fn manifest_end(manifest: &[u8]) -> Result<Option<(Timeline, Lsn)>, BackupError> {
     let bad = |e: String| BackupError::NotABackup(format!("unreadable backup_manifest: {e}"));
     let m: Manifest = serde_json::from_slice(manifest).map_err(|e| bad(e.to_string()))?;
     m.wal_ranges
-        .last()
+        .first()
         .map(|r| {
             let lsn = r
                 .end_lsn
@@ -584,6 +586,12 @@ async fn finish(
     row.stored_size = stored;
     row.sha256 = hex::encode(summary.sha256);
     row.finished_at = Some(OffsetDateTime::now_utc());
+    // Deleted while it uploaded: no sentinel, so that even if cleaning up fails a
+    // catalog rebuilt from the bucket does not bring it back as complete.
+    let current = catalog.backup(cluster, &row.id).await?;
+    if current.is_none_or(|b| b.status != BackupStatus::Uploading) {
+        return Err(BackupError::DeletedWhileUploading(row.id));
+    }
     let segment_size = pinned.and_then(|c| c.segment_size);
     let sentinel =
         serde_json::to_vec_pretty(&to_api(cluster, &row, segment_size)).expect("serialisable");
@@ -690,13 +698,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn manifest_end_is_the_last_wal_range() {
+    fn manifest_end_is_where_the_newest_wal_range_ends() {
         let m = br#"{"PostgreSQL-Backup-Manifest-Version": 1, "Files": [],
             "WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100"}],
             "Manifest-Checksum": "x"}"#;
         assert_eq!(
             manifest_end(m).unwrap(),
             Some((Timeline(1), Lsn(0x200_0100)))
+        );
+        // A standby's backup across a promotion: newest timeline first, as PostgreSQL
+        // writes them.
+        let m = br#"{"WAL-Ranges": [
+            {"Timeline": 2, "Start-LSN": "0/3000100", "End-LSN": "0/3000200"},
+            {"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/3000100"}]}"#;
+        assert_eq!(
+            manifest_end(m).unwrap(),
+            Some((Timeline(2), Lsn(0x300_0200)))
         );
         assert!(manifest_end(b"{}").unwrap().is_none());
         assert!(manifest_end(b"not json").is_err());

@@ -236,8 +236,15 @@ fn bad_backups_are_refused_and_leave_nothing() {
     long.set_size(1 << 30);
     long.set_cksum();
     let mut body = long.as_bytes().to_vec();
-    body.resize(8 << 20, b'x');
-    assert_eq!(post(body), (400, "not_a_backup".into()));
+    body.resize(64 << 10, b'x');
+    let r = walgate_tests::agent()
+        .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let refused = String::from_utf8(body_bytes(r)).unwrap();
+    assert!(refused.contains("starts with `@LongLink`"), "{refused}");
     assert_eq!((s.list(), s.backup_objects()), before);
 
     // A backup of another database system.
@@ -497,19 +504,21 @@ fn client_backup_push_list_and_restore() {
     assert_eq!(listed[0]["id"], pushed["id"]);
     let before = (s.list(), s.backup_objects());
 
-    // A pg_basebackup that fails between two files: its output ends cleanly, but the
-    // client cuts the upload and says why, and the gateway keeps nothing.
+    // Stand-ins for pg_basebackup that write a whole, valid backup and then fail, or
+    // keep running.
     let full = walgate_tests::basebackup_tar(&s.source);
-    let cut = s.source.dir.path().join("cut.tar");
-    std::fs::write(&cut, cut_after_member(&full, 20)).unwrap();
-    let failing = s.source.dir.path().join("failing-pg_basebackup");
-    std::fs::write(
-        &failing,
-        format!("#!/bin/sh\ncat {}\nexit 1\n", cut.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar_file = s.source.dir.path().join("full.tar");
+    std::fs::write(&tar_file, &full).unwrap();
+    let script = |name: &str, then: &str| {
+        let path = s.source.dir.path().join(name);
+        let text = format!("#!/bin/sh\ncat {}\n{then}\n", tar_file.display());
+        std::fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let failing = script("failing-pg_basebackup", "exit 1");
+    let running = script("running-pg_basebackup", "exec sleep 600");
     let push_with = |pg_basebackup: &Path| {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", "timeout", "120", "env"])
@@ -526,13 +535,15 @@ fn client_backup_push_list_and_restore() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // It fails after its output: the client cuts the upload (an output that ends
+    // cleanly would be stored complete) and says why, and the gateway keeps nothing.
     let (code, stderr) = push_with(&failing);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("pg_basebackup failed"), "{stderr}");
     assert_eq!((s.list(), s.backup_objects()), before);
 
-    // The gateway refuses while pg_basebackup is still writing (the cluster's one
-    // upload slot is taken): the client stops it and says why instead of hanging.
+    // The gateway refuses while pg_basebackup still runs (the cluster's one upload slot
+    // is taken): the client stops it and says why instead of waiting for it.
     let addr = s.gateway.url.trim_start_matches("http://").to_owned();
     let mut holder = TcpStream::connect(&addr).unwrap();
     write!(
@@ -544,7 +555,7 @@ fn client_backup_push_list_and_restore() {
     .unwrap();
     holder.write_all(&full[..full.len() / 4]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let (code, stderr) = push_with(&pg_bin().join("pg_basebackup"));
+    let (code, stderr) = push_with(&running);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("429"), "{stderr}");
     drop(holder);

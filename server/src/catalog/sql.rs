@@ -24,6 +24,9 @@ use super::{
     TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
 };
 
+/// Whether a WAL file's object waits for deletion (`$1` cluster, `$2` name).
+const WAL_DELETING: &str = "SELECT 1 AS one FROM wal_deletions WHERE cluster = $1 AND name = $2";
+
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a
 /// committed row survives power loss (an ack depends on it).
 pub struct SqliteCatalog {
@@ -380,11 +383,11 @@ macro_rules! sql_catalog {
             }
 
             async fn insert_wal(&self, cluster: &ClusterName, row: &WalRow) -> Result<Inserted> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "INSERT INTO wal_files \
                        (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                     WHERE NOT EXISTS (SELECT 1 FROM wal_deletions WHERE cluster = $1 AND name = $2) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (cluster, name) DO NOTHING",
                 )
                 .bind(cluster.as_str())
@@ -395,13 +398,28 @@ macro_rules! sql_catalog {
                 .bind(row.stored_size as i64)
                 .bind(hex::encode(row.sha256))
                 .bind(row.archived_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                // A statement of its own: on PostgreSQL it sees a retention run that moved
+                // the name to its deletions while the insert waited for the old row (the
+                // insert's own snapshot predates it).
+                let deleting = sqlx::query(WAL_DELETING)
+                    .bind(cluster.as_str())
+                    .bind(row.name.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if deleting {
+                    tx.rollback().await?;
+                    return Ok(Inserted::Deleting);
+                }
+                tx.commit().await?;
                 if done.rows_affected() == 1 {
                     return Ok(Inserted::New);
                 }
                 match self.wal(cluster, &row.name).await? {
                     Some(existing) => Ok(Inserted::Existing(existing)),
+                    // Expired and forgotten since: the next try stores it anew.
                     None => Ok(Inserted::Deleting),
                 }
             }
@@ -614,7 +632,7 @@ macro_rules! sql_catalog {
             }
 
             async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool> {
-                let row = sqlx::query("SELECT 1 AS one FROM wal_deletions WHERE cluster = $1 AND name = $2")
+                let row = sqlx::query(WAL_DELETING)
                     .bind(cluster.as_str())
                     .bind(name.to_string())
                     .fetch_optional(&self.pool)
