@@ -70,6 +70,23 @@ impl Setup {
             .clone()
     }
 
+    /// Waits until the gateway has cleaned up after a cut upload, which it does after
+    /// the client has gone: the listing and the stored objects are `before` again.
+    fn settles_to(&self, before: &(Vec<serde_json::Value>, Vec<String>), what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = (self.list(), self.backup_objects());
+            if now == *before {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} left something: {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn backup_objects(&self) -> Vec<String> {
         let dir = self.gateway.data_dir.join("objects/clusters/main/backups");
         let mut out = vec![];
@@ -299,12 +316,7 @@ fn bad_backups_are_refused_and_leave_nothing() {
     .unwrap();
     stream.write_all(&full[..full.len() / 2]).unwrap();
     drop(stream);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        (s.list(), s.backup_objects()),
-        before,
-        "a cut upload left something"
-    );
+    s.settles_to(&before, "a cut upload");
 
     // A backup deleted while it uploads: its upload is refused at the end instead of
     // coming back as complete, and nothing of it is kept.
@@ -540,7 +552,7 @@ fn client_backup_push_list_and_restore() {
     let (code, stderr) = push_with(&failing);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("pg_basebackup failed"), "{stderr}");
-    assert_eq!((s.list(), s.backup_objects()), before);
+    s.settles_to(&before, "an upload the client cut");
 
     // The gateway refuses while pg_basebackup still runs (the cluster's one upload slot
     // is taken): the client stops it and says why instead of waiting for it.
@@ -559,8 +571,7 @@ fn client_backup_push_list_and_restore() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("429"), "{stderr}");
     drop(holder);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!((s.list(), s.backup_objects()), before);
+    s.settles_to(&before, "an upload cut while another waited");
 
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     s.source.psql("INSERT INTO marker VALUES ('target')");
