@@ -31,14 +31,15 @@ echo "segments: ${#names[@]} ($((bytes >> 20)) MiB, zstd -1 ratio $(python3 -c "
 start_gateway
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; cleanup' EXIT
-# start_proxy UPSTREAM NAME: a delay proxy in front of UPSTREAM (host:port); prints its URL.
+# start_proxy UPSTREAM NAME VAR: a delay proxy in front of UPSTREAM (host:port); sets VAR
+# to its URL. (Not run in $(...): the proxy's pid must reach the exit trap.)
 start_proxy() {
     "$target/release/delay-proxy" 127.0.0.1:0 "$1" "$delay_ms" >"$work/proxy.$2" &
     pids+=($!)
     until grep -q listening "$work/proxy.$2" 2>/dev/null; do sleep 0.05; done
-    echo "http://$(sed 's/listening on //' "$work/proxy.$2")"
+    printf -v "$3" 'http://%s' "$(sed 's/listening on //' "$work/proxy.$2")"
 }
-wan_url=$(start_proxy "${url#http://}" gateway)
+start_proxy "${url#http://}" gateway wan_url
 
 # --- the proxy's own check ---
 best_of() { # best_of N COMMAND...: the smallest number COMMAND prints in N runs
@@ -55,7 +56,7 @@ www_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 (cd "$work/www" && exec python3 -m http.server --bind 127.0.0.1 "$www_port" >/dev/null 2>&1) &
 pids+=($!)
 until curl -s -o /dev/null "http://127.0.0.1:$www_port/"; do sleep 0.1; done
-www_proxy=$(start_proxy "127.0.0.1:$www_port" www)
+start_proxy "127.0.0.1:$www_port" www www_proxy
 download() { curl -sS -o /dev/null -w '%{time_total}' "$1/blob"; }
 bw_direct=$(best_of 3 download "http://127.0.0.1:$www_port")
 bw_proxy=$(best_of 3 download "$www_proxy")
