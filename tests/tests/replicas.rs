@@ -136,4 +136,13 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
             .log()
             .contains(&format!("restored log file \"{last}\""))
     );
+
+    // With its catalog gone, the survivor says to come back later (503 and Retry-After),
+    // not that it failed (500).
+    catalog.stop();
+    let r = b.get("/v1/clusters/main/wal", Some(&token));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "10");
+    let body = String::from_utf8(body_bytes(r)).unwrap();
+    assert!(body.contains("catalog_unavailable"), "{body}");
 }

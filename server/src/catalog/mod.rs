@@ -30,6 +30,36 @@ pub enum CatalogError {
     Corrupt(String),
 }
 
+impl CatalogError {
+    /// Whether waiting may help: the catalog could not be reached or was busy, rather
+    /// than a statement or a row being wrong.
+    pub fn is_unavailable(&self) -> bool {
+        let CatalogError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(d) => {
+                if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    // Connection exceptions, operator intervention (a shutdown), too
+                    // many connections.
+                    let code = pg.code();
+                    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+                } else {
+                    // SQLite's SQLITE_BUSY and SQLITE_LOCKED, extended codes included.
+                    d.code()
+                        .and_then(|c| c.parse::<u32>().ok())
+                        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
 /// A cluster's identity. `system_identifier` and `segment_size` are pinned by the first

@@ -61,8 +61,27 @@ impl ApiError {
     }
 }
 
-/// How long to wait after the object store failed.
+/// How long to wait after the object store or the catalog failed.
 const STORAGE_RETRY_AFTER: u32 = 10;
+
+impl ApiError {
+    /// The catalog failed: unreachable or busy is worth a retry (503), anything else is
+    /// the gateway's own failure (500).
+    fn catalog(e: &CatalogError) -> Self {
+        if !e.is_unavailable() {
+            return Self::internal(e);
+        }
+        tracing::error!(error = %e, "catalog unavailable");
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "catalog_unavailable",
+                "the gateway's catalog is unavailable; nothing was acknowledged, retry later (details are in the gateway's log)",
+            )
+        }
+    }
+}
 
 impl ApiError {
     /// The object store failed or is not configured: the client should retry, since the
@@ -128,7 +147,7 @@ impl From<AuthError> for ApiError {
             AuthError::WrongCluster(_) | AuthError::Forbidden { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden")
             }
-            AuthError::Catalog(c) => return Self::internal(c),
+            AuthError::Catalog(c) => return Self::catalog(c),
         };
         ApiError {
             other_cluster: matches!(e, AuthError::WrongCluster(_)),
@@ -165,7 +184,7 @@ impl From<ArchiveError> for ApiError {
                 };
             }
             A::Stored(_) => return Self::internal(&e),
-            A::Catalog(c) => return Self::internal(c),
+            A::Catalog(c) => return Self::catalog(c),
             A::Storage(s) => return Self::storage(s),
         };
         tracing::warn!(error = %e, "WAL file refused");
@@ -183,7 +202,7 @@ impl From<BackupError> for ApiError {
             B::Duplicate(_) => (StatusCode::CONFLICT, "conflict"),
             B::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, "deleted"),
-            B::Catalog(c) => return Self::internal(c),
+            B::Catalog(c) => return Self::catalog(c),
             B::Storage(s) => return Self::storage(s),
         };
         tracing::warn!(error = %e, "backup request refused");
@@ -234,12 +253,35 @@ impl From<LoadError> for ApiError {
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
-        Self::internal(&e)
+        Self::catalog(&e)
     }
 }
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         Self::storage(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_catalog_is_worth_a_retry_and_a_broken_one_is_not() {
+        let down = ApiError::from(CatalogError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (down.status, down.code, down.retry_after),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "catalog_unavailable",
+                Some(10)
+            )
+        );
+        let broken = ApiError::from(CatalogError::Corrupt("a bad row".into()));
+        assert_eq!(
+            (broken.status, broken.retry_after),
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        );
     }
 }
