@@ -192,6 +192,13 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
     }
 }
 
+impl ArchiveError {
+    /// The body stopped arriving (see `stream::forward`'s idle limit).
+    pub fn is_idle(&self) -> bool {
+        matches!(self, ArchiveError::Body(io) if io.kind() == io::ErrorKind::TimedOut)
+    }
+}
+
 /// The most a zstd body of a file of at most `limit` bytes may take: zstd's worst case
 /// (stored blocks), with room for a frame header and checksum per 256 KiB piece.
 fn zstd_limit(limit: u64) -> u64 {
@@ -409,7 +416,7 @@ where
             // A refused file is at most one segment: read the rest so the client sees
             // why (the wrong database system, say), not a broken pipe. A body that went
             // silent is not waited for twice.
-            if !matches!(&e, ArchiveError::Body(io) if io.kind() == io::ErrorKind::TimedOut) {
+            if !e.is_idle() {
                 let most = size_limit(name, pinned).min(DRAIN_MAX);
                 drain(&mut body, most, idle_timeout).await;
             }

@@ -557,18 +557,20 @@ async fn finish(
     writer: Writer,
     summary: Summary,
 ) -> Result<BackupRow, BackupError> {
-    let pinned = match catalog.cluster(cluster).await {
+    let checked = match catalog.cluster(cluster).await {
+        Ok(pinned) => {
+            check_system(cluster, pinned.as_ref(), summary.system_identifier).map(|()| pinned)
+        }
+        Err(e) => Err(e.into()),
+    };
+    let pinned = match checked {
         Ok(pinned) => pinned,
         Err(e) => {
+            // A multipart upload left open is billed on S3, GCS and Azure.
             let _ = writer.abort().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
-    if let Err(e) = check_system(cluster, pinned.as_ref(), summary.system_identifier) {
-        // A multipart upload left open is billed on S3, GCS and Azure.
-        let _ = writer.abort().await;
-        return Err(e);
-    }
     let keys = layout::backup_keys(cluster, &row.id);
     let stored = writer.finish().await?;
     row.has_manifest = summary.manifest.is_some();

@@ -65,6 +65,14 @@ impl ApiError {
 const STORAGE_RETRY_AFTER: u32 = 10;
 
 impl ApiError {
+    /// 503 with `Retry-After`: nothing was acknowledged, and trying again soon will help.
+    fn retry_later(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
     /// The catalog failed: unreachable or busy is worth a retry (503), anything else is
     /// the gateway's own failure (500).
     fn catalog(e: &CatalogError) -> Self {
@@ -72,18 +80,12 @@ impl ApiError {
             return Self::internal(e);
         }
         tracing::error!(error = %e, "catalog unavailable");
-        ApiError {
-            retry_after: Some(STORAGE_RETRY_AFTER),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "catalog_unavailable",
-                "the gateway's catalog is unavailable; nothing was acknowledged, retry later (details are in the gateway's log)",
-            )
-        }
+        Self::retry_later(
+            "catalog_unavailable",
+            "the gateway's catalog is unavailable; nothing was acknowledged, retry later (details are in the gateway's log)",
+        )
     }
-}
 
-impl ApiError {
     /// The object store failed or is not configured: the client should retry, since the
     /// store (not the request) is at fault. A missing object the catalog lists is the
     /// gateway's own failure.
@@ -102,14 +104,7 @@ impl ApiError {
             _ => "the object store did not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)".to_owned(),
         };
         tracing::error!(error = %e, "object store failed");
-        ApiError {
-            retry_after: Some(STORAGE_RETRY_AFTER),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                message,
-            )
-        }
+        Self::retry_later("storage_unavailable", message)
     }
 }
 
@@ -166,23 +161,12 @@ impl From<ArchiveError> for ApiError {
             | A::Empty { .. }
             | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
             A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, "wrong_segment_size"),
-            A::Body(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                (StatusCode::REQUEST_TIMEOUT, "timeout")
-            }
+            A::Body(_) if e.is_idle() => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             A::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
             A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-            A::BeingDeleted { .. } => {
-                return ApiError {
-                    retry_after: Some(STORAGE_RETRY_AFTER),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "being_deleted",
-                        e.to_string(),
-                    )
-                };
-            }
+            A::BeingDeleted { .. } => return Self::retry_later("being_deleted", e.to_string()),
             A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::catalog(c),
             A::Storage(s) => return Self::storage(s),
