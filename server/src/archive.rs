@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, WalFileName};
 
 use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
+use crate::limits::WalMemory;
 use crate::storage::{Put, StorageError, Store, Targets, layout};
 use crate::stream::{
     ChannelReader, Chunks, Encoding, HashWriter, Limited, Tee, drain, forward, refuse_trailing,
@@ -91,6 +92,14 @@ pub enum ArchiveError {
         "{name} was archived before and retention is deleting it now: retry once the deletion has finished"
     )]
     BeingDeleted { name: WalFileName },
+    #[error(
+        "the gateway is receiving as many WAL files as its memory for them allows (WALGATE_WAL_MEMORY), and {name} waited {}s for its turn: nothing was stored; retry, or give the gateway more memory or CPU",
+        waited.as_secs()
+    )]
+    Busy {
+        name: WalFileName,
+        waited: std::time::Duration,
+    },
     #[error("a stored object could not be decoded: {0}")]
     Stored(io::Error),
     #[error(transparent)]
@@ -190,6 +199,23 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
         (Some(_), None) => u64::from(SegmentSize::MAX),
         (None, _) => MAX_TEXT_FILE,
     }
+}
+
+/// The most memory receiving `name` can take: its payload (the whole file when it does
+/// not compress) and, for a raw body, the multi-threaded compressor's buffers, about as
+/// much again; and the chunks in flight. A cluster's first segment, its size not known
+/// yet, counts as the default 16 MiB.
+fn memory_needed(name: WalFileName, pinned: Option<(u64, SegmentSize)>, encoding: Encoding) -> u64 {
+    let size = match (name.wal_segment(), pinned) {
+        (Some(_), Some((_, size))) => size.bytes(),
+        (Some(_), None) => SegmentSize::DEFAULT.bytes(),
+        (None, _) => MAX_TEXT_FILE,
+    };
+    let buffers = match encoding {
+        Encoding::Zstd => size,
+        _ => 2 * size,
+    };
+    buffers + (1 << 20)
 }
 
 impl ArchiveError {
@@ -359,11 +385,20 @@ pub struct Upload<'a> {
     pub idle_timeout: std::time::Duration,
 }
 
-/// Archives one WAL file read from `body`, compressing it at zstd `level`.
+/// Where WAL files are archived to, and with what.
+#[derive(Clone, Copy)]
+pub struct Archive<'a> {
+    pub catalog: &'a dyn Catalog,
+    pub storage: &'a Targets,
+    /// zstd level for raw bodies.
+    pub level: i32,
+    /// Held while a body is received; past it, uploads wait their turn.
+    pub memory: &'a WalMemory,
+}
+
+/// Archives one WAL file read from `body`.
 pub async fn push<S, E>(
-    catalog: &dyn Catalog,
-    storage: &Targets,
-    level: i32,
+    archive: Archive<'_>,
     upload: Upload<'_>,
     mut body: S,
 ) -> Result<Archived, ArchiveError>
@@ -378,6 +413,12 @@ where
         declared_len,
         idle_timeout,
     } = upload;
+    let Archive {
+        catalog,
+        storage,
+        level,
+        memory,
+    } = archive;
     let existing_cluster = catalog.cluster(cluster).await?;
     let pinned = existing_cluster.as_ref().and_then(pinned_identity);
     let expect = Expect {
@@ -396,6 +437,18 @@ where
             return Err(ArchiveError::TooLarge { name, limit });
         }
     }
+
+    // Nothing is read until the memory for it is there; a wait as long as a silent body
+    // is allowed gives up the same way, with nothing stored.
+    let _memory = tokio::time::timeout(
+        idle_timeout,
+        memory.reserve(memory_needed(name, pinned, encoding)),
+    )
+    .await
+    .map_err(|_| ArchiveError::Busy {
+        name,
+        waited: idle_timeout,
+    })?;
 
     // Up to 64 chunks in flight (hyper yields at most 16 KiB or so each): bounded, yet
     // deep enough that the worker rarely waits for the network or the network for it.

@@ -139,6 +139,12 @@ pub struct ServeArgs {
     /// a host that vanished mid-upload must not hold a worker forever. [default: 60s]
     #[arg(long, env = "WALGATE_WAL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wal_idle_timeout: Option<std::time::Duration>,
+    /// Memory for WAL uploads in progress (e.g. `1GiB`). Each holds up to twice its
+    /// segment size (raw) or once (zstd, as walgate-client sends); past this, uploads
+    /// wait their turn, unread, and one that waits WALGATE_WAL_IDLE_TIMEOUT gets 503.
+    /// [default: 512MiB: 16 raw or 31 zstd 16-MiB segments at once]
+    #[arg(long, env = "WALGATE_WAL_MEMORY", value_name = "SIZE", value_parser = crate::limits::Size::parse)]
+    pub wal_memory: Option<crate::limits::Size>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -195,6 +201,7 @@ struct FileConfig {
     shutdown_timeout: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     wal_idle_timeout: Option<std::time::Duration>,
+    wal_memory: Option<String>,
 }
 
 /// `retention_interval = "1h"` in the config file.
@@ -275,6 +282,8 @@ pub struct Settings {
     pub shutdown_timeout: std::time::Duration,
     /// A WAL upload silent this long is given up.
     pub wal_idle_timeout: std::time::Duration,
+    /// Bytes WAL uploads in progress may hold.
+    pub wal_memory: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8432";
@@ -417,6 +426,11 @@ impl Settings {
                 .or(file.wal_idle_timeout)
                 .unwrap_or(std::time::Duration::from_secs(60))
                 .max(std::time::Duration::from_secs(1)),
+            wal_memory: match (serve.wal_memory, file.wal_memory.as_deref()) {
+                (Some(size), _) => size.0,
+                (None, Some(s)) => crate::limits::Size::parse(s).map_err(anyhow::Error::msg)?.0,
+                (None, None) => 512 << 20,
+            },
         })
     }
 }
@@ -499,7 +513,8 @@ mod tests {
         std::fs::write(
             &file,
             "data_dir = \"/srv/wg\"\nzstd_level = 5\nlisten = \"0.0.0.0:9000\"\n\
-             max_backup_uploads = 2\nshutdown_timeout = \"2m\"\nwal_idle_timeout = \"90s\"\n",
+             max_backup_uploads = 2\nshutdown_timeout = \"2m\"\nwal_idle_timeout = \"90s\"\n\
+             wal_memory = \"1GiB\"\n",
         )
         .unwrap();
         let state = StateArgs {
@@ -515,6 +530,7 @@ mod tests {
         assert_eq!(s.upload_limits.overall, 2);
         assert_eq!(s.shutdown_timeout, std::time::Duration::from_secs(120));
         assert_eq!(s.wal_idle_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(s.wal_memory, 1 << 30);
         let serve = ServeArgs {
             zstd_level: Some(3),
             ..Default::default()

@@ -46,6 +46,8 @@ pub struct AppState {
     pub verify_interval: std::time::Duration,
     /// Request and WAL counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The memory WAL uploads in progress hold, within its budget.
+    pub wal_memory: limits::WalMemory,
     /// Base backup uploads running now, within their limits.
     pub uploads: limits::Uploads,
     /// Base backup bandwidth, overall and per cluster.
@@ -86,6 +88,7 @@ impl AppState {
             draining: Default::default(),
             metrics: Default::default(),
             cut_uploads: Default::default(),
+            wal_memory: limits::WalMemory::new(s.wal_memory),
             uploads: limits::Uploads::new(s.upload_limits),
             bandwidth: limits::Bandwidth::new(s.backup_rates),
             thresholds: s.thresholds,

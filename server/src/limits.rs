@@ -1,6 +1,7 @@
-//! Limits on concurrent base backup uploads, per cluster and overall, so that backups
-//! cannot crowd out WAL archiving (which is never limited: a WAL push that waits fills
-//! pg_wal on the database host).
+//! Limits on what the gateway takes on at once: base backup uploads, per cluster and
+//! overall, so that backups cannot crowd out WAL archiving; backup bandwidth; and the
+//! memory WAL uploads may hold. WAL is never refused for being busy (a push that fails
+//! fills pg_wal on the database host): past its memory budget it waits its turn.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -109,6 +110,104 @@ mod tests {
         assert_eq!(uploads.start(&c).err(), Some(Busy::Gateway(2)));
         drop(first);
         assert!(uploads.start(&a).is_ok());
+    }
+}
+
+/// The memory WAL uploads in progress may hold: each reserves the most it can buffer
+/// before it reads its body, and releases it when done. Past the budget, uploads wait
+/// first come first served, their bodies unread (TCP pushes back on the host), so a
+/// fleet reconnecting at once after an outage cannot run the gateway out of memory.
+#[derive(Clone)]
+pub struct WalMemory {
+    /// In KiB, the semaphore's unit.
+    budget_kib: u32,
+    free: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Memory held for one WAL upload; dropping it gives the memory back.
+pub struct Reserved {
+    _held: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl WalMemory {
+    pub fn new(budget_bytes: u64) -> Self {
+        let budget_kib = (budget_bytes >> 10).clamp(1, u64::from(u32::MAX)) as u32;
+        WalMemory {
+            budget_kib,
+            free: Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Waits until `bytes` are free and holds them. An upload needing more than the
+    /// whole budget waits until it has the budget to itself.
+    pub async fn reserve(&self, bytes: u64) -> Reserved {
+        let kib = bytes.div_ceil(1024).clamp(1, u64::from(self.budget_kib)) as u32;
+        if let Ok(held) = self.free.clone().try_acquire_many_owned(kib) {
+            return Reserved { _held: held };
+        }
+        // Counted until granted, or until the caller gives up (drops this future).
+        let _waiting = Waiting::count(&self.waiting);
+        let held = self.free.clone().acquire_many_owned(kib).await;
+        Reserved {
+            _held: held.expect("the semaphore is never closed"),
+        }
+    }
+
+    /// How many WAL uploads wait for memory now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One upload counted in [`WalMemory::waiting`] while this lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod wal_memory_tests {
+    use super::*;
+    use futures_util::FutureExt as _;
+
+    #[tokio::test]
+    async fn uploads_past_the_budget_wait_in_turn_and_are_counted() {
+        let memory = WalMemory::new(32 << 20);
+        let first = memory.reserve(20 << 20).await;
+        let mut second = Box::pin(memory.reserve(20 << 20));
+        // Polled once: it cannot have its memory while the first holds it.
+        assert!(second.as_mut().now_or_never().is_none());
+        assert_eq!(memory.waiting(), 1);
+        drop(first);
+        let _second = second.await;
+        assert_eq!(memory.waiting(), 0);
+        // More than the whole budget: granted the whole budget, once it is free.
+        let mut huge = Box::pin(memory.reserve(1 << 30));
+        assert!(huge.as_mut().now_or_never().is_none());
+        drop(_second);
+        drop(huge.await);
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_gives_up_waiting_is_no_longer_counted() {
+        let memory = WalMemory::new(1 << 20);
+        let _held = memory.reserve(1 << 20).await;
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(10), memory.reserve(1)).await;
+        assert!(waited.is_err());
+        assert_eq!(memory.waiting(), 0);
     }
 }
 
@@ -238,14 +337,38 @@ impl Rate {
 }
 
 fn parse_rate(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim().trim_end_matches("/s");
+    let bytes = parse_bytes(s.trim().trim_end_matches("/s"))
+        .map_err(|e| format!("{e}: use e.g. 50MiB, 200M or 0 (no limit)"))?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
+/// An amount of memory, in bytes, more than zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    /// Parses a size such as `512MiB`, `1G` or `1.5GiB`.
+    pub fn parse(s: &str) -> Result<Size, String> {
+        match parse_bytes(s) {
+            Ok(0) => Err(format!(
+                "`{s}` is no memory at all: use e.g. 512MiB or 2GiB"
+            )),
+            Ok(bytes) => Ok(Size(bytes)),
+            Err(e) => Err(format!("{e}: use e.g. 512MiB or 2GiB")),
+        }
+    }
+}
+
+/// `50MiB`, `200M`, `1.5GiB`, `4096`: a number of bytes with an optional unit.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a rate: use e.g. 50MiB, 200M or 0 (no limit)"))?;
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
     let scale: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "K" | "KB" => 1e3,
@@ -260,8 +383,7 @@ fn parse_rate(s: &str) -> Result<Option<u64>, String> {
             ));
         }
     };
-    let bytes = (number * scale) as u64;
-    Ok((bytes > 0).then_some(bytes))
+    Ok((number * scale) as u64)
 }
 
 #[cfg(test)]
@@ -276,6 +398,14 @@ mod rate_tests {
         assert_eq!(parse_rate("0"), Ok(None));
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_are_never_zero() {
+        assert_eq!(Size::parse("512MiB"), Ok(Size(512 << 20)));
+        assert_eq!(Size::parse("1G"), Ok(Size(1_000_000_000)));
+        assert!(Size::parse("0").unwrap_err().contains("no memory"));
+        assert!(Size::parse("lots").unwrap_err().contains("e.g. 512MiB"));
     }
 
     #[test]

@@ -212,6 +212,17 @@ pub async fn render(state: &AppState, visible: &(dyn Fn(&str) -> bool + Sync)) -
         "walgate_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    header(
+        &mut out,
+        "walgate_wal_uploads_waiting",
+        "gauge",
+        "WAL uploads waiting for memory to be received in (WALGATE_WAL_MEMORY).",
+    );
+    let _ = writeln!(
+        out,
+        "walgate_wal_uploads_waiting {}",
+        state.wal_memory.waiting()
+    );
     // Without the catalog the fleet's state is unknown, but the gateway's own counters
     // still are: report those, and that the catalog is down.
     let fleet = crate::fleet::load(state, visible).await;

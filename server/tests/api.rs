@@ -29,12 +29,16 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
+        Self::serving(ServeArgs::default()).await
+    }
+
+    async fn serving(serve: ServeArgs) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let args = StateArgs {
             data_dir: Some(dir.path().into()),
             ..Default::default()
         };
-        let settings = Settings::resolve(&args, &ServeArgs::default()).unwrap();
+        let settings = Settings::resolve(&args, &serve).unwrap();
         let state = AppState::open(&settings).await.unwrap();
         Fixture {
             objects: dir.path().join("objects"),
@@ -864,6 +868,77 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
         .call(Method::POST, "/v1/clusters/main/backups", Some(&token))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;
+/// one that waits as long as a silent body may gets 503 with Retry-After, nothing of it
+/// stored, and is counted as waiting meanwhile.
+#[tokio::test]
+async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
+    // Room for one raw 16 MiB segment (33 MiB), not two.
+    let f = Fixture::serving(ServeArgs {
+        wal_memory: Some(walgate::limits::Size(40 << 20)),
+        wal_idle_timeout: Some(std::time::Duration::from_secs(2)),
+        ..Default::default()
+    })
+    .await;
+    let token = f.token("*", Role::Archiver).await;
+    let first = segment(SYSID, 1, 1, 0);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/v1/clusters/main/wal/{NAME}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-length", SEG)
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let app = f.app.clone();
+    let pushing = tokio::spawn(async move { app.oneshot(req).await.unwrap() });
+    // The first upload sends slowly, never silent for long, until told to finish.
+    let pieces: Vec<_> = first
+        .chunks(256 << 10)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let mut pieces = pieces.into_iter();
+    for piece in pieces.by_ref().take(2) {
+        // The second piece goes in once the first was read: the memory is held.
+        tx.send(Ok(piece)).await.unwrap();
+    }
+    let (finish, mut finishing) = tokio::sync::oneshot::channel::<()>();
+    let feeder = tokio::spawn(async move {
+        for piece in pieces {
+            if finishing.try_recv().is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            tx.send(Ok(piece)).await.unwrap();
+        }
+    });
+
+    let second = "000000010000000000000002";
+    let waiting = f.put(&token, "main", second, segment(SYSID, 1, 2, 0));
+    let watch = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        f.state.wal_memory.waiting()
+    };
+    let ((status, body), waited) = tokio::join!(waiting, watch);
+    assert_eq!(waited, 1, "the second upload should be waiting for memory");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_code(&body), "busy");
+    assert!(body.contains("WALGATE_WAL_MEMORY"), "{body}");
+    assert_eq!(f.state.wal_memory.waiting(), 0);
+    let (status, _) = f.get(&token, "main", second).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The first finishes and frees its memory; the second, sent again, is stored.
+    finish.send(()).unwrap();
+    feeder.await.unwrap();
+    assert_eq!(pushing.await.unwrap().status(), StatusCode::CREATED);
+    let (status, body) = f.put(&token, "main", second, segment(SYSID, 1, 2, 0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(f.get(&token, "main", NAME).await.1, first);
 }
 
 /// `/metrics` in Prometheus text: each cluster's state from the catalog and its WAL

@@ -167,6 +167,7 @@ impl From<ArchiveError> for ApiError {
             A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
             A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             A::BeingDeleted { .. } => return Self::retry_later("being_deleted", e.to_string()),
+            A::Busy { .. } => return Self::retry_later("busy", e.to_string()),
             A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::catalog(c),
             A::Storage(s) => return Self::storage(s),

@@ -44,7 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 409, description = "Stored with different content, or another database system", body = ErrorBody),
         (status = 408, description = "The body stopped arriving for WALGATE_WAL_IDLE_TIMEOUT; nothing was stored", body = ErrorBody),
         (status = 413, description = "Larger than the cluster's segment size (or, as zstd, than any such file compresses to)", body = ErrorBody),
-        (status = 503, description = "The object store failed, or retention is deleting an earlier copy of the file; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The object store failed, retention is deleting an earlier copy of the file, or the upload waited WALGATE_WAL_IDLE_TIMEOUT for the gateway's WAL memory; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 async fn put_wal(
@@ -68,14 +68,13 @@ async fn put_wal(
         idle_timeout: state.wal_idle_timeout,
     };
     let body = body.into_data_stream();
-    let done = archive::push(
-        state.catalog.as_ref(),
-        &state.storage,
-        state.zstd_level,
-        upload,
-        body,
-    )
-    .await?;
+    let to = archive::Archive {
+        catalog: state.catalog.as_ref(),
+        storage: &state.storage,
+        level: state.zstd_level,
+        memory: &state.wal_memory,
+    };
+    let done = archive::push(to, upload, body).await?;
     let status = if done.created {
         StatusCode::CREATED
     } else {
