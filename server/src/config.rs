@@ -136,7 +136,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WALGATE_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<std::time::Duration>,
     /// How long a WAL upload may send nothing before the gateway gives up on it (408):
-    /// a host that vanished mid-upload must not hold a worker forever. [default: 60s]
+    /// a host that vanished mid-upload must not hold a worker forever. Also how long
+    /// (at most 30 s) a connection may take to send its request headers. [default: 60s]
     #[arg(long, env = "WALGATE_WAL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wal_idle_timeout: Option<std::time::Duration>,
     /// Memory for WAL uploads in progress (e.g. `1GiB`). Each holds up to twice its

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
 use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
@@ -373,10 +372,12 @@ async fn run(
     std::io::stdout().flush()?;
     tracing::info!(%addr, scheme, catalog = state.catalog.backend(), default_target = %state.storage.default_target(), "ready");
     // SIGTERM: turn unready, wait for load balancers to notice, then stop accepting and
-    // give requests in flight until the deadline.
-    let stop = CancellationToken::new();
+    // give requests in flight until the deadline. At the deadline, backup uploads still
+    // running are cut and clean up after themselves, so none is left half-written.
+    let handle = axum_server::Handle::new();
     tokio::spawn({
-        let (state, stop, delay) = (state.clone(), stop.clone(), settings.drain_delay);
+        let (state, handle) = (state.clone(), handle.clone());
+        let (delay, timeout) = (settings.drain_delay, settings.shutdown_timeout);
         async move {
             shutdown_signal().await;
             state.draining.store(true, Ordering::Relaxed);
@@ -386,36 +387,34 @@ async fn run(
             );
             tokio::time::sleep(delay).await;
             tracing::info!("no longer accepting connections; finishing requests in flight");
-            stop.cancel();
-        }
-    });
-    let timeout = settings.shutdown_timeout;
-    let deadline = async {
-        stop.cancelled().await;
-        tokio::time::sleep(timeout).await;
-    };
-    // At the deadline, backup uploads still running are cut and clean up after
-    // themselves, so none is left half-written.
-    tokio::spawn({
-        let (state, stop) = (state.clone(), stop.clone());
-        async move {
-            stop.cancelled().await;
+            handle.graceful_shutdown(None);
             tokio::time::sleep(timeout).await;
+            if handle.connection_count() > 0 {
+                tracing::warn!(
+                    ?timeout,
+                    "shutdown deadline passed: cutting off requests still in flight"
+                );
+            }
             state.cut_uploads.cancel();
+            handle.shutdown();
         }
     });
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // A client that opens a connection and sends its headers slowly, or never, would
+    // hold it (and a file descriptor) for ever: as silent as a WAL body may be, at most
+    // hyper's 30 s, ends it.
+    let header_timeout = settings
+        .wal_idle_timeout
+        .min(std::time::Duration::from_secs(30));
+    let mut server = axum_server::from_tcp(listener)?
+        .handle(handle)
+        .first_request_timeout(header_timeout);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_timeout);
     match &settings.tls {
-        None => {
-            let server = axum::serve(
-                tokio::net::TcpListener::from_std(listener)?,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-            tokio::select! {
-                served = server => served.context("serve HTTP")?,
-                () = deadline => tracing::warn!(?timeout, "shutdown deadline passed: cutting off requests still in flight"),
-            }
-        }
+        None => server.serve(service).await.context("serve HTTP")?,
         Some(files) => {
             let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
@@ -427,17 +426,9 @@ async fn run(
                     )
                 })?;
             tokio::spawn(tls::reload(config.clone(), files.clone()));
-            let handle = axum_server::Handle::new();
-            tokio::spawn({
-                let (handle, stop) = (handle.clone(), stop.clone());
-                async move {
-                    stop.cancelled().await;
-                    handle.graceful_shutdown(Some(timeout));
-                }
-            });
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            server
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+                .serve(service)
                 .await
                 .context("serve HTTPS")?
         }

@@ -331,6 +331,35 @@ fn zstd_bodies_that_decode_to_little_are_bounded() {
     assert_eq!(env.snapshot(), before);
 }
 
+/// Connections that never finish their request headers (or send nothing at all) are
+/// closed once they have been silent as long as a WAL body may be, not kept for ever.
+#[test]
+fn connections_that_never_send_their_headers_are_closed() {
+    let env = setup();
+    let addr = env.gateway.url.trim_start_matches("http://").to_owned();
+    let closed_within = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(s, &mut answer).expect("the gateway should close it");
+        started.elapsed()
+    };
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    let mut partial = TcpStream::connect(&addr).unwrap();
+    partial
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .unwrap();
+    // The gateway's idle timeout is 2 s.
+    assert!(closed_within(&mut silent) < Duration::from_secs(10));
+    assert!(closed_within(&mut partial) < Duration::from_secs(10));
+    // A request sent in time is answered as ever.
+    let r = walgate_tests::agent()
+        .get(format!("{}/healthz", env.gateway.url))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 fn walk_all(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
