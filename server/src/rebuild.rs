@@ -4,9 +4,12 @@
 //! Every WAL object is named by its cluster and file name and holds the file itself (its
 //! size and checksum are recomputed, a segment's page header pins the cluster's identity),
 //! and every complete backup has a self-describing sentinel, written last. Rows already in
-//! the catalog are left alone, so a rebuild can run on a partial catalog. Tokens are not
-//! in the store: issue new ones afterwards. Each target is read in turn; a cluster is
-//! registered on the target its objects are found on.
+//! the catalog are left alone, so a rebuild can run on a partial catalog. A cluster's own
+//! retention policy and thresholds are copied to the store whenever they change (so that
+//! a rebuilt catalog does not let the fleet's default retention delete backups the
+//! cluster's own policy kept). Tokens are not in the store: issue new ones afterwards.
+//! Each target is read in turn; a cluster is registered on the target its objects are
+//! found on.
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
@@ -14,14 +17,16 @@ use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
 use crate::AppState;
-use crate::catalog::{BackupRow, BackupStatus, WalRow};
-use crate::storage::{Listed, Store};
+use crate::catalog::{BackupRow, BackupStatus, CatalogError, WalRow};
+use crate::storage::{Listed, StorageError, Store, layout};
 
 /// What a rebuild found.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Rebuilt {
     pub wal_files: u64,
     pub backups: u64,
+    /// Clusters whose own settings were restored.
+    pub settings: u64,
     /// Objects that could not be read back into the catalog, and why.
     pub problems: Vec<String>,
 }
@@ -50,11 +55,13 @@ async fn rebuild_target(
             ["clusters", cluster, "backups", _, "backup.json"] => {
                 backup(state, store, cluster, &object).await
             }
+            ["clusters", cluster, "settings.json"] => settings(state, store, cluster).await,
             _ => Ok(Found::Nothing),
         };
         match outcome {
             Ok(Found::Wal) => found.wal_files += 1,
             Ok(Found::Backup) => found.backups += 1,
+            Ok(Found::Settings) => found.settings += 1,
             Ok(Found::Nothing) => {}
             Err(e) => found
                 .problems
@@ -82,7 +89,65 @@ async fn register(state: &AppState, store: &Store, cluster: &ClusterName) -> any
 enum Found {
     Wal,
     Backup,
+    Settings,
     Nothing,
+}
+
+/// A cluster's own settings, as copied to the store.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct OwnSettings {
+    retention: Option<walgate_core::api::RetentionPolicy>,
+    thresholds: Option<walgate_core::api::StatusThresholds>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Copies `cluster`'s own settings, as the catalog has them now, to its store; called
+/// after each change to them.
+pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<(), SaveError> {
+    let Some(now) = state.catalog.cluster(cluster).await? else {
+        return Ok(()); // deleted meanwhile, with its copy
+    };
+    let own = OwnSettings {
+        retention: now.retention.clone(),
+        thresholds: now.thresholds.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&own).expect("settings serialize");
+    let store = state.storage.of(Some(&now))?;
+    store
+        .replace(&layout::settings_key(&now.name), json.into())
+        .await?;
+    Ok(())
+}
+
+/// Restores a cluster's own settings, unless the catalog already has some of its own.
+async fn settings(state: &AppState, store: &Store, cluster: &str) -> anyhow::Result<Found> {
+    let cluster: ClusterName = cluster.parse()?;
+    let key = layout::settings_key(&cluster);
+    let own: OwnSettings =
+        serde_json::from_slice(&store.get_all(&key).await?).context("cluster settings")?;
+    register(state, store, &cluster).await?;
+    let row = state
+        .catalog
+        .cluster(&cluster)
+        .await?
+        .context("registered just now")?;
+    if row.retention.is_some() || row.thresholds.is_some() {
+        return Ok(Found::Nothing);
+    }
+    if let Some(policy) = &own.retention {
+        state.catalog.set_retention(&cluster, Some(policy)).await?;
+    }
+    if let Some(t) = &own.thresholds {
+        state.catalog.set_thresholds(&cluster, Some(t)).await?;
+    }
+    Ok(Found::Settings)
 }
 
 async fn wal(

@@ -184,6 +184,7 @@ pub async fn purge(
     }
     let wal = state.catalog.expire_all_wal(name).await?;
     delete_wal_objects(state, store, name).await?;
+    store.delete(&layout::settings_key(name)).await?;
     if !state.catalog.delete_cluster(name).await? {
         return Ok(None);
     }

@@ -717,8 +717,9 @@ fn retention_deletes_exactly_what_the_policy_expires() {
 }
 
 /// The catalog database is lost: `walgate catalog rebuild` recreates it from the object
-/// store alone (WAL, backups, the cluster's identity), and a point-in-time restore
-/// planned from the rebuilt catalog holds exactly the source's rows.
+/// store alone (WAL, backups, the cluster's identity and own settings), and a
+/// point-in-time restore planned from the rebuilt catalog holds exactly the source's
+/// rows.
 #[test]
 fn catalog_rebuilt_from_the_bucket_restores_to_a_point_in_time() {
     let mut s = setup();
@@ -750,6 +751,17 @@ fn catalog_rebuilt_from_the_bucket_restores_to_a_point_in_time() {
         files.sort_by_key(|f| f.0.to_string());
         files
     };
+    // The cluster's own retention (longer than a fleet default might be) and thresholds.
+    let policy = serde_json::json!({"keep_last": 30, "window_days": 90, "min_backups": 2});
+    let (code, body) = s.admin("PUT", "/v1/clusters/main/retention", Some(policy.clone()));
+    assert_eq!(code, 200, "{body}");
+    // Its first run takes the WAL from before the backup; the rebuilt gateway's
+    // scheduled run, under the same policy, must find nothing more to delete.
+    let (code, body) = s.admin("POST", "/v1/clusters/main/retention/run?confirm=true", None);
+    assert_eq!(code, 200, "{body}");
+    let thresholds = serde_json::json!({"thresholds": {"archive_lag_seconds": 600}});
+    let (code, body) = s.admin("PUT", "/v1/clusters/main", Some(thresholds));
+    assert_eq!(code, 200, "{body}");
     let (_, cluster_before) = s.admin("GET", "/v1/clusters/main", None);
     let wal_before = wal(&s);
     let backups_before = s.list();
@@ -763,6 +775,7 @@ fn catalog_rebuilt_from_the_bucket_restores_to_a_point_in_time() {
     let found: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(found["wal_files"], wal_before.len() as u64, "{found}");
     assert_eq!(found["backups"], 1, "{found}");
+    assert_eq!(found["settings"], 1, "{found}");
     s.gateway.restart();
 
     assert_eq!(wal(&s), wal_before);
@@ -774,9 +787,15 @@ fn catalog_rebuilt_from_the_bucket_restores_to_a_point_in_time() {
         "pg_version",
         "wal_files",
         "last_wal",
+        "thresholds",
     ] {
         assert_eq!(cluster_after[field], cluster_before[field], "{field}");
     }
+    assert_eq!(cluster_after["thresholds"]["archive_lag_seconds"], 600);
+    let (code, preview) = s.admin("GET", "/v1/clusters/main/retention/preview", None);
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["policy"], policy);
+    assert_eq!(preview["policy_source"], "cluster");
     let (code, plan) = s.plan(&format!("?target_lsn={target}"));
     assert_eq!(code, 200, "{plan}");
     assert_eq!(plan["backup"]["id"], b1["id"]);
@@ -800,6 +819,15 @@ fn a_deleted_cluster_leaves_nothing_behind() {
         history,
     );
     assert_eq!(status, 201, "{body}");
+    // Its own thresholds, copied to the store next to its objects.
+    let own = serde_json::json!({"thresholds": {"archive_lag_seconds": 600}});
+    let (status, body) = s.gateway.send(
+        "PUT",
+        "/v1/clusters/main",
+        &admin,
+        own.to_string().into_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
     s.source.stop();
 
     let objects = |dir: &Path| -> usize {
@@ -818,7 +846,8 @@ fn a_deleted_cluster_leaves_nothing_behind() {
     };
     let cluster_dir = s.gateway.data_dir.join("objects/clusters/main");
     let before = objects(&cluster_dir);
-    assert!(before >= 4, "{before} objects");
+    assert!(before >= 5, "{before} objects");
+    assert!(cluster_dir.join("settings.json").exists());
 
     let archiver = s.gateway.token("main", "archiver");
     for (token, query, status) in [

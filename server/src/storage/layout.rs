@@ -5,6 +5,7 @@
 //! clusters/<cluster>/backups/<id>/base.tar.zst   a base backup's tar stream, zstd
 //! clusters/<cluster>/backups/<id>/backup_manifest  its manifest, as PostgreSQL wrote it
 //! clusters/<cluster>/backups/<id>/backup.json      its metadata, written last (the sentinel)
+//! clusters/<cluster>/settings.json               its own retention policy and thresholds
 //! probes/<uuid>                                  short-lived readiness probes
 //! ```
 //!
@@ -32,6 +33,11 @@ pub fn backup_keys(cluster: &ClusterName, id: &str) -> BackupKeys {
         manifest: Path::from(format!("{prefix}/backup_manifest")),
         sentinel: Path::from(format!("{prefix}/backup.json")),
     }
+}
+
+/// A copy of the cluster's own settings, for a catalog rebuilt from the store.
+pub fn settings_key(cluster: &ClusterName) -> Path {
+    Path::from(format!("clusters/{cluster}/settings.json"))
 }
 
 pub fn probe_key(id: &str) -> Path {

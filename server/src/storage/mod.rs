@@ -263,21 +263,15 @@ impl Store {
     /// Writes `payload` at `key` unless an object is there already. Returns only after the
     /// backend has confirmed a durable write.
     pub async fn put_new(&self, key: &Path, payload: PutPayload) -> Result<Put, StorageError> {
-        let payload = match &self.keyring {
-            None => payload,
-            Some(ring) => {
-                let mut plain = Vec::with_capacity(payload.content_length());
-                for part in payload.iter() {
-                    plain.extend_from_slice(part);
-                }
-                PutPayload::from(ring.seal_all(key.as_ref(), &plain))
-            }
-        };
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self.inner.put_opts(key, payload, opts).await {
+        match self
+            .inner
+            .put_opts(key, self.seal(key, payload), opts)
+            .await
+        {
             Ok(_) => Ok(Put::Created),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 self.sync_local(key).await?;
@@ -285,6 +279,25 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes `payload` at `key`, replacing what is there: only for objects that are a
+    /// copy of what the catalog holds, never for archived data.
+    pub async fn replace(&self, key: &Path, payload: PutPayload) -> Result<(), StorageError> {
+        self.inner.put(key, self.seal(key, payload)).await?;
+        Ok(())
+    }
+
+    /// `payload` as stored: encrypted when the target encrypts at rest.
+    fn seal(&self, key: &Path, payload: PutPayload) -> PutPayload {
+        let Some(ring) = &self.keyring else {
+            return payload;
+        };
+        let mut plain = Vec::with_capacity(payload.content_length());
+        for part in payload.iter() {
+            plain.extend_from_slice(part);
+        }
+        PutPayload::from(ring.seal_all(key.as_ref(), &plain))
     }
 
     /// Makes an object found on a local target durable. A concurrent writer links its
