@@ -17,8 +17,9 @@ use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
 use crate::AppState;
-use crate::catalog::{BackupRow, BackupStatus, CatalogError, WalRow};
-use crate::storage::{Listed, StorageError, Store, layout};
+use crate::catalog::{BackupRow, BackupStatus, WalRow};
+use crate::retention::OwnSettings;
+use crate::storage::{Listed, Store, layout};
 
 /// What a rebuild found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -91,39 +92,6 @@ enum Found {
     Backup,
     Settings,
     Nothing,
-}
-
-/// A cluster's own settings, as copied to the store.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct OwnSettings {
-    retention: Option<walgate_core::api::RetentionPolicy>,
-    thresholds: Option<walgate_core::api::StatusThresholds>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-/// Copies `cluster`'s own settings, as the catalog has them now, to its store; called
-/// after each change to them.
-pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<(), SaveError> {
-    let Some(now) = state.catalog.cluster(cluster).await? else {
-        return Ok(()); // deleted meanwhile, with its copy
-    };
-    let own = OwnSettings {
-        retention: now.retention.clone(),
-        thresholds: now.thresholds.clone(),
-    };
-    let json = serde_json::to_vec_pretty(&own).expect("settings serialize");
-    let store = state.storage.of(Some(&now))?;
-    store
-        .replace(&layout::settings_key(&now.name), json.into())
-        .await?;
-    Ok(())
 }
 
 /// Restores a cluster's own settings, unless the catalog already has some of its own.

@@ -191,6 +191,32 @@ pub async fn purge(
     Ok(Some((backups.len(), wal)))
 }
 
+/// A cluster's own settings, as copied to its store for `walgate catalog rebuild`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OwnSettings {
+    pub retention: Option<RetentionPolicy>,
+    pub thresholds: Option<walgate_core::api::StatusThresholds>,
+}
+
+/// Copies `cluster`'s own settings, as the catalog has them now, to its store; called
+/// after each change to them. Without the copy, a catalog rebuilt from the store would
+/// apply the fleet's default policy, which may delete what the cluster's own kept.
+pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+    let Some(now) = state.catalog.cluster(cluster).await? else {
+        return Ok(()); // deleted meanwhile, with its copy
+    };
+    let own = OwnSettings {
+        retention: now.retention.clone(),
+        thresholds: now.thresholds.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&own).expect("settings serialize");
+    let store = state.storage.of(Some(&now))?;
+    store
+        .replace(&layout::settings_key(&now.name), json.into())
+        .await?;
+    Ok(())
+}
+
 /// Completes what crashed gateways left: uploads that stopped beating, backups marked
 /// `deleting`, and WAL files waiting in `wal_deletions`.
 async fn finish_deletions(

@@ -9,7 +9,9 @@
 #     and the backlog drain on loopback vs serial `zstd -3` + fsync of the same files.
 #   fetch (restore_command for each segment in order):
 #     walgate-client wal-fetch (prefetch) vs the README's curl restore_command, on
-#     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files.
+#     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files,
+#     without and with an fsync of each (the fetch loop syncs each file, as PostgreSQL
+#     does when it keeps a restored segment).
 #
 # The proxy (tests/src/bin/delay-proxy.rs) is checked first: the round trip it adds, and
 # its bandwidth next to a direct connection.
@@ -120,6 +122,13 @@ zstd_d() {
     rm -rf "$work/out" && mkdir "$work/out"
     for n in "${names[@]}"; do zstd -q -d "$work/zst/$n.zst" -o "$work/out/$n"; done
 }
+# The same, syncing each file as the fetch loop does (as PostgreSQL does).
+zstd_d_sync() {
+    rm -rf "$work/out" && mkdir "$work/out"
+    for n in "${names[@]}"; do
+        zstd -q -d "$work/zst/$n.zst" -o "$work/out/$n" && sync "$work/out/$n"
+    done
+}
 
 declare -A best
 # timed NAME [PREPARE] COMMAND...: keeps the best segments/s under NAME.
@@ -150,6 +159,7 @@ for round in $(seq "$rounds"); do
     timed fetch_curl_wan fetch "$(restore_recipe "$wan_url" source)"
     timed fetch_client_wan fetch "$(client "$wan_url" source "wal-fetch %f %p")"
     timed zstd_d zstd_d
+    timed zstd_d_sync zstd_d_sync
 done
 
 ratio() { python3 -c "print('%.2fx' % (${best[$1]} / ${best[$2]}))"; }
@@ -172,6 +182,8 @@ row "fetch, loopback: curl restore_command" fetch_curl_lo ""
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo fetch_curl_lo) curl"
 row "fetch: zstd -d, serial" zstd_d ""
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo zstd_d) zstd -d (target >= 0.9)"
+row "fetch: zstd -d + fsync, serial" zstd_d_sync ""
+row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo zstd_d_sync) zstd -d + fsync"
 row "fetch, 10 ms RTT: curl restore_command" fetch_curl_wan ""
 row "fetch, 10 ms RTT: walgate-client wal-fetch" fetch_client_wan "$(ratio fetch_client_wan fetch_curl_wan) curl (target >= 3)"
 echo "walgate-client binary (client profile, stripped): $(stat -c %s "$client_bin") bytes"

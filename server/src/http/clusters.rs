@@ -297,7 +297,7 @@ async fn put_cluster(
     if let Some(t) = &req.thresholds {
         let own = (t != &Default::default()).then_some(t);
         state.catalog.set_thresholds(&name, own).await?;
-        crate::rebuild::save_settings(&state, &name).await?;
+        crate::retention::save_settings(&state, &name).await?;
     }
     if let Some(id) = sysid {
         let row = state.catalog.pin_cluster(&name, id, size, None).await?;

@@ -10,7 +10,6 @@ use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::catalog::CatalogError;
 use crate::limits::Busy;
-use crate::rebuild::SaveError;
 use crate::restore::LoadError;
 use crate::retention::RetentionError;
 use crate::storage::StorageError;
@@ -193,15 +192,6 @@ impl From<BackupError> for ApiError {
         };
         tracing::warn!(error = %e, "backup request refused");
         Self::new(status, code, e.to_string())
-    }
-}
-
-impl From<SaveError> for ApiError {
-    fn from(e: SaveError) -> Self {
-        match e {
-            SaveError::Catalog(c) => c.into(),
-            SaveError::Storage(s) => s.into(),
-        }
     }
 }
 

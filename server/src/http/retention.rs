@@ -53,7 +53,7 @@ async fn put_policy(
     if !state.catalog.set_retention(&name, Some(&policy)).await? {
         return Err(ApiError::not_found(format!("no cluster `{name}`")));
     }
-    crate::rebuild::save_settings(&state, &name).await?;
+    crate::retention::save_settings(&state, &name).await?;
     tracing::info!(cluster = %name, ?policy, "retention policy set");
     let row = cluster(&state, &name).await?;
     Ok(Json(retention::preview(&state, &row).await?))
@@ -72,7 +72,7 @@ async fn delete_policy(
     if !state.catalog.set_retention(&name, None).await? {
         return Err(ApiError::not_found(format!("no cluster `{name}`")));
     }
-    crate::rebuild::save_settings(&state, &name).await?;
+    crate::retention::save_settings(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
