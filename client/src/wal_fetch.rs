@@ -40,7 +40,9 @@ pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Re
         && settings.prefetch > 0
     {
         let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        if let Some(size) = SegmentSize::new(size) {
+        if let Some(size) = SegmentSize::new(size)
+            && !prefetcher_running(&dir)
+        {
             start_prefetch(settings, *segment, size, &dir);
         }
     }
@@ -57,6 +59,13 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
         return false;
     }
     std::fs::rename(&file, dest).is_ok()
+}
+
+/// Whether a prefetcher holds its lock now. Another started meanwhile would only find the
+/// lock taken and exit: a process per restored segment for nothing.
+fn prefetcher_running(dir: &Path) -> bool {
+    std::fs::File::open(dir.join(".lock"))
+        .is_ok_and(|lock| matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Starts a detached prefetcher for the segments after `segment`.
@@ -130,6 +139,18 @@ pub fn prefetch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_prefetcher_is_seen_by_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!prefetcher_running(dir.path()), "no lock file yet");
+        let lock = std::fs::File::create(dir.path().join(".lock")).unwrap();
+        assert!(!prefetcher_running(dir.path()), "not locked");
+        lock.try_lock().unwrap();
+        assert!(prefetcher_running(dir.path()));
+        drop(lock);
+        assert!(!prefetcher_running(dir.path()), "its lock ends with it");
+    }
 
     #[test]
     fn only_whole_segments_are_taken_from_prefetch() {
