@@ -201,18 +201,34 @@ fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
     }
 }
 
-/// The most memory receiving `name` can take: its payload (the whole file when it does
-/// not compress) and, for a raw body, the multi-threaded compressor's buffers, about as
-/// much again; and the chunks in flight. A cluster's first segment, its size not known
-/// yet, counts as the default 16 MiB.
-fn memory_needed(name: WalFileName, pinned: Option<(u64, SegmentSize)>, encoding: Encoding) -> u64 {
+/// The largest zstd window a WAL body may use, as a power of two: 8 MiB, the most zstd's
+/// levels 1 to 19 choose (only `--long` and the ultra levels go beyond). It bounds the
+/// decoder's memory, which the frame itself would otherwise choose (up to 128 MiB).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// The most memory receiving a file can take, for the WAL memory budget, with the chunks
+/// in flight: for a zstd body, the body as stored (at most its declared length) and the
+/// decoder's window; for a raw body, its compressed copy (the whole file when it does not
+/// compress) and the multi-threaded compressor's buffers, about as much again. A
+/// cluster's first segment, its size not known yet, counts as the default 16 MiB.
+fn memory_needed(
+    name: WalFileName,
+    pinned: Option<(u64, SegmentSize)>,
+    encoding: Encoding,
+    declared_len: Option<u64>,
+) -> u64 {
     let size = match (name.wal_segment(), pinned) {
         (Some(_), Some((_, size))) => size.bytes(),
         (Some(_), None) => SegmentSize::DEFAULT.bytes(),
         (None, _) => MAX_TEXT_FILE,
     };
     let buffers = match encoding {
-        Encoding::Zstd => size,
+        Encoding::Zstd => {
+            let body = declared_len
+                .unwrap_or(zstd_limit(size))
+                .min(zstd_limit(size));
+            body + size.min(1 << ZSTD_WINDOW_LOG_MAX)
+        }
         _ => 2 * size,
     };
     buffers + (1 << 20)
@@ -274,7 +290,10 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
             };
             let max = Rc::new(Cell::new(zstd_limit(limit)));
             let mut tee = Tee::new(Limited::new(body, max.clone()), Chunks::default());
-            let decoder = zstd::Decoder::new(&mut tee).map_err(ArchiveError::Body)?;
+            let mut decoder = zstd::Decoder::new(&mut tee).map_err(ArchiveError::Body)?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(ArchiveError::Body)?;
             let mut sha = HashWriter(Sha256::new());
             // A segment's header tells its real size: bound the body by that, not by
             // the largest segment size there is.
@@ -442,7 +461,7 @@ where
     // is allowed gives up the same way, with nothing stored.
     let _memory = tokio::time::timeout(
         idle_timeout,
-        memory.reserve(memory_needed(name, pinned, encoding)),
+        memory.reserve(memory_needed(name, pinned, encoding, declared_len)),
     )
     .await
     .map_err(|_| ArchiveError::Busy {

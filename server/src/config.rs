@@ -141,9 +141,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WALGATE_WAL_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub wal_idle_timeout: Option<std::time::Duration>,
     /// Memory for WAL uploads in progress (e.g. `1GiB`). Each holds up to twice its
-    /// segment size (raw) or once (zstd, as walgate-client sends); past this, uploads
-    /// wait their turn, unread, and one that waits WALGATE_WAL_IDLE_TIMEOUT gets 503.
-    /// [default: 512MiB: 16 raw or 31 zstd 16-MiB segments at once]
+    /// segment size (raw), or its body plus an 8 MiB decoder window (zstd, as
+    /// walgate-client sends); past this, uploads wait their turn, unread, and one that
+    /// waits WALGATE_WAL_IDLE_TIMEOUT gets 503. [default: 512MiB: 16 raw 16-MiB
+    /// segments at once, or about 50 from walgate-client]
     #[arg(long, env = "WALGATE_WAL_MEMORY", value_name = "SIZE", value_parser = crate::limits::Size::parse)]
     pub wal_memory: Option<crate::limits::Size>,
 }

@@ -513,6 +513,29 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (status, error_code(&String::from_utf8_lossy(&body)).as_str()),
         (StatusCode::BAD_REQUEST, "bad_body")
     );
+    // A zstd frame asking for a 128 MiB window (`--long=27`, streamed: no content size),
+    // more memory than a WAL body may make the gateway spend.
+    let mut long = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    long.long_distance_matching(true).unwrap();
+    long.window_log(27).unwrap();
+    std::io::Write::write_all(&mut long, &segment(SYSID, 1, 4, 1)).unwrap();
+    let long = long.finish().unwrap();
+    let (status, _, body) = f
+        .send(
+            Method::PUT,
+            uri,
+            Some(&t),
+            &[("content-encoding", "zstd")],
+            long,
+        )
+        .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::BAD_REQUEST, "bad_body"),
+        "{body}"
+    );
+    assert!(body.contains("memory"), "{body}");
     let (status, _, _) = f
         .send(
             Method::PUT,

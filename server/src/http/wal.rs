@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Archive one WAL file.
 ///
 /// The body is the file as PostgreSQL wrote it, raw (`curl -T %p`) or zstd-compressed
-/// with `Content-Encoding: zstd`. The answer comes only after the file is durable.
+/// with `Content-Encoding: zstd` (levels 1 to 19: a window of at most 8 MiB). The answer
+/// comes only after the file is durable.
 #[utoipa::path(put, path = "/v1/clusters/{cluster}/wal/{file}", tag = "wal",
     params(("cluster" = String, Path), ("file" = String, Path, description = "WAL file name")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
