@@ -500,17 +500,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
     // Bodies that are not what their encoding says.
     let uri = "/v1/clusters/main/wal/000000010000000000000004";
-    let (status, _, body) = f
-        .send(
-            Method::PUT,
-            uri,
-            Some(&t),
-            &[("content-encoding", "zstd")],
-            b"not zstd".to_vec(),
-        )
-        .await;
+    let put_as = async |encoding: &str, body: Vec<u8>| {
+        let headers = [("content-encoding", encoding)];
+        let (status, _, body) = f.send(Method::PUT, uri, Some(&t), &headers, body).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, body) = put_as("zstd", b"not zstd".to_vec()).await;
     assert_eq!(
-        (status, error_code(&String::from_utf8_lossy(&body)).as_str()),
+        (status, error_code(&body).as_str()),
         (StatusCode::BAD_REQUEST, "bad_body")
     );
     // A zstd frame asking for a 128 MiB window (`--long=27`, streamed: no content size),
@@ -519,32 +516,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
     long.long_distance_matching(true).unwrap();
     long.window_log(27).unwrap();
     std::io::Write::write_all(&mut long, &segment(SYSID, 1, 4, 1)).unwrap();
-    let long = long.finish().unwrap();
-    let (status, _, body) = f
-        .send(
-            Method::PUT,
-            uri,
-            Some(&t),
-            &[("content-encoding", "zstd")],
-            long,
-        )
-        .await;
-    let body = String::from_utf8_lossy(&body);
+    let (status, body) = put_as("zstd", long.finish().unwrap()).await;
     assert_eq!(
         (status, error_code(&body).as_str()),
         (StatusCode::BAD_REQUEST, "bad_body"),
         "{body}"
     );
     assert!(body.contains("memory"), "{body}");
-    let (status, _, _) = f
-        .send(
-            Method::PUT,
-            uri,
-            Some(&t),
-            &[("content-encoding", "br")],
-            segment(SYSID, 1, 4, 1),
-        )
-        .await;
+    let (status, _) = put_as("br", segment(SYSID, 1, 4, 1)).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // An oversized declared length is refused before the body is read.
     let (status, _, _) = f
