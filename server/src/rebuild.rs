@@ -94,13 +94,17 @@ enum Found {
     Nothing,
 }
 
-/// Restores a cluster's own settings, unless the catalog already has some of its own.
+/// Restores a cluster's own settings, unless the catalog already has some of its own. A
+/// copy without any (its own were removed) registers the cluster and restores nothing.
 async fn settings(state: &AppState, store: &Store, cluster: &str) -> anyhow::Result<Found> {
     let cluster: ClusterName = cluster.parse()?;
     let key = layout::settings_key(&cluster);
     let own: OwnSettings =
         serde_json::from_slice(&store.get_all(&key).await?).context("cluster settings")?;
     register(state, store, &cluster).await?;
+    if own.retention.is_none() && own.thresholds.is_none() {
+        return Ok(Found::Nothing);
+    }
     let row = state
         .catalog
         .cluster(&cluster)
