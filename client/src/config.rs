@@ -46,7 +46,9 @@ pub struct Flags {
     #[arg(long, env = "WALGATE_ZSTD_LEVEL", global = true, value_name = "LEVEL",
           value_parser = clap::value_parser!(i32).range(1..=19))]
     zstd_level: Option<i32>,
-    /// How long one command keeps retrying an unreachable or failing gateway. [default: 60]
+    /// How long one command keeps retrying an unreachable, failing or silent gateway; one
+    /// that never answers is given up in this time too (each request gets at least 10 s).
+    /// [default: 60]
     #[arg(
         long,
         env = "WALGATE_RETRY_SECONDS",
@@ -235,6 +237,28 @@ impl Flags {
             ),
             verbose,
         })
+    }
+}
+
+#[cfg(test)]
+impl Settings {
+    /// Settings for `url` that try each request once, with no pusher or prefetcher (they
+    /// would start the test binary).
+    pub fn for_test(url: &str) -> Settings {
+        Settings {
+            url: url.into(),
+            cluster: "main".parse().unwrap(),
+            token: "t".into(),
+            token_file: None,
+            ca_file: None,
+            zstd_level: 1,
+            retry_for: Duration::ZERO,
+            push_ahead: 0,
+            prefetch: 0,
+            prefetch_max_bytes: 0,
+            jobs: 1,
+            verbose: false,
+        }
     }
 }
 

@@ -16,7 +16,14 @@ pub struct Gateway {
     cluster: ClusterName,
     auth: String,
     retry_for: Duration,
+    retries: bool,
+    /// The least time one request gets, however little of `retry_for` is left.
+    attempt_min: Duration,
 }
+
+/// The least time one WAL request gets: even the last try, or the only one, must have
+/// time to move a segment over a slow link.
+const ATTEMPT_MIN: Duration = Duration::from_secs(10);
 
 pub enum Pushed {
     Stored,
@@ -40,8 +47,7 @@ impl Gateway {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(300)));
+            .timeout_connect(Some(Duration::from_secs(5)));
         if settings.url.starts_with("https://") {
             config = config.tls_config(tls(settings.ca_file.as_deref())?);
         }
@@ -51,13 +57,29 @@ impl Gateway {
             cluster: settings.cluster.clone(),
             auth: format!("Bearer {}", settings.token),
             retry_for: settings.retry_for,
+            retries: true,
+            attempt_min: ATTEMPT_MIN,
         })
     }
 
-    /// The same gateway, trying each request once (for work that may simply be skipped).
+    /// The same gateway, trying each request once (for work that may simply be skipped),
+    /// for at most the retry time.
     pub fn without_retries(mut self) -> Self {
-        self.retry_for = Duration::ZERO;
+        self.retries = false;
         self
+    }
+
+    /// `request` with the token, bounded to `timeout` from connecting to the body's end.
+    fn request<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        timeout: Duration,
+    ) -> ureq::RequestBuilder<B> {
+        request
+            .header("Authorization", &self.auth)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
     }
 
     fn wal_url(&self, name: &WalFileName) -> String {
@@ -65,16 +87,20 @@ impl Gateway {
     }
 
     /// Repeats `attempt` with exponential backoff while it asks to, for at most `retry_for`.
-    fn retrying<T>(&self, mut attempt: impl FnMut() -> Attempt<T>) -> anyhow::Result<T> {
+    /// Each attempt is given the time left (at least `attempt_min`) and must build its
+    /// request with [`Gateway::request`]: a gateway that takes connections and never
+    /// answers holds a call no longer than one that refuses them.
+    fn retrying<T>(&self, mut attempt: impl FnMut(Duration) -> Attempt<T>) -> anyhow::Result<T> {
         let start = Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
-            match attempt() {
+            let left = self.retry_for.saturating_sub(start.elapsed());
+            match attempt(left.max(self.attempt_min)) {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry(e, asked) => {
                     let pause = asked.map_or(wait, |a| a.max(wait));
-                    if start.elapsed() + pause > self.retry_for {
+                    if !self.retries || start.elapsed() + pause > self.retry_for {
                         return Err(e.context(format!(
                             "gave up on {} after {:?}",
                             self.base,
@@ -99,11 +125,9 @@ impl Gateway {
         size: u64,
     ) -> anyhow::Result<Pushed> {
         let url = self.wal_url(name);
-        self.retrying(|| {
+        self.retrying(|timeout| {
             let sent = self
-                .agent
-                .put(&url)
-                .header("Authorization", &self.auth)
+                .request(self.agent.put(&url), timeout)
                 .header("Content-Encoding", "zstd")
                 .header("Content-Type", "application/octet-stream")
                 .send(compressed);
@@ -136,11 +160,9 @@ impl Gateway {
         durable: bool,
     ) -> anyhow::Result<Fetched> {
         let url = self.wal_url(name);
-        self.retrying(|| {
+        self.retrying(|timeout| {
             let got = self
-                .agent
-                .get(&url)
-                .header("Authorization", &self.auth)
+                .request(self.agent.get(&url), timeout)
                 .header("Accept-Encoding", "zstd")
                 .call();
             classify(got, |status, mut r| match status {
@@ -182,7 +204,13 @@ impl Gateway {
     /// Asks `/healthz` once: is a walgate gateway answering at the URL?
     pub fn health(&self) -> anyhow::Result<()> {
         let url = format!("{}/healthz", self.base);
-        let got = self.agent.get(&url).call();
+        let got = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(self.attempt_min))
+            .build()
+            .call();
         match classify(got, |status, r| match status {
             200 => Ok(Attempt::Done(())),
             _ => Err(Box::new(r)),
@@ -198,12 +226,8 @@ impl Gateway {
     }
 
     fn get_json_at<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
-        self.retrying(|| {
-            let got = self
-                .agent
-                .get(url)
-                .header("Authorization", &self.auth)
-                .call();
+        self.retrying(|timeout| {
+            let got = self.request(self.agent.get(url), timeout).call();
             classify(got, |status, r| match status {
                 200 => Ok(json(r)),
                 _ => Err(Box::new(r)),
@@ -239,14 +263,15 @@ impl Gateway {
     /// Opens a backup's stored zstd stream; the caller decodes it.
     pub fn open_backup(&self, id: &str) -> anyhow::Result<Box<dyn Read + Send>> {
         let url = self.cluster_url(&format!("/backups/{id}/archive"));
-        self.retrying(|| {
+        self.retrying(|timeout| {
+            // The stream takes as long as the backup needs: only its start is bounded.
             let got = self
                 .agent
                 .get(&url)
                 .header("Authorization", &self.auth)
                 .header("Accept-Encoding", "zstd")
                 .config()
-                .timeout_global(None)
+                .timeout_recv_response(Some(timeout))
                 .build()
                 .call();
             classify(got, |status, r| {
@@ -426,6 +451,79 @@ fn write_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A gateway that answers the first request with a 503 after a second, then takes
+    /// connections and never answers them.
+    fn stalling_gateway() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for (i, conn) in listener.incoming().enumerate() {
+                let mut conn = conn.unwrap();
+                if i == 0 {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
+                        head.push(byte[0]);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                    let busy = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                    conn.write_all(busy.as_bytes()).unwrap();
+                } else {
+                    held.push(conn);
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_stalled_gateway_holds_a_call_no_longer_than_its_retry_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        let name: WalFileName = "000000010000000000000001".parse().unwrap();
+        let mut settings = Settings::for_test(&stalling_gateway());
+        settings.retry_for = Duration::from_millis(1500);
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.attempt_min = Duration::from_millis(300);
+
+        // The retry after the 503 (at 1 s, then a 200 ms pause) gets what is left of the
+        // 1.5 s, at least 300 ms; not 1.5 s afresh.
+        let started = Instant::now();
+        let e = gateway.fetch_wal(&name, &dest, None, false).err().unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1400), "{took:?}");
+        assert!(took < Duration::from_millis(2200), "{took:?}");
+        assert!(format!("{e:#}").contains("gave up"), "{e:#}");
+        assert!(!dest.exists());
+
+        // Tried once, a request still gets the retry time.
+        let once = gateway.without_retries();
+        let started = Instant::now();
+        assert!(once.push_wal(&name, b"", 0).is_err());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1400), "{took:?}");
+        assert!(took < Duration::from_millis(2500), "{took:?}");
+    }
+
+    #[test]
+    fn the_last_try_gets_at_least_the_least_time_of_an_attempt() {
+        let mut settings = Settings::for_test(&stalling_gateway());
+        settings.retry_for = Duration::ZERO;
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.attempt_min = Duration::from_millis(300);
+        let name: WalFileName = "000000010000000000000001".parse().unwrap();
+        // The first answer is a 503: given up, with no time left to retry in.
+        assert!(gateway.push_wal(&name, b"", 0).is_err());
+        let started = Instant::now();
+        assert!(gateway.push_wal(&name, b"", 0).is_err());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(1300), "{took:?}");
+    }
 
     #[test]
     fn retry_after_is_read_in_seconds() {

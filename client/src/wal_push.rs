@@ -422,21 +422,7 @@ mod tests {
 
     /// Settings for a gateway nobody answers at: any upload fails at once.
     fn unreachable_gateway() -> Settings {
-        Settings {
-            url: "http://127.0.0.1:9".into(),
-            cluster: "main".parse().unwrap(),
-            token: "t".into(),
-            token_file: None,
-            ca_file: None,
-            zstd_level: 1,
-            retry_for: Duration::ZERO,
-            // No pusher: it would start this test binary.
-            push_ahead: 0,
-            prefetch: 0,
-            prefetch_max_bytes: 0,
-            jobs: 1,
-            verbose: false,
-        }
+        Settings::for_test("http://127.0.0.1:9")
     }
 
     #[test]
