@@ -19,6 +19,9 @@ use crate::gateway::{Fetched, Gateway};
 /// Where prefetched segments wait, under pg_wal.
 pub const PREFETCH: &str = ".walgate/prefetch";
 
+/// The prefetcher's nice value (0 is normal, 19 the lowest).
+const PREFETCH_NICE: i32 = 10;
+
 fn prefetch_dir(dest: &Path) -> PathBuf {
     let wal_dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -92,6 +95,10 @@ pub fn prefetch(
     dir: &Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // Below the startup process: it replays (and calls here) while this reads ahead, and
+    // must not wait for a core behind the decoding of segments it needs later.
+    // Its threads, started later, inherit it. Failing to lower it is no reason not to run.
+    let _ = rustix::process::setpriority_process(None, PREFETCH_NICE);
     let lock = std::fs::File::create(dir.join(".lock"))?;
     if lock.try_lock().is_err() {
         return Ok(()); // another prefetcher is at work

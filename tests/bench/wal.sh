@@ -10,8 +10,8 @@
 #   fetch (restore_command for each segment in order):
 #     walgate-client wal-fetch (prefetch) vs the README's curl restore_command, on
 #     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files,
-#     without and with an fsync of each (the fetch loop syncs each file, as PostgreSQL
-#     does when it keeps a restored segment).
+#     without and with an fsync of each (the fetch loop syncs each file and keeps it
+#     under its own name, as PostgreSQL does with a restored segment).
 #
 # The proxy (tests/src/bin/delay-proxy.rs) is checked first: the round trip it adds, and
 # its bandwidth next to a direct connection.
@@ -92,20 +92,20 @@ archive() {
         done
     )
 }
-# fetch COMMAND: restores each segment in order and syncs it, as the startup process does.
+# fetch COMMAND: restores each segment in order and keeps it, as the startup process does.
 fetch() {
     (
-        rm -rf "$work/restore"
         mkdir -p "$work/restore/pg_wal"
         cd "$work/restore"
         for n in "${names[@]}"; do
             c=${1//%p/pg_wal/RECOVERYXLOG}
             sh -c "${c//%f/$n}" || { echo "fetch of $n failed" >&2; exit 1; }
             [[ $(stat -c %s pg_wal/RECOVERYXLOG) == $((16 << 20)) ]] || { echo "$n: wrong size" >&2; exit 1; }
-            # PostgreSQL keeps each restored segment in pg_wal with a durable rename,
-            # which fsyncs it before replay goes on.
+            # PostgreSQL keeps each restored segment in pg_wal under its own name with a
+            # durable rename, which fsyncs it before replay goes on; old segments are
+            # removed later, at restartpoints, by the checkpointer.
             sync pg_wal/RECOVERYXLOG
-            rm pg_wal/RECOVERYXLOG
+            mv pg_wal/RECOVERYXLOG "pg_wal/$n"
         done
         # A prefetcher still at work would steal time from the next contender.
         [[ -d pg_wal/.walgate/prefetch ]] && flock pg_wal/.walgate/prefetch/.lock true
@@ -113,18 +113,18 @@ fetch() {
     )
 }
 zstd3() {
-    rm -rf "$work/out" && mkdir "$work/out"
+    mkdir "$work/out"
     for n in "${names[@]}"; do
         zstd -q -3 "$work/segments/$n" -o "$work/out/$n.zst" && sync "$work/out/$n.zst" "$work/out"
     done
 }
 zstd_d() {
-    rm -rf "$work/out" && mkdir "$work/out"
+    mkdir "$work/out"
     for n in "${names[@]}"; do zstd -q -d "$work/zst/$n.zst" -o "$work/out/$n"; done
 }
 # The same, syncing each file as the fetch loop does (as PostgreSQL does).
 zstd_d_sync() {
-    rm -rf "$work/out" && mkdir "$work/out"
+    mkdir "$work/out"
     for n in "${names[@]}"; do
         zstd -q -d "$work/zst/$n.zst" -o "$work/out/$n" && sync "$work/out/$n"
     done
@@ -135,7 +135,9 @@ declare -A best
 timed() {
     local name=$1 s e
     shift
-    # Each contender starts with nothing left to write back from the one before.
+    # Each contender starts with the files of the one before removed, and nothing left
+    # to write back.
+    rm -rf "$work/out" "$work/restore"
     sync
     s=$(date +%s.%N)
     "$@"
