@@ -206,10 +206,8 @@ fn main() -> ExitCode {
             dir,
         } => {
             let result = cli.flags.resolve().and_then(|s| {
-                let after = match after.parse::<WalFileName>() {
-                    Ok(WalFileName::Segment(s)) => s,
-                    _ => anyhow::bail!("{after} is not a segment name"),
-                };
+                let after = wal_fetch::segment_name(&after)
+                    .with_context(|| format!("{after} is not a segment name"))?;
                 let size = SegmentSize::new(segment_bytes).context("bad segment size")?;
                 wal_fetch::prefetch(&s, after, size, &dir)
             });

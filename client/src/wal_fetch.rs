@@ -2,13 +2,17 @@
 //!
 //! PostgreSQL's startup process calls `restore_command` for one file at a time and replays
 //! it before asking for the next, so every round trip to the gateway stalls replay. After
-//! each segment, a call here starts a detached `walgate-client wal-prefetch` (at most one
-//! runs: it holds a lock) that downloads the following segments into
-//! `pg_wal/.walgate/prefetch`, each written as `.part` and renamed when complete. The next
-//! call finds its segment there and only renames it into place.
+//! each segment, a call here notes it in `pg_wal/.walgate/prefetch/.cursor` and, unless one
+//! runs (it holds a lock), starts a detached `walgate-client wal-prefetch`. The prefetcher
+//! keeps the segments that follow the cursor downloaded into that directory, each written
+//! under a temporary name and renamed when complete, following the cursor as replay moves
+//! on, until the archive ends or recovery stops asking. The next call finds its segment
+//! there and only renames it into place.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use walgate_core::{SegmentName, SegmentSize, WalFileName};
@@ -21,6 +25,14 @@ pub const PREFETCH: &str = ".walgate/prefetch";
 
 /// The prefetcher's nice value (0 is normal, 19 the lowest).
 const PREFETCH_NICE: i32 = 10;
+
+/// The file naming the segment recovery restored last, which the prefetcher follows.
+const CURSOR: &str = ".cursor";
+
+/// How long the prefetcher waits, its window full, for replay to take a segment before
+/// it exits (the next call starts another), and how often it looks meanwhile.
+const PREFETCH_IDLE: Duration = Duration::from_secs(5);
+const PREFETCH_POLL: Duration = Duration::from_millis(10);
 
 fn prefetch_dir(dest: &Path) -> PathBuf {
     let wal_dir = match dest.parent() {
@@ -43,10 +55,12 @@ pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Re
         && settings.prefetch > 0
     {
         let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
-        if let Some(size) = SegmentSize::new(size)
-            && !prefetcher_running(&dir)
-        {
-            start_prefetch(settings, *segment, size, &dir);
+        if let Some(size) = SegmentSize::new(size) {
+            // A running prefetcher follows it; a failed write only costs prefetching.
+            let _ = set_cursor(&dir, *segment);
+            if !prefetcher_running(&dir) {
+                start_prefetch(settings, *segment, size, &dir);
+            }
         }
     }
     Ok(fetched)
@@ -85,9 +99,11 @@ fn start_prefetch(settings: &Settings, segment: SegmentName, size: SegmentSize, 
     );
 }
 
-/// The prefetcher (hidden `wal-prefetch` command): downloads the segments that follow
-/// `after` into `dir`, at most `settings.prefetch` of them and `prefetch_max_bytes`, and
-/// removes any file there outside that window.
+/// The prefetcher (hidden `wal-prefetch` command): keeps the segments that follow the
+/// cursor (at first `after`) downloaded into `dir`, at most `settings.prefetch` of them
+/// and `prefetch_max_bytes`, on `settings.jobs` threads, and removes any segment there
+/// outside that window. It exits at the archive's end (or the first failure), or once
+/// replay has taken nothing for `PREFETCH_IDLE`.
 pub fn prefetch(
     settings: &Settings,
     after: SegmentName,
@@ -96,8 +112,8 @@ pub fn prefetch(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     // Below the startup process: it replays (and calls here) while this reads ahead, and
-    // must not wait for a core behind the decoding of segments it needs later.
-    // Its threads, started later, inherit it. Failing to lower it is no reason not to run.
+    // must not wait for a core behind the decoding of segments it needs later. Its
+    // threads, started later, inherit it. Failing to lower it is no reason not to run.
     let _ = rustix::process::setpriority_process(None, PREFETCH_NICE);
     let lock = std::fs::File::create(dir.join(".lock"))?;
     if lock.try_lock().is_err() {
@@ -106,41 +122,179 @@ pub fn prefetch(
     let count = settings
         .prefetch
         .min(usize::try_from(settings.prefetch_max_bytes / size.bytes()).unwrap_or(usize::MAX));
-    let window: Vec<String> = after
-        .following(size)
-        .take(count)
-        .map(|s| s.to_string())
-        .collect();
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let file = entry.file_name();
-        let keep = file == ".lock" || file.to_str().is_some_and(|f| window.iter().any(|w| w == f));
-        if !keep {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    let wanted: Vec<&String> = window
-        .iter()
-        .filter(|name| !dir.join(name).exists())
-        .collect();
+    let window = Window::new(dir, size, count, after);
+    window.adopt_left()?;
     let gateway = Gateway::new(settings)?.without_retries();
-    // The archive ends somewhere: past the first missing segment, stop asking.
-    let past_end = AtomicBool::new(false);
-    crate::parallel::map_bounded(&wanted, settings.jobs, |name| {
-        if past_end.load(Ordering::Relaxed) {
-            return;
-        }
-        let parsed: WalFileName = name.parse().expect("names we made parse");
-        let path = dir.join(name);
-        // Checked for size and synced before the rename that makes it visible. Synced
-        // here, on the prefetcher's threads: PostgreSQL fsyncs every restored segment as
-        // it keeps it in pg_wal (durable_rename), and would otherwise wait for the
-        // writeback on the replay path.
-        match gateway.fetch_wal(&parsed, &path, Some(size.bytes()), true) {
-            Ok(Fetched::Written) => settings.log(format_args!("prefetched {name}")),
-            Ok(Fetched::NotArchived) | Err(_) => past_end.store(true, Ordering::Relaxed),
+    std::thread::scope(|s| {
+        for _ in 0..settings.jobs.max(1) {
+            s.spawn(|| {
+                while let Some(next) = window.next() {
+                    let path = dir.join(next.to_string());
+                    // Checked for size and synced before the rename that makes it
+                    // visible. Synced here, on the prefetcher's threads: PostgreSQL
+                    // fsyncs every restored segment as it keeps it in pg_wal
+                    // (durable_rename), and would otherwise wait for the writeback on the
+                    // replay path.
+                    let got = gateway.fetch_wal(
+                        &WalFileName::Segment(next),
+                        &path,
+                        Some(size.bytes()),
+                        true,
+                    );
+                    let more = matches!(got, Ok(Fetched::Written));
+                    if more {
+                        settings.log(format_args!("prefetched {next}"));
+                    }
+                    window.finished(next, more);
+                }
+            });
         }
     });
     Ok(())
+}
+
+/// Points the cursor at `segment`: a symbolic link, replaced atomically, that lives in
+/// its inode (a file rewritten in place would cost a block write on every call).
+fn set_cursor(dir: &Path, segment: SegmentName) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{CURSOR}.{}", std::process::id()));
+    std::os::unix::fs::symlink(segment.to_string(), &tmp)?;
+    std::fs::rename(&tmp, dir.join(CURSOR))
+}
+
+/// `name` if it names a segment.
+pub fn segment_name(name: &str) -> Option<SegmentName> {
+    match name.parse() {
+        Ok(WalFileName::Segment(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The segments the prefetcher keeps ready: the `count` after the cursor.
+struct Window<'a> {
+    dir: &'a Path,
+    size: SegmentSize,
+    count: usize,
+    state: Mutex<WindowState>,
+}
+
+struct WindowState {
+    /// The segment recovery restored last.
+    after: SegmentName,
+    /// Downloaded into the directory: a call takes them from there, then moves the cursor.
+    ready: HashSet<SegmentName>,
+    in_flight: HashSet<SegmentName>,
+    /// The archive ended, or the gateway failed: no more asking.
+    done: bool,
+    /// When a download last ended or replay last moved on.
+    busy_at: Instant,
+    cursor_read_at: Instant,
+}
+
+impl Window<'_> {
+    fn new(dir: &Path, size: SegmentSize, count: usize, after: SegmentName) -> Window<'_> {
+        let now = Instant::now();
+        Window {
+            dir,
+            size,
+            count,
+            state: Mutex::new(WindowState {
+                after,
+                ready: HashSet::new(),
+                in_flight: HashSet::new(),
+                done: false,
+                busy_at: now,
+                cursor_read_at: now,
+            }),
+        }
+    }
+
+    /// Keeps what an earlier prefetcher left in the window (renamed into place, so
+    /// whole) and removes the rest: segments outside it, a crashed download's temporary
+    /// file. Later, only segments outside the window go, as downloads are under way.
+    fn adopt_left(&self) -> std::io::Result<()> {
+        let mut state = self.state.lock().expect("no panics hold this lock");
+        let window: HashSet<SegmentName> = self.segments(state.after).collect();
+        for entry in std::fs::read_dir(self.dir)?.flatten() {
+            let file = entry.file_name();
+            match file.to_str().and_then(segment_name) {
+                Some(s) if window.contains(&s) => {
+                    state.ready.insert(s);
+                }
+                _ if file == ".lock" || file == CURSOR => {}
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn segments(&self, after: SegmentName) -> impl Iterator<Item = SegmentName> {
+        after.following(self.size).take(self.count)
+    }
+
+    /// The next segment to download, waiting while the window is full; `None` when the
+    /// prefetcher is done.
+    fn next(&self) -> Option<SegmentName> {
+        loop {
+            {
+                let mut state = self.state.lock().expect("no panics hold this lock");
+                if state.done {
+                    return None;
+                }
+                if state.cursor_read_at.elapsed() >= PREFETCH_POLL {
+                    self.follow_cursor(&mut state);
+                }
+                let wanted = self
+                    .segments(state.after)
+                    .find(|s| !state.ready.contains(s) && !state.in_flight.contains(s));
+                if let Some(next) = wanted {
+                    state.in_flight.insert(next);
+                    return Some(next);
+                }
+                if state.in_flight.is_empty() && state.busy_at.elapsed() > PREFETCH_IDLE {
+                    return None;
+                }
+            }
+            std::thread::sleep(PREFETCH_POLL);
+        }
+    }
+
+    /// Moves the window to where replay is, removing the segments it left behind (those
+    /// before it were taken already; those past it belong to another timeline or an
+    /// earlier start).
+    fn follow_cursor(&self, state: &mut WindowState) {
+        state.cursor_read_at = Instant::now();
+        let cursor = std::fs::read_link(self.dir.join(CURSOR))
+            .ok()
+            .and_then(|c| segment_name(c.to_str()?));
+        let Some(cursor) = cursor.filter(|c| *c != state.after) else {
+            return;
+        };
+        state.after = cursor;
+        state.busy_at = Instant::now();
+        let window: HashSet<SegmentName> = self.segments(cursor).collect();
+        state.ready.retain(|s| {
+            let keep = window.contains(s);
+            if !keep {
+                let _ = std::fs::remove_file(self.dir.join(s.to_string()));
+            }
+            keep
+        });
+    }
+
+    /// Records the end of `segment`'s download; past the first that failed or was not
+    /// archived, nothing more is asked for.
+    fn finished(&self, segment: SegmentName, written: bool) {
+        let mut state = self.state.lock().expect("no panics hold this lock");
+        state.in_flight.remove(&segment);
+        state.busy_at = Instant::now();
+        if written {
+            state.ready.insert(segment);
+        } else {
+            state.done = true;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +311,67 @@ mod tests {
         assert!(prefetcher_running(dir.path()));
         drop(lock);
         assert!(!prefetcher_running(dir.path()), "its lock ends with it");
+    }
+
+    #[test]
+    fn the_window_follows_the_cursor_and_drops_what_replay_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = |s: &str| segment_name(s).unwrap();
+        let file = |s: &str| dir.path().join(s);
+        let download = |w: &Window, s: SegmentName| {
+            std::fs::write(file(&s.to_string()), b"segment").unwrap();
+            w.finished(s, true);
+        };
+        let move_cursor = |s: &str| {
+            set_cursor(dir.path(), seg(s)).unwrap();
+            std::thread::sleep(PREFETCH_POLL);
+        };
+        let size = SegmentSize::new(16 << 20).unwrap();
+        let w = Window::new(dir.path(), size, 3, seg("000000010000000000000001"));
+        // An earlier prefetcher's segment in the window stays; the rest goes.
+        for left in [
+            "000000010000000000000003",
+            "000000010000000000000009",
+            "x.walgate-part-7",
+        ] {
+            std::fs::write(file(left), b"left").unwrap();
+        }
+        w.adopt_left().unwrap();
+        assert!(file("000000010000000000000003").exists());
+        assert!(!file("000000010000000000000009").exists());
+        assert!(!file("x.walgate-part-7").exists());
+
+        let first: Vec<SegmentName> = (0..2).map(|_| w.next().unwrap()).collect();
+        assert_eq!(
+            first,
+            ["000000010000000000000002", "000000010000000000000004"].map(seg)
+        );
+        for s in first {
+            download(&w, s);
+        }
+        // Replay took 02 and 03: the window moves on by two.
+        std::fs::remove_file(file("000000010000000000000002")).unwrap();
+        std::fs::remove_file(file("000000010000000000000003")).unwrap();
+        move_cursor("000000010000000000000003");
+        let next = [w.next().unwrap(), w.next().unwrap()];
+        assert_eq!(
+            next,
+            ["000000010000000000000005", "000000010000000000000006"].map(seg)
+        );
+        for s in next {
+            download(&w, s);
+        }
+
+        // Recovery went on on timeline 2: the old timeline's segments go.
+        move_cursor("000000020000000000000004");
+        assert_eq!(w.next(), Some(seg("000000020000000000000005")));
+        for s in ["04", "05", "06"] {
+            assert!(!file(&format!("0000000100000000000000{s}")).exists(), "{s}");
+        }
+
+        // The archive ends at timeline 2's segment 05: nothing more is asked for.
+        w.finished(seg("000000020000000000000005"), false);
+        assert_eq!(w.next(), None);
     }
 
     #[test]
