@@ -10,8 +10,9 @@
 #   fetch (restore_command for each segment in order):
 #     walgate-client wal-fetch (prefetch) vs the README's curl restore_command, on
 #     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files,
-#     without and with an fsync of each (the fetch loop syncs each file and keeps it
-#     under its own name, as PostgreSQL does with a restored segment).
+#     without and with an fsync of each (the fetch loop keeps each file under its own
+#     name with a durable rename, tests/src/bin/durable-rename.rs, as PostgreSQL does
+#     with a restored segment).
 #
 # The proxy (tests/src/bin/delay-proxy.rs) is checked first: the round trip it adds, and
 # its bandwidth next to a direct connection.
@@ -22,7 +23,7 @@ segments=${1:-100}
 rounds=${2:-2}
 delay_ms=5
 source "$(dirname "$0")/lib.sh"
-(cd "$root" && cargo build --release --quiet -p walgate-tests --bin delay-proxy)
+(cd "$root" && cargo build --release --quiet -p walgate-tests --bin delay-proxy --bin durable-rename)
 
 make_segments "$segments"
 mkdir "$work/zst"
@@ -100,13 +101,15 @@ fetch() {
         for n in "${names[@]}"; do
             c=${1//%p/pg_wal/RECOVERYXLOG}
             sh -c "${c//%f/$n}" || { echo "fetch of $n failed" >&2; exit 1; }
-            [[ $(stat -c %s pg_wal/RECOVERYXLOG) == $((16 << 20)) ]] || { echo "$n: wrong size" >&2; exit 1; }
             # PostgreSQL keeps each restored segment in pg_wal under its own name with a
             # durable rename, which fsyncs it before replay goes on; old segments are
             # removed later, at restartpoints, by the checkpointer.
-            sync pg_wal/RECOVERYXLOG
-            mv pg_wal/RECOVERYXLOG "pg_wal/$n"
+            "$target/release/durable-rename" pg_wal/RECOVERYXLOG "pg_wal/$n"
         done
+        # Every segment whole (checked once: a stat process per segment would cost more
+        # than PostgreSQL's own stat of each).
+        sizes=$(cd pg_wal && stat -c %s "${names[@]}" | sort -u)
+        [[ $sizes == $((16 << 20)) ]] || { echo "a restored segment has the wrong size" >&2; exit 1; }
         # A prefetcher still at work would steal time from the next contender.
         [[ -d pg_wal/.walgate/prefetch ]] && flock pg_wal/.walgate/prefetch/.lock true
         true
