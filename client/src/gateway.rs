@@ -480,49 +480,54 @@ mod tests {
         url
     }
 
+    /// A client of a fresh `stalling_gateway` retrying for `retry_for`, each try given
+    /// at least 300 ms.
+    fn stalled_client(retry_for: Duration) -> Gateway {
+        let mut settings = Settings::for_test(&stalling_gateway());
+        settings.retry_for = retry_for;
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.attempt_min = Duration::from_millis(300);
+        gateway
+    }
+
+    /// How long `call` took to fail, and its error.
+    fn failing<T>(call: impl FnOnce() -> anyhow::Result<T>) -> (Duration, anyhow::Error) {
+        let started = Instant::now();
+        let e = call().err().expect("the call fails");
+        (started.elapsed(), e)
+    }
+
+    fn assert_between(took: Duration, from_ms: u64, to_ms: u64) {
+        let range = Duration::from_millis(from_ms)..Duration::from_millis(to_ms);
+        assert!(range.contains(&took), "{took:?} not in {range:?}");
+    }
+
     #[test]
     fn a_stalled_gateway_holds_a_call_no_longer_than_its_retry_time() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("RECOVERYXLOG");
         let name: WalFileName = "000000010000000000000001".parse().unwrap();
-        let mut settings = Settings::for_test(&stalling_gateway());
-        settings.retry_for = Duration::from_millis(1500);
-        let mut gateway = Gateway::new(&settings).unwrap();
-        gateway.attempt_min = Duration::from_millis(300);
+        let gateway = stalled_client(Duration::from_millis(1500));
 
         // The retry after the 503 (at 1 s, then a 200 ms pause) gets what is left of the
         // 1.5 s, at least 300 ms; not 1.5 s afresh.
-        let started = Instant::now();
-        let e = gateway.fetch_wal(&name, &dest, None, false).err().unwrap();
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(1400), "{took:?}");
-        assert!(took < Duration::from_millis(2200), "{took:?}");
+        let (took, e) = failing(|| gateway.fetch_wal(&name, &dest, None, false));
+        assert_between(took, 1400, 2200);
         assert!(format!("{e:#}").contains("gave up"), "{e:#}");
         assert!(!dest.exists());
 
         // Tried once, a request still gets the retry time.
         let once = gateway.without_retries();
-        let started = Instant::now();
-        assert!(once.push_wal(&name, b"", 0).is_err());
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(1400), "{took:?}");
-        assert!(took < Duration::from_millis(2500), "{took:?}");
+        assert_between(failing(|| once.push_wal(&name, b"", 0)).0, 1400, 2500);
     }
 
     #[test]
     fn the_last_try_gets_at_least_the_least_time_of_an_attempt() {
-        let mut settings = Settings::for_test(&stalling_gateway());
-        settings.retry_for = Duration::ZERO;
-        let mut gateway = Gateway::new(&settings).unwrap();
-        gateway.attempt_min = Duration::from_millis(300);
+        let gateway = stalled_client(Duration::ZERO);
         let name: WalFileName = "000000010000000000000001".parse().unwrap();
         // The first answer is a 503: given up, with no time left to retry in.
         assert!(gateway.push_wal(&name, b"", 0).is_err());
-        let started = Instant::now();
-        assert!(gateway.push_wal(&name, b"", 0).is_err());
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(300), "{took:?}");
-        assert!(took < Duration::from_millis(1300), "{took:?}");
+        assert_between(failing(|| gateway.push_wal(&name, b"", 0)).0, 300, 1300);
     }
 
     #[test]
