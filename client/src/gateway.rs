@@ -407,6 +407,38 @@ fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
 /// Bytes written to a file at a time.
 const WRITE_CHUNK: usize = 256 << 10;
 
+/// A file whose writeback starts every `WRITEBACK_AFTER` bytes, as PostgreSQL's
+/// `*_flush_after` settings do: its final fsync then has little left to write, and never
+/// puts a whole segment in the disk's queue ahead of another file's fsync.
+struct Writeback {
+    file: std::fs::File,
+    written: u64,
+    started: u64,
+    on: bool,
+}
+
+const WRITEBACK_AFTER: u64 = 1 << 20;
+
+impl std::io::Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.on && self.written - self.started >= WRITEBACK_AFTER {
+            // DONTNEED starts writeback of the dirty pages and drops only clean ones:
+            // these are dirty, so they stay cached for replay.
+            let len = std::num::NonZeroU64::new(self.written - self.started);
+            let _ =
+                rustix::fs::fadvise(&self.file, self.started, len, rustix::fs::Advice::DontNeed);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn write_atomically(
     body: impl Read,
     zstd: bool,
@@ -422,6 +454,12 @@ fn write_atomically(
         // Large writes: the page cache costs per call, and 8 KiB writes (io::copy's own
         // buffer) tripled the cost of writing a segment. io::copy fills a BufWriter's
         // buffer directly, so the decoder writes into it.
+        let file = Writeback {
+            file,
+            written: 0,
+            started: 0,
+            on: durable,
+        };
         let mut file = std::io::BufWriter::with_capacity(WRITE_CHUNK, file);
         let mut body: Box<dyn Read> = if zstd {
             Box::new(zstd::Decoder::new(body)?)
@@ -429,7 +467,7 @@ fn write_atomically(
             Box::new(body)
         };
         let got = std::io::copy(&mut body, &mut file).context("download")?;
-        let file = file.into_inner().map_err(|e| e.into_error())?;
+        let file = file.into_inner().map_err(|e| e.into_error())?.file;
         if let Some(want) = size.filter(|w| *w != got) {
             bail!("downloaded {got} bytes where a segment has {want}");
         }
