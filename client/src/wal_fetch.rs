@@ -122,6 +122,9 @@ pub fn prefetch(
     let count = settings
         .prefetch
         .min(usize::try_from(settings.prefetch_max_bytes / size.bytes()).unwrap_or(usize::MAX));
+    if count == 0 {
+        return Ok(()); // WALGATE_PREFETCH_MAX_MIB holds no whole segment
+    }
     let window = Window::new(dir, size, count, after);
     window.adopt_left()?;
     let gateway = Gateway::new(settings)?.without_retries();
@@ -157,6 +160,8 @@ pub fn prefetch(
 /// its inode (a file rewritten in place would cost a block write on every call).
 fn set_cursor(dir: &Path, segment: SegmentName) -> std::io::Result<()> {
     let tmp = dir.join(format!("{CURSOR}.{}", std::process::id()));
+    // Left by a crashed call that had this process id, it would make symlink fail.
+    let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(segment.to_string(), &tmp)?;
     std::fs::rename(&tmp, dir.join(CURSOR))
 }
@@ -372,6 +377,27 @@ mod tests {
         // The archive ends at timeline 2's segment 05: nothing more is asked for.
         w.finished(seg("000000020000000000000005"), false);
         assert_eq!(w.next(), None);
+    }
+
+    #[test]
+    fn a_prefetcher_with_no_room_for_a_segment_exits_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_test("http://127.0.0.1:9");
+        (settings.prefetch, settings.prefetch_max_bytes) = (16, 8 << 20);
+        let after = segment_name("000000010000000000000001").unwrap();
+        let started = std::time::Instant::now();
+        prefetch(
+            &settings,
+            after,
+            SegmentSize::new(16 << 20).unwrap(),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(
+            started.elapsed() < PREFETCH_IDLE / 2,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
