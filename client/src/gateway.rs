@@ -19,7 +19,14 @@ pub struct Gateway {
     retries: bool,
     /// The least time one request gets, however little of `retry_for` is left.
     attempt_min: Duration,
+    /// How long a backup stream may stall before it is given up.
+    stream_stall: Duration,
 }
+
+/// How long a backup's stream may move no byte: the gateway's own store requests give up
+/// sooner, so past it the connection is dead (a gateway gone without closing it), and a
+/// restore or a backup would otherwise wait forever.
+const STREAM_STALL: Duration = Duration::from_secs(120);
 
 /// The least time one WAL request gets: even the last try, or the only one, must have
 /// time to move a segment over a slow link.
@@ -59,6 +66,7 @@ impl Gateway {
             retry_for: settings.retry_for,
             retries: true,
             attempt_min: ATTEMPT_MIN,
+            stream_stall: STREAM_STALL,
         })
     }
 
@@ -236,7 +244,8 @@ impl Gateway {
     }
 
     /// Streams a base backup (a tar stream, zstd-compressed) to the gateway. Not retried:
-    /// a stream cannot be replayed.
+    /// a stream cannot be replayed. Only a send that stalls is bounded: the gateway's
+    /// answer may take long, as it completes a large upload.
     pub fn push_backup(&self, body: &mut dyn Read) -> anyhow::Result<walgate_core::api::Backup> {
         let sent = self
             .agent
@@ -249,6 +258,7 @@ impl Gateway {
             .header("Expect", "100-continue")
             .config()
             .timeout_global(None)
+            .timeout_per_write(Some(self.stream_stall))
             .build()
             .send(ureq::SendBody::from_reader(body));
         match classify(sent, |status, r| match status {
@@ -272,6 +282,7 @@ impl Gateway {
                 .header("Accept-Encoding", "zstd")
                 .config()
                 .timeout_recv_response(Some(timeout))
+                .timeout_per_read(Some(self.stream_stall))
                 .build()
                 .call();
             classify(got, |status, r| {
@@ -492,9 +503,12 @@ mod tests {
     use std::io::Write;
     use std::net::TcpListener;
 
-    /// A gateway that answers the first request with a 503 after a second, then takes
-    /// connections and never answers them.
-    fn stalling_gateway() -> String {
+    const BUSY: &str =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    /// A gateway that sends `first` to the first request after `delay`, then sends
+    /// nothing more on any connection, and never closes one.
+    fn stalling_gateway(delay: Duration, first: &'static str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {
@@ -507,21 +521,19 @@ mod tests {
                     while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {
                         head.push(byte[0]);
                     }
-                    std::thread::sleep(Duration::from_secs(1));
-                    let busy = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-                    conn.write_all(busy.as_bytes()).unwrap();
-                } else {
-                    held.push(conn);
+                    std::thread::sleep(delay);
+                    conn.write_all(first.as_bytes()).unwrap();
                 }
+                held.push(conn);
             }
         });
         url
     }
 
-    /// A client of a fresh `stalling_gateway` retrying for `retry_for`, each try given
-    /// at least 300 ms.
+    /// A client retrying for `retry_for`, each try given at least 300 ms, of a gateway
+    /// that answers a 503 after a second, then stalls.
     fn stalled_client(retry_for: Duration) -> Gateway {
-        let mut settings = Settings::for_test(&stalling_gateway());
+        let mut settings = Settings::for_test(&stalling_gateway(Duration::from_secs(1), BUSY));
         settings.retry_for = retry_for;
         let mut gateway = Gateway::new(&settings).unwrap();
         gateway.attempt_min = Duration::from_millis(300);
@@ -566,6 +578,38 @@ mod tests {
         // The first answer is a 503: given up, with no time left to retry in.
         assert!(gateway.push_wal(&name, b"", 0).is_err());
         assert_between(failing(|| gateway.push_wal(&name, b"", 0)).0, 300, 1300);
+    }
+
+    #[test]
+    fn a_backup_stream_that_stalls_is_given_up() {
+        let started =
+            "HTTP/1.1 200 OK\r\ncontent-encoding: zstd\r\ncontent-length: 1000000\r\n\r\nthe start";
+        let settings = Settings::for_test(&stalling_gateway(Duration::ZERO, started));
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.stream_stall = Duration::from_millis(300);
+        let mut body = gateway.open_backup("latest").unwrap();
+        // On a thread: without the bound the read would wait forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(failing(|| Ok(body.read_to_end(&mut Vec::new())?)).0);
+        });
+        let took = rx.recv_timeout(Duration::from_secs(5));
+        assert_between(took.expect("the stalled stream is given up"), 250, 2000);
+    }
+
+    #[test]
+    fn a_backup_upload_the_gateway_stops_reading_is_given_up() {
+        let settings = Settings::for_test(&stalling_gateway(Duration::ZERO, ""));
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.stream_stall = Duration::from_millis(300);
+        // More than the socket buffers hold; 100-continue is waited for a second.
+        let mut backup = std::io::repeat(7).take(256 << 20);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(failing(|| gateway.push_backup(&mut backup)).0);
+        });
+        let took = rx.recv_timeout(Duration::from_secs(10));
+        assert_between(took.expect("the stalled upload is given up"), 250, 5000);
     }
 
     #[test]
