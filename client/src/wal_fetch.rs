@@ -26,7 +26,8 @@ pub const PREFETCH: &str = ".walgate/prefetch";
 /// The prefetcher's nice value (0 is normal, 19 the lowest).
 const PREFETCH_NICE: i32 = 10;
 
-/// The file naming the segment recovery restored last, which the prefetcher follows.
+/// The symbolic link to the name of the segment recovery restored last, which the
+/// prefetcher follows.
 const CURSOR: &str = ".cursor";
 
 /// How long the prefetcher waits, its window full, for replay to take a segment before
