@@ -189,14 +189,20 @@ fn read_up_to(body: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// The largest body `name` may have, given the cluster's pinned segment size if any.
 /// The most of a refused WAL body read to its end before answering.
 const DRAIN_MAX: u64 = 64 << 20;
 
+/// The largest body `name` may have, given the cluster's pinned segment size if any.
 fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
+    file_size(name, pinned, SegmentSize::MAX.into())
+}
+
+/// The size of `name`: the cluster's pinned segment size for a segment, `unpinned` for
+/// a cluster's first, and the most a text file may hold for the others.
+fn file_size(name: WalFileName, pinned: Option<(u64, SegmentSize)>, unpinned: u64) -> u64 {
     match (name.wal_segment(), pinned) {
         (Some(_), Some((_, size))) => size.bytes(),
-        (Some(_), None) => u64::from(SegmentSize::MAX),
+        (Some(_), None) => unpinned,
         (None, _) => MAX_TEXT_FILE,
     }
 }
@@ -217,11 +223,7 @@ fn memory_needed(
     encoding: Encoding,
     declared_len: Option<u64>,
 ) -> u64 {
-    let size = match (name.wal_segment(), pinned) {
-        (Some(_), Some((_, size))) => size.bytes(),
-        (Some(_), None) => SegmentSize::DEFAULT.bytes(),
-        (None, _) => MAX_TEXT_FILE,
-    };
+    let size = file_size(name, pinned, SegmentSize::DEFAULT.bytes());
     let buffers = match encoding {
         Encoding::Zstd => {
             let body = declared_len

@@ -1,7 +1,8 @@
 //! Limits on what the gateway takes on at once: base backup uploads, per cluster and
 //! overall, so that backups cannot crowd out WAL archiving; backup bandwidth; and the
-//! memory WAL uploads may hold. WAL is never refused for being busy (a push that fails
-//! fills pg_wal on the database host): past its memory budget it waits its turn.
+//! memory WAL uploads may hold. WAL is never refused for backups' sake (a push that
+//! fails fills pg_wal on the database host): past its memory budget it waits its turn,
+//! and is told to retry (503) only after waiting as long as a silent body may.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
