@@ -30,6 +30,9 @@ const PREFETCH_NICE: i32 = 10;
 /// prefetcher follows.
 const CURSOR: &str = ".cursor";
 
+/// The file a running prefetcher holds locked.
+const LOCK: &str = ".lock";
+
 /// How long the prefetcher waits, its window full, for replay to take a segment before
 /// it exits (the next call starts another), and how often it looks meanwhile.
 const PREFETCH_IDLE: Duration = Duration::from_secs(5);
@@ -82,7 +85,7 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
 /// Whether a prefetcher holds its lock now. Another started meanwhile would only find the
 /// lock taken and exit: a process per restored segment for nothing.
 fn prefetcher_running(dir: &Path) -> bool {
-    std::fs::File::open(dir.join(".lock"))
+    std::fs::File::open(dir.join(LOCK))
         .is_ok_and(|lock| matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
@@ -116,7 +119,7 @@ pub fn prefetch(
     // must not wait for a core behind the decoding of segments it needs later. Its
     // threads, started later, inherit it. Failing to lower it is no reason not to run.
     let _ = rustix::process::setpriority_process(None, PREFETCH_NICE);
-    let lock = std::fs::File::create(dir.join(".lock"))?;
+    let lock = std::fs::File::create(dir.join(LOCK))?;
     if lock.try_lock().is_err() {
         return Ok(()); // another prefetcher is at work
     }
@@ -161,9 +164,16 @@ pub fn prefetch(
 /// its inode (a file rewritten in place would cost a block write on every call).
 fn set_cursor(dir: &Path, segment: SegmentName) -> std::io::Result<()> {
     let tmp = dir.join(format!("{CURSOR}.{}", std::process::id()));
-    // Left by a crashed call that had this process id, it would make symlink fail.
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(segment.to_string(), &tmp)?;
+    let target = segment.to_string();
+    if let Err(e) = std::os::unix::fs::symlink(&target, &tmp) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        // Left by a crashed call that had this process id: only then is it removed, so
+        // that every call does not pay for the rare one.
+        std::fs::remove_file(&tmp)?;
+        std::os::unix::fs::symlink(&target, &tmp)?;
+    }
     std::fs::rename(&tmp, dir.join(CURSOR))
 }
 
@@ -226,7 +236,7 @@ impl Window<'_> {
                 Some(s) if window.contains(&s) => {
                     state.ready.insert(s);
                 }
-                _ if file == ".lock" || file == CURSOR => {}
+                _ if file == LOCK || file == CURSOR => {}
                 _ => {
                     let _ = std::fs::remove_file(entry.path());
                 }
@@ -311,7 +321,7 @@ mod tests {
     fn a_running_prefetcher_is_seen_by_its_lock() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!prefetcher_running(dir.path()), "no lock file yet");
-        let lock = std::fs::File::create(dir.path().join(".lock")).unwrap();
+        let lock = std::fs::File::create(dir.path().join(LOCK)).unwrap();
         assert!(!prefetcher_running(dir.path()), "not locked");
         lock.try_lock().unwrap();
         assert!(prefetcher_running(dir.path()));
@@ -378,6 +388,18 @@ mod tests {
         // The archive ends at timeline 2's segment 05: nothing more is asked for.
         w.finished(seg("000000020000000000000005"), false);
         assert_eq!(w.next(), None);
+    }
+
+    #[test]
+    fn a_cursor_link_left_by_a_crashed_call_does_not_block_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = dir.path().join(format!("{CURSOR}.{}", std::process::id()));
+        std::os::unix::fs::symlink("000000010000000000000001", &left).unwrap();
+        let segment = segment_name("000000010000000000000002").unwrap();
+        set_cursor(dir.path(), segment).unwrap();
+        let cursor = std::fs::read_link(dir.path().join(CURSOR)).unwrap();
+        assert_eq!(cursor.to_str(), Some("000000010000000000000002"));
+        assert!(!left.exists());
     }
 
     #[test]
