@@ -291,13 +291,15 @@ mod tests {
             .issue(
                 Scope::All,
                 Role::Viewer,
-                Some(std::time::Duration::from_secs(1)),
+                // Two seconds: expiry counts from the issuing second, so a token for one
+                // may have only a moment left when it is checked.
+                Some(std::time::Duration::from_secs(2)),
                 None,
             )
             .await
             .unwrap();
         assert!(auth.verify(&short).await.is_ok());
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
         assert!(matches!(auth.verify(&short).await, Err(AuthError::Expired)));
     }
 
