@@ -415,6 +415,9 @@ fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     }
 }
 
+/// The extension of a file being downloaded, before its process id: `NAME.walgate-part-PID`.
+pub const PART: &str = "walgate-part-";
+
 /// Bytes written to a file at a time.
 const WRITE_CHUNK: usize = 256 << 10;
 
@@ -458,7 +461,7 @@ fn write_atomically(
     durable: bool,
 ) -> anyhow::Result<()> {
     // Per process: a foreground fetch and a prefetcher never share a temporary file.
-    let tmp = dest.with_extension(format!("walgate-part-{}", std::process::id()));
+    let tmp = dest.with_extension(format!("{PART}{}", std::process::id()));
     let result = (|| {
         let file =
             std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;

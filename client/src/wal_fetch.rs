@@ -49,7 +49,9 @@ fn prefetch_dir(dest: &Path) -> PathBuf {
 /// Restores `name` to `dest` (`%f` and `%p`).
 pub fn fetch(settings: &Settings, name: &WalFileName, dest: &Path) -> anyhow::Result<Fetched> {
     let dir = prefetch_dir(dest);
-    let fetched = if take_prefetched(&dir, name, dest) {
+    let fetched = if take_prefetched(&dir, name, dest)
+        || prefetch_arrives(&dir, name, dest, settings.retry_for)
+    {
         settings.log(format_args!("{name} came from prefetch"));
         Fetched::Written
     } else {
@@ -80,6 +82,28 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
         return false;
     }
     std::fs::rename(&file, dest).is_ok()
+}
+
+/// Waits, for at most `wait`, for `name` while the running prefetcher is downloading it
+/// (its temporary file is there), and takes it. Downloading it again would race the
+/// prefetcher for the same cores and the same link, and arrive no sooner.
+fn prefetch_arrives(dir: &Path, name: &WalFileName, dest: &Path, wait: Duration) -> bool {
+    let part = format!("{name}.{}", crate::gateway::PART);
+    let downloading = || {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_str().is_some_and(|f| f.starts_with(&part)))
+        })
+    };
+    let deadline = Instant::now() + wait;
+    while downloading() && prefetcher_running(dir) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+        if take_prefetched(dir, name, dest) {
+            return true;
+        }
+    }
+    take_prefetched(dir, name, dest)
 }
 
 /// Whether a prefetcher holds its lock now. Another started meanwhile would only find the
@@ -421,6 +445,51 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_call_waits_for_the_prefetcher_downloading_its_segment() {
+        let pg_wal = tempfile::tempdir().unwrap();
+        let dir = pg_wal.path().join(PREFETCH);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name: WalFileName = "000000010000000000000002".parse().unwrap();
+        let dest = pg_wal.path().join("RECOVERYXLOG");
+        let part = dir.join(format!("{name}.{}7", crate::gateway::PART));
+        std::fs::write(&part, b"half").unwrap();
+
+        // No prefetcher holds the lock: the file is a crashed one's, not waited for.
+        let wait = Duration::from_secs(10);
+        let started = Instant::now();
+        assert!(!prefetch_arrives(&dir, &name, &dest, wait));
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        // A running prefetcher finishes it 300 ms later: the call takes it.
+        let lock = std::fs::File::create(dir.join(LOCK)).unwrap();
+        lock.try_lock().unwrap();
+        let finishing = std::thread::spawn({
+            let (dir, part) = (dir.clone(), part.clone());
+            move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::write(dir.join("000000010000000000000002"), vec![7u8; 1 << 20]).unwrap();
+                std::fs::remove_file(part).unwrap();
+            }
+        });
+        let started = Instant::now();
+        assert!(prefetch_arrives(&dir, &name, &dest, wait));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(std::fs::metadata(&dest).unwrap().len(), 1 << 20);
+        finishing.join().unwrap();
+
+        // A download that fails (its file goes, nothing arrives) is not waited for.
+        std::fs::write(&part, b"half").unwrap();
+        let failing = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::remove_file(part).unwrap();
+        });
+        let started = Instant::now();
+        assert!(!prefetch_arrives(&dir, &name, &dest, wait));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        failing.join().unwrap();
     }
 
     #[test]
