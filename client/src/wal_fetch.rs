@@ -447,13 +447,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_call_waits_for_the_prefetcher_downloading_its_segment() {
+    /// A pg_wal with its prefetch directory; the directory and a call's `%p` in it.
+    fn pg_wal() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let pg_wal = tempfile::tempdir().unwrap();
         let dir = pg_wal.path().join(PREFETCH);
         std::fs::create_dir_all(&dir).unwrap();
-        let name: WalFileName = "000000010000000000000002".parse().unwrap();
         let dest = pg_wal.path().join("RECOVERYXLOG");
+        (pg_wal, dir, dest)
+    }
+
+    #[test]
+    fn a_call_waits_for_the_prefetcher_downloading_its_segment() {
+        let (_pg_wal, dir, dest) = pg_wal();
+        let name: WalFileName = "000000010000000000000002".parse().unwrap();
         let part = dir.join(format!("{name}.{}7", crate::gateway::PART));
         std::fs::write(&part, b"half").unwrap();
 
@@ -494,11 +500,8 @@ mod tests {
 
     #[test]
     fn only_whole_segments_are_taken_from_prefetch() {
-        let pg_wal = tempfile::tempdir().unwrap();
-        let dir = pg_wal.path().join(PREFETCH);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (_pg_wal, dir, dest) = pg_wal();
         let name: WalFileName = "000000010000000000000002".parse().unwrap();
-        let dest = pg_wal.path().join("RECOVERYXLOG");
 
         assert!(!take_prefetched(&dir, &name, &dest));
         std::fs::write(dir.join(name.to_string()), vec![7u8; 1000]).unwrap();
