@@ -7,16 +7,16 @@
 
 pub mod api;
 pub mod backup;
-pub mod cluster;
 pub mod history;
 pub mod lsn;
+pub mod names;
 pub mod page;
 pub mod recipe;
 pub mod units;
 pub mod wal;
 
 pub use backup::BackupLabel;
-pub use cluster::ClusterName;
+pub use names::{ClusterName, TargetName};
 pub use lsn::Lsn;
 pub use page::{LongPageHeader, PageHeaderError};
 pub use wal::{SegmentName, SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};

@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::storage::{TargetConfig, TargetName};
+use walgate_core::TargetName;
+
+use crate::secret::Secret;
+use crate::storage::TargetConfig;
 
 /// Where the gateway keeps its state; shared by every command that opens it.
 #[derive(Debug, Clone, Default, Args)]
@@ -219,43 +222,6 @@ mod humantime_serde_opt {
     }
 }
 
-/// A value that must not be printed: `Debug` and `Display` redact it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Shows a URL without its password or query string.
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact_url(&self.0))
-    }
-}
-
-/// A URL as logs may show it: the password masked, no query string or fragment (where
-/// tokens such as SAS signatures travel).
-pub fn redact_url(url: &str) -> String {
-    let s = url.split(['?', '#']).next().unwrap_or_default();
-    match (s.find("://"), s.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &s[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &s[..scheme + 3], &s[at..])
-        }
-        _ => s.to_owned(),
-    }
-}
-
 /// Fully resolved settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -358,7 +324,7 @@ impl Settings {
         });
         Ok(Settings {
             data_dir,
-            catalog_url: Secret(catalog_url),
+            catalog_url: Secret::new(catalog_url),
             targets,
             default_target,
             signing_key_file,
@@ -493,11 +459,11 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret("postgres://walgate:hunter2@db:5432/catalog?password=x".into());
+        let s = Secret::new("postgres://walgate:hunter2@db:5432/catalog?password=x".into());
         assert_eq!(format!("{s}"), "postgres://walgate:***@db:5432/catalog");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(
-            Secret("sqlite:///x/c.db".into()).to_string(),
+            Secret::new("sqlite:///x/c.db").to_string(),
             "sqlite:///x/c.db"
         );
         let target = crate::storage::TargetConfig::from_url("s3://key:hunter2@bucket/p?token=x");

@@ -217,7 +217,7 @@ mod tests {
                 pg_version: None,
                 created_at: now - time::Duration::hours(created_h),
                 retention: None,
-                target: crate::storage::TargetName::default_name(),
+                target: walgate_core::TargetName::default_name(),
                 thresholds: None,
             },
             stats: ClusterStats {

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod rebuild;
+pub mod secret;
 pub mod restore;
 pub mod retention;
 pub mod storage;

@@ -51,7 +51,7 @@ pub async fn load(state: &AppState, cluster: &ClusterRow) -> Result<Archive, Loa
     for file in files.iter().filter(|f| f.kind() == WalFileKind::History) {
         let store = state
             .storage
-            .of(Some(cluster))
+            .get(&cluster.target)
             .map_err(ArchiveError::from)?;
         let text = crate::archive::read_text(store, name, file).await?;
         let branches =

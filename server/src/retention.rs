@@ -149,7 +149,7 @@ pub async fn preview(
 /// Finishes deletions an earlier run left half-done, then deletes what the policy
 /// expires now; returns what it deleted.
 pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
-    let store = state.storage.of(Some(cluster))?;
+    let store = state.storage.get(&cluster.target)?;
     finish_deletions(state, store, &cluster.name).await?;
     let plan = preview(state, cluster).await?;
     for b in &plan.delete_backups {
@@ -175,7 +175,7 @@ pub async fn purge(
     state: &AppState,
     cluster: &ClusterRow,
 ) -> Result<Option<(usize, u64)>, RetentionError> {
-    let store = state.storage.of(Some(cluster))?;
+    let store = state.storage.get(&cluster.target)?;
     let name = &cluster.name;
     finish_deletions(state, store, name).await?;
     let backups = state.catalog.backups(name).await?;
@@ -210,7 +210,7 @@ pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<()
         thresholds: now.thresholds.clone(),
     };
     let json = serde_json::to_vec_pretty(&own).expect("settings serialize");
-    let store = state.storage.of(Some(&now))?;
+    let store = state.storage.get(&now.target)?;
     store
         .replace(&layout::settings_key(&now.name), json.into())
         .await?;

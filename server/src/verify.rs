@@ -69,7 +69,7 @@ async fn scrub_objects(
     let name = &cluster.name;
     let store = state
         .storage
-        .of(Some(cluster))
+        .get(&cluster.target)
         .map_err(ArchiveError::from)?;
     let mut checked = 0;
     let mut problems = vec![];

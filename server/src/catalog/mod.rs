@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use walgate_core::api::{self, Role};
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
-use crate::storage::TargetName;
+use walgate_core::TargetName;
 
 pub use sql::{PostgresCatalog, SqliteCatalog};
 

@@ -9,7 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::storage::TargetName;
+use walgate_core::TargetName;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,

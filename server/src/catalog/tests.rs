@@ -25,8 +25,8 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(c.cluster(&main).await.unwrap(), None);
 
     // Registration and pinning: first writer wins, later pins change nothing.
-    let default = crate::storage::TargetName::default_name();
-    let eu: crate::storage::TargetName = "eu".parse().unwrap();
+    let default = walgate_core::TargetName::default_name();
+    let eu: walgate_core::TargetName = "eu".parse().unwrap();
     let row = c.ensure_cluster(&main, &eu).await.unwrap();
     assert_eq!((row.system_identifier, row.segment_size), (None, None));
     assert_eq!(row.target, eu);

@@ -76,7 +76,7 @@ async fn post_backup(
     let registered = state.catalog.cluster(&cluster).await?;
     let (catalog, store, level, name) = (
         state.catalog.clone(),
-        state.storage.of(registered.as_ref())?.clone(),
+        state.storage.of(registered.as_ref().map(|c| &c.target))?.clone(),
         state.zstd_level,
         cluster.clone(),
     );
@@ -178,7 +178,7 @@ async fn get_archive(
     let registered = state.catalog.cluster(&cluster).await?;
     let stored = state
         .storage
-        .of(registered.as_ref())?
+        .of(registered.as_ref().map(|c| &c.target))?
         .get(&layout::backup_keys(&cluster, &row.id).data)
         .await?;
     let response = stored_response(
@@ -212,7 +212,7 @@ async fn delete_backup(
 ) -> Result<StatusCode, ApiError> {
     caller.require(&cluster, Role::Admin)?;
     let registered = state.catalog.cluster(&cluster).await?;
-    let store = state.storage.of(registered.as_ref())?;
+    let store = state.storage.of(registered.as_ref().map(|c| &c.target))?;
     backup::delete(state.catalog.as_ref(), store, &cluster, &id).await?;
     tracing::info!(%cluster, backup = %id, "backup deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -16,7 +16,7 @@ use super::extract::{ClusterPath, JsonBody, QueryParams};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::fleet::{self, ClusterState};
-use crate::storage::TargetName;
+use walgate_core::TargetName;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

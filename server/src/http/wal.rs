@@ -131,7 +131,7 @@ async fn get_wal(
     caller.require(&cluster, Role::Restorer)?;
     let row = find(&state, &cluster, &name).await?;
     let registered = state.catalog.cluster(&cluster).await?;
-    let store = state.storage.of(registered.as_ref())?;
+    let store = state.storage.of(registered.as_ref().map(|c| &c.target))?;
     let stored = store.get(&layout::wal_key(&cluster, &name)).await?;
     let mut response = stored_response(
         stored,

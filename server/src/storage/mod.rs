@@ -17,7 +17,8 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-pub use target::{TargetConfig, TargetName};
+pub use target::TargetConfig;
+use walgate_core::TargetName;
 
 use crypt::{CryptError, Keyring, Sealer, Unsealer};
 
@@ -217,9 +218,10 @@ impl Targets {
             .ok_or_else(|| StorageError::UnknownTarget(name.clone()))
     }
 
-    /// The store holding a cluster's objects; one not registered yet goes to the default.
-    pub fn of(&self, cluster: Option<&crate::catalog::ClusterRow>) -> Result<&Store, StorageError> {
-        self.get(cluster.map_or(&self.default, |c| &c.target))
+    /// The store of a cluster's recorded target; a cluster not registered yet (no
+    /// target) goes to the default.
+    pub fn of(&self, target: Option<&TargetName>) -> Result<&Store, StorageError> {
+        self.get(target.unwrap_or(&self.default))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Store> {

@@ -31,57 +31,11 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
 
+use walgate_core::TargetName;
+
 use super::StorageError;
 use super::crypt::Keyring;
 use super::swift::{Swift, SwiftAuth, SwiftConfig};
-
-/// A target's name: 1 to 63 of `a-z 0-9 - _`, starting with a letter or digit. Clusters
-/// record it, so it stays stable while the URL or credentials behind it change.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TargetName(String);
-
-impl TargetName {
-    /// The target that `storage_url` defines.
-    pub fn default_name() -> Self {
-        TargetName("default".to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for TargetName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let ok = (1..=63).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if ok {
-            Ok(TargetName(s.to_owned()))
-        } else {
-            Err(format!(
-                "bad storage target name `{s}`: use 1 to 63 of a-z, 0-9, - and _"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for TargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for TargetName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
 
 /// Where one option's value comes from. Secrets belong in `env` or `file`, so the config
 /// file can be shared.
@@ -153,7 +107,7 @@ impl TargetConfig {
 
     /// The URL as logs may show it: no password or query string.
     pub fn display_url(&self) -> String {
-        crate::config::redact_url(&self.url)
+        crate::secret::redact_url(&self.url)
     }
 
     /// Builds the store, reading credentials (and the keyring) from env variables and
@@ -427,14 +381,6 @@ mod tests {
 
     fn name() -> TargetName {
         "t".parse().unwrap()
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!("archive-eu_1".parse::<TargetName>().is_ok());
-        for bad in ["", "-x", "Upper", "a/b", &"x".repeat(64)] {
-            assert!(bad.parse::<TargetName>().is_err(), "{bad}");
-        }
     }
 
     #[test]

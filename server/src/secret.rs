@@ -1,0 +1,44 @@
+//! Values that must never reach a log line or an API answer.
+
+use std::fmt;
+
+/// A value that must not be printed: `Debug` and `Display` redact it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Shows a URL without its password or query string.
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// A URL as logs may show it: the password masked, no query string or fragment (where
+/// tokens such as SAS signatures travel).
+pub fn redact_url(url: &str) -> String {
+    let s = url.split(['?', '#']).next().unwrap_or_default();
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &s[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &s[..scheme + 3], &s[at..])
+        }
+        _ => s.to_owned(),
+    }
+}
