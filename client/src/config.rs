@@ -172,7 +172,7 @@ impl Flags {
             .context("no cluster: set WALGATE_CLUSTER or pass --cluster")?;
         let cluster = cluster
             .parse()
-            .map_err(|e: walgate_core::cluster::ClusterNameError| {
+            .map_err(|e: walgate_core::names::ClusterNameError| {
                 anyhow::anyhow!("WALGATE_CLUSTER: {e}")
             })?;
         let token_file = file.or(self.token_file.clone(), "WALGATE_TOKEN_FILE")?;

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tracing_subscriber::layer::SubscriberExt;
-use walgate::AppState;
+use walgate::Services;
 use walgate::catalog::BackupRow;
-use walgate::config::{ServeArgs, Settings, StateArgs};
+use walgate::settings::{self, Settings};
 use walgate_core::api::RetentionPolicy;
 use walgate_core::{ClusterName, Lsn, Timeline};
 use walgate_tests::PgCluster;
@@ -46,7 +46,7 @@ fn backup(i: u64, segno: u64) -> BackupRow {
 
 /// Fills the catalog with `files` WAL rows for each of `clusters` clusters, in bulk SQL
 /// (the catalog's API inserts one row at a time, as archiving does).
-async fn fill(url: &str, state: &AppState, clusters: u64, files: u64) {
+async fn fill(url: &str, state: &Services, clusters: u64, files: u64) {
     let names: Vec<ClusterName> = (0..clusters)
         .map(|c| format!("c{c:03}").parse().unwrap())
         .collect();
@@ -102,15 +102,18 @@ async fn fill(url: &str, state: &AppState, clusters: u64, files: u64) {
 
 async fn measure(backend: &str, catalog_url: &str, clusters: u64, files: u64, queries: &AtomicU64) {
     let dir = tempfile::tempdir().unwrap();
-    let state = StateArgs {
-        data_dir: Some(dir.path().into()),
-        catalog_url: Some(catalog_url.to_owned()),
-        ..Default::default()
-    };
-    let settings = Settings::resolve(&state, &ServeArgs::default()).unwrap();
-    let state = AppState::open(&settings).await.unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let args = [
+        "walgate",
+        "--data-dir",
+        data_dir,
+        "--catalog-url",
+        catalog_url,
+    ];
+    let settings: Settings = settings::parse_from(args).unwrap();
+    let state = Services::open(settings).await.unwrap();
     let started = Instant::now();
-    fill(settings.catalog_url.expose(), &state, clusters, files).await;
+    fill(catalog_url, &state, clusters, files).await;
     eprintln!(
         "{backend}: filled {} WAL rows in {:.1} s",
         clusters * files,

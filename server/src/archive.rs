@@ -22,11 +22,11 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, WalFileName};
 
-use crate::catalog::{Catalog, CatalogError, ClusterRow, Inserted, WalRow};
-use crate::limits::WalMemory;
-use crate::storage::{Put, StorageError, Store, Targets, layout};
+use crate::Services;
+use crate::catalog::{CatalogError, ClusterRow, Inserted, WalRow};
+use crate::storage::{Put, StorageError, Store, layout};
 use crate::stream::{
-    ChannelReader, Chunks, Encoding, HashWriter, Limited, Tee, drain, forward, refuse_trailing,
+    Chunks, Encoding, HashWriter, Limited, Tee, channel_reader, drain, forward, refuse_trailing,
 };
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
@@ -406,20 +406,9 @@ pub struct Upload<'a> {
     pub idle_timeout: std::time::Duration,
 }
 
-/// Where WAL files are archived to, and with what.
-#[derive(Clone, Copy)]
-pub struct Archive<'a> {
-    pub catalog: &'a dyn Catalog,
-    pub storage: &'a Targets,
-    /// zstd level for raw bodies.
-    pub level: i32,
-    /// Held while a body is received; past it, uploads wait their turn.
-    pub memory: &'a WalMemory,
-}
-
 /// Archives one WAL file read from `body`.
 pub async fn push<S, E>(
-    archive: Archive<'_>,
+    services: &Services,
     upload: Upload<'_>,
     mut body: S,
 ) -> Result<Archived, ArchiveError>
@@ -434,12 +423,8 @@ where
         declared_len,
         idle_timeout,
     } = upload;
-    let Archive {
-        catalog,
-        storage,
-        level,
-        memory,
-    } = archive;
+    let (catalog, storage) = (services.catalog.as_ref(), &services.storage);
+    let (level, memory) = (services.settings.zstd_level, &services.limits.wal_memory);
     let existing_cluster = catalog.cluster(cluster).await?;
     let pinned = existing_cluster.as_ref().and_then(pinned_identity);
     let expect = Expect {
@@ -474,8 +459,8 @@ where
     // Up to 64 chunks in flight (hyper yields at most 16 KiB or so each): bounded, yet
     // deep enough that the worker rarely waits for the network or the network for it.
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
-    let worker =
-        tokio::task::spawn_blocking(move || encode(expect, ChannelReader::new(rx), encoding));
+    let reader = channel_reader(rx);
+    let worker = tokio::task::spawn_blocking(move || encode(expect, reader, encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
     let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
     forward(&mut body, tx, Some(idle_timeout), |chunk| {

@@ -28,7 +28,7 @@ use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Time
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::storage::{StorageError, Store, Writer, layout};
-use crate::stream::{ChannelReader, Encoding, Tee, forward, refuse_trailing};
+use crate::stream::{Encoding, Tee, channel_reader, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
@@ -429,9 +429,9 @@ where
         // may take minutes; TCP keepalive notices a host that is gone.
         forward(&mut body, body_tx, None, |_| {}).await
     });
-    let worker = tokio::task::spawn_blocking(move || {
-        read_backup(ChannelReader::new(body_rx), encoding, level, event_tx)
-    });
+    let reader = channel_reader(body_rx);
+    let worker =
+        tokio::task::spawn_blocking(move || read_backup(reader, encoding, level, event_tx));
 
     let mut upload: Option<(BackupRow, Writer)> = None;
     let mut failure: Option<BackupError> = None;

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use walgate_core::ClusterName;
 use walgate_core::api::VerifyReport;
 
-use crate::AppState;
+use crate::Services;
 use crate::catalog::{BackupStats, CatalogError, ClusterRow, ClusterStats};
 
 /// When a cluster counts as late.
@@ -130,7 +130,7 @@ impl ClusterState {
 /// Every cluster `visible` lets the caller see, in three queries however large the
 /// fleet (WAL totals come from a table the catalog keeps by trigger).
 pub async fn load(
-    state: &AppState,
+    state: &Services,
     visible: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<ClusterState>, CatalogError> {
     let mut backups: HashMap<_, _> = state
@@ -162,7 +162,7 @@ pub async fn load(
 
 /// One cluster, without reading the rest of the fleet.
 pub async fn load_one(
-    state: &AppState,
+    state: &Services,
     name: &ClusterName,
 ) -> Result<Option<ClusterState>, CatalogError> {
     let Some(cluster) = state.catalog.cluster(name).await? else {

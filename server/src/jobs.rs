@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::AppState;
+use crate::Services;
 use crate::catalog::{CatalogError, ClusterRow};
 
 /// Runs `job` for every cluster every `interval`, while this replica holds the job's
 /// lease. A failure for one cluster is logged and the next run retries it. Runs for the
 /// life of the server.
 pub async fn every_cluster<E: std::fmt::Display>(
-    state: AppState,
+    state: Services,
     job: &'static str,
     interval: Duration,
-    run: impl AsyncFn(&AppState, &ClusterRow) -> Result<(), E>,
+    run: impl AsyncFn(&Services, &ClusterRow) -> Result<(), E>,
 ) {
     let holder = uuid::Uuid::new_v4().simple().to_string();
     let mut tick = tokio::time::interval(interval);
@@ -53,7 +53,7 @@ pub async fn every_cluster<E: std::fmt::Display>(
 /// When `job`'s next run starts, about: one interval after the holder of its lease (on
 /// whichever replica) last took it; `None` when it is not scheduled.
 pub async fn next_run(
-    state: &AppState,
+    state: &Services,
     job: &str,
     interval: Duration,
 ) -> Result<Option<OffsetDateTime>, CatalogError> {

@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 use walgate::catalog::Scope;
-use walgate::config::{LogFormat, ServeArgs, Settings, StateArgs};
+use walgate::http::{self, AppState};
+use walgate::settings::{self, LogFormat, Settings, StateSettings};
 use walgate::storage::crypt::Keyring;
-use walgate::{AppState, http, tls};
+use walgate::{Services, tls};
 use walgate_core::api::Role;
 
 /// HTTP backup gateway for PostgreSQL.
@@ -31,16 +32,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve {
-        #[command(flatten)]
-        state: StateArgs,
-        #[command(flatten)]
-        serve: Box<ServeArgs>,
-    },
+    Serve(Box<Settings>),
     /// Apply catalog migrations and exit (`serve` also applies them at start).
     Migrate {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
     },
     /// Issue, list and revoke API tokens.
     #[command(subcommand)]
@@ -71,7 +67,7 @@ enum Command {
     /// it finds a problem.
     Verify {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
         cluster: walgate_core::ClusterName,
         /// Re-read every stored object (reads the whole archive).
         #[arg(long)]
@@ -102,7 +98,7 @@ enum CatalogCommand {
     /// Rows already present are kept. Tokens are not in the store: issue new ones.
     Rebuild {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
         /// Print what was found as JSON.
         #[arg(long)]
         json: bool,
@@ -117,7 +113,7 @@ enum TokenCommand {
     ///   walgate token issue --cluster main --role archiver > /etc/walgate/token
     Issue {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
         /// Cluster the token may access; repeat for several, or `*` for all.
         #[arg(long = "cluster", required = true, value_name = "NAME")]
         clusters: Vec<String>,
@@ -134,7 +130,7 @@ enum TokenCommand {
     /// List tokens (never the tokens themselves).
     List {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -142,7 +138,7 @@ enum TokenCommand {
     /// Revoke a token by id; it stops working at once.
     Revoke {
         #[command(flatten)]
-        state: StateArgs,
+        state: StateSettings,
         id: String,
     },
 }
@@ -237,21 +233,20 @@ async fn main() -> anyhow::Result<()> {
     // One crypto provider for every TLS user in the process (rustls refuses to guess
     // when more than one is compiled in).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    match Cli::parse().command {
-        Command::Serve { state, serve } => {
-            let settings = Settings::resolve(&state, &serve)?;
+    match settings::parse::<Cli>()?.command {
+        Command::Serve(settings) => {
             init_logs(settings.log_format);
-            run(settings, move || Settings::resolve(&state, &serve)).await
+            run(*settings).await
         }
         Command::Migrate { state } => {
-            let settings = Settings::resolve(&state, &ServeArgs::default())?;
-            walgate::catalog::open(settings.catalog_url.expose()).await?;
-            eprintln!("catalog {} is up to date", settings.catalog_url);
+            let url = state.catalog_url()?;
+            walgate::catalog::open(url.expose()).await?;
+            eprintln!("catalog {url} is up to date");
             Ok(())
         }
         Command::Token(cmd) => token(cmd).await,
         Command::Catalog(CatalogCommand::Rebuild { state, json }) => {
-            let state = open_state(&state).await?;
+            let state = open_state(state).await?;
             let found = walgate::rebuild::rebuild(&state).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&found)?);
@@ -293,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             scrub,
             json,
         } => {
-            let state = open_state(&state).await?;
+            let state = open_state(state).await?;
             let row = state
                 .catalog
                 .cluster(&cluster)
@@ -320,23 +315,24 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Serves until SIGTERM; `reload` reads the settings again on SIGHUP (for the limits
-/// that may change without a restart).
-async fn run(
-    settings: Settings,
-    reload: impl Fn() -> anyhow::Result<Settings> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Serves until SIGTERM; on SIGHUP reads the settings again, for the limits that may
+/// change without a restart.
+async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
-    let state = AppState::open(&settings).await?;
-    tokio::spawn(reload_limits(state.bandwidth.clone(), reload));
-    for store in state.storage.iter() {
+    let tls_files = settings.tls()?;
+    let data_dir = settings.state.data_dir()?;
+    let services = Services::open(settings).await?;
+    let settings = services.settings.clone();
+    let state = AppState::new(services.clone())?;
+    tokio::spawn(reload_limits(services.limits.bandwidth.clone()));
+    for store in services.storage.iter() {
         store.probe(true).await?;
         tracing::info!(target = %store.target(), url = store.url(), "storage target ok");
     }
-    if state.catalog.tokens().await?.is_empty() {
+    if services.catalog.tokens().await?.is_empty() {
         tracing::warn!(
             "no tokens yet: create an admin token with `walgate token issue --data-dir {} --cluster '*' --role admin`",
-            settings.data_dir.display()
+            data_dir.display()
         );
     }
     let listener = std::net::TcpListener::bind(settings.listen)
@@ -352,25 +348,21 @@ async fn run(
     let app = http::app(state.clone());
     if !settings.retention_interval.is_zero() {
         tokio::spawn(walgate::retention::schedule(
-            state.clone(),
+            services.clone(),
             settings.retention_interval,
         ));
     }
     if !settings.verify_interval.is_zero() {
         tokio::spawn(walgate::verify::schedule(
-            state.clone(),
+            services.clone(),
             settings.verify_interval,
         ));
     }
-    let scheme = if settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls_files.is_some() { "https" } else { "http" };
     // The one line on stdout: lets scripts and tests find a port chosen with :0.
     println!("walgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, scheme, catalog = state.catalog.backend(), default_target = %state.storage.default_target(), "ready");
+    tracing::info!(%addr, scheme, catalog = services.catalog.backend(), default_target = %services.storage.default_target(), "ready");
     // SIGTERM: turn unready, wait for load balancers to notice, then stop accepting and
     // give requests in flight until the deadline. At the deadline, backup uploads still
     // running are cut and clean up after themselves, so none is left half-written.
@@ -413,7 +405,7 @@ async fn run(
         .http_builder()
         .http1()
         .header_read_timeout(header_timeout);
-    match &settings.tls {
+    match &tls_files {
         None => server.serve(service).await.context("serve HTTP")?,
         Some(files) => {
             let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
@@ -435,10 +427,11 @@ async fn run(
     }
     state.cut_uploads.cancel();
     let cleanup = tokio::time::Instant::now();
-    while state.uploads.running() > 0 && cleanup.elapsed() < std::time::Duration::from_secs(30) {
+    let uploads = &services.limits.uploads;
+    while uploads.running() > 0 && cleanup.elapsed() < std::time::Duration::from_secs(30) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    if state.uploads.running() > 0 {
+    if uploads.running() > 0 {
         tracing::warn!(
             "backup uploads still cleaning up at exit; the next deletion of them finishes the job"
         );
@@ -448,21 +441,21 @@ async fn run(
 }
 
 /// On SIGHUP, applies the backup bandwidth limits from the settings read again.
-async fn reload_limits(
-    bandwidth: walgate::limits::Bandwidth,
-    reload: impl Fn() -> anyhow::Result<Settings>,
-) {
+async fn reload_limits(bandwidth: walgate::limits::Bandwidth) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot watch SIGHUP; limits change only with a restart");
         return;
     };
     while hup.recv().await.is_some() {
-        match reload() {
-            Ok(s) => {
-                bandwidth.set(s.backup_rates);
-                tracing::info!(limits = ?s.backup_rates, "backup bandwidth limits reloaded");
+        match settings::parse::<Cli>() {
+            Ok(Cli {
+                command: Command::Serve(s),
+            }) => {
+                bandwidth.set(s.backup_rates());
+                tracing::info!(limits = ?s.backup_rates(), "backup bandwidth limits reloaded");
             }
+            Ok(_) => unreachable!("the command line of `walgate serve` parses as serve"),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "settings not reloaded; the limits in use stay")
             }
@@ -479,8 +472,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn open_state(state: &StateArgs) -> anyhow::Result<AppState> {
-    AppState::open(&Settings::resolve(state, &ServeArgs::default())?).await
+async fn open_state(state: StateSettings) -> anyhow::Result<Services> {
+    Services::open(Settings::for_state(state)?).await
 }
 
 async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
@@ -496,7 +489,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 .join(",")
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!(e))?;
-            let app = open_state(&state).await?;
+            let app = open_state(state).await?;
             let (row, token) = app
                 .auth
                 .issue(scope, role, expires.map(Into::into), description)
@@ -510,7 +503,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         TokenCommand::List { state, json } => {
-            let app = open_state(&state).await?;
+            let app = open_state(state).await?;
             let rows: Vec<_> = app
                 .catalog
                 .tokens()
@@ -546,7 +539,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { state, id } => {
-            let app = open_state(&state).await?;
+            let app = open_state(state).await?;
             let found = app
                 .catalog
                 .revoke_token(&id, time::OffsetDateTime::now_utc())

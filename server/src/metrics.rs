@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::AppState;
+use crate::Services;
 use crate::fleet::{ClusterState, Status};
 
 /// Upper bounds of the request latency histogram, in seconds.
@@ -197,7 +197,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition for the clusters `visible` lets the caller see.
-pub async fn render(state: &AppState, visible: &(dyn Fn(&str) -> bool + Sync)) -> String {
+pub async fn render(state: &Services, visible: &(dyn Fn(&str) -> bool + Sync)) -> String {
     let mut out = String::new();
     header(&mut out, "walgate_up", "gauge", "The gateway answers.");
     let _ = writeln!(out, "walgate_up 1");
@@ -221,7 +221,7 @@ pub async fn render(state: &AppState, visible: &(dyn Fn(&str) -> bool + Sync)) -
     let _ = writeln!(
         out,
         "walgate_wal_uploads_waiting {}",
-        state.wal_memory.waiting()
+        state.limits.wal_memory.waiting()
     );
     // Without the catalog the fleet's state is unknown, but the gateway's own counters
     // still are: report those, and that the catalog is down.
@@ -242,7 +242,7 @@ pub async fn render(state: &AppState, visible: &(dyn Fn(&str) -> bool + Sync)) -
 }
 
 /// Each cluster's state, and storage per target.
-fn render_fleet(out: &mut String, state: &AppState, fleet: &[ClusterState]) {
+fn render_fleet(out: &mut String, state: &Services, fleet: &[ClusterState]) {
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
@@ -330,7 +330,7 @@ fn render_fleet(out: &mut String, state: &AppState, fleet: &[ClusterState]) {
         "1 for the cluster's status (new, ok, late, failing) against the thresholds, 0 for the others.",
     );
     for f in fleet {
-        let (now_status, _) = f.status(&state.thresholds, now);
+        let (now_status, _) = f.status(&state.settings.thresholds(), now);
         for status in Status::ALL {
             let _ = writeln!(
                 out,

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
-use crate::AppState;
+use crate::Services;
 use crate::catalog::{BackupRow, BackupStatus, WalRow};
 use crate::retention::OwnSettings;
 use crate::storage::{Listed, Store, layout};
@@ -33,7 +33,7 @@ pub struct Rebuilt {
 }
 
 /// Reads every object under `clusters/` on every target into the catalog.
-pub async fn rebuild(state: &AppState) -> anyhow::Result<Rebuilt> {
+pub async fn rebuild(state: &Services) -> anyhow::Result<Rebuilt> {
     let mut found = Rebuilt::default();
     for store in state.storage.iter() {
         rebuild_target(state, store, &mut found).await?;
@@ -42,7 +42,7 @@ pub async fn rebuild(state: &AppState) -> anyhow::Result<Rebuilt> {
 }
 
 async fn rebuild_target(
-    state: &AppState,
+    state: &Services,
     store: &Store,
     found: &mut Rebuilt,
 ) -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ async fn rebuild_target(
 
 /// Registers `cluster` on the target `store` belongs to; a cluster already on another
 /// target keeps it, and these objects stay out of the catalog.
-async fn register(state: &AppState, store: &Store, cluster: &ClusterName) -> anyhow::Result<()> {
+async fn register(state: &Services, store: &Store, cluster: &ClusterName) -> anyhow::Result<()> {
     let row = state
         .catalog
         .ensure_cluster(cluster, store.target())
@@ -96,7 +96,7 @@ enum Found {
 
 /// Restores a cluster's own settings, unless the catalog already has some of its own. A
 /// copy without any (its own were removed) registers the cluster and restores nothing.
-async fn settings(state: &AppState, store: &Store, cluster: &str) -> anyhow::Result<Found> {
+async fn settings(state: &Services, store: &Store, cluster: &str) -> anyhow::Result<Found> {
     let cluster: ClusterName = cluster.parse()?;
     let key = layout::settings_key(&cluster);
     let own: OwnSettings =
@@ -123,7 +123,7 @@ async fn settings(state: &AppState, store: &Store, cluster: &str) -> anyhow::Res
 }
 
 async fn wal(
-    state: &AppState,
+    state: &Services,
     store: &Store,
     cluster: &str,
     file: &str,
@@ -160,7 +160,7 @@ async fn wal(
 }
 
 async fn backup(
-    state: &AppState,
+    state: &Services,
     store: &Store,
     cluster: &str,
     object: &Listed,

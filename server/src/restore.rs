@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use walgate_core::history::Branch;
 use walgate_core::{Lsn, SegmentName, SegmentSize, Timeline, WalFileName};
 
-use crate::AppState;
+use crate::Services;
 use crate::archive::ArchiveError;
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow, WalFilter};
 use walgate_core::{WalFileKind, history};
@@ -31,7 +31,7 @@ pub enum LoadError {
 }
 
 /// Reads everything the planner needs from the catalog and, for history files, the store.
-pub async fn load(state: &AppState, cluster: &ClusterRow) -> Result<Archive, LoadError> {
+pub async fn load(state: &Services, cluster: &ClusterRow) -> Result<Archive, LoadError> {
     let name = &cluster.name;
     let mut files = BTreeSet::new();
     let mut filter = WalFilter {

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use walgate_core::api::{ExpiredBackup, RetentionPlan, RetentionPolicy};
 use walgate_core::{ClusterName, SegmentSize, WalFileName};
 
-use crate::AppState;
+use crate::Services;
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
 use crate::storage::{StorageError, Store, layout};
@@ -113,10 +113,10 @@ fn policy_of(
 
 /// What a run would delete now.
 pub async fn preview(
-    state: &AppState,
+    state: &Services,
     cluster: &ClusterRow,
 ) -> Result<RetentionPlan, RetentionError> {
-    let (policy, source) = policy_of(cluster, state.retention.as_ref());
+    let (policy, source) = policy_of(cluster, state.settings.retention().as_ref());
     let backups = state.catalog.backups(&cluster.name).await?;
     let segment_size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
     let d = decide(&policy, &backups, segment_size, OffsetDateTime::now_utc());
@@ -148,7 +148,7 @@ pub async fn preview(
 
 /// Finishes deletions an earlier run left half-done, then deletes what the policy
 /// expires now; returns what it deleted.
-pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
+pub async fn run(state: &Services, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
     let store = state.storage.get(&cluster.target)?;
     finish_deletions(state, store, &cluster.name).await?;
     let plan = preview(state, cluster).await?;
@@ -172,7 +172,7 @@ pub async fn run(state: &AppState, cluster: &ClusterRow) -> Result<RetentionPlan
 /// next purge or retention run finishes it. Returns what was deleted, or `None` when
 /// the cluster received new WAL or a backup meanwhile and so still exists.
 pub async fn purge(
-    state: &AppState,
+    state: &Services,
     cluster: &ClusterRow,
 ) -> Result<Option<(usize, u64)>, RetentionError> {
     let store = state.storage.get(&cluster.target)?;
@@ -201,7 +201,7 @@ pub(crate) struct OwnSettings {
 /// Copies `cluster`'s own settings, as the catalog has them now, to its store; called
 /// after each change to them. Without the copy, a catalog rebuilt from the store would
 /// apply the fleet's default policy, which may delete what the cluster's own kept.
-pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<(), RetentionError> {
+pub async fn save_settings(state: &Services, cluster: &ClusterName) -> Result<(), RetentionError> {
     let Some(now) = state.catalog.cluster(cluster).await? else {
         return Ok(()); // deleted meanwhile, with its copy
     };
@@ -220,7 +220,7 @@ pub async fn save_settings(state: &AppState, cluster: &ClusterName) -> Result<()
 /// Completes what crashed gateways left: uploads that stopped beating, backups marked
 /// `deleting`, and WAL files waiting in `wal_deletions`.
 async fn finish_deletions(
-    state: &AppState,
+    state: &Services,
     store: &Store,
     cluster: &ClusterName,
 ) -> Result<(), RetentionError> {
@@ -241,7 +241,7 @@ async fn finish_deletions(
 /// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
 /// forgetting each batch once its objects are gone.
 async fn delete_wal_objects(
-    state: &AppState,
+    state: &Services,
     store: &Store,
     cluster: &ClusterName,
 ) -> Result<(), RetentionError> {
@@ -261,7 +261,7 @@ async fn delete_wal_objects(
 pub const LEASE: &str = "retention";
 
 /// Runs retention for every cluster every `interval`, on one replica at a time.
-pub async fn schedule(state: AppState, interval: Duration) {
+pub async fn schedule(state: Services, interval: Duration) {
     crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {
         run(state, cluster).await.map(drop)
     })

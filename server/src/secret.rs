@@ -42,3 +42,27 @@ pub fn redact_url(url: &str) -> String {
         _ => s.to_owned(),
     }
 }
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_show_no_password_or_query() {
+        let s = Secret::new("postgres://walgate:hunter2@db:5432/catalog?password=x");
+        assert_eq!(format!("{s}"), "postgres://walgate:***@db:5432/catalog");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            Secret::new("sqlite:///x/c.db").to_string(),
+            "sqlite:///x/c.db"
+        );
+    }
+}

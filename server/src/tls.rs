@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use crate::config::TlsFiles;
+use crate::settings::TlsFiles;
 
 /// How often the files' modification times are compared.
 const POLL: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use walgate_core::api::VerifyReport;
 
-use crate::AppState;
+use crate::Services;
 use crate::archive::ArchiveError;
 use crate::catalog::{BackupStatus, ClusterRow, WalFilter};
 use crate::restore::{self, LoadError};
@@ -16,7 +16,7 @@ use crate::storage::layout;
 
 /// Verifies `cluster` (and scrubs it when asked), records the report and returns it.
 pub async fn verify(
-    state: &AppState,
+    state: &Services,
     cluster: &ClusterRow,
     scrub: bool,
 ) -> Result<VerifyReport, LoadError> {
@@ -53,7 +53,7 @@ pub const LEASE: &str = "verify";
 
 /// Verifies every cluster's WAL chain (no scrub) every `interval`, on one replica at a
 /// time.
-pub async fn schedule(state: AppState, interval: std::time::Duration) {
+pub async fn schedule(state: Services, interval: std::time::Duration) {
     crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {
         verify(state, cluster, false).await.map(drop)
     })
@@ -63,7 +63,7 @@ pub async fn schedule(state: AppState, interval: std::time::Duration) {
 /// Re-reads every WAL object (decoded, against the content hash) and every complete
 /// backup (as stored, against the stored object's hash).
 async fn scrub_objects(
-    state: &AppState,
+    state: &Services,
     cluster: &ClusterRow,
 ) -> Result<(u64, Vec<String>), LoadError> {
     let name = &cluster.name;

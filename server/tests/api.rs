@@ -8,9 +8,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use walgate::AppState;
+use walgate::Services;
 use walgate::catalog::Scope;
-use walgate::config::{ServeArgs, Settings, StateArgs};
+use walgate::settings::{self, Settings};
 use walgate_core::api::Role;
 
 const SYSID: u64 = 7_300_000_000_000_000_001;
@@ -24,26 +24,26 @@ struct Fixture {
     _dir: tempfile::TempDir,
     objects: std::path::PathBuf,
     app: Router,
-    state: AppState,
+    state: Services,
 }
 
 impl Fixture {
     async fn new() -> Self {
-        Self::serving(ServeArgs::default()).await
+        Self::serving(&[]).await
     }
 
-    async fn serving(serve: ServeArgs) -> Self {
+    /// A gateway on a new data directory, with `flags` as `walgate serve` takes them.
+    async fn serving(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let args = StateArgs {
-            data_dir: Some(dir.path().into()),
-            ..Default::default()
-        };
-        let settings = Settings::resolve(&args, &serve).unwrap();
-        let state = AppState::open(&settings).await.unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = ["walgate", "--data-dir", data_dir];
+        let settings: Settings = settings::parse_from(args.iter().chain(flags)).unwrap();
+        let state = Services::open(settings).await.unwrap();
+        let app = walgate::http::AppState::new(state.clone()).unwrap();
         Fixture {
             objects: dir.path().join("objects"),
             _dir: dir,
-            app: walgate::http::app(state.clone()),
+            app: walgate::http::app(app),
             state,
         }
     }
@@ -839,7 +839,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
     // Wait until it holds its place (asking takes none while it is held).
     let main: walgate_core::ClusterName = "main".parse().unwrap();
     let started = std::time::Instant::now();
-    while f.state.uploads.start(&main).is_ok() {
+    while f.state.limits.uploads.start(&main).is_ok() {
         assert!(
             started.elapsed().as_secs() < 5,
             "the first upload never started"
@@ -878,12 +878,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
 #[tokio::test]
 async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
     // Room for one raw 16 MiB segment (33 MiB), not two.
-    let f = Fixture::serving(ServeArgs {
-        wal_memory: Some(walgate::limits::Size(40 << 20)),
-        wal_idle_timeout: Some(std::time::Duration::from_secs(2)),
-        ..Default::default()
-    })
-    .await;
+    let f = Fixture::serving(&["--wal-memory=40MiB", "--wal-idle-timeout=2s"]).await;
     let token = f.token("*", Role::Archiver).await;
     let first = segment(SYSID, 1, 1, 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
@@ -923,14 +918,14 @@ async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
     let waiting = f.put(&token, "main", second, segment(SYSID, 1, 2, 0));
     let watch = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        f.state.wal_memory.waiting()
+        f.state.limits.wal_memory.waiting()
     };
     let ((status, body), waited) = tokio::join!(waiting, watch);
     assert_eq!(waited, 1, "the second upload should be waiting for memory");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "busy");
     assert!(body.contains("WALGATE_WAL_MEMORY"), "{body}");
-    assert_eq!(f.state.wal_memory.waiting(), 0);
+    assert_eq!(f.state.limits.wal_memory.waiting(), 0);
     let (status, _) = f.get(&token, "main", second).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

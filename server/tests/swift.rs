@@ -6,8 +6,9 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use walgate::storage::TargetConfig;
 use walgate::storage::target::OptionValue;
-use walgate::storage::{TargetConfig, TargetName};
+use walgate_core::TargetName;
 use walgate_tests::emulators::SwiftAio;
 
 fn store(swift: &SwiftAio) -> Arc<dyn ObjectStore> {

@@ -9,7 +9,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use walgate_core::TargetName;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -17,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
+use walgate_core::TargetName;
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{

@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 use walgate_core::ClusterName;
 use walgate_core::api::{Backup, ErrorBody, Role};
 
+use super::AppState;
 use super::encoding::{accepts_zstd, content_encoding, stored_response};
 use super::error::ApiError;
 use super::extract::{BackupPath, ClusterPath};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::backup;
 use crate::catalog::BackupRow;
@@ -36,6 +36,7 @@ async fn api_form(
     row: &BackupRow,
 ) -> Result<Backup, ApiError> {
     let size = state
+        .services
         .catalog
         .cluster(cluster)
         .await?
@@ -70,17 +71,23 @@ async fn post_backup(
         &headers,
         &[Encoding::Identity, Encoding::Zstd, Encoding::Gzip],
     )?;
-    let slot = state.uploads.start(&cluster)?;
+    let slot = state.services.limits.uploads.start(&cluster)?;
     // Run to the end even if the client goes away: a cut upload must be cleaned up,
     // and dropping this future half-way would skip that.
-    let registered = state.catalog.cluster(&cluster).await?;
+    let registered = state.services.catalog.cluster(&cluster).await?;
     let (catalog, store, level, name) = (
-        state.catalog.clone(),
-        state.storage.of(registered.as_ref().map(|c| &c.target))?.clone(),
-        state.zstd_level,
+        state.services.catalog.clone(),
+        state
+            .services
+            .storage
+            .of(registered.as_ref().map(|c| &c.target))?
+            .clone(),
+        state.services.settings.zstd_level,
         cluster.clone(),
     );
     let body = state
+        .services
+        .limits
         .bandwidth
         .throttle(&cluster, body.into_data_stream())
         .take_until(Box::pin(state.cut_uploads.clone().cancelled_owned()));
@@ -125,11 +132,12 @@ async fn list_backups(
 ) -> Result<Json<Vec<Backup>>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
     let size = state
+        .services
         .catalog
         .cluster(&cluster)
         .await?
         .and_then(|c| c.segment_size);
-    let rows = state.catalog.backups(&cluster).await?;
+    let rows = state.services.catalog.backups(&cluster).await?;
     Ok(Json(
         rows.iter()
             .map(|b| backup::to_api(&cluster, b, size))
@@ -147,7 +155,7 @@ async fn get_backup(
     BackupPath(cluster, id): BackupPath,
 ) -> Result<Json<Backup>, ApiError> {
     caller.require(&cluster, Role::Viewer)?;
-    let row = backup::find(state.catalog.as_ref(), &cluster, &id).await?;
+    let row = backup::find(state.services.catalog.as_ref(), &cluster, &id).await?;
     Ok(Json(api_form(&state, &cluster, &row).await?))
 }
 
@@ -167,7 +175,7 @@ async fn get_archive(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Restorer)?;
-    let row = backup::find(state.catalog.as_ref(), &cluster, &id).await?;
+    let row = backup::find(state.services.catalog.as_ref(), &cluster, &id).await?;
     if row.status != crate::catalog::BackupStatus::Complete {
         return Err(ApiError::not_found(format!(
             "backup {} is {}, not complete",
@@ -175,8 +183,9 @@ async fn get_archive(
             row.status.as_str()
         )));
     }
-    let registered = state.catalog.cluster(&cluster).await?;
+    let registered = state.services.catalog.cluster(&cluster).await?;
     let stored = state
+        .services
         .storage
         .of(registered.as_ref().map(|c| &c.target))?
         .get(&layout::backup_keys(&cluster, &row.id).data)
@@ -189,8 +198,15 @@ async fn get_archive(
         "application/x-tar",
     );
     // Paced as sent: the limit is on the wire, compressed or not.
-    let mut response = response
-        .map(|body| Body::from_stream(state.bandwidth.throttle(&cluster, body.into_data_stream())));
+    let mut response = response.map(|body| {
+        Body::from_stream(
+            state
+                .services
+                .limits
+                .bandwidth
+                .throttle(&cluster, body.into_data_stream()),
+        )
+    });
     // The hash is of the stored object: it describes the body only when sent as stored.
     if accepts_zstd(&headers) {
         let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
@@ -211,9 +227,12 @@ async fn delete_backup(
     BackupPath(cluster, id): BackupPath,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&cluster, Role::Admin)?;
-    let registered = state.catalog.cluster(&cluster).await?;
-    let store = state.storage.of(registered.as_ref().map(|c| &c.target))?;
-    backup::delete(state.catalog.as_ref(), store, &cluster, &id).await?;
+    let registered = state.services.catalog.cluster(&cluster).await?;
+    let store = state
+        .services
+        .storage
+        .of(registered.as_ref().map(|c| &c.target))?;
+    backup::delete(state.services.catalog.as_ref(), store, &cluster, &id).await?;
     tracing::info!(%cluster, backup = %id, "backup deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,9 +11,9 @@ use utoipa_axum::routes;
 use walgate_core::SegmentSize;
 use walgate_core::api::{Cluster, ErrorBody, Role};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, JsonBody, QueryParams};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::fleet::{self, ClusterState};
 use walgate_core::TargetName;
@@ -25,7 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
-    let (status, reasons) = c.status(&state.thresholds, time::OffsetDateTime::now_utc());
+    let (status, reasons) = c.status(
+        &state.services.settings.thresholds(),
+        time::OffsetDateTime::now_utc(),
+    );
     Cluster {
         status: status.as_str().to_owned(),
         status_reasons: reasons,
@@ -52,7 +55,7 @@ pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
 
 /// One cluster as the API shows it.
 async fn one(state: &AppState, name: &walgate_core::ClusterName) -> Result<Cluster, ApiError> {
-    let found = fleet::load_one(state, name).await?;
+    let found = fleet::load_one(&state.services, name).await?;
     found.map(|c| to_api(state, c)).ok_or_else(|| {
         ApiError::not_found(format!(
             "no cluster `{name}`: it is registered by its first WAL push or by an admin"
@@ -146,7 +149,7 @@ pub(super) async fn fleet_page(
             && name.parse().is_ok_and(|n| caller.scope.covers(&n))
     };
     let mut by_status = [0; 4];
-    let mut list: Vec<Cluster> = fleet::load(state, &visible)
+    let mut list: Vec<Cluster> = fleet::load(&state.services, &visible)
         .await?
         .into_iter()
         .map(|c| to_api(state, c))
@@ -265,8 +268,13 @@ async fn put_cluster(
         None => None,
         Some(t) => {
             let t: TargetName = t.parse().map_err(ApiError::bad_request)?;
-            if state.storage.get(&t).is_err() {
-                let known: Vec<&str> = state.storage.iter().map(|s| s.target().as_str()).collect();
+            if state.services.storage.get(&t).is_err() {
+                let known: Vec<&str> = state
+                    .services
+                    .storage
+                    .iter()
+                    .map(|s| s.target().as_str())
+                    .collect();
                 return Err(ApiError::bad_request(format!(
                     "no storage target `{t}` is configured (configured: {})",
                     known.join(", ")
@@ -276,14 +284,17 @@ async fn put_cluster(
         }
     };
     let registered = state
+        .services
         .catalog
         .ensure_cluster(
             &name,
-            target.as_ref().unwrap_or(state.storage.default_target()),
+            target
+                .as_ref()
+                .unwrap_or(state.services.storage.default_target()),
         )
         .await?;
     if let Some(t) = &target
-        && !state.catalog.set_target(&name, t).await?
+        && !state.services.catalog.set_target(&name, t).await?
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -296,11 +307,15 @@ async fn put_cluster(
     }
     if let Some(t) = &req.thresholds {
         let own = (t != &Default::default()).then_some(t);
-        state.catalog.set_thresholds(&name, own).await?;
-        crate::retention::save_settings(&state, &name).await?;
+        state.services.catalog.set_thresholds(&name, own).await?;
+        crate::retention::save_settings(&state.services, &name).await?;
     }
     if let Some(id) = sysid {
-        let row = state.catalog.pin_cluster(&name, id, size, None).await?;
+        let row = state
+            .services
+            .catalog
+            .pin_cluster(&name, id, size, None)
+            .await?;
         if row.system_identifier != Some(id) || row.segment_size != Some(size) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -342,11 +357,12 @@ async fn delete_cluster(
         )));
     }
     let row = state
+        .services
         .catalog
         .cluster(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
-    match crate::retention::purge(&state, &row).await? {
+    match crate::retention::purge(&state.services, &row).await? {
         Some((backups, wal_files)) => {
             tracing::warn!(cluster = %name, by = %caller.token_id, backups, wal_files, "cluster deleted with all its backups and WAL");
             Ok(StatusCode::NO_CONTENT)

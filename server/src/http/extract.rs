@@ -8,8 +8,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use walgate_core::{ClusterName, WalFileName};
 
+use super::AppState;
 use super::error::ApiError;
-use crate::AppState;
 use crate::auth::{AuthError, Caller};
 
 impl FromRequestParts<AppState> for Caller {
@@ -28,7 +28,7 @@ impl FromRequestParts<AppState> for Caller {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or(AuthError::Missing)?;
-        Ok(state.auth.verify(token.trim()).await?)
+        Ok(state.services.auth.verify(token.trim()).await?)
     }
 }
 
@@ -47,7 +47,7 @@ fn param<'a>(map: &'a HashMap<String, String>, name: &str) -> &'a str {
 fn cluster_name(map: &HashMap<String, String>) -> Result<ClusterName, ApiError> {
     param(map, "cluster")
         .parse()
-        .map_err(|e: walgate_core::cluster::ClusterNameError| {
+        .map_err(|e: walgate_core::names::ClusterNameError| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_cluster", e.to_string())
         })
 }

@@ -3,61 +3,14 @@
 //! from a configured reverse proxy. Anyone else could forge those headers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::AppState;
-
-/// One trusted proxy address or network, e.g. `10.0.0.0/8`, `::1` or `192.0.2.7`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for Network {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not an address or network (e.g. 10.0.0.0/8 or ::1)");
-        let (addr, prefix) = match s.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.trim(), None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(Network { addr, prefix })
-    }
-}
-
-impl Network {
-    fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        let bits = |a: IpAddr| -> (u128, u32) {
-            match a {
-                IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
-                IpAddr::V6(v6) => (u128::from(v6), 128),
-            }
-        };
-        let ((net, width), (addr, addr_width)) = (bits(self.addr), bits(ip));
-        if width != addr_width {
-            return false;
-        }
-        let shift = u32::from(width as u8 - self.prefix);
-        shift >= width || net >> shift == addr >> shift
-    }
-}
+use super::AppState;
+use crate::settings::Network;
 
 /// The reverse proxies whose forwarded headers are believed.
 #[derive(Debug, Clone, Default)]

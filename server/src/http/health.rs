@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::AppState;
+use super::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,14 +43,14 @@ struct Readiness {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let catalog = match state.catalog.ping().await {
+    let catalog = match state.services.catalog.ping().await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: catalog");
-            format!("{} catalog unreachable", state.catalog.backend())
+            format!("{} catalog unreachable", state.services.catalog.backend())
         }
     };
-    let probes = state.storage.iter().map(|store| async move {
+    let probes = state.services.storage.iter().map(|store| async move {
         let outcome = match store.probe(false).await {
             Ok(()) => "ok".to_owned(),
             Err(e) => {

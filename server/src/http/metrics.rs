@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::Role;
 
+use super::AppState;
 use super::error::{ApiError, ErrorNote, OtherCluster};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::metrics::WalOp;
 
@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_role(Role::Viewer)?;
     let visible = |c: &str| c.parse().is_ok_and(|c| caller.scope.covers(&c));
-    let text = crate::metrics::render(&state, &visible).await;
+    let text = crate::metrics::render(&state.services, &visible).await;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -47,6 +47,7 @@ pub async fn track(
     let response = next.run(req).await;
     let status = response.status();
     state
+        .services
         .metrics
         .request(&route, method.as_str(), status.as_u16(), started.elapsed());
     // Unauthenticated callers, and tokens for other clusters, say nothing about the
@@ -63,10 +64,10 @@ pub async fn track(
     if wal {
         let ok = status.is_success();
         match method {
-            Method::PUT => state.metrics.wal(&cluster, WalOp::Push, ok, sent),
+            Method::PUT => state.services.metrics.wal(&cluster, WalOp::Push, ok, sent),
             Method::GET => {
                 let got = content_length(response.headers());
-                state.metrics.wal(&cluster, WalOp::Fetch, ok, got)
+                state.services.metrics.wal(&cluster, WalOp::Fetch, ok, got)
             }
             _ => {}
         }
@@ -77,7 +78,10 @@ pub async fn track(
         && !expected
     {
         let what = format!("{method} {route}");
-        state.metrics.error(&cluster, what, status.as_u16(), body);
+        state
+            .services
+            .metrics
+            .error(&cluster, what, status.as_u16(), body);
     }
     response
 }

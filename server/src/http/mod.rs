@@ -22,7 +22,40 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Services;
+
+/// What every request handler shares: the services, and what only HTTP needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    /// Whether the gateway serves HTTPS itself.
+    pub tls: bool,
+    /// Reverse proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Arc<forwarded::TrustedProxies>,
+    /// Cancelled when shutdown's deadline passes: backup uploads still running end as
+    /// cut uploads, which clean up after themselves.
+    pub cut_uploads: CancellationToken,
+    /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> anyhow::Result<Self> {
+        let settings = &services.settings;
+        Ok(AppState {
+            tls: settings.tls()?.is_some(),
+            trusted_proxies: Arc::new(forwarded::TrustedProxies(settings.trusted_proxies.clone())),
+            cut_uploads: Default::default(),
+            draining: Default::default(),
+            services,
+        })
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use walgate_core::api::{ErrorBody, RestorePlan, Role, TimelineLeg};
 use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, QueryParams};
 use super::forwarded::Origin;
-use crate::AppState;
 use crate::auth::Caller;
 use crate::restore::{self, Archive, Target};
 
@@ -76,11 +76,12 @@ fn target(q: &PlanQuery) -> Result<Target, ApiError> {
 /// Reads what the planner needs, for a cluster that must exist.
 async fn gather(state: &AppState, cluster: &ClusterName) -> Result<Archive, ApiError> {
     let row = state
+        .services
         .catalog
         .cluster(cluster)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{cluster}`")))?;
-    Ok(restore::load(state, &row).await?)
+    Ok(restore::load(&state.services, &row).await?)
 }
 
 /// The gateway's URL as the client reached it, for commands to paste.

@@ -10,9 +10,9 @@ use utoipa_axum::routes;
 use walgate_core::ClusterName;
 use walgate_core::api::{ErrorBody, RetentionPlan, RetentionPolicy, Role};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, JsonBody, QueryParams};
-use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::ClusterRow;
 use crate::retention;
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 async fn cluster(state: &AppState, name: &ClusterName) -> Result<ClusterRow, ApiError> {
     state
+        .services
         .catalog
         .cluster(name)
         .await?
@@ -50,13 +51,18 @@ async fn put_policy(
             "keep_last and window_days must be at least 1 (leave a rule out to not use it)",
         ));
     }
-    if !state.catalog.set_retention(&name, Some(&policy)).await? {
+    if !state
+        .services
+        .catalog
+        .set_retention(&name, Some(&policy))
+        .await?
+    {
         return Err(ApiError::not_found(format!("no cluster `{name}`")));
     }
-    crate::retention::save_settings(&state, &name).await?;
+    crate::retention::save_settings(&state.services, &name).await?;
     tracing::info!(cluster = %name, ?policy, "retention policy set");
     let row = cluster(&state, &name).await?;
-    Ok(Json(retention::preview(&state, &row).await?))
+    Ok(Json(retention::preview(&state.services, &row).await?))
 }
 
 /// Remove the cluster's own policy (admin): the fleet default applies again.
@@ -69,10 +75,10 @@ async fn delete_policy(
     ClusterPath(name): ClusterPath,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&name, Role::Admin)?;
-    if !state.catalog.set_retention(&name, None).await? {
+    if !state.services.catalog.set_retention(&name, None).await? {
         return Err(ApiError::not_found(format!("no cluster `{name}`")));
     }
-    crate::retention::save_settings(&state, &name).await?;
+    crate::retention::save_settings(&state.services, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -88,7 +94,7 @@ async fn preview(
 ) -> Result<Json<RetentionPlan>, ApiError> {
     caller.require(&name, Role::Viewer)?;
     let row = cluster(&state, &name).await?;
-    Ok(Json(retention::preview(&state, &row).await?))
+    Ok(Json(retention::preview(&state.services, &row).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -116,5 +122,5 @@ async fn run(
         ));
     }
     let row = cluster(&state, &name).await?;
-    Ok(Json(retention::run(&state, &row).await?))
+    Ok(Json(retention::run(&state.services, &row).await?))
 }

@@ -12,9 +12,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::{ErrorBody, Role, TokenInfo};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::Scope;
 
@@ -35,6 +35,7 @@ async fn token_self(
     caller: Caller,
 ) -> Result<Json<TokenInfo>, ApiError> {
     let row = state
+        .services
         .catalog
         .token(&caller.token_id)
         .await?
@@ -84,6 +85,7 @@ async fn issue_token(
         .map_err(|e: String| ApiError::bad_request(format!("clusters: {e}")))?;
     within(&caller, &scope)?;
     let (row, token) = state
+        .services
         .auth
         .issue(
             scope,
@@ -111,7 +113,7 @@ async fn list_tokens(
     caller: Caller,
 ) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     caller.require_role(Role::Admin)?;
-    let tokens = state.catalog.tokens().await?;
+    let tokens = state.services.catalog.tokens().await?;
     Ok(Json(
         tokens
             .iter()
@@ -133,12 +135,14 @@ async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     caller.require_role(Role::Admin)?;
     let row = state
+        .services
         .catalog
         .token(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no token `{id}`")))?;
     within(&caller, &row.scope)?;
     state
+        .services
         .catalog
         .revoke_token(&id, time::OffsetDateTime::now_utc())
         .await?;

@@ -8,9 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::api::{ErrorBody, Role, VerifyReport};
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, QueryParams};
-use crate::AppState;
 use crate::auth::Caller;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,11 +43,14 @@ async fn verify(
     let scrub = q.scrub == Some(true);
     caller.require(&name, if scrub { Role::Admin } else { Role::Viewer })?;
     let row = state
+        .services
         .catalog
         .cluster(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
-    Ok(Json(crate::verify::verify(&state, &row, scrub).await?))
+    Ok(Json(
+        crate::verify::verify(&state.services, &row, scrub).await?,
+    ))
 }
 
 /// The cluster's last verification report.
@@ -62,6 +65,7 @@ async fn last_verification(
 ) -> Result<Json<VerifyReport>, ApiError> {
     caller.require(&name, Role::Viewer)?;
     let report = state
+        .services
         .catalog
         .last_verification(&name)
         .await?

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use walgate_core::WalFileName;
 use walgate_core::api::{ErrorBody, Role, WalFile, WalList};
 
+use super::AppState;
 use super::encoding::{content_encoding, stored_response};
 use super::error::ApiError;
 use super::extract::{ClusterPath, QueryParams, WalPath};
-use crate::AppState;
 use crate::archive::{self, Upload};
 use crate::auth::Caller;
 use crate::catalog::{WalFilter, WalRow};
@@ -66,16 +66,10 @@ async fn put_wal(
         name,
         encoding,
         declared_len: declared,
-        idle_timeout: state.wal_idle_timeout,
+        idle_timeout: state.services.settings.wal_idle_timeout,
     };
     let body = body.into_data_stream();
-    let to = archive::Archive {
-        catalog: state.catalog.as_ref(),
-        storage: &state.storage,
-        level: state.zstd_level,
-        memory: &state.wal_memory,
-    };
-    let done = archive::push(to, upload, body).await?;
+    let done = archive::push(&state.services, upload, body).await?;
     let status = if done.created {
         StatusCode::CREATED
     } else {
@@ -92,9 +86,14 @@ async fn find(
     cluster: &walgate_core::ClusterName,
     name: &WalFileName,
 ) -> Result<WalRow, ApiError> {
-    state.catalog.wal(cluster, name).await?.ok_or_else(|| {
-        ApiError::not_found(format!("{name} is not archived for cluster `{cluster}`"))
-    })
+    state
+        .services
+        .catalog
+        .wal(cluster, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("{name} is not archived for cluster `{cluster}`"))
+        })
 }
 
 fn file_headers(row: &WalRow) -> [(header::HeaderName, HeaderValue); 2] {
@@ -130,8 +129,11 @@ async fn get_wal(
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Restorer)?;
     let row = find(&state, &cluster, &name).await?;
-    let registered = state.catalog.cluster(&cluster).await?;
-    let store = state.storage.of(registered.as_ref().map(|c| &c.target))?;
+    let registered = state.services.catalog.cluster(&cluster).await?;
+    let store = state
+        .services
+        .storage
+        .of(registered.as_ref().map(|c| &c.target))?;
     let stored = store.get(&layout::wal_key(&cluster, &name)).await?;
     let mut response = stored_response(
         stored,
@@ -210,7 +212,7 @@ async fn list_wal(
         after: optional_name("after", q.after)?,
         limit,
     };
-    let rows = state.catalog.list_wal(&cluster, &filter).await?;
+    let rows = state.services.catalog.list_wal(&cluster, &filter).await?;
     let next_after = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.name.to_string()))
         .flatten();

@@ -24,7 +24,8 @@ use super::extract::ClusterPath;
 use super::forwarded::Origin;
 use super::restore::{PlanQuery, build as build_plan, gateway_url};
 use crate::auth::{AuthError, Caller};
-use crate::{AppState, fleet, jobs, restore, retention, verify};
+use crate::http::AppState;
+use crate::{fleet, jobs, restore, retention, verify};
 
 /// The cookie that holds the visitor's token.
 const COOKIE: &str = "walgate_session";
@@ -56,7 +57,7 @@ impl FromRequestParts<AppState> for Visitor {
         let Some(token) = cookie(&parts.headers, COOKIE) else {
             return Err(to_login());
         };
-        match state.auth.verify(token).await {
+        match state.services.auth.verify(token).await {
             Ok(caller) => Ok(Visitor(caller)),
             Err(AuthError::Catalog(e)) => Err(error_page(AuthError::Catalog(e).into())),
             // Expired or revoked since the login: ask again.
@@ -136,11 +137,11 @@ async fn cluster_view(
     let Query(q) = q.map_err(bad_query)?;
     let view = async {
         caller.require(&name, Role::Viewer)?;
-        let found = fleet::load_one(&state, &name).await?;
+        let found = fleet::load_one(&state.services, &name).await?;
         let state_now = found.ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
         let row = state_now.cluster.clone();
         let now = OffsetDateTime::now_utc();
-        let archive = restore::load(&state, &row).await?;
+        let archive = restore::load(&state.services, &row).await?;
         let restore = match &q.restore_at {
             None => None,
             Some(at) => {
@@ -158,17 +159,27 @@ async fn cluster_view(
             summary: to_api(&state, state_now),
             backups: archive.backups.clone(),
             volume: state
+                .services
                 .catalog
                 .wal_volume(&name, now - time::Duration::days(pages::CHART_DAYS))
                 .await?,
             timelines: restore::timelines(&archive),
             chain_problems: restore::check_chain(&archive),
-            retention: retention::preview(&state, &row).await?,
-            next_retention: jobs::next_run(&state, retention::LEASE, state.retention_interval)
-                .await?,
-            verification: state.catalog.last_verification(&name).await?,
-            next_verify: jobs::next_run(&state, verify::LEASE, state.verify_interval).await?,
-            errors: state.metrics.recent_errors(name.as_str()),
+            retention: retention::preview(&state.services, &row).await?,
+            next_retention: jobs::next_run(
+                &state.services,
+                retention::LEASE,
+                state.services.settings.retention_interval,
+            )
+            .await?,
+            verification: state.services.catalog.last_verification(&name).await?,
+            next_verify: jobs::next_run(
+                &state.services,
+                verify::LEASE,
+                state.services.settings.verify_interval,
+            )
+            .await?,
+            errors: state.services.metrics.recent_errors(name.as_str()),
             restore,
             gateway_url: gateway_url(&origin),
             now,
@@ -233,7 +244,7 @@ async fn login(
 ) -> Response {
     let next = local_path(form.next.as_deref());
     let token = form.token.trim();
-    match state.auth.verify(token).await {
+    match state.services.auth.verify(token).await {
         Ok(caller) => {
             tracing::info!(token = %caller.token_id, role = caller.role.as_str(), "dashboard login");
             let secure = if origin.scheme == "https" {

@@ -1,0 +1,71 @@
+//! The async side of body handling: moving a request body's chunks to a blocking
+//! worker, with an idle limit, and draining what is left of a refused one.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// The next chunk of `body`, or a `TimedOut` error once it has sent nothing for `idle`.
+async fn next_within<S, E>(body: &mut S, idle: Option<Duration>) -> Option<io::Result<Bytes>>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use futures_util::StreamExt;
+    let next = match idle {
+        None => body.next().await,
+        Some(idle) => match tokio::time::timeout(idle, body.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client sent nothing for {} s", idle.as_secs()),
+                )));
+            }
+        },
+    };
+    next.map(|chunk| chunk.map_err(io::Error::other))
+}
+
+/// Forwards a request body to a worker's channel until the body ends, fails or stays
+/// silent for `idle` (the error is forwarded too), or the worker stops reading.
+/// `inspect` sees each chunk on the way.
+pub async fn forward<S, E>(
+    body: &mut S,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    idle: Option<Duration>,
+    mut inspect: impl FnMut(&Bytes),
+) where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    while let Some(chunk) = next_within(body, idle).await {
+        if let Ok(c) = &chunk {
+            inspect(c);
+        }
+        let failed = chunk.is_err();
+        // A closed channel means the worker has refused the body: stop reading.
+        if tx.send(chunk).await.is_err() || failed {
+            break;
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused request body, up to `max` bytes and while
+/// it keeps coming within `idle`, so the client gets to read the refusal instead of a
+/// broken pipe. Beyond that the connection is closed as before.
+pub async fn drain<S, E>(body: &mut S, max: u64, idle: Duration)
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut read = 0u64;
+    while read <= max {
+        match next_within(body, Some(idle)).await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            Some(Err(_)) | None => return,
+        }
+    }
+}
