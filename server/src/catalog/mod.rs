@@ -468,7 +468,7 @@ fn parse_name(s: &str) -> Result<WalFileName> {
 
 fn parse_cluster(s: &str) -> Result<ClusterName> {
     s.parse()
-        .map_err(|e: walgate_core::cluster::ClusterNameError| CatalogError::Corrupt(e.to_string()))
+        .map_err(|e: walgate_core::names::ClusterNameError| CatalogError::Corrupt(e.to_string()))
 }
 
 fn parse_sha(s: &str) -> Result<[u8; 32]> {

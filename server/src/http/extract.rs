@@ -47,7 +47,7 @@ fn param<'a>(map: &'a HashMap<String, String>, name: &str) -> &'a str {
 fn cluster_name(map: &HashMap<String, String>) -> Result<ClusterName, ApiError> {
     param(map, "cluster")
         .parse()
-        .map_err(|e: walgate_core::cluster::ClusterNameError| {
+        .map_err(|e: walgate_core::names::ClusterNameError| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_cluster", e.to_string())
         })
 }
