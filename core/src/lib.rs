@@ -16,7 +16,10 @@ pub mod units;
 pub mod wal;
 
 pub use backup::BackupLabel;
-pub use names::{ClusterName, TargetName};
 pub use lsn::Lsn;
+pub use names::{ClusterName, TargetName};
 pub use page::{LongPageHeader, PageHeaderError};
-pub use wal::{SegmentName, SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};
+pub use wal::{
+    SegmentName, SegmentPosition, SegmentPositionError, SegmentSize, Timeline, WalFileKind,
+    WalFileName, WalNameError,
+};
