@@ -12,7 +12,9 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 use walgate_core::api::{self, Role};
-use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
+use walgate_core::{
+    ClusterName, Lsn, SegmentName, SegmentPosition, SegmentSize, Timeline, WalFileName,
+};
 
 use walgate_core::TargetName;
 
@@ -84,8 +86,8 @@ pub struct ClusterRow {
 pub struct WalSpan {
     pub files: u64,
     pub bytes: u64,
-    pub first: Option<String>,
-    pub last: Option<String>,
+    pub first: Option<WalFileName>,
+    pub last: Option<WalFileName>,
 }
 
 /// One archived WAL file. The object key is derived from `(cluster, name)`.
@@ -128,7 +130,8 @@ pub struct WalFilter {
 pub struct ClusterStats {
     pub wal_files: u64,
     pub wal_bytes: u64,
-    pub last_wal: Option<String>,
+    /// The newest segment (not partial, history or backup history file) still kept.
+    pub last_wal: Option<SegmentName>,
     pub last_archived_at: Option<OffsetDateTime>,
 }
 
@@ -404,11 +407,11 @@ pub trait Catalog: Send + Sync + 'static {
         thresholds: Option<&api::StatusThresholds>,
     ) -> Result<bool>;
     /// The WAL files [`Catalog::expire_wal`] would take out for `position`.
-    async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan>;
-    /// Moves every WAL file but history files whose segment is before `position` (16 hex
-    /// digits: log and segment, on any timeline) from `wal_files` to `wal_deletions`, in
-    /// one transaction; returns how many.
-    async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64>;
+    async fn wal_before(&self, cluster: &ClusterName, position: SegmentPosition)
+    -> Result<WalSpan>;
+    /// Moves every WAL file but history files whose segment is before `position` (on any
+    /// timeline) from `wal_files` to `wal_deletions`, in one transaction; returns how many.
+    async fn expire_wal(&self, cluster: &ClusterName, position: SegmentPosition) -> Result<u64>;
     /// Moves every WAL file of the cluster, history files too, to `wal_deletions`.
     async fn expire_all_wal(&self, cluster: &ClusterName) -> Result<u64>;
     /// Forgets a cluster that holds nothing (no WAL, no backups, no pending deletions):
@@ -462,6 +465,11 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Catalog>> {
 
 /// Helpers that turn stored columns back into typed values.
 fn parse_name(s: &str) -> Result<WalFileName> {
+    s.parse()
+        .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
+}
+
+fn parse_segment(s: &str) -> Result<SegmentName> {
     s.parse()
         .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
 }

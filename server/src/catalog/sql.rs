@@ -17,11 +17,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
-use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
+use walgate_core::{ClusterName, Lsn, SegmentPosition, SegmentSize, Timeline, WalFileName};
 
 use super::{
     BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
-    TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment_size, parse_sha,
+    TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment, parse_segment_size, parse_sha,
 };
 
 /// Whether a WAL file's object waits for deletion (`$1` cluster, `$2` name).
@@ -180,7 +180,7 @@ macro_rules! sql_catalog {
                 &self,
                 condition: &str,
                 cluster: &ClusterName,
-                position: Option<&str>,
+                position: Option<SegmentPosition>,
             ) -> Result<u64> {
                 let mut tx = self.pool.begin().await?;
                 let copy = format!(
@@ -192,7 +192,7 @@ macro_rules! sql_catalog {
                 for sql in [copy, delete] {
                     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(cluster.as_str());
                     if let Some(p) = position {
-                        q = q.bind(p);
+                        q = q.bind(p.to_string());
                     }
                     moved = q.execute(&mut *tx).await?.rows_affected();
                 }
@@ -210,7 +210,7 @@ macro_rules! sql_catalog {
                 Ok(ClusterStats {
                     wal_files: u64_col(row.try_get("wal_files")?),
                     wal_bytes: u64_col(row.try_get("wal_bytes")?),
-                    last_wal: row.try_get("last_wal")?,
+                    last_wal: row.try_get::<Option<&str>, _>("last_wal")?.map(parse_segment).transpose()?,
                     last_archived_at: row.try_get("last_archived_at")?,
                 })
             }
@@ -567,25 +567,25 @@ macro_rules! sql_catalog {
                 self.set_json("thresholds", cluster, thresholds).await
             }
 
-            async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan> {
+            async fn wal_before(&self, cluster: &ClusterName, position: SegmentPosition) -> Result<WalSpan> {
                 let sql = format!(
                     "SELECT count(*) AS files, CAST(coalesce(sum(stored_size), 0) AS BIGINT) AS bytes, \
                        min(name) AS first, max(name) AS last FROM wal_files WHERE {EXPIRABLE}"
                 );
                 let row = sqlx::query(AssertSqlSafe(sql))
                     .bind(cluster.as_str())
-                    .bind(position)
+                    .bind(position.to_string())
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(WalSpan {
                     files: u64_col(row.try_get("files")?),
                     bytes: u64_col(row.try_get("bytes")?),
-                    first: row.try_get("first")?,
-                    last: row.try_get("last")?,
+                    first: row.try_get::<Option<&str>, _>("first")?.map(parse_name).transpose()?,
+                    last: row.try_get::<Option<&str>, _>("last")?.map(parse_name).transpose()?,
                 })
             }
 
-            async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64> {
+            async fn expire_wal(&self, cluster: &ClusterName, position: SegmentPosition) -> Result<u64> {
                 self.move_to_deletions(EXPIRABLE, cluster, Some(position)).await
             }
 
