@@ -6,6 +6,7 @@
 //! every stored object can be found again from its key, so it can be rebuilt from the
 //! object store.
 
+mod sha256;
 mod sql;
 
 use std::str::FromStr;
@@ -18,6 +19,7 @@ use walgate_core::{
 
 use walgate_core::TargetName;
 
+pub use sha256::{Sha256, Sha256Error};
 pub use sql::{PostgresCatalog, SqliteCatalog};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +98,8 @@ pub struct WalRow {
     pub name: WalFileName,
     pub size: u64,
     pub stored_size: u64,
-    pub sha256: [u8; 32],
+    /// Of the file's content, uncompressed.
+    pub sha256: Sha256,
     pub archived_at: OffsetDateTime,
 }
 
@@ -108,7 +111,7 @@ impl WalRow {
             timeline: self.name.timeline().0,
             size: self.size,
             stored_size: self.stored_size,
-            sha256: hex::encode(self.sha256),
+            sha256: self.sha256.to_string(),
             archived_at: self.archived_at,
         }
     }
@@ -197,8 +200,8 @@ pub struct BackupRow {
     /// Bytes of the tar stream.
     pub size: u64,
     pub stored_size: u64,
-    /// SHA-256 of the stored object, hexadecimal.
-    pub sha256: String,
+    /// SHA-256 of the stored object; `None` until the upload is complete.
+    pub sha256: Option<Sha256>,
     pub has_manifest: bool,
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
@@ -229,11 +232,16 @@ impl BackupRow {
             system_identifier: None,
             size: 0,
             stored_size: 0,
-            sha256: String::new(),
+            sha256: None,
             has_manifest: true,
             started_at: finished_at,
             finished_at: Some(finished_at),
         }
+    }
+
+    /// The hash as stored and as the API shows it: hex, empty until complete.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.map(|s| s.to_string()).unwrap_or_default()
     }
 }
 
@@ -479,11 +487,14 @@ fn parse_cluster(s: &str) -> Result<ClusterName> {
         .map_err(|e: walgate_core::names::ClusterNameError| CatalogError::Corrupt(e.to_string()))
 }
 
-fn parse_sha(s: &str) -> Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|_| CatalogError::Corrupt(format!("bad sha256 `{s}`")))?;
-    Ok(out)
+fn parse_sha(s: &str) -> Result<Sha256> {
+    s.parse()
+        .map_err(|e: Sha256Error| CatalogError::Corrupt(e.to_string()))
+}
+
+/// A backup's hash column: empty until the backup is complete.
+fn parse_backup_sha(s: &str) -> Result<Option<Sha256>> {
+    (!s.is_empty()).then(|| parse_sha(s)).transpose()
 }
 
 fn parse_segment_size(v: Option<i64>) -> Result<Option<SegmentSize>> {

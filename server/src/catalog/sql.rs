@@ -21,7 +21,7 @@ use walgate_core::{ClusterName, Lsn, SegmentPosition, SegmentSize, Timeline, Wal
 
 use super::{
     BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
-    TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_segment, parse_segment_size, parse_sha,
+    TokenRow, WalFilter, WalRow, WalSpan, parse_cluster, parse_name, parse_backup_sha, parse_segment, parse_segment_size, parse_sha,
 };
 
 /// Whether a WAL file's object waits for deletion (`$1` cluster, `$2` name).
@@ -149,7 +149,7 @@ macro_rules! sql_catalog {
                     system_identifier: row.try_get::<Option<i64>, _>("system_identifier")?.map(u64_col),
                     size: u64_col(row.try_get("size")?),
                     stored_size: u64_col(row.try_get("stored_size")?),
-                    sha256: row.try_get("sha256")?,
+                    sha256: parse_backup_sha(row.try_get("sha256")?)?,
                     has_manifest: row.try_get::<i64, _>("has_manifest")? != 0,
                     started_at: row.try_get("started_at")?,
                     finished_at: row.try_get("finished_at")?,
@@ -396,7 +396,7 @@ macro_rules! sql_catalog {
                 .bind(i64::from(row.name.timeline().0))
                 .bind(row.size as i64)
                 .bind(row.stored_size as i64)
-                .bind(hex::encode(row.sha256))
+                .bind(row.sha256.to_string())
                 .bind(row.archived_at)
                 .execute(&mut *tx)
                 .await?;
@@ -466,7 +466,7 @@ macro_rules! sql_catalog {
                 .bind(b.system_identifier.map(|s| s as i64))
                 .bind(b.size as i64)
                 .bind(b.stored_size as i64)
-                .bind(&b.sha256)
+                .bind(b.sha256_hex())
                 .bind(i64::from(b.has_manifest))
                 .bind(b.started_at)
                 .bind(b.finished_at)
@@ -495,7 +495,7 @@ macro_rules! sql_catalog {
                 .bind(b.system_identifier.map(|s| s as i64))
                 .bind(b.size as i64)
                 .bind(b.stored_size as i64)
-                .bind(&b.sha256)
+                .bind(b.sha256_hex())
                 .bind(i64::from(b.has_manifest))
                 .bind(b.finished_at)
                 .bind(from.as_str())

@@ -13,7 +13,7 @@ fn wal(name: &str, sha: u8) -> WalRow {
         name: name.parse().unwrap(),
         size: 16 << 20,
         stored_size: 1000,
-        sha256: [sha; 32],
+        sha256: Sha256([sha; 32]),
         archived_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
     }
 }
@@ -168,7 +168,7 @@ async fn suite(c: &dyn Catalog) {
         system_identifier: Some(big_sysid),
         size: 0,
         stored_size: 0,
-        sha256: String::new(),
+        sha256: None,
         has_manifest: false,
         started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         finished_at: None,
