@@ -6,8 +6,12 @@
 //! every stored object can be found again from its key, so it can be rebuilt from the
 //! object store.
 
+mod postgres;
+mod queries;
+mod records;
 mod sha256;
 mod sql;
+mod sqlite;
 
 use std::str::FromStr;
 
@@ -19,8 +23,10 @@ use walgate_core::{
 
 use walgate_core::TargetName;
 
+pub use postgres::PostgresCatalog;
 pub use sha256::{Sha256, Sha256Error};
-pub use sql::{PostgresCatalog, SqliteCatalog};
+pub use sql::{Backend, SqlCatalog};
+pub use sqlite::SqliteCatalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -469,40 +475,6 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Catalog>> {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         Err(CatalogError::BadUrl(scheme.chars().take(20).collect()))
     }
-}
-
-/// Helpers that turn stored columns back into typed values.
-fn parse_name(s: &str) -> Result<WalFileName> {
-    s.parse()
-        .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
-}
-
-fn parse_segment(s: &str) -> Result<SegmentName> {
-    s.parse()
-        .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
-}
-
-fn parse_cluster(s: &str) -> Result<ClusterName> {
-    s.parse()
-        .map_err(|e: walgate_core::names::ClusterNameError| CatalogError::Corrupt(e.to_string()))
-}
-
-fn parse_sha(s: &str) -> Result<Sha256> {
-    s.parse()
-        .map_err(|e: Sha256Error| CatalogError::Corrupt(e.to_string()))
-}
-
-/// A backup's hash column: empty until the backup is complete.
-fn parse_backup_sha(s: &str) -> Result<Option<Sha256>> {
-    (!s.is_empty()).then(|| parse_sha(s)).transpose()
-}
-
-fn parse_segment_size(v: Option<i64>) -> Result<Option<SegmentSize>> {
-    v.map(|b| {
-        SegmentSize::new(b as u64)
-            .ok_or_else(|| CatalogError::Corrupt(format!("bad segment size {b}")))
-    })
-    .transpose()
 }
 
 #[cfg(test)]
