@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::wal::WalFileKind;
+use crate::wal::{SegmentPosition, WalFileKind};
 
 /// Every error answer: a stable machine code and a sentence a person can act on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,7 +271,8 @@ pub struct RetentionPlan {
     pub delete_backups: Vec<ExpiredBackup>,
     /// WAL files (segments, partial segments, backup history files) before this segment
     /// go, on every timeline; history files always stay.
-    pub wal_before: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub wal_before: Option<SegmentPosition>,
     pub delete_wal_files: u64,
     pub first_wal: Option<String>,
     pub last_wal: Option<String>,

@@ -19,4 +19,7 @@ pub use backup::BackupLabel;
 pub use lsn::Lsn;
 pub use names::{ClusterName, TargetName};
 pub use page::{LongPageHeader, PageHeaderError};
-pub use wal::{SegmentName, SegmentSize, Timeline, WalFileKind, WalFileName, WalNameError};
+pub use wal::{
+    SegmentName, SegmentPosition, SegmentPositionError, SegmentSize, Timeline, WalFileKind,
+    WalFileName, WalNameError,
+};

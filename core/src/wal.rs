@@ -53,6 +53,65 @@ impl SegmentSize {
     }
 }
 
+/// Where a segment lies, on whichever timeline: the log id and segment halves of a
+/// segment name, written as its 16 hex digits after the timeline (`0000000A000000FE`).
+///
+/// Ordered as the segments are (for one segment size), which is also the order of the
+/// written form: retention compares stored names with one by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentPosition {
+    pub log: u32,
+    pub seg: u32,
+}
+
+impl SegmentPosition {
+    /// The position of segment `segno`.
+    pub fn from_segment_no(segno: u64, size: SegmentSize) -> Self {
+        let per = size.segments_per_log_id();
+        SegmentPosition {
+            log: (segno / per) as u32,
+            seg: (segno % per) as u32,
+        }
+    }
+
+    /// The position of the segment holding `lsn`.
+    pub fn of_lsn(lsn: Lsn, size: SegmentSize) -> Self {
+        Self::from_segment_no(lsn.0 / size.bytes(), size)
+    }
+}
+
+impl fmt::Display for SegmentPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08X}{:08X}", self.log, self.seg)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a segment position: expected 16 uppercase hex digits (log id and segment)")]
+pub struct SegmentPositionError(String);
+
+impl FromStr for SegmentPosition {
+    type Err = SegmentPositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        position(s).ok_or_else(|| SegmentPositionError(s.chars().take(40).collect()))
+    }
+}
+
+/// Written as its text, so a JSON body carries the same string as before the type.
+impl serde::Serialize for SegmentPosition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SegmentPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The timeline and position part of a segment, partial segment or backup history name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SegmentName {
@@ -62,6 +121,14 @@ pub struct SegmentName {
 }
 
 impl SegmentName {
+    /// Where this segment lies, without its timeline.
+    pub fn position(self) -> SegmentPosition {
+        SegmentPosition {
+            log: self.log,
+            seg: self.seg,
+        }
+    }
+
     /// The segment number this name stands for, or `None` when its low half is out of
     /// range for `size` (a name no cluster of that segment size can produce).
     pub fn segment_no(self, size: SegmentSize) -> Option<u64> {
@@ -71,12 +138,8 @@ impl SegmentName {
 
     /// The name of segment `segno` on `timeline`.
     pub fn from_segment_no(timeline: Timeline, segno: u64, size: SegmentSize) -> Self {
-        let per = size.segments_per_log_id();
-        SegmentName {
-            timeline,
-            log: (segno / per) as u32,
-            seg: (segno % per) as u32,
-        }
+        let SegmentPosition { log, seg } = SegmentPosition::from_segment_no(segno, size);
+        SegmentName { timeline, log, seg }
     }
 
     /// The segments that follow this one on its timeline, in order.
@@ -97,7 +160,16 @@ impl SegmentName {
 
 impl fmt::Display for SegmentName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08X}{:08X}{:08X}", self.timeline.0, self.log, self.seg)
+        write!(f, "{:08X}{}", self.timeline.0, self.position())
+    }
+}
+
+/// Only a segment's own name: 24 uppercase hex digits, timeline first.
+impl FromStr for SegmentName {
+    type Err = WalNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        segment(s).ok_or_else(|| WalNameError(s.chars().take(80).collect()))
     }
 }
 
@@ -165,14 +237,25 @@ fn timeline(s: &str) -> Option<Timeline> {
     hex8(s).filter(|&t| t != 0).map(Timeline)
 }
 
+fn position(s: &str) -> Option<SegmentPosition> {
+    if s.len() != 16 || !s.is_ascii() {
+        return None;
+    }
+    Some(SegmentPosition {
+        log: hex8(&s[..8])?,
+        seg: hex8(&s[8..])?,
+    })
+}
+
 fn segment(s: &str) -> Option<SegmentName> {
     if s.len() != 24 || !s.is_ascii() {
         return None;
     }
+    let SegmentPosition { log, seg } = position(&s[8..])?;
     Some(SegmentName {
         timeline: timeline(&s[..8])?,
-        log: hex8(&s[8..16])?,
-        seg: hex8(&s[16..])?,
+        log,
+        seg,
     })
 }
 
@@ -323,6 +406,78 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(next, ["000000020000000100000000"]);
+    }
+
+    #[test]
+    fn positions_round_trip_and_order_like_their_text() {
+        let size = SegmentSize::DEFAULT;
+        let mut previous: Option<(SegmentPosition, String)> = None;
+        for (text, segno) in [
+            ("0000000000000000", 0),
+            ("00000000000000FF", 0xFF),
+            ("0000000100000000", 0x100),
+            ("0000000A000000FE", 0xAFE),
+        ] {
+            let p: SegmentPosition = text.parse().unwrap();
+            assert_eq!(p, SegmentPosition::from_segment_no(segno, size));
+            assert_eq!(p.to_string(), text);
+            if let Some((before, before_text)) = previous {
+                assert!(before < p && before_text.as_str() < text);
+            }
+            previous = Some((p, text.to_owned()));
+        }
+        let name: SegmentName = "000000020000000A000000FE".parse().unwrap();
+        assert_eq!(name.position().to_string(), "0000000A000000FE");
+        assert_eq!(
+            SegmentPosition::of_lsn(Lsn(0xA_FE00_0028), size),
+            name.position()
+        );
+        // In JSON, the same text.
+        let json = serde_json::to_string(&name.position()).unwrap();
+        assert_eq!(json, "\"0000000A000000FE\"");
+        assert_eq!(
+            serde_json::from_str::<SegmentPosition>(&json).unwrap(),
+            name.position()
+        );
+    }
+
+    #[test]
+    fn positions_reject_anything_else() {
+        for bad in [
+            "",
+            "000000000000000",
+            "00000000000000001",
+            "000000000000000a",
+            "000000000000000G",
+            "+000000000000001",
+            " 000000000000001",
+            "000000000000001 ",
+            "0000000-00000001",
+            "00000000000000\u{e9}",
+            "000000010000000000000001",
+        ] {
+            assert!(
+                bad.parse::<SegmentPosition>().is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(serde_json::from_str::<SegmentPosition>("\"000000000000000g\"").is_err());
+        assert!(serde_json::from_str::<SegmentPosition>("1").is_err());
+    }
+
+    #[test]
+    fn segment_names_parse_only_segments() {
+        let s: SegmentName = "000000010000000A000000FE".parse().unwrap();
+        assert_eq!(s.to_string(), "000000010000000A000000FE");
+        for bad in [
+            "000000010000000A000000FE.partial",
+            "00000002.history",
+            "000000000000000A000000FE",
+            "000000010000000a000000FE",
+            "0000000A000000FE",
+        ] {
+            assert!(bad.parse::<SegmentName>().is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -85,8 +85,8 @@ pub enum ArchiveError {
     )]
     Conflict {
         name: WalFileName,
-        stored: String,
-        sent: String,
+        stored: crate::catalog::Sha256,
+        sent: crate::catalog::Sha256,
     },
     #[error(
         "{name} was archived before and retention is deleting it now: retry once the deletion has finished"
@@ -129,7 +129,7 @@ struct Encoded {
     header: Option<LongPageHeader>,
     size: u64,
     /// Set when the worker decoded the body; a raw body is hashed as it arrives.
-    sha256: Option<[u8; 32]>,
+    sha256: Option<crate::catalog::Sha256>,
     payload: PutPayload,
     stored_size: u64,
 }
@@ -536,8 +536,8 @@ where
         if stored != row.sha256 {
             return Err(ArchiveError::Conflict {
                 name,
-                stored: hex::encode(stored),
-                sent: hex::encode(row.sha256),
+                stored,
+                sent: row.sha256,
             });
         }
     }
@@ -561,8 +561,8 @@ fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {
     } else {
         Err(ArchiveError::Conflict {
             name: sent.name,
-            stored: hex::encode(stored.sha256),
-            sent: hex::encode(sent.sha256),
+            stored: stored.sha256,
+            sent: sent.sha256,
         })
     }
 }
@@ -584,7 +584,7 @@ pub async fn read_text(
 /// A stored WAL object read back: its decompressed content's hash and size, and its
 /// first bytes (a segment's long page header).
 pub(crate) struct StoredWal {
-    pub sha256: [u8; 32],
+    pub sha256: crate::catalog::Sha256,
     pub size: u64,
     /// The compressed size (before any encryption at rest).
     pub stored_size: u64,

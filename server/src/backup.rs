@@ -75,7 +75,7 @@ enum Event {
 /// What the worker learned by the end of the stream.
 struct Summary {
     size: u64,
-    sha256: [u8; 32],
+    sha256: crate::catalog::Sha256,
     system_identifier: Option<u64>,
     manifest: Option<Vec<u8>>,
     end: Option<(Timeline, Lsn)>,
@@ -396,7 +396,7 @@ pub fn to_api(
             .map(|(l, t)| segment_of(t, Lsn(l.0.saturating_sub(1)))),
         size: b.size,
         stored_size: b.stored_size,
-        sha256: b.sha256.clone(),
+        sha256: b.sha256_hex(),
         has_manifest: b.has_manifest,
         started_at: b.started_at,
         finished_at: b.finished_at,
@@ -516,7 +516,7 @@ async fn start(
         system_identifier: None,
         size: 0,
         stored_size: 0,
-        sha256: String::new(),
+        sha256: None,
         has_manifest: false,
         started_at: now,
         finished_at: None,
@@ -586,7 +586,7 @@ async fn finish(
     row.system_identifier = summary.system_identifier;
     row.size = summary.size;
     row.stored_size = stored;
-    row.sha256 = hex::encode(summary.sha256);
+    row.sha256 = Some(summary.sha256);
     row.finished_at = Some(OffsetDateTime::now_utc());
     // Deleted while it uploaded: no sentinel, so that even if cleaning up fails a
     // catalog rebuilt from the bucket does not bring it back as complete.

@@ -195,7 +195,7 @@ async fn backup(
         system_identifier: sentinel.system_identifier.map(|s| s.parse()).transpose()?,
         size: sentinel.size,
         stored_size: sentinel.stored_size,
-        sha256: sentinel.sha256,
+        sha256: Some(sentinel.sha256.parse().context("backup sentinel sha256")?),
         has_manifest: sentinel.has_manifest,
         started_at: sentinel.started_at,
         finished_at: sentinel.finished_at,

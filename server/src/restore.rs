@@ -128,9 +128,12 @@ pub enum PlanError {
     #[error(
         "the archive has a gap: {missing} is not archived, so replay from backup {backup} cannot get past it"
     )]
-    Gap { backup: String, missing: String },
+    Gap {
+        backup: String,
+        missing: SegmentName,
+    },
     #[error("the target LSN {target} is beyond the end of the archive (last segment {last})")]
-    BeyondArchive { target: Lsn, last: String },
+    BeyondArchive { target: Lsn, last: SegmentName },
 }
 
 impl Archive {
@@ -378,13 +381,13 @@ pub fn plan(
     if !archive.has_segment(&path, first) {
         return Err(PlanError::Gap {
             backup: backup.id.clone(),
-            missing: archive.segment_name(&path, first).to_string(),
+            missing: archive.segment_name(&path, first),
         });
     }
     if last < needed_until {
         return Err(PlanError::Gap {
             backup: backup.id.clone(),
-            missing: archive.segment_name(&path, last + 1).to_string(),
+            missing: archive.segment_name(&path, last + 1),
         });
     }
     if let Target::Lsn(l) = target {
@@ -402,12 +405,12 @@ pub fn plan(
             return Err(if beyond {
                 PlanError::Gap {
                     backup: backup.id.clone(),
-                    missing: archive.segment_name(&path, last + 1).to_string(),
+                    missing: archive.segment_name(&path, last + 1),
                 }
             } else {
                 PlanError::BeyondArchive {
                     target: *l,
-                    last: archive.segment_name(&path, last).to_string(),
+                    last: archive.segment_name(&path, last),
                 }
             });
         }
@@ -589,7 +592,7 @@ mod tests {
             err,
             PlanError::Gap {
                 backup: "b".into(),
-                missing: "000000020000000000000008".into()
+                missing: "000000020000000000000008".parse().unwrap()
             }
         );
         a.backups.clear();

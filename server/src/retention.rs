@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use walgate_core::api::{ExpiredBackup, RetentionPlan, RetentionPolicy};
-use walgate_core::{ClusterName, SegmentSize, WalFileName};
+use walgate_core::{ClusterName, SegmentPosition, SegmentSize, WalFileName};
 
 use crate::Services;
 use crate::backup::{self, BackupError};
@@ -37,8 +37,8 @@ pub enum RetentionError {
 pub struct Decision<'a> {
     pub keep: Vec<&'a BackupRow>,
     pub delete: Vec<&'a BackupRow>,
-    /// 16 hex digits (log and segment), when any WAL may go.
-    pub wal_before: Option<String>,
+    /// Set when any WAL may go.
+    pub wal_before: Option<SegmentPosition>,
 }
 
 /// Applies `policy` to `backups` (newest first) at `now`.
@@ -86,12 +86,8 @@ pub fn decide<'a>(
             .filter(|b| b.status == BackupStatus::Uploading),
     );
     let wal_before = needed
-        .map(|b| b.start_lsn.0 / segment_size.bytes())
-        .min()
-        .map(|segno| {
-            let per = segment_size.segments_per_log_id();
-            format!("{:08X}{:08X}", segno / per, segno % per)
-        });
+        .map(|b| SegmentPosition::of_lsn(b.start_lsn, segment_size))
+        .min();
     Decision {
         keep,
         delete,
@@ -121,7 +117,7 @@ pub async fn preview(
     let segment_size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
     let d = decide(&policy, &backups, segment_size, OffsetDateTime::now_utc());
     let span = match &d.wal_before {
-        Some(position) => state.catalog.wal_before(&cluster.name, position).await?,
+        Some(position) => state.catalog.wal_before(&cluster.name, *position).await?,
         None => Default::default(),
     };
     let delete_backups: Vec<ExpiredBackup> = d
@@ -139,10 +135,10 @@ pub async fn preview(
         keep: d.keep.iter().map(|b| b.id.clone()).collect(),
         delete_bytes: span.bytes + delete_backups.iter().map(|b| b.stored_size).sum::<u64>(),
         delete_backups,
-        wal_before: d.wal_before.clone(),
+        wal_before: d.wal_before,
         delete_wal_files: span.files,
-        first_wal: span.first,
-        last_wal: span.last,
+        first_wal: span.first.map(|n| n.to_string()),
+        last_wal: span.last.map(|n| n.to_string()),
     })
 }
 
@@ -157,7 +153,7 @@ pub async fn run(state: &Services, cluster: &ClusterRow) -> Result<RetentionPlan
         tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
     }
     if let Some(position) = &plan.wal_before {
-        let moved = state.catalog.expire_wal(&cluster.name, position).await?;
+        let moved = state.catalog.expire_wal(&cluster.name, *position).await?;
         delete_wal_objects(state, store, &cluster.name).await?;
         if moved > 0 {
             tracing::info!(cluster = %cluster.name, files = moved, before = %position, "retention: WAL expired");
@@ -288,6 +284,10 @@ mod tests {
         b
     }
 
+    fn position(text: &str) -> Option<SegmentPosition> {
+        Some(text.parse().unwrap())
+    }
+
     fn ids(list: &[&BackupRow]) -> Vec<String> {
         list.iter().map(|b| b.id.clone()).collect()
     }
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(ids(&d.keep), ["d0", "d1"]);
         assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
         // d1 starts in segment 0x130.
-        assert_eq!(d.wal_before.as_deref(), Some("0000000100000030"));
+        assert_eq!(d.wal_before, position("0000000100000030"));
     }
 
     #[test]
@@ -335,7 +335,7 @@ mod tests {
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
-        assert_eq!(d.wal_before.as_deref(), Some("0000000100000020"));
+        assert_eq!(d.wal_before, position("0000000100000020"));
         // Both rules: a backup either keeps stays.
         let d = decide(
             &policy(Some(4), Some(1), 1),
@@ -352,7 +352,7 @@ mod tests {
             now,
         );
         assert!(d.delete.is_empty());
-        assert_eq!(d.wal_before.as_deref(), Some("0000000100000000"));
+        assert_eq!(d.wal_before, position("0000000100000000"));
         // One reaching past the calendar's start, too (it used to panic).
         let d = decide(
             &policy(None, Some(u32::MAX), 1),
@@ -396,7 +396,7 @@ mod tests {
         );
         assert_eq!(ids(&d.keep), ["d1"]);
         assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
-        assert_eq!(d.wal_before.as_deref(), Some("0000000100000000"));
+        assert_eq!(d.wal_before, position("0000000100000000"));
     }
 
     #[test]
@@ -407,6 +407,6 @@ mod tests {
         b.start_lsn = Lsn(5 << 30); // segment 5: log 1, segment 1 with four per log id
         let backups = [b];
         let d = decide(&policy(Some(1), None, 1), &backups, size, now);
-        assert_eq!(d.wal_before.as_deref(), Some("0000000100000001"));
+        assert_eq!(d.wal_before, position("0000000100000001"));
     }
 }

@@ -87,9 +87,7 @@ async fn scrub_objects(
                 Ok(stored) if stored.sha256 == row.sha256 => {}
                 Ok(stored) => problems.push(format!(
                     "{}: content sha256 {} differs from the catalog's {}",
-                    row.name,
-                    hex::encode(stored.sha256),
-                    hex::encode(row.sha256)
+                    row.name, stored.sha256, row.sha256
                 )),
                 Err(e) => problems.push(format!("{}: {e}", row.name)),
             }
@@ -114,11 +112,12 @@ async fn scrub_objects(
         };
         match read.await {
             Ok(()) => {
-                let got = hex::encode(sha.finalize());
-                if got != b.sha256 {
+                let got = crate::catalog::Sha256::from(sha.finalize());
+                if b.sha256 != Some(got) {
                     problems.push(format!(
                         "backup {}: stored object sha256 {got} differs from the catalog's {}",
-                        b.id, b.sha256
+                        b.id,
+                        b.sha256_hex()
                     ));
                 }
             }

@@ -686,7 +686,10 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
     let from = walgate::catalog::BackupStatus::Complete;
     assert!(catalog.update_backup(&main, &old, from).await.unwrap());
     assert_eq!(
-        catalog.expire_wal(&main, "0000000000000004").await.unwrap(),
+        catalog
+            .expire_wal(&main, "0000000000000004".parse().unwrap())
+            .await
+            .unwrap(),
         3
     );
     let wal_dir = f.objects.join("clusters/main/wal");

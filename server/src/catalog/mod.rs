@@ -6,17 +6,27 @@
 //! every stored object can be found again from its key, so it can be rebuilt from the
 //! object store.
 
+mod postgres;
+mod queries;
+mod records;
+mod sha256;
 mod sql;
+mod sqlite;
 
 use std::str::FromStr;
 
 use time::OffsetDateTime;
 use walgate_core::api::{self, Role};
-use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
+use walgate_core::{
+    ClusterName, Lsn, SegmentName, SegmentPosition, SegmentSize, Timeline, WalFileName,
+};
 
 use walgate_core::TargetName;
 
-pub use sql::{PostgresCatalog, SqliteCatalog};
+pub use postgres::PostgresCatalog;
+pub use sha256::{Sha256, Sha256Error};
+pub use sql::{Backend, SqlCatalog};
+pub use sqlite::SqliteCatalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -84,8 +94,8 @@ pub struct ClusterRow {
 pub struct WalSpan {
     pub files: u64,
     pub bytes: u64,
-    pub first: Option<String>,
-    pub last: Option<String>,
+    pub first: Option<WalFileName>,
+    pub last: Option<WalFileName>,
 }
 
 /// One archived WAL file. The object key is derived from `(cluster, name)`.
@@ -94,7 +104,8 @@ pub struct WalRow {
     pub name: WalFileName,
     pub size: u64,
     pub stored_size: u64,
-    pub sha256: [u8; 32],
+    /// Of the file's content, uncompressed.
+    pub sha256: Sha256,
     pub archived_at: OffsetDateTime,
 }
 
@@ -106,7 +117,7 @@ impl WalRow {
             timeline: self.name.timeline().0,
             size: self.size,
             stored_size: self.stored_size,
-            sha256: hex::encode(self.sha256),
+            sha256: self.sha256.to_string(),
             archived_at: self.archived_at,
         }
     }
@@ -128,7 +139,8 @@ pub struct WalFilter {
 pub struct ClusterStats {
     pub wal_files: u64,
     pub wal_bytes: u64,
-    pub last_wal: Option<String>,
+    /// The newest segment (not partial, history or backup history file) still kept.
+    pub last_wal: Option<SegmentName>,
     pub last_archived_at: Option<OffsetDateTime>,
 }
 
@@ -194,8 +206,8 @@ pub struct BackupRow {
     /// Bytes of the tar stream.
     pub size: u64,
     pub stored_size: u64,
-    /// SHA-256 of the stored object, hexadecimal.
-    pub sha256: String,
+    /// SHA-256 of the stored object; `None` until the upload is complete.
+    pub sha256: Option<Sha256>,
     pub has_manifest: bool,
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
@@ -226,11 +238,16 @@ impl BackupRow {
             system_identifier: None,
             size: 0,
             stored_size: 0,
-            sha256: String::new(),
+            sha256: None,
             has_manifest: true,
             started_at: finished_at,
             finished_at: Some(finished_at),
         }
+    }
+
+    /// The hash as stored and as the API shows it: hex, empty until complete.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.map(|s| s.to_string()).unwrap_or_default()
     }
 }
 
@@ -404,11 +421,11 @@ pub trait Catalog: Send + Sync + 'static {
         thresholds: Option<&api::StatusThresholds>,
     ) -> Result<bool>;
     /// The WAL files [`Catalog::expire_wal`] would take out for `position`.
-    async fn wal_before(&self, cluster: &ClusterName, position: &str) -> Result<WalSpan>;
-    /// Moves every WAL file but history files whose segment is before `position` (16 hex
-    /// digits: log and segment, on any timeline) from `wal_files` to `wal_deletions`, in
-    /// one transaction; returns how many.
-    async fn expire_wal(&self, cluster: &ClusterName, position: &str) -> Result<u64>;
+    async fn wal_before(&self, cluster: &ClusterName, position: SegmentPosition)
+    -> Result<WalSpan>;
+    /// Moves every WAL file but history files whose segment is before `position` (on any
+    /// timeline) from `wal_files` to `wal_deletions`, in one transaction; returns how many.
+    async fn expire_wal(&self, cluster: &ClusterName, position: SegmentPosition) -> Result<u64>;
     /// Moves every WAL file of the cluster, history files too, to `wal_deletions`.
     async fn expire_all_wal(&self, cluster: &ClusterName) -> Result<u64>;
     /// Forgets a cluster that holds nothing (no WAL, no backups, no pending deletions):
@@ -458,32 +475,6 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Catalog>> {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         Err(CatalogError::BadUrl(scheme.chars().take(20).collect()))
     }
-}
-
-/// Helpers that turn stored columns back into typed values.
-fn parse_name(s: &str) -> Result<WalFileName> {
-    s.parse()
-        .map_err(|e: walgate_core::WalNameError| CatalogError::Corrupt(e.to_string()))
-}
-
-fn parse_cluster(s: &str) -> Result<ClusterName> {
-    s.parse()
-        .map_err(|e: walgate_core::names::ClusterNameError| CatalogError::Corrupt(e.to_string()))
-}
-
-fn parse_sha(s: &str) -> Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|_| CatalogError::Corrupt(format!("bad sha256 `{s}`")))?;
-    Ok(out)
-}
-
-fn parse_segment_size(v: Option<i64>) -> Result<Option<SegmentSize>> {
-    v.map(|b| {
-        SegmentSize::new(b as u64)
-            .ok_or_else(|| CatalogError::Corrupt(format!("bad segment size {b}")))
-    })
-    .transpose()
 }
 
 #[cfg(test)]

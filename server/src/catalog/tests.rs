@@ -13,7 +13,7 @@ fn wal(name: &str, sha: u8) -> WalRow {
         name: name.parse().unwrap(),
         size: 16 << 20,
         stored_size: 1000,
-        sha256: [sha; 32],
+        sha256: Sha256([sha; 32]),
         archived_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
     }
 }
@@ -122,7 +122,10 @@ async fn suite(c: &dyn Catalog) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(stats.last_wal.as_deref(), Some("000000020000000000000003"));
+    assert_eq!(
+        stats.last_wal.map(|s| s.to_string()).as_deref(),
+        Some("000000020000000000000003")
+    );
     assert!(stats.last_archived_at.is_some());
     assert_eq!(
         c.cluster_stats(&other).await.unwrap(),
@@ -165,7 +168,7 @@ async fn suite(c: &dyn Catalog) {
         system_identifier: Some(big_sysid),
         size: 0,
         stored_size: 0,
-        sha256: String::new(),
+        sha256: None,
         has_manifest: false,
         started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         finished_at: None,
@@ -304,21 +307,25 @@ async fn retention_suite(c: &dyn Catalog) {
 
     // Before segment 3 on any timeline: segments 1 and 2 and 2's backup history file;
     // not the history file, not segment 3 (partial, or on timeline 2).
-    let span = c.wal_before(&main, "0000000000000003").await.unwrap();
+    let position: walgate_core::SegmentPosition = "0000000000000003".parse().unwrap();
+    let span = c.wal_before(&main, position).await.unwrap();
     assert_eq!(
         span,
         WalSpan {
             files: 3,
             bytes: 3000,
-            first: Some("000000010000000000000001".into()),
-            last: Some("000000010000000000000002.00000028.backup".into()),
+            first: Some("000000010000000000000001".parse().unwrap()),
+            last: Some("000000010000000000000002.00000028.backup".parse().unwrap()),
         }
     );
-    assert_eq!(c.expire_wal(&main, "0000000000000003").await.unwrap(), 3);
+    assert_eq!(c.expire_wal(&main, position).await.unwrap(), 3);
     // The totals the triggers keep follow the expiry; the newest segment stays.
     let stats = c.cluster_stats(&main).await.unwrap();
     assert_eq!((stats.wal_files, stats.wal_bytes), (3, 3000));
-    assert_eq!(stats.last_wal.as_deref(), Some("000000020000000000000003"));
+    assert_eq!(
+        stats.last_wal.map(|s| s.to_string()).as_deref(),
+        Some("000000020000000000000003")
+    );
     let all = WalFilter {
         limit: 100,
         ..Default::default()
@@ -338,10 +345,7 @@ async fn retention_suite(c: &dyn Catalog) {
             "000000020000000000000003"
         ]
     );
-    assert_eq!(
-        c.wal_before(&main, "0000000000000003").await.unwrap().files,
-        0
-    );
+    assert_eq!(c.wal_before(&main, position).await.unwrap().files, 0);
     let pending = c.wal_deletions(&main, 2).await.unwrap();
     assert_eq!(pending.len(), 2);
     c.forget_wal_deletions(&main, &pending).await.unwrap();

@@ -209,7 +209,7 @@ async fn get_archive(
     });
     // The hash is of the stored object: it describes the body only when sent as stored.
     if accepts_zstd(&headers) {
-        let sha = HeaderValue::from_str(&row.sha256).expect("hex is a valid header");
+        let sha = HeaderValue::from_str(&row.sha256_hex()).expect("hex is a valid header");
         response
             .headers_mut()
             .insert(header::HeaderName::from_static("x-walgate-sha256"), sha);

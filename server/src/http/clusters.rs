@@ -48,7 +48,7 @@ pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
         target: c.cluster.target.to_string(),
         wal_files: c.stats.wal_files,
         wal_bytes: c.stats.wal_bytes,
-        last_wal: c.stats.last_wal,
+        last_wal: c.stats.last_wal.map(|s| s.to_string()),
         last_archived_at: c.stats.last_archived_at,
     }
 }

@@ -97,7 +97,7 @@ async fn find(
 }
 
 fn file_headers(row: &WalRow) -> [(header::HeaderName, HeaderValue); 2] {
-    let sha = hex::encode(row.sha256);
+    let sha = row.sha256.to_string();
     [
         (
             header::ETAG,

@@ -1,0 +1,297 @@
+//! Every statement the catalog runs, as constants.
+//!
+//! Both backends speak the same SQL here (`$n` placeholders, `ON CONFLICT`, `RETURNING`);
+//! the few statements that differ have one constant per backend in [`sqlite`] and
+//! [`postgres`]. Fragments several statements share are macros, so that `concat!` can
+//! build each statement at compile time.
+
+/// A WAL file's segment position as the catalog compares it: the 16 hex digits after
+/// the timeline in its name (log id and segment), as text, which orders like the
+/// positions themselves. The `wal_files_position` index of both migrations is on this
+/// very expression, so every query must spell it the same way to use it.
+macro_rules! name_position {
+    () => {
+        "substr(name, 9, 16)"
+    };
+}
+
+/// The text form of [`name_position!`], for checks.
+#[cfg(test)]
+pub const NAME_POSITION: &str = name_position!();
+
+macro_rules! cluster_columns {
+    () => {
+        "name, system_identifier, segment_size, pg_version, created_at, retention, target, \
+         thresholds"
+    };
+}
+
+/// A cluster's row of `wal_stats` (kept by triggers), joined as `w`.
+macro_rules! stats_columns {
+    () => {
+        "CAST(COALESCE(w.files, 0) AS BIGINT) AS wal_files, \
+         CAST(COALESCE(w.bytes, 0) AS BIGINT) AS wal_bytes, \
+         w.last_wal AS last_wal, w.last_archived_at AS last_archived_at"
+    };
+}
+
+macro_rules! wal_columns {
+    () => {
+        "name, size, stored_size, sha256, archived_at"
+    };
+}
+
+macro_rules! backup_columns {
+    () => {
+        "id, status, label, method, from_standby, start_lsn, start_timeline, checkpoint_lsn, \
+         end_lsn, end_timeline, system_identifier, size, stored_size, sha256, has_manifest, \
+         started_at, finished_at"
+    };
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, clusters, role, description, created_at, expires_at, revoked_at"
+    };
+}
+
+/// WAL files that retention may expire (`$1` cluster): all but history files, before
+/// position `$2`.
+macro_rules! expirable {
+    () => {
+        concat!(
+            "cluster = $1 AND kind <> 'history' AND ",
+            name_position!(),
+            " < $2"
+        )
+    };
+}
+
+/// WAL archived per UTC day, `$day` being the day of `archived_at` as `YYYY-MM-DD`.
+macro_rules! wal_volume {
+    ($day:literal) => {
+        concat!(
+            "SELECT ",
+            $day,
+            " AS day, count(*) AS files, CAST(sum(stored_size) AS BIGINT) AS bytes \
+             FROM wal_files WHERE cluster = $1 AND archived_at >= $2 GROUP BY 1 ORDER BY 1"
+        )
+    };
+}
+
+pub const PING: &str = "SELECT 1";
+
+pub const CLUSTER: &str = concat!(
+    "SELECT ",
+    cluster_columns!(),
+    " FROM clusters WHERE name = $1"
+);
+
+/// `$1` name, `$2` creation time, `$3` target.
+pub const ENSURE_CLUSTER: &str = "INSERT INTO clusters (name, created_at, target) \
+     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+
+/// `$1` name, then system identifier, segment size and version, each set only if unset.
+pub const PIN_CLUSTER: &str = concat!(
+    "UPDATE clusters SET system_identifier = COALESCE(system_identifier, $2), \
+       segment_size = COALESCE(segment_size, $3), pg_version = COALESCE(pg_version, $4) \
+     WHERE name = $1 RETURNING ",
+    cluster_columns!()
+);
+
+/// `$1` name, `$2` target: only while the cluster holds no objects.
+pub const SET_TARGET: &str = "UPDATE clusters SET target = $2 WHERE name = $1 AND (target = $2 OR ( \
+       NOT EXISTS (SELECT 1 FROM wal_files WHERE cluster = $1) \
+       AND NOT EXISTS (SELECT 1 FROM backups WHERE cluster = $1) \
+       AND NOT EXISTS (SELECT 1 FROM wal_deletions WHERE cluster = $1)))";
+
+pub const CLUSTERS: &str = concat!(
+    "SELECT ",
+    cluster_columns!(),
+    ", ",
+    stats_columns!(),
+    " FROM clusters c LEFT JOIN wal_stats w ON w.cluster = c.name ORDER BY c.name"
+);
+
+/// One row even for a cluster without WAL (or without a row at all).
+pub const CLUSTER_STATS: &str = concat!(
+    "SELECT ",
+    stats_columns!(),
+    " FROM (SELECT 1 AS one) o LEFT JOIN wal_stats w ON w.cluster = $1"
+);
+
+/// `$1` a cluster, or NULL for the whole fleet.
+pub const BACKUP_STATS: &str = "SELECT cluster, count(*) AS n, \
+       CAST(sum(stored_size) AS BIGINT) AS bytes, \
+       min(finished_at) AS oldest, max(finished_at) AS newest, \
+       (SELECT n.stored_size FROM backups n WHERE n.cluster = b.cluster \
+          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size, \
+       (SELECT n.started_at FROM backups n WHERE n.cluster = b.cluster \
+          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_started \
+     FROM backups b WHERE status = 'complete' AND ($1 IS NULL OR cluster = $1) \
+     GROUP BY cluster";
+
+pub const WAL: &str = concat!(
+    "SELECT ",
+    wal_columns!(),
+    " FROM wal_files WHERE cluster = $1 AND name = $2"
+);
+
+pub const INSERT_WAL: &str = "INSERT INTO wal_files \
+       (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (cluster, name) DO NOTHING";
+
+/// Whether a WAL file's object waits for deletion (`$1` cluster, `$2` name).
+pub const WAL_DELETING: &str =
+    "SELECT 1 AS one FROM wal_deletions WHERE cluster = $1 AND name = $2";
+
+/// `$2` timeline, `$3`..`$4` an inclusive name range, `$5` a cursor (each NULL for
+/// none), `$6` how many.
+pub const LIST_WAL: &str = concat!(
+    "SELECT ",
+    wal_columns!(),
+    " FROM wal_files WHERE cluster = $1 \
+       AND ($2 IS NULL OR timeline = $2) \
+       AND ($3 IS NULL OR name >= $3) \
+       AND ($4 IS NULL OR name <= $4) \
+       AND ($5 IS NULL OR name > $5) \
+     ORDER BY name LIMIT $6"
+);
+
+pub const INSERT_BACKUP: &str = "INSERT INTO backups (cluster, id, status, label, method, \
+       from_standby, start_lsn, start_timeline, checkpoint_lsn, end_lsn, end_timeline, \
+       system_identifier, size, stored_size, sha256, has_manifest, started_at, finished_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+
+/// The mutable fields, if the status is still `$12`.
+pub const UPDATE_BACKUP: &str = "UPDATE backups SET status = $3, end_lsn = $4, \
+       end_timeline = $5, system_identifier = $6, size = $7, stored_size = $8, sha256 = $9, \
+       has_manifest = $10, finished_at = $11 \
+     WHERE cluster = $1 AND id = $2 AND status = $12";
+
+pub const DELETE_BACKUP: &str = "DELETE FROM backups WHERE cluster = $1 AND id = $2";
+
+pub const BEAT_BACKUP: &str = "UPDATE backups SET heartbeat_at = $3 WHERE cluster = $1 AND id = $2";
+
+pub const STALE_UPLOADS: &str = "SELECT id FROM backups WHERE cluster = $1 \
+     AND status = 'uploading' AND COALESCE(heartbeat_at, started_at) < $2 ORDER BY id";
+
+pub const BACKUP: &str = concat!(
+    "SELECT ",
+    backup_columns!(),
+    " FROM backups WHERE cluster = $1 AND id = $2"
+);
+
+pub const BACKUPS: &str = concat!(
+    "SELECT ",
+    backup_columns!(),
+    " FROM backups WHERE cluster = $1 ORDER BY id DESC"
+);
+
+pub const SET_RETENTION: &str = "UPDATE clusters SET retention = $2 WHERE name = $1";
+
+pub const SET_THRESHOLDS: &str = "UPDATE clusters SET thresholds = $2 WHERE name = $1";
+
+pub const WAL_BEFORE: &str = concat!(
+    "SELECT count(*) AS files, CAST(coalesce(sum(stored_size), 0) AS BIGINT) AS bytes, \
+       min(name) AS first, max(name) AS last FROM wal_files WHERE ",
+    expirable!()
+);
+
+/// Expiry, in one transaction: copy the names to `wal_deletions`, then delete the rows.
+pub const EXPIRE_WAL: [&str; 2] = [
+    concat!(
+        "INSERT INTO wal_deletions (cluster, name) SELECT cluster, name FROM wal_files WHERE ",
+        expirable!(),
+        " ON CONFLICT DO NOTHING"
+    ),
+    concat!("DELETE FROM wal_files WHERE ", expirable!()),
+];
+
+/// [`EXPIRE_WAL`] for every file of cluster `$1`, history files too.
+pub const EXPIRE_ALL_WAL: [&str; 2] = [
+    "INSERT INTO wal_deletions (cluster, name) SELECT cluster, name FROM wal_files \
+     WHERE cluster = $1 ON CONFLICT DO NOTHING",
+    "DELETE FROM wal_files WHERE cluster = $1",
+];
+
+/// What a cluster still holds: WAL, backups, pending deletions.
+pub const CLUSTER_HOLDS: &str = "SELECT (SELECT count(*) FROM wal_files WHERE cluster = $1) \
+       + (SELECT count(*) FROM backups WHERE cluster = $1) \
+       + (SELECT count(*) FROM wal_deletions WHERE cluster = $1)";
+
+/// A cluster's rows beside `clusters` itself, deleted with it.
+pub const DELETE_CLUSTER_ROWS: [&str; 2] = [
+    "DELETE FROM verifications WHERE cluster = $1",
+    "DELETE FROM wal_stats WHERE cluster = $1",
+];
+
+pub const DELETE_CLUSTER: &str = "DELETE FROM clusters WHERE name = $1";
+
+pub const WAL_DELETIONS: &str =
+    "SELECT name FROM wal_deletions WHERE cluster = $1 ORDER BY name LIMIT $2";
+
+/// Followed by one placeholder per name from `$2`, comma-separated, and `)`.
+pub const FORGET_WAL_DELETIONS: &str = "DELETE FROM wal_deletions WHERE cluster = $1 AND name IN (";
+
+/// `$1` job, `$2` holder, `$3` until, `$4` now.
+pub const TAKE_LEASE: &str = "INSERT INTO job_leases (job, holder, until) VALUES ($1, $2, $3) \
+     ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+     WHERE job_leases.until < $4 OR job_leases.holder = excluded.holder";
+
+pub const LEASE_UNTIL: &str = "SELECT until FROM job_leases WHERE job = $1";
+
+pub const RECORD_VERIFICATION: &str = "INSERT INTO verifications \
+       (cluster, verified_at, ok, report) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (cluster) DO UPDATE SET verified_at = excluded.verified_at, \
+       ok = excluded.ok, report = excluded.report";
+
+pub const LAST_VERIFICATION: &str = "SELECT report FROM verifications WHERE cluster = $1";
+
+pub const VERIFICATIONS: &str = "SELECT report FROM verifications";
+
+pub const INSERT_TOKEN: &str = "INSERT INTO tokens \
+       (id, clusters, role, description, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub const TOKEN: &str = concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1");
+
+pub const TOKENS: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM tokens ORDER BY created_at, id"
+);
+
+pub const REVOKE_TOKEN: &str =
+    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+
+/// Statements only SQLite's catalog runs.
+pub mod sqlite {
+    /// Timestamps are stored as text, in UTC: the date is the first ten characters.
+    pub const WAL_VOLUME: &str = wal_volume!("substr(archived_at, 1, 10)");
+}
+
+/// Statements only PostgreSQL's catalog runs.
+pub mod postgres {
+    pub const WAL_VOLUME: &str =
+        wal_volume!("to_char(archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_position_index_is_on_the_expression_queries_use() {
+        for migration in [
+            include_str!("../../../migrations/sqlite/0005_wal_position.sql"),
+            include_str!("../../../migrations/postgres/0005_wal_position.sql"),
+        ] {
+            let index = format!("ON wal_files (cluster, {NAME_POSITION})");
+            assert!(migration.contains(&index), "{migration}");
+        }
+        assert!(WAL_BEFORE.contains(&format!("{NAME_POSITION} < $2")));
+        assert!(EXPIRE_WAL.iter().all(|sql| sql.contains(NAME_POSITION)));
+    }
+}
