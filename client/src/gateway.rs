@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use walgate_core::api::ErrorBody;
+use walgate_core::api::{ErrorBody, ErrorCode};
 use walgate_core::{ClusterName, WalFileName};
 
 use crate::config::Settings;
@@ -395,6 +395,10 @@ fn json<T: serde::de::DeserializeOwned>(r: Answer) -> Attempt<T> {
 fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
     let text = body.read_to_string().unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
+        // A code newer than this client says nothing more than the status.
+        Ok(e) if e.error == ErrorCode::Unknown => {
+            anyhow::anyhow!("gateway answered {status}: {}", e.message)
+        }
         Ok(e) => anyhow::anyhow!("gateway answered {status} {}: {}", e.error, e.message),
         Err(_) => anyhow::anyhow!(
             "gateway answered {status}: {}",
@@ -407,7 +411,7 @@ fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
 fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     let text = r.body_mut().read_to_string().unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(e) if e.error == "not_found" => Ok(()),
+        Ok(e) if e.error == ErrorCode::NotFound => Ok(()),
         _ => bail!(
             "a 404 that is not the gateway's (check WALGATE_URL and any proxy in front): {}",
             text.chars().take(200).collect::<String>()
