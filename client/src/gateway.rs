@@ -180,7 +180,7 @@ impl Gateway {
                         .get("content-encoding")
                         .is_some_and(|v| v == "zstd");
                     let body = r.body_mut().with_config().limit(u64::MAX).reader();
-                    Ok(match write_atomically(body, zstd, dest, size, durable) {
+                    Ok(match write_wal(body, zstd, dest, size, durable) {
                         Ok(()) => Attempt::Done(Fetched::Written),
                         Err(e) => Attempt::Retry(e, None),
                     })
@@ -419,89 +419,27 @@ fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     }
 }
 
-/// The extension of a file being downloaded, before its process id: `NAME.walgate-part-PID`.
-pub const PART: &str = "walgate-part-";
-
-/// Bytes written to a file at a time.
-const WRITE_CHUNK: usize = 256 << 10;
-
-/// A file whose writeback starts every `WRITEBACK_AFTER` bytes, as PostgreSQL's
-/// `*_flush_after` settings do: its final fsync then has little left to write, and never
-/// puts a whole segment in the disk's queue ahead of another file's fsync.
-struct Writeback {
-    file: std::fs::File,
-    written: u64,
-    started: u64,
-    on: bool,
-}
-
-const WRITEBACK_AFTER: u64 = 1 << 20;
-
-impl std::io::Write for Writeback {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.on && self.written - self.started >= WRITEBACK_AFTER {
-            // DONTNEED starts writeback of the dirty pages and drops only clean ones:
-            // these are dirty, so they stay cached for replay.
-            let len = std::num::NonZeroU64::new(self.written - self.started);
-            let _ =
-                rustix::fs::fadvise(&self.file, self.started, len, rustix::fs::Advice::DontNeed);
-            self.started = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn write_atomically(
+/// Writes a downloaded WAL file to `dest` (see [`crate::durable`]), decoding zstd; it
+/// must have `size` bytes when given.
+fn write_wal(
     body: impl Read,
     zstd: bool,
     dest: &Path,
     size: Option<u64>,
     durable: bool,
 ) -> anyhow::Result<()> {
-    // Per process: a foreground fetch and a prefetcher never share a temporary file.
-    let tmp = dest.with_extension(format!("{PART}{}", std::process::id()));
-    let result = (|| {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        // Large writes: the page cache costs per call, and 8 KiB writes (io::copy's own
-        // buffer) tripled the cost of writing a segment. io::copy fills a BufWriter's
-        // buffer directly, so the decoder writes into it.
-        let file = Writeback {
-            file,
-            written: 0,
-            started: 0,
-            on: durable,
-        };
-        let mut file = std::io::BufWriter::with_capacity(WRITE_CHUNK, file);
+    crate::durable::write_atomically(dest, durable, |file| {
         let mut body: Box<dyn Read> = if zstd {
             Box::new(zstd::Decoder::new(body)?)
         } else {
             Box::new(body)
         };
-        let got = std::io::copy(&mut body, &mut file).context("download")?;
-        let file = file.into_inner().map_err(|e| e.into_error())?.file;
+        let got = std::io::copy(&mut body, file).context("download")?;
         if let Some(want) = size.filter(|w| *w != got) {
             bail!("downloaded {got} bytes where a segment has {want}");
         }
-        if durable {
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, dest).with_context(|| format!("rename to {}", dest.display()))?;
-        if durable && let Some(dir) = dest.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 #[cfg(test)]

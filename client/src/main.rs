@@ -7,6 +7,7 @@
 mod backup;
 mod check;
 mod config;
+mod durable;
 mod gateway;
 mod parallel;
 mod wal_fetch;

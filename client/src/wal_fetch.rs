@@ -88,7 +88,7 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
 /// (its temporary file is there), and takes it. Downloading it again would race the
 /// prefetcher for the same cores and the same link, and arrive no sooner.
 fn prefetch_arrives(dir: &Path, name: &WalFileName, dest: &Path, wait: Duration) -> bool {
-    let part = format!("{name}.{}", crate::gateway::PART);
+    let part = format!("{name}.{}", crate::durable::PART);
     let downloading = || {
         std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
@@ -460,7 +460,7 @@ mod tests {
     fn a_call_waits_for_the_prefetcher_downloading_its_segment() {
         let (_pg_wal, dir, dest) = pg_wal();
         let name: WalFileName = "000000010000000000000002".parse().unwrap();
-        let part = dir.join(format!("{name}.{}7", crate::gateway::PART));
+        let part = dir.join(format!("{name}.{}7", crate::durable::PART));
         std::fs::write(&part, b"half").unwrap();
 
         // No prefetcher holds the lock: the file is a crashed one's, not waited for.
