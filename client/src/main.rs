@@ -146,6 +146,11 @@ enum Command {
 /// standby mode: above 125, so recovery stops rather than ends.
 const EXIT_STOP_RECOVERY: u8 = 200;
 
+/// How long a test waits for what must happen: it only ends a hang, so it is long enough
+/// never to fail on a busy machine.
+#[cfg(test)]
+const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The exit code of a panic. PostgreSQL reads a restore_command's exit code as "not
 /// archived" below 126, so a panicking wal-fetch must not look like that.
 static PANIC_EXIT: AtomicU8 = AtomicU8::new(1);
