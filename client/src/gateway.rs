@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use walgate_core::api::ErrorBody;
+use walgate_core::api::{ErrorBody, ErrorCode};
 use walgate_core::{ClusterName, WalFileName};
 
 use crate::config::Settings;
@@ -180,7 +180,7 @@ impl Gateway {
                         .get("content-encoding")
                         .is_some_and(|v| v == "zstd");
                     let body = r.body_mut().with_config().limit(u64::MAX).reader();
-                    Ok(match write_atomically(body, zstd, dest, size, durable) {
+                    Ok(match write_wal(body, zstd, dest, size, durable) {
                         Ok(()) => Attempt::Done(Fetched::Written),
                         Err(e) => Attempt::Retry(e, None),
                     })
@@ -395,6 +395,10 @@ fn json<T: serde::de::DeserializeOwned>(r: Answer) -> Attempt<T> {
 fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
     let text = body.read_to_string().unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
+        // A code newer than this client says nothing more than the status.
+        Ok(e) if e.error == ErrorCode::Unknown => {
+            anyhow::anyhow!("gateway answered {status}: {}", e.message)
+        }
         Ok(e) => anyhow::anyhow!("gateway answered {status} {}: {}", e.error, e.message),
         Err(_) => anyhow::anyhow!(
             "gateway answered {status}: {}",
@@ -407,7 +411,7 @@ fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
 fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     let text = r.body_mut().read_to_string().unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(e) if e.error == "not_found" => Ok(()),
+        Ok(e) if e.error == ErrorCode::NotFound => Ok(()),
         _ => bail!(
             "a 404 that is not the gateway's (check WALGATE_URL and any proxy in front): {}",
             text.chars().take(200).collect::<String>()
@@ -415,89 +419,27 @@ fn gateway_not_found(mut r: Answer) -> anyhow::Result<()> {
     }
 }
 
-/// The extension of a file being downloaded, before its process id: `NAME.walgate-part-PID`.
-pub const PART: &str = "walgate-part-";
-
-/// Bytes written to a file at a time.
-const WRITE_CHUNK: usize = 256 << 10;
-
-/// A file whose writeback starts every `WRITEBACK_AFTER` bytes, as PostgreSQL's
-/// `*_flush_after` settings do: its final fsync then has little left to write, and never
-/// puts a whole segment in the disk's queue ahead of another file's fsync.
-struct Writeback {
-    file: std::fs::File,
-    written: u64,
-    started: u64,
-    on: bool,
-}
-
-const WRITEBACK_AFTER: u64 = 1 << 20;
-
-impl std::io::Write for Writeback {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        if self.on && self.written - self.started >= WRITEBACK_AFTER {
-            // DONTNEED starts writeback of the dirty pages and drops only clean ones:
-            // these are dirty, so they stay cached for replay.
-            let len = std::num::NonZeroU64::new(self.written - self.started);
-            let _ =
-                rustix::fs::fadvise(&self.file, self.started, len, rustix::fs::Advice::DontNeed);
-            self.started = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn write_atomically(
+/// Writes a downloaded WAL file to `dest` (see [`crate::durable`]), decoding zstd; it
+/// must have `size` bytes when given.
+fn write_wal(
     body: impl Read,
     zstd: bool,
     dest: &Path,
     size: Option<u64>,
     durable: bool,
 ) -> anyhow::Result<()> {
-    // Per process: a foreground fetch and a prefetcher never share a temporary file.
-    let tmp = dest.with_extension(format!("{PART}{}", std::process::id()));
-    let result = (|| {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-        // Large writes: the page cache costs per call, and 8 KiB writes (io::copy's own
-        // buffer) tripled the cost of writing a segment. io::copy fills a BufWriter's
-        // buffer directly, so the decoder writes into it.
-        let file = Writeback {
-            file,
-            written: 0,
-            started: 0,
-            on: durable,
-        };
-        let mut file = std::io::BufWriter::with_capacity(WRITE_CHUNK, file);
+    crate::durable::write_atomically(dest, durable, |file| {
         let mut body: Box<dyn Read> = if zstd {
             Box::new(zstd::Decoder::new(body)?)
         } else {
             Box::new(body)
         };
-        let got = std::io::copy(&mut body, &mut file).context("download")?;
-        let file = file.into_inner().map_err(|e| e.into_error())?.file;
+        let got = std::io::copy(&mut body, file).context("download")?;
         if let Some(want) = size.filter(|w| *w != got) {
             bail!("downloaded {got} bytes where a segment has {want}");
         }
-        if durable {
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, dest).with_context(|| format!("rename to {}", dest.display()))?;
-        if durable && let Some(dir) = dest.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 #[cfg(test)]
@@ -550,6 +492,11 @@ mod tests {
         (started.elapsed(), e)
     }
 
+    /// An upper bound that only tells a call that ends from one that hangs (or waits for
+    /// a default bound, such as `STREAM_STALL`, instead of the test's): a busy machine
+    /// may delay any of these calls by seconds.
+    const HANG_MS: u64 = 30_000;
+
     fn assert_between(took: Duration, from_ms: u64, to_ms: u64) {
         let range = Duration::from_millis(from_ms)..Duration::from_millis(to_ms);
         assert!(range.contains(&took), "{took:?} not in {range:?}");
@@ -562,16 +509,53 @@ mod tests {
         let name: WalFileName = "000000010000000000000001".parse().unwrap();
         let gateway = stalled_client(Duration::from_millis(1500));
 
-        // The retry after the 503 (at 1 s, then a 200 ms pause) gets what is left of the
-        // 1.5 s, at least 300 ms; not 1.5 s afresh.
+        // The retry after the 503 (at 1 s, then a 200 ms pause) stalls too, and is given
+        // up: what it is given is checked where no scheduling matters, below.
         let (took, e) = failing(|| gateway.fetch_wal(&name, &dest, None, false));
-        assert_between(took, 1400, 2200);
+        assert_between(took, 1400, HANG_MS);
         assert!(format!("{e:#}").contains("gave up"), "{e:#}");
         assert!(!dest.exists());
 
         // Tried once, a request still gets the retry time.
         let once = gateway.without_retries();
-        assert_between(failing(|| once.push_wal(&name, b"", 0)).0, 1400, 2500);
+        assert_between(failing(|| once.push_wal(&name, b"", 0)).0, 1400, HANG_MS);
+    }
+
+    #[test]
+    fn a_retry_gets_what_is_left_of_the_retry_time_and_at_least_the_least_time() {
+        let mut settings = Settings::for_test("http://127.0.0.1:9");
+        settings.retry_for = Duration::from_secs(600);
+        let mut gateway = Gateway::new(&settings).unwrap();
+        gateway.attempt_min = Duration::from_millis(300);
+        let mut given = Vec::new();
+        let e = gateway
+            .retrying(|timeout| {
+                given.push(timeout);
+                if given.len() == 1 {
+                    // A first try that takes 100 ms, then asks for a retry (after the
+                    // 200 ms pause); the second fails for good.
+                    std::thread::sleep(Duration::from_millis(100));
+                    Attempt::<()>::Retry(anyhow::anyhow!("busy"), None)
+                } else {
+                    Attempt::Fail(anyhow::anyhow!("refused"))
+                }
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), "refused");
+        // Each try gets what is left of the 600 s, not 600 s afresh: sleeps last at least
+        // as long as asked, so these hold however the test is scheduled.
+        assert_eq!(given.len(), 2);
+        assert!(given[0] <= Duration::from_secs(600), "{given:?}");
+        assert!(given[1] <= Duration::from_millis(599_700), "{given:?}");
+
+        // With no time left, a try still gets the least time of an attempt.
+        gateway.retry_for = Duration::ZERO;
+        let mut given = Vec::new();
+        let _ = gateway.retrying(|timeout| {
+            given.push(timeout);
+            Attempt::<()>::Retry(anyhow::anyhow!("busy"), None)
+        });
+        assert_eq!(given, [Duration::from_millis(300)]);
     }
 
     #[test]
@@ -580,7 +564,7 @@ mod tests {
         let name: WalFileName = "000000010000000000000001".parse().unwrap();
         // The first answer is a 503: given up, with no time left to retry in.
         assert!(gateway.push_wal(&name, b"", 0).is_err());
-        assert_between(failing(|| gateway.push_wal(&name, b"", 0)).0, 300, 1300);
+        assert_between(failing(|| gateway.push_wal(&name, b"", 0)).0, 300, HANG_MS);
     }
 
     #[test]
@@ -596,8 +580,8 @@ mod tests {
         std::thread::spawn(move || {
             let _ = tx.send(failing(|| Ok(body.read_to_end(&mut Vec::new())?)).0);
         });
-        let took = rx.recv_timeout(Duration::from_secs(5));
-        assert_between(took.expect("the stalled stream is given up"), 250, 2000);
+        let took = rx.recv_timeout(crate::TEST_DEADLINE);
+        assert_between(took.expect("the stalled stream is given up"), 250, HANG_MS);
     }
 
     #[test]
@@ -611,8 +595,8 @@ mod tests {
         std::thread::spawn(move || {
             let _ = tx.send(failing(|| gateway.push_backup(&mut backup)).0);
         });
-        let took = rx.recv_timeout(Duration::from_secs(10));
-        assert_between(took.expect("the stalled upload is given up"), 250, 5000);
+        let took = rx.recv_timeout(crate::TEST_DEADLINE);
+        assert_between(took.expect("the stalled upload is given up"), 250, HANG_MS);
     }
 
     #[test]

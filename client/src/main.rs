@@ -7,6 +7,7 @@
 mod backup;
 mod check;
 mod config;
+mod durable;
 mod gateway;
 mod parallel;
 mod wal_fetch;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use walgate_core::{SegmentSize, WalFileName};
 
 use config::{Flags, Settings};
@@ -144,6 +146,11 @@ enum Command {
 /// standby mode: above 125, so recovery stops rather than ends.
 const EXIT_STOP_RECOVERY: u8 = 200;
 
+/// How long a test waits for what must happen: it only ends a hang, so it is long enough
+/// never to fail on a busy machine.
+#[cfg(test)]
+const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The exit code of a panic. PostgreSQL reads a restore_command's exit code as "not
 /// archived" below 126, so a panicking wal-fetch must not look like that.
 static PANIC_EXIT: AtomicU8 = AtomicU8::new(1);
@@ -233,16 +240,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a query value keeps as it is: RFC 3986's unreserved characters. Every other byte
+/// (of its UTF-8) is sent as `%XX`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a query value.
 fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
 fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
@@ -381,5 +389,46 @@ fn wal_fetch(flags: &Flags, name: &str, path: &Path) -> ExitCode {
             }
             failed
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded_as_before() {
+        let table = [
+            ("", ""),
+            ("latest", "latest"),
+            ("AZaz09-._~", "AZaz09-._~"),
+            ("2026-11-27T06:45:00Z", "2026-11-27T06%3A45%3A00Z"),
+            (
+                "2026-11-27 06:45:00+01:00",
+                "2026-11-27%2006%3A45%3A00%2B01%3A00",
+            ),
+            ("0/16B3748", "0%2F16B3748"),
+            ("a&b=c?d#e%f", "a%26b%3Dc%3Fd%23e%25f"),
+            ("before upgrade", "before%20upgrade"),
+            ("!*'();@$,[]", "%21%2A%27%28%29%3B%40%24%2C%5B%5D"),
+            ("\"<>\\^`{|}", "%22%3C%3E%5C%5E%60%7B%7C%7D"),
+            ("tab\tnl\n\u{7f}", "tab%09nl%0A%7F"),
+            ("mañana €", "ma%C3%B1ana%20%E2%82%AC"),
+        ];
+        for (value, sent) in table {
+            assert_eq!(encode(value), sent, "{value:?}");
+        }
+        // All of ASCII and some multi-byte UTF-8, against the rule the client followed before.
+        let all: String = (0..=0x7f_u8).map(char::from).chain(['é', '😀']).collect();
+        let by_rule: String = all
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        assert_eq!(encode(&all), by_rule);
     }
 }

@@ -88,7 +88,7 @@ fn take_prefetched(dir: &Path, name: &WalFileName, dest: &Path) -> bool {
 /// (its temporary file is there), and takes it. Downloading it again would race the
 /// prefetcher for the same cores and the same link, and arrive no sooner.
 fn prefetch_arrives(dir: &Path, name: &WalFileName, dest: &Path, wait: Duration) -> bool {
-    let part = format!("{name}.{}", crate::gateway::PART);
+    let part = format!("{name}.{}", crate::durable::PART);
     let downloading = || {
         std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
@@ -340,6 +340,7 @@ impl Window<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
 
     #[test]
     fn a_running_prefetcher_is_seen_by_its_lock() {
@@ -364,6 +365,8 @@ mod tests {
         };
         let move_cursor = |s: &str| {
             set_cursor(dir.path(), seg(s)).unwrap();
+            // Not a race: a sleep lasts at least this long, so the window's next call
+            // reads the cursor again, however the threads are scheduled.
             std::thread::sleep(PREFETCH_POLL);
         };
         let size = SegmentSize::new(16 << 20).unwrap();
@@ -440,11 +443,8 @@ mod tests {
             dir.path(),
         )
         .unwrap();
-        assert!(
-            started.elapsed() < PREFETCH_IDLE / 2,
-            "{:?}",
-            started.elapsed()
-        );
+        // Waiting for a window with no room to free up would take PREFETCH_IDLE at least.
+        assert!(started.elapsed() < PREFETCH_IDLE, "{:?}", started.elapsed());
     }
 
     /// A pg_wal with its prefetch directory; the directory and a call's `%p` in it.
@@ -456,46 +456,54 @@ mod tests {
         (pg_wal, dir, dest)
     }
 
+    /// Runs `prefetch_arrives` on a thread of its own: its answer comes on the receiver.
+    fn waiting_call(dir: &Path, name: WalFileName, dest: &Path) -> mpsc::Receiver<bool> {
+        let (tx, rx) = mpsc::channel();
+        let (dir, dest) = (dir.to_owned(), dest.to_owned());
+        std::thread::spawn(move || tx.send(prefetch_arrives(&dir, &name, &dest, LONG)));
+        rx
+    }
+
+    /// How long a call may wait for the prefetcher in these tests: longer than any of
+    /// them takes, so only a call that waits for nothing ends before the event it waits on.
+    const LONG: Duration = Duration::from_secs(120);
+
     #[test]
     fn a_call_waits_for_the_prefetcher_downloading_its_segment() {
         let (_pg_wal, dir, dest) = pg_wal();
         let name: WalFileName = "000000010000000000000002".parse().unwrap();
-        let part = dir.join(format!("{name}.{}7", crate::gateway::PART));
+        let part = dir.join(format!("{name}.{}7", crate::durable::PART));
         std::fs::write(&part, b"half").unwrap();
 
         // No prefetcher holds the lock: the file is a crashed one's, not waited for.
-        let wait = Duration::from_secs(10);
-        let started = Instant::now();
-        assert!(!prefetch_arrives(&dir, &name, &dest, wait));
-        assert!(started.elapsed() < Duration::from_secs(1));
+        let answer = waiting_call(&dir, name, &dest).recv_timeout(crate::TEST_DEADLINE);
+        assert_eq!(answer, Ok(false));
 
-        // A running prefetcher finishes it 300 ms later: the call takes it.
+        // A running prefetcher is downloading it: the call waits, however long that
+        // takes, and takes the segment once it is renamed into place.
         let lock = std::fs::File::create(dir.join(LOCK)).unwrap();
         lock.try_lock().unwrap();
-        let finishing = std::thread::spawn({
-            let (dir, part) = (dir.clone(), part.clone());
-            move || {
-                std::thread::sleep(Duration::from_millis(300));
-                std::fs::write(dir.join("000000010000000000000002"), vec![7u8; 1 << 20]).unwrap();
-                std::fs::remove_file(part).unwrap();
-            }
-        });
-        let started = Instant::now();
-        assert!(prefetch_arrives(&dir, &name, &dest, wait));
-        assert!(started.elapsed() >= Duration::from_millis(300));
+        std::fs::write(&part, vec![7u8; 1 << 20]).unwrap();
+        let answer = waiting_call(&dir, name, &dest);
+        assert_eq!(
+            answer.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "the call waits while the download is under way"
+        );
+        std::fs::rename(&part, dir.join(name.to_string())).unwrap();
+        assert_eq!(answer.recv_timeout(crate::TEST_DEADLINE), Ok(true));
         assert_eq!(std::fs::metadata(&dest).unwrap().len(), 1 << 20);
-        finishing.join().unwrap();
 
-        // A download that fails (its file goes, nothing arrives) is not waited for.
+        // A download that fails (its file goes, nothing arrives) is waited for no longer.
         std::fs::write(&part, b"half").unwrap();
-        let failing = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::remove_file(part).unwrap();
-        });
-        let started = Instant::now();
-        assert!(!prefetch_arrives(&dir, &name, &dest, wait));
-        assert!(started.elapsed() < Duration::from_secs(2));
-        failing.join().unwrap();
+        let answer = waiting_call(&dir, name, &dest);
+        assert_eq!(
+            answer.recv_timeout(Duration::from_millis(100)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "the call waits while the download is under way"
+        );
+        std::fs::remove_file(&part).unwrap();
+        assert_eq!(answer.recv_timeout(crate::TEST_DEADLINE), Ok(false));
     }
 
     #[test]

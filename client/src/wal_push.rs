@@ -415,6 +415,7 @@ impl Markers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
 
     fn name(s: &str) -> WalFileName {
         s.parse().unwrap()
@@ -440,28 +441,39 @@ mod tests {
         // without uploading (it could not: nothing answers).
         let pusher = Markers::new(&settings, wal);
         let claim = pusher.claim(&n).unwrap();
-        let meta = std::fs::metadata(&file).unwrap();
-        let started = Instant::now();
-        let acked = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            pusher.put(&n, &meta).unwrap();
-            drop(claim);
-        });
-        push(&settings, &file).unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        acked.join().unwrap();
+        let answer = pushing(&file);
+        assert!(
+            answer.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the call waits for the pusher"
+        );
+        pusher.put(&n, &std::fs::metadata(&file).unwrap()).unwrap();
+        drop(claim);
+        answer.recv_timeout(crate::TEST_DEADLINE).unwrap().unwrap();
 
         // A pusher that gives up (or dies: the kernel drops its lock) leaves no marker,
         // and the call uploads the file itself.
         std::fs::remove_file(wal.join(format!("{PUSHED}/{n}"))).unwrap();
         let claim = Markers::new(&settings, wal).claim(&n).unwrap();
-        let gave_up = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            drop(claim);
-        });
-        let e = push(&settings, &file).unwrap_err();
-        gave_up.join().unwrap();
+        let answer = pushing(&file);
+        assert!(
+            answer.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the call waits for the pusher"
+        );
+        drop(claim);
+        let e = answer
+            .recv_timeout(crate::TEST_DEADLINE)
+            .unwrap()
+            .unwrap_err();
         assert!(format!("{e:#}").contains("127.0.0.1:9"), "{e:#}");
+    }
+
+    /// Runs `push` to the unreachable gateway on a thread of its own: its result comes
+    /// on the receiver.
+    fn pushing(file: &Path) -> mpsc::Receiver<anyhow::Result<()>> {
+        let (tx, rx) = mpsc::channel();
+        let file = file.to_owned();
+        std::thread::spawn(move || tx.send(push(&unreachable_gateway(), &file)));
+        rx
     }
 
     #[test]

@@ -10,9 +10,114 @@ use crate::wal::{SegmentPosition, WalFileKind};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
-    /// Stable code, e.g. `bad_name`, `conflict`, `not_found`, `unauthorized`.
-    pub error: String,
+    pub error: ErrorCode,
     pub message: String,
+}
+
+/// The stable machine code of an error answer: what a program matches on (the message
+/// is for people). Codes are only ever added, so a client must accept one it does not
+/// know: this type reads it as `Unknown`, and an old client still reads the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a malformed query string or JSON body, or a value in it out of range.
+    BadRequest,
+    /// 400: the request path does not parse.
+    BadPath,
+    /// 400: the path's cluster name is not one (`[a-z0-9][a-z0-9_-]{0,62}`).
+    BadCluster,
+    /// 400: the path's file name is not a WAL file name the gateway archives.
+    BadName,
+    /// 400: the path's backup id is neither a backup id nor `latest`.
+    BadId,
+    /// 400: a WAL file's content contradicts its name (page header, position, size), is
+    /// empty, or is not a timeline history file PostgreSQL wrote.
+    BadContent,
+    /// 400: a WAL segment of another size than the cluster's segments.
+    WrongSegmentSize,
+    /// 400: the request body was cut or could not be decoded.
+    BadBody,
+    /// 400: an uploaded stream is not a base backup.
+    NotABackup,
+    /// 401: no token, or one that is invalid, expired or revoked.
+    Unauthorized,
+    /// 403: the token lacks the role, or is not scoped to the cluster.
+    Forbidden,
+    /// 404: no such cluster, backup or archived WAL file.
+    NotFound,
+    /// 408: a WAL file's body stopped arriving; nothing was stored.
+    Timeout,
+    /// 409: WAL or a backup of another database system than the cluster's.
+    WrongSystem,
+    /// 409: the name is taken by different content (a WAL file, a backup) or the cluster
+    /// is pinned otherwise (system, segment size, storage target); nothing was overwritten.
+    Conflict,
+    /// 409: the backup was deleted while it was uploading.
+    Deleted,
+    /// 413: a body larger than the file it names can be.
+    TooLarge,
+    /// 415: a `Content-Encoding` this request does not take.
+    UnsupportedEncoding,
+    /// 422: the archive cannot reach the restore target, or a history file on the way
+    /// cannot be read.
+    NotReachable,
+    /// 429 or 503 with `Retry-After`: the cluster's or the gateway's limit of concurrent
+    /// uploads (or of memory for WAL) is reached; nothing was stored.
+    Busy,
+    /// 503 with `Retry-After`: retention is deleting an earlier copy of this WAL file.
+    BeingDeleted,
+    /// 503 with `Retry-After`: the catalog is unreachable or busy.
+    CatalogUnavailable,
+    /// 503 with `Retry-After`: the object store failed or is not configured.
+    StorageUnavailable,
+    /// 500: a stored object cannot be read back (decryption failed).
+    UnreadableObject,
+    /// 500: the gateway itself failed; details are in its log.
+    Internal,
+    /// Never sent: a code newer than this program, as it reads it.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it is sent, e.g. `not_found`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadPath => "bad_path",
+            ErrorCode::BadCluster => "bad_cluster",
+            ErrorCode::BadName => "bad_name",
+            ErrorCode::BadId => "bad_id",
+            ErrorCode::BadContent => "bad_content",
+            ErrorCode::WrongSegmentSize => "wrong_segment_size",
+            ErrorCode::BadBody => "bad_body",
+            ErrorCode::NotABackup => "not_a_backup",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::WrongSystem => "wrong_system",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Deleted => "deleted",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnsupportedEncoding => "unsupported_encoding",
+            ErrorCode::NotReachable => "not_reachable",
+            ErrorCode::Busy => "busy",
+            ErrorCode::BeingDeleted => "being_deleted",
+            ErrorCode::CatalogUnavailable => "catalog_unavailable",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::UnreadableObject => "unreadable_object",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a token may do. Each role includes the rights of those before it in this list:
@@ -303,6 +408,50 @@ pub struct VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_sent_as_their_names_and_unknown_ones_still_read() {
+        use ErrorCode as E;
+        let sent = [
+            E::BadRequest,
+            E::BadPath,
+            E::BadCluster,
+            E::BadName,
+            E::BadId,
+            E::BadContent,
+            E::WrongSegmentSize,
+            E::BadBody,
+            E::NotABackup,
+            E::Unauthorized,
+            E::Forbidden,
+            E::NotFound,
+            E::Timeout,
+            E::WrongSystem,
+            E::Conflict,
+            E::Deleted,
+            E::TooLarge,
+            E::UnsupportedEncoding,
+            E::NotReachable,
+            E::Busy,
+            E::BeingDeleted,
+            E::CatalogUnavailable,
+            E::StorageUnavailable,
+            E::UnreadableObject,
+            E::Internal,
+        ];
+        for code in sent {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<E>(&json).unwrap(), code);
+        }
+        assert_eq!(E::WrongSegmentSize.to_string(), "wrong_segment_size");
+
+        // A newer gateway's code: the body still reads, and only the code is unknown.
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error": "quota_exceeded", "message": "full"}"#).unwrap();
+        assert_eq!((body.error, body.message.as_str()), (E::Unknown, "full"));
+        assert!(serde_json::to_string(&E::Unknown).is_err(), "never sent");
+    }
 
     #[test]
     fn roles_are_ordered_by_rights() {

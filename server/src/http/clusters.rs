@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::SegmentSize;
-use walgate_core::api::{Cluster, ErrorBody, Role};
+use walgate_core::api::{Cluster, ErrorBody, ErrorCode, Role};
 
 use super::AppState;
 use super::error::ApiError;
@@ -298,7 +298,7 @@ async fn put_cluster(
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             format!(
                 "cluster `{name}` already has objects on storage target `{}`; a cluster's objects never mix targets",
                 registered.target
@@ -319,7 +319,7 @@ async fn put_cluster(
         if row.system_identifier != Some(id) || row.segment_size != Some(size) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 format!(
                     "cluster `{name}` is already pinned to another system identifier or segment size"
                 ),
@@ -369,7 +369,7 @@ async fn delete_cluster(
         }
         None => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             format!(
                 "cluster `{name}` received WAL or a backup while it was being deleted: stop its archive_command and backups, then repeat the request"
             ),

@@ -8,6 +8,7 @@ use axum::response::Response;
 use futures_util::TryStreamExt;
 use futures_util::stream::BoxStream;
 use tokio_util::io::{ReaderStream, StreamReader};
+use walgate_core::api::ErrorCode;
 
 use super::error::ApiError;
 use crate::storage::StorageError;
@@ -28,7 +29,7 @@ pub fn content_encoding(headers: &HeaderMap, allowed: &[Encoding]) -> Result<Enc
         let names: Vec<_> = allowed.iter().map(|e| e.as_str()).collect();
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
+            ErrorCode::UnsupportedEncoding,
             format!(
                 "this Content-Encoding is not supported here: send the body as {}",
                 names.join(", ")

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use walgate_core::api::ErrorBody;
+use walgate_core::api::{ErrorBody, ErrorCode};
 
 use crate::archive::ArchiveError;
 use crate::auth::AuthError;
@@ -17,7 +17,7 @@ use crate::storage::StorageError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds for a `Retry-After` header, when waiting will help.
     pub retry_after: Option<u32>,
@@ -32,7 +32,7 @@ pub struct ApiError {
 pub struct OtherCluster;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -43,11 +43,11 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// A failure of the gateway itself: logged in full, reported without internals.
@@ -55,7 +55,7 @@ impl ApiError {
         tracing::error!(error = %err, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the gateway could not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)",
         )
     }
@@ -66,7 +66,7 @@ const STORAGE_RETRY_AFTER: u32 = 10;
 
 impl ApiError {
     /// 503 with `Retry-After`: nothing was acknowledged, and trying again soon will help.
-    fn retry_later(code: &'static str, message: impl Into<String>) -> Self {
+    fn retry_later(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             retry_after: Some(STORAGE_RETRY_AFTER),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -81,7 +81,7 @@ impl ApiError {
         }
         tracing::error!(error = %e, "catalog unavailable");
         Self::retry_later(
-            "catalog_unavailable",
+            ErrorCode::CatalogUnavailable,
             "the gateway's catalog is unavailable; nothing was acknowledged, retry later (details are in the gateway's log)",
         )
     }
@@ -96,7 +96,7 @@ impl ApiError {
                 tracing::error!(error = %c, "stored object cannot be read");
                 return Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "unreadable_object",
+                    ErrorCode::UnreadableObject,
                     c.to_string(),
                 );
             }
@@ -104,7 +104,7 @@ impl ApiError {
             _ => "the object store did not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)".to_owned(),
         };
         tracing::error!(error = %e, "object store failed");
-        Self::retry_later("storage_unavailable", message)
+        Self::retry_later(ErrorCode::StorageUnavailable, message)
     }
 }
 
@@ -115,7 +115,7 @@ pub struct ErrorNote(pub ErrorBody);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: self.code.to_owned(),
+            error: self.code,
             message: self.message,
         };
         let note = ErrorNote(body.clone());
@@ -137,10 +137,10 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let (status, code) = match &e {
             AuthError::Missing | AuthError::Invalid | AuthError::Expired | AuthError::Revoked => {
-                (StatusCode::UNAUTHORIZED, "unauthorized")
+                (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
             }
             AuthError::WrongCluster(_) | AuthError::Forbidden { .. } => {
-                (StatusCode::FORBIDDEN, "forbidden")
+                (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             }
             AuthError::Catalog(c) => return Self::catalog(c),
         };
@@ -159,15 +159,17 @@ impl From<ArchiveError> for ApiError {
             | A::WrongPosition { .. }
             | A::WrongSize { .. }
             | A::Empty { .. }
-            | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, "bad_content"),
-            A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, "wrong_segment_size"),
-            A::Body(_) if e.is_idle() => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            A::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
-            A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            A::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
-            A::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-            A::BeingDeleted { .. } => return Self::retry_later("being_deleted", e.to_string()),
-            A::Busy { .. } => return Self::retry_later("busy", e.to_string()),
+            | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, ErrorCode::BadContent),
+            A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, ErrorCode::WrongSegmentSize),
+            A::Body(_) if e.is_idle() => (StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout),
+            A::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
+            A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            A::WrongSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
+            A::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            A::BeingDeleted { .. } => {
+                return Self::retry_later(ErrorCode::BeingDeleted, e.to_string());
+            }
+            A::Busy { .. } => return Self::retry_later(ErrorCode::Busy, e.to_string()),
             A::Stored(_) => return Self::internal(&e),
             A::Catalog(c) => return Self::catalog(c),
             A::Storage(s) => return Self::storage(s),
@@ -181,12 +183,12 @@ impl From<BackupError> for ApiError {
     fn from(e: BackupError) -> Self {
         use BackupError as B;
         let (status, code) = match &e {
-            B::NotABackup(_) => (StatusCode::BAD_REQUEST, "not_a_backup"),
-            B::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
-            B::WrongSystem { .. } => (StatusCode::CONFLICT, "wrong_system"),
-            B::Duplicate(_) => (StatusCode::CONFLICT, "conflict"),
-            B::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, "deleted"),
+            B::NotABackup(_) => (StatusCode::BAD_REQUEST, ErrorCode::NotABackup),
+            B::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
+            B::WrongSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
+            B::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
             B::Catalog(c) => return Self::catalog(c),
             B::Storage(s) => return Self::storage(s),
         };
@@ -217,7 +219,7 @@ impl From<Busy> for ApiError {
         let message = format!("{e}; retry in {BACKUP_RETRY_AFTER} s");
         ApiError {
             retry_after: Some(BACKUP_RETRY_AFTER),
-            ..Self::new(status, "busy", message)
+            ..Self::new(status, ErrorCode::Busy, message)
         }
     }
 }
@@ -229,7 +231,7 @@ impl From<LoadError> for ApiError {
             LoadError::Archive(a) => a.into(),
             LoadError::BadHistory { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "not_reachable",
+                ErrorCode::NotReachable,
                 e.to_string(),
             ),
         }
@@ -259,7 +261,7 @@ mod tests {
             (down.status, down.code, down.retry_after),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "catalog_unavailable",
+                ErrorCode::CatalogUnavailable,
                 Some(10)
             )
         );

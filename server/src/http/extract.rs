@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use walgate_core::api::ErrorCode;
 use walgate_core::{ClusterName, WalFileName};
 
 use super::AppState;
@@ -36,7 +37,7 @@ impl FromRequestParts<AppState> for Caller {
 async fn params(parts: &mut Parts) -> Result<HashMap<String, String>, ApiError> {
     let Path(map) = Path::<HashMap<String, String>>::from_request_parts(parts, &())
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadPath, e.body_text()))?;
     Ok(map)
 }
 
@@ -48,7 +49,11 @@ fn cluster_name(map: &HashMap<String, String>) -> Result<ClusterName, ApiError> 
     param(map, "cluster")
         .parse()
         .map_err(|e: walgate_core::names::ClusterNameError| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_cluster", e.to_string())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadCluster,
+                e.to_string(),
+            )
         })
 }
 
@@ -74,7 +79,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WalPath {
         let file = param(&map, "file")
             .parse()
             .map_err(|e: walgate_core::WalNameError| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_name", e.to_string())
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadName, e.to_string())
             })?;
         Ok(WalPath(cluster_name(&map)?, file))
     }
@@ -95,7 +100,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BackupPath {
         if !ok {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "bad_id",
+                ErrorCode::BadId,
                 format!(
                     "`{}` is not a backup id (or `latest`)",
                     id.chars().take(80).collect::<String>()

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::api::{ErrorBody, RestorePlan, Role, TimelineLeg};
+use walgate_core::api::{ErrorBody, ErrorCode, RestorePlan, Role, TimelineLeg};
 use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::AppState;
@@ -167,7 +167,7 @@ pub(super) fn build(
     let plan = restore::plan(archive, &target, timeline).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "not_reachable",
+            ErrorCode::NotReachable,
             e.to_string(),
         )
     })?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::api::{ErrorBody, Role, TokenInfo};
+use walgate_core::api::{ErrorBody, ErrorCode, Role, TokenInfo};
 
 use super::AppState;
 use super::error::ApiError;
@@ -157,7 +157,7 @@ fn within(caller: &Caller, scope: &Scope) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!(
                 "this token covers `{}` and cannot manage a token for `{}`",
                 caller.scope.encode(),
