@@ -2,12 +2,11 @@
 //! installed by `tests/emulators/install` into `$WALGATE_EMULATORS`
 //! (default `/var/cache/walgate-ci/emulators`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::run;
+use crate::process::{free_port, run};
 
 /// Where the emulators are installed.
 pub fn emulators_dir() -> PathBuf {
@@ -25,14 +24,6 @@ pub fn installed(relative: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn wait_listening(port: u16, child: &mut Child, what: &str) {
