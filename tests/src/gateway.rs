@@ -5,9 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process::run;
+use crate::wait::poll_until;
 
 /// The path of one of the workspace's binaries, building them once per test process
 /// (so `cargo test` alone is enough), or from `$WALGATE_BIN_DIR`.
@@ -135,15 +136,10 @@ impl Gateway {
             .unwrap_or_else(|| panic!("gateway did not start: {line:?}\n{}", self.log()));
         self.url = url.to_owned();
         self.child = Some(child);
-        let start = Instant::now();
-        while self.get("/readyz", None).status() != 200 {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "gateway not ready:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ready = poll_until(Duration::from_secs(60), || {
+            self.get("/readyz", None).status() == 200
+        });
+        assert!(ready, "gateway not ready within 60 s:\n{}", self.log());
     }
 
     /// Sends SIGTERM, as systemd or Kubernetes would, and waits up to `within` for the
@@ -152,16 +148,16 @@ impl Gateway {
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         run(Command::new("kill").args(["-TERM", &child.id().to_string()])).expect("kill -TERM");
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Some(status) = child.try_wait().expect("wait for the gateway") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut status = None;
+        poll_until(within, || {
+            status = child.try_wait().expect("wait for the gateway");
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        status
     }
 
     /// Kills the process (SIGKILL), as a crash would.

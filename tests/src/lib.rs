@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod pg;
 pub mod process;
 pub mod recipes;
+pub mod wait;
 pub mod wal;
 
 pub use certs::make_certificate;
@@ -23,4 +24,5 @@ pub use recipes::{
     archiving_with_curl, client_command, curl_archive_command, curl_restore_command,
     write_token_header,
 };
+pub use wait::{poll_until, wait_until};
 pub use wal::synthetic_segment;

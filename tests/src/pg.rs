@@ -9,12 +9,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::process::{free_port, run, tail};
 use crate::recipes::{curl_restore_command, write_token_header};
+use crate::wait::poll_until;
 
 /// The directory of the PostgreSQL server binaries: `$PG_BIN`, or the newest
 /// `/usr/lib/postgresql/*/bin` (Debian's layout).
@@ -304,17 +305,14 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Waits for `cond` to hold, polling; panics with `what` after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !cond() {
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out waiting for {what}\nserver log tail:\n{}",
-                    tail(&self.log(), 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    /// Waits for `cond` to hold, polling; panics with `what` and the end of the server
+    /// log after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        if !poll_until(timeout, cond) {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\nserver log tail:\n{}",
+                tail(&self.log(), 40)
+            );
         }
     }
 }
