@@ -21,6 +21,8 @@ use crate::Lsn;
 use crate::wal::{SegmentName, SegmentSize, Timeline};
 
 const XLP_LONG_HEADER: u16 = 0x0002;
+/// Set on a page written while no backup forces full-page images.
+const XLP_BKP_REMOVABLE: u16 = 0x0004;
 
 /// `XLOG_PAGE_MAGIC` of each supported major version.
 const MAGICS: [(u16, u32); 9] = [
@@ -106,6 +108,34 @@ impl LongPageHeader {
         })
     }
 
+    /// The header as PostgreSQL writes it on a segment's first page outside a backup
+    /// (`xlp_info` = `XLP_LONG_HEADER | XLP_BKP_REMOVABLE`, no record continued from the
+    /// previous segment): the inverse of [`parse`](Self::parse), so
+    /// `parse(&h.encode()) == Ok(h)` for every header `parse` returns.
+    ///
+    /// # Panics
+    ///
+    /// If `pg_version` is not a major version whose page magic is known (`parse` never
+    /// returns such a header).
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let magic = MAGICS
+            .iter()
+            .find(|(_, v)| *v == self.pg_version)
+            .map(|(m, _)| *m)
+            .unwrap_or_else(|| panic!("no WAL page magic for PostgreSQL {}", self.pg_version));
+        let seg_size = u32::try_from(self.segment_size.bytes()).expect("segment sizes fit in u32");
+        let mut b = [0u8; Self::LEN];
+        b[0..2].copy_from_slice(&magic.to_le_bytes());
+        b[2..4].copy_from_slice(&(XLP_LONG_HEADER | XLP_BKP_REMOVABLE).to_le_bytes());
+        b[4..8].copy_from_slice(&self.timeline.0.to_le_bytes());
+        b[8..16].copy_from_slice(&self.page_addr.0.to_le_bytes());
+        // 16..24: xlp_rem_len and padding, zero.
+        b[24..32].copy_from_slice(&self.system_identifier.to_le_bytes());
+        b[32..36].copy_from_slice(&seg_size.to_le_bytes());
+        b[36..40].copy_from_slice(&self.block_size.to_le_bytes());
+        b
+    }
+
     /// Whether this header can start the segment `name`: the page address must be the
     /// segment's first byte, and the page's timeline may be older than the name's (the
     /// first segment of a new timeline begins with a copy of the old one's pages).
@@ -150,6 +180,37 @@ pub(crate) mod tests {
         // ...but a page never claims a timeline newer than its file's.
         let h2 = LongPageHeader::parse(&header(1, 2, 0x300_0000, 16 << 20)).unwrap();
         assert!(!h2.matches(name.wal_segment().unwrap()));
+    }
+
+    #[test]
+    fn encodes_what_it_parses() {
+        // Byte for byte what PostgreSQL 15 writes.
+        let bytes = header(7_300_000_000_000_000_001, 3, 0x5_0300_0000, 16 << 20);
+        let h = LongPageHeader::parse(&bytes).unwrap();
+        assert_eq!(h.encode()[..], bytes[..]);
+        // Every version, segment size, block size and position round-trips.
+        for (_, pg_version) in MAGICS {
+            for (segment_size, block_size) in
+                [(1u64 << 20, 1024), (16 << 20, 8192), (1 << 30, 65536)]
+            {
+                let h = LongPageHeader {
+                    pg_version,
+                    timeline: Timeline(u32::MAX),
+                    page_addr: Lsn(u64::MAX - (segment_size - 1)),
+                    system_identifier: u64::MAX,
+                    segment_size: SegmentSize::new(segment_size).unwrap(),
+                    block_size,
+                };
+                assert_eq!(LongPageHeader::parse(&h.encode()), Ok(h));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "no WAL page magic for PostgreSQL 9")]
+    fn does_not_encode_an_unknown_version() {
+        let h = LongPageHeader::parse(&header(1, 1, 0, 16 << 20)).unwrap();
+        LongPageHeader { pg_version: 9, ..h }.encode();
     }
 
     #[test]

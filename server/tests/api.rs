@@ -2,6 +2,7 @@
 //! and for each bad input, the archive left exactly as it was.
 
 use std::path::Path;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -19,6 +20,14 @@ const SEG: usize = 16 << 20;
 const NAME: &str = "000000010000000000000001";
 
 use walgate_tests::synthetic_segment as segment;
+use walgate_tests::wait_until;
+
+/// Waits on a blocking thread, so the runtime meanwhile drives the requests waited on.
+async fn wait_for(what: &'static str, done: impl FnMut() -> bool + Send + 'static) {
+    tokio::task::spawn_blocking(move || wait_until(Duration::from_secs(60), what, done))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -841,14 +850,11 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
     tx.send(Ok(start.into())).await.unwrap();
     // Wait until it holds its place (asking takes none while it is held).
     let main: walgate_core::ClusterName = "main".parse().unwrap();
-    let started = std::time::Instant::now();
-    while f.state.limits.uploads.start(&main).is_ok() {
-        assert!(
-            started.elapsed().as_secs() < 5,
-            "the first upload never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let state = f.state.clone();
+    wait_for("the first upload to hold its place", move || {
+        state.limits.uploads.start(&main).is_err()
+    })
+    .await;
     let (status, headers, body) = f
         .call(Method::POST, "/v1/clusters/main/backups", Some(&token))
         .await;
@@ -919,12 +925,11 @@ async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
 
     let second = "000000010000000000000002";
     let waiting = f.put(&token, "main", second, segment(SYSID, 1, 2, 0));
-    let watch = async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        f.state.limits.wal_memory.waiting()
-    };
-    let ((status, body), waited) = tokio::join!(waiting, watch);
-    assert_eq!(waited, 1, "the second upload should be waiting for memory");
+    let state = f.state.clone();
+    let watch = wait_for("the second upload to wait for memory", move || {
+        state.limits.wal_memory.waiting() == 1
+    });
+    let ((status, body), ()) = tokio::join!(waiting, watch);
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "busy");
     assert!(body.contains("WALGATE_WAL_MEMORY"), "{body}");

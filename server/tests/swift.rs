@@ -103,7 +103,7 @@ async fn an_expired_token_is_renewed() {
         .put(&key, PutPayload::from_static(b"one"))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    swift.wait_for_token_expiry();
     store
         .put(&key, PutPayload::from_static(b"two"))
         .await

@@ -2,12 +2,12 @@
 //! installed by `tests/emulators/install` into `$WALGATE_EMULATORS`
 //! (default `/var/cache/walgate-ci/emulators`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::run;
+use crate::process::{free_port, run};
+use crate::wait::wait_until;
 
 /// Where the emulators are installed.
 pub fn emulators_dir() -> PathBuf {
@@ -27,23 +27,18 @@ pub fn installed(relative: &str) -> PathBuf {
     path
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn wait_listening(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        &format!("{what} to listen on {port}"),
+        || {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !listening && let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited at start: {status}");
+            }
+            listening
+        },
+    );
 }
 
 /// Runs a Python snippet in the emulators' virtualenv (boto3 and the Azure SDK are
@@ -309,6 +304,21 @@ impl SwiftAio {
                 .to_owned()
         };
         (header("x-auth-token"), header("x-storage-url"))
+    }
+
+    /// Waits until every token Swift issued so far has expired (started with a short
+    /// `SWIFT_AIO_TOKEN_LIFE`): one asked for now, which lives at least as long, is
+    /// refused.
+    pub fn wait_for_token_expiry(&self) {
+        let (token, storage) = self.session();
+        wait_until(Duration::from_secs(60), "a Swift token to expire", || {
+            let r = crate::agent()
+                .head(&storage)
+                .header("X-Auth-Token", &token)
+                .call()
+                .expect("swift request");
+            r.status() == 401
+        });
     }
 
     /// A request to `<storage url>/<path>` with a token; its status and body.

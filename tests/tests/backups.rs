@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use walgate_tests::{
     Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, curl_restore_command,
-    gateway_dir, pg_bin, pgbench_checksum, run, write_token_header,
+    gateway_dir, pg_bin, pgbench_checksum, poll_until, run, wait_until, write_token_header,
 };
 
 /// The README's restore recipe, with the header path restore plans use.
@@ -73,18 +73,24 @@ impl Setup {
     /// Waits until the gateway has cleaned up after a cut upload, which it does after
     /// the client has gone: the listing and the stored objects are `before` again.
     fn settles_to(&self, before: &(Vec<serde_json::Value>, Vec<String>), what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = (self.list(), self.backup_objects());
-            if now == *before {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what} left something: {now:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let now = || (self.list(), self.backup_objects());
+        let settled = poll_until(Duration::from_secs(60), || now() == *before);
+        assert!(settled, "{what} left something: {:?}", now());
+    }
+
+    /// Waits until an upload is under way (the cluster's upload slot is then taken);
+    /// returns its backup's id.
+    fn uploading(&self) -> String {
+        let mut id = None;
+        wait_until(Duration::from_secs(60), "an upload to be under way", || {
+            id = self
+                .list()
+                .iter()
+                .find(|b| b["status"] == "uploading")
+                .map(|b| b["id"].as_str().unwrap().to_owned());
+            id.is_some()
+        });
+        id.unwrap()
     }
 
     fn backup_objects(&self) -> Vec<String> {
@@ -328,13 +334,7 @@ fn bad_backups_are_refused_and_leave_nothing() {
     )
     .unwrap();
     stream.write_all(&full[..full.len() / 2]).unwrap();
-    let uploading = loop {
-        let listed = s.list();
-        if let Some(b) = listed.iter().find(|b| b["status"] == "uploading") {
-            break b["id"].as_str().unwrap().to_owned();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let uploading = s.uploading();
     let (code, _) = s.admin(
         "DELETE",
         &format!("/v1/clusters/main/backups/{uploading}"),
@@ -566,7 +566,7 @@ fn client_backup_push_list_and_restore() {
     )
     .unwrap();
     holder.write_all(&full[..full.len() / 4]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    s.uploading();
     let (code, stderr) = push_with(&running);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("429"), "{stderr}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use walgate_tests::{Gateway, body_bytes, run};
+use walgate_tests::{Gateway, body_bytes, run, wait_until};
 
 const SYSID: u64 = 7_300_000_000_000_000_001;
 const SEG: usize = 16 << 20;
@@ -127,7 +127,9 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
         .unwrap()
         .to_owned();
     run(&mut env.gateway.command(&["token", "revoke", &id])).unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_until(Duration::from_secs(60), "the 1 s token to expire", || {
+        env.gateway.get("/v1/tokens/self", Some(&expired)).status() == 401
+    });
 
     let wal = "/v1/clusters/main/wal/000000010000000000000004";
     // A restore plan reads history files back: one that does not parse is refused.
@@ -273,7 +275,12 @@ fn cut_uploads_leave_nothing_behind() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("sent nothing for 2 s"), "{answer}");
     drop(s);
-    std::thread::sleep(Duration::from_millis(500));
+    // Each cut upload is refused (and logged) once the gateway has seen its end.
+    wait_until(
+        Duration::from_secs(60),
+        "the three cut uploads to be refused",
+        || env.gateway.log().matches("WAL file refused").count() >= 3,
+    );
 
     let head_status = |name: &str| {
         let req = walgate_tests::agent()
@@ -337,21 +344,19 @@ fn zstd_bodies_that_decode_to_little_are_bounded() {
 fn connections_that_never_send_their_headers_are_closed() {
     let env = setup();
     let addr = env.gateway.url.trim_start_matches("http://").to_owned();
-    let closed_within = |s: &mut TcpStream| {
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let started = std::time::Instant::now();
+    // The gateway's idle timeout is 2 s; a minute is as long as the test waits.
+    let closed = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut answer = Vec::new();
         std::io::Read::read_to_end(s, &mut answer).expect("the gateway should close it");
-        started.elapsed()
     };
     let mut silent = TcpStream::connect(&addr).unwrap();
     let mut partial = TcpStream::connect(&addr).unwrap();
     partial
         .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
         .unwrap();
-    // The gateway's idle timeout is 2 s.
-    assert!(closed_within(&mut silent) < Duration::from_secs(10));
-    assert!(closed_within(&mut partial) < Duration::from_secs(10));
+    closed(&mut silent);
+    closed(&mut partial);
     // A request sent in time is answered as ever.
     let r = walgate_tests::agent()
         .get(format!("{}/healthz", env.gateway.url))

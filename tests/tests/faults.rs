@@ -3,10 +3,12 @@
 //! run killed half-way through its deletions on S3.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use walgate_tests::emulators::{Azurite, Moto, Proxy, write_config};
-use walgate_tests::{Gateway, PgCluster, basebackup_tar, bin, gateway_dir, synthetic_segment};
+use walgate_tests::{
+    Gateway, PgCluster, basebackup_tar, bin, gateway_dir, synthetic_segment, wait_until,
+};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_delay-proxy");
 
@@ -224,11 +226,11 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
             .send_empty();
     });
     let first_expired = segment_path(0).replace("000000010000000000000000", &expired[0]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gateway.send("HEAD", &first_expired, &admin, vec![]).0 != 404 {
-        assert!(Instant::now() < deadline, "the run never marked its WAL");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        "the retention run to mark its WAL",
+        || gateway.send("HEAD", &first_expired, &admin, vec![]).0 == 404,
+    );
     gateway.kill();
     run.join().unwrap();
     let left = wal_keys();

@@ -5,11 +5,11 @@
 //! archive matches the source. Scheduled retention runs on one replica at a time, and
 //! moves to the survivor once the dead one's lease runs out.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use walgate_tests::{
     Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, gateway_dir,
-    pgbench_checksum, write_token_header,
+    pgbench_checksum, wait_until, write_token_header,
 };
 
 /// How many scheduled retention runs a gateway's log records.
@@ -20,12 +20,9 @@ fn retention_runs(gateway: &Gateway) -> usize {
         .count()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// How many WAL files a gateway's log says it archived.
+fn archived(gateway: &Gateway) -> usize {
+    gateway.log().matches("archived").count()
 }
 
 #[test]
@@ -48,9 +45,11 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
     let b = Gateway::start_serving(&dir.path().join("b"), &shared, &serve);
 
     // Retention: one replica holds the lease and runs; the other waits.
-    wait_until("a scheduled retention run", Duration::from_secs(20), || {
-        retention_runs(&a) + retention_runs(&b) >= 3
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "three scheduled retention runs",
+        || retention_runs(&a) + retention_runs(&b) >= 3,
+    );
     let (runs_a, runs_b) = (retention_runs(&a), retention_runs(&b));
     assert!(
         runs_a == 0 || runs_b == 0,
@@ -108,7 +107,19 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
             assert!(status.success());
         })
     };
-    std::thread::sleep(Duration::from_secs(3));
+    // Once the load's WAL reaches a: each check switches to a new segment (after a
+    // record of its own, so the switch is never a no-op), and even segments go to a
+    // first, so the archiver is busy with the load's WAL when a dies.
+    let before = archived(&a);
+    wait_until(
+        Duration::from_secs(120),
+        "replica a to archive a segment written under load",
+        || {
+            source.psql("SELECT pg_logical_emit_message(false, 'walgate-test', 'load')");
+            source.psql("SELECT pg_switch_wal()");
+            archived(&a) > before
+        },
+    );
     a.kill();
     load.join().unwrap();
     source.psql("INSERT INTO marker VALUES ('after the kill')");
@@ -125,9 +136,11 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
 
     // Retention carries on on the survivor once the dead replica's lease runs out.
     let before = retention_runs(&b);
-    wait_until("retention on the survivor", Duration::from_secs(20), || {
-        retention_runs(&b) > before
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "retention on the survivor",
+        || retention_runs(&b) > before,
+    );
 
     restored.recover_with_curl(&b.url, &token);
     assert_eq!(pgbench_checksum(&restored), expected);

@@ -3,11 +3,11 @@
 //! certificate is picked up on SIGHUP.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use walgate_tests::{
     Gateway, PgCluster, bin, client_command, conf_quote, curl_archive_command, gateway_dir,
-    make_certificate, pgbench_checksum, run, write_pg_owned, write_token_header,
+    make_certificate, pgbench_checksum, poll_until, run, write_pg_owned, write_token_header,
 };
 
 /// `walgate-client check` against `gateway` trusting `ca`: its exit code and output.
@@ -100,15 +100,10 @@ fn archive_and_recover_over_https_and_reload_the_certificate() {
     std::fs::rename(&new_key, &key).unwrap();
     let pid = gateway.pid().unwrap().to_string();
     run(Command::new("kill").args(["-HUP", &pid])).unwrap();
-    let start = Instant::now();
-    while check(&gateway, &token_file, Some(&new_ca)).0 != 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not reloaded:\n{}",
-            gateway.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let reloaded = poll_until(Duration::from_secs(60), || {
+        check(&gateway, &token_file, Some(&new_ca)).0 == 0
+    });
+    assert!(reloaded, "not reloaded:\n{}", gateway.log());
     assert_eq!(
         check(&gateway, &token_file, Some(&ca)).0,
         1,

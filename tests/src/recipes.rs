@@ -1,0 +1,64 @@
+//! The README's recipes as the tests use them: the token header file curl reads, the
+//! curl `archive_command` and `restore_command`, a cluster archiving with them, and the
+//! `walgate-client` command line PostgreSQL runs.
+
+use std::path::Path;
+
+use crate::gateway::bin;
+use crate::pg::{PgCluster, conf_quote, write_pg_owned};
+
+/// The `Authorization` header line, in a file for `curl -H @file`: the token stays out
+/// of the process list.
+pub fn write_token_header(path: &Path, token: &str) {
+    write_pg_owned(path, &format!("Authorization: Bearer {token}\n"));
+}
+
+/// The README's archive_command recipe, for `cluster` on `gateway_url`.
+pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
+    walgate_core::recipe::curl_archive_command(
+        gateway_url,
+        cluster,
+        &header_file.display().to_string(),
+    )
+}
+
+/// A running cluster archiving as `main` into `gateway_url` with the README's curl
+/// recipe and `token`; the header file it reads is `<dir>/auth-header`.
+pub fn archiving_with_curl(gateway_url: &str, token: &str) -> PgCluster {
+    let mut pg = PgCluster::init(&[]);
+    let header = pg.dir.path().join("auth-header");
+    write_token_header(&header, token);
+    pg.append_conf(&format!(
+        "wal_level = replica\narchive_mode = on\narchive_command = {}",
+        conf_quote(&curl_archive_command(gateway_url, "main", &header))
+    ));
+    pg.start();
+    pg
+}
+
+/// The README's restore_command recipe.
+pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
+    walgate_core::recipe::curl_restore_command(
+        gateway_url,
+        cluster,
+        &header_file.display().to_string(),
+    )
+}
+
+/// A `walgate-client` command line for PostgreSQL to run for cluster `main`, with its
+/// token in a file next to `pg` and `flags` before the subcommand.
+pub fn client_command(
+    gateway_url: &str,
+    pg: &PgCluster,
+    token: &str,
+    flags: &str,
+    sub: &str,
+) -> String {
+    let file = pg.dir.path().join("walgate-token");
+    write_pg_owned(&file, token);
+    format!(
+        "WALGATE_URL={gateway_url} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} {flags} {sub}",
+        file.display(),
+        bin("walgate-client").display()
+    )
+}
