@@ -130,23 +130,23 @@ impl ClusterState {
 /// Every cluster `visible` lets the caller see, in three queries however large the
 /// fleet (WAL totals come from a table the catalog keeps by trigger).
 pub async fn load(
-    state: &Services,
+    services: &Services,
     visible: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<ClusterState>, CatalogError> {
-    let mut backups: HashMap<_, _> = state
+    let mut backups: HashMap<_, _> = services
         .catalog
         .backup_stats(None)
         .await?
         .into_iter()
         .collect();
-    let mut verified: HashMap<_, _> = state
+    let mut verified: HashMap<_, _> = services
         .catalog
         .verifications()
         .await?
         .into_iter()
         .map(|r| (r.cluster.clone(), r))
         .collect();
-    Ok(state
+    Ok(services
         .catalog
         .clusters()
         .await?
@@ -162,15 +162,15 @@ pub async fn load(
 
 /// One cluster, without reading the rest of the fleet.
 pub async fn load_one(
-    state: &Services,
+    services: &Services,
     name: &ClusterName,
 ) -> Result<Option<ClusterState>, CatalogError> {
-    let Some(cluster) = state.catalog.cluster(name).await? else {
+    let Some(cluster) = services.catalog.cluster(name).await? else {
         return Ok(None);
     };
-    let stats = state.catalog.cluster_stats(name).await?;
-    let backups = state.catalog.backup_stats(Some(name)).await?.pop();
-    let verified = state.catalog.last_verification(name).await?;
+    let stats = services.catalog.cluster_stats(name).await?;
+    let backups = services.catalog.backup_stats(Some(name)).await?.pop();
+    let verified = services.catalog.last_verification(name).await?;
     Ok(Some(ClusterState::new(
         cluster,
         stats,

@@ -12,7 +12,7 @@ use crate::catalog::{CatalogError, ClusterRow};
 /// lease. A failure for one cluster is logged and the next run retries it. Runs for the
 /// life of the server.
 pub async fn every_cluster<E: std::fmt::Display>(
-    state: Services,
+    services: Services,
     job: &'static str,
     interval: Duration,
     run: impl AsyncFn(&Services, &ClusterRow) -> Result<(), E>,
@@ -25,7 +25,7 @@ pub async fn every_cluster<E: std::fmt::Display>(
         let now = OffsetDateTime::now_utc().unix_timestamp();
         // Held for two intervals: a replica that dies lets another take over.
         let until = now + 2 * interval.as_secs().max(1) as i64;
-        match state.catalog.take_lease(job, &holder, now, until).await {
+        match services.catalog.take_lease(job, &holder, now, until).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -33,7 +33,7 @@ pub async fn every_cluster<E: std::fmt::Display>(
                 continue;
             }
         }
-        let clusters = match state.catalog.clusters().await {
+        let clusters = match services.catalog.clusters().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(job, error = %e, "cannot list clusters");
@@ -42,7 +42,7 @@ pub async fn every_cluster<E: std::fmt::Display>(
         };
         let count = clusters.len();
         for (cluster, _) in clusters {
-            if let Err(e) = run(&state, &cluster).await {
+            if let Err(e) = run(&services, &cluster).await {
                 tracing::error!(job, cluster = %cluster.name, error = %e, "scheduled run failed; the next one retries");
             }
         }
@@ -53,7 +53,7 @@ pub async fn every_cluster<E: std::fmt::Display>(
 /// When `job`'s next run starts, about: one interval after the holder of its lease (on
 /// whichever replica) last took it; `None` when it is not scheduled.
 pub async fn next_run(
-    state: &Services,
+    services: &Services,
     job: &str,
     interval: Duration,
 ) -> Result<Option<OffsetDateTime>, CatalogError> {
@@ -61,7 +61,7 @@ pub async fn next_run(
         return Ok(None);
     }
     let now = OffsetDateTime::now_utc();
-    let next = match state.catalog.lease_until(job).await? {
+    let next = match services.catalog.lease_until(job).await? {
         Some(until) => OffsetDateTime::from_unix_timestamp(until)
             .map_or(now, |u| u - interval)
             .max(now),

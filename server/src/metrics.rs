@@ -197,7 +197,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition for the clusters `visible` lets the caller see.
-pub async fn render(state: &Services, visible: &(dyn Fn(&str) -> bool + Sync)) -> String {
+pub async fn render(services: &Services, visible: &(dyn Fn(&str) -> bool + Sync)) -> String {
     let mut out = String::new();
     header(&mut out, "walgate_up", "gauge", "The gateway answers.");
     let _ = writeln!(out, "walgate_up 1");
@@ -221,11 +221,11 @@ pub async fn render(state: &Services, visible: &(dyn Fn(&str) -> bool + Sync)) -
     let _ = writeln!(
         out,
         "walgate_wal_uploads_waiting {}",
-        state.limits.wal_memory.waiting()
+        services.limits.wal_memory.waiting()
     );
     // Without the catalog the fleet's state is unknown, but the gateway's own counters
     // still are: report those, and that the catalog is down.
-    let fleet = crate::fleet::load(state, visible).await;
+    let fleet = crate::fleet::load(services, visible).await;
     header(
         &mut out,
         "walgate_catalog_up",
@@ -234,15 +234,15 @@ pub async fn render(state: &Services, visible: &(dyn Fn(&str) -> bool + Sync)) -
     );
     let _ = writeln!(out, "walgate_catalog_up {}", u8::from(fleet.is_ok()));
     match fleet {
-        Ok(fleet) => render_fleet(&mut out, state, &fleet),
+        Ok(fleet) => render_fleet(&mut out, services, &fleet),
         Err(e) => tracing::warn!(error = %e, "metrics: the catalog failed"),
     }
-    state.metrics.render_counters(&mut out, visible);
+    services.metrics.render_counters(&mut out, visible);
     out
 }
 
 /// Each cluster's state, and storage per target.
-fn render_fleet(out: &mut String, state: &Services, fleet: &[ClusterState]) {
+fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
@@ -330,7 +330,7 @@ fn render_fleet(out: &mut String, state: &Services, fleet: &[ClusterState]) {
         "1 for the cluster's status (new, ok, late, failing) against the thresholds, 0 for the others.",
     );
     for f in fleet {
-        let (now_status, _) = f.status(&state.settings.thresholds(), now);
+        let (now_status, _) = f.status(&services.settings.thresholds(), now);
         for status in Status::ALL {
             let _ = writeln!(
                 out,
@@ -347,7 +347,7 @@ fn render_fleet(out: &mut String, state: &Services, fleet: &[ClusterState]) {
         "gauge",
         "Bytes stored (WAL and complete backups) per storage target, of the clusters shown.",
     );
-    let mut per_target: BTreeMap<&str, u64> = state
+    let mut per_target: BTreeMap<&str, u64> = services
         .storage
         .iter()
         .map(|s| (s.target().as_str(), 0))

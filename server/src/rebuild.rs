@@ -33,16 +33,16 @@ pub struct Rebuilt {
 }
 
 /// Reads every object under `clusters/` on every target into the catalog.
-pub async fn rebuild(state: &Services) -> anyhow::Result<Rebuilt> {
+pub async fn rebuild(services: &Services) -> anyhow::Result<Rebuilt> {
     let mut found = Rebuilt::default();
-    for store in state.storage.iter() {
-        rebuild_target(state, store, &mut found).await?;
+    for store in services.storage.iter() {
+        rebuild_target(services, store, &mut found).await?;
     }
     Ok(found)
 }
 
 async fn rebuild_target(
-    state: &Services,
+    services: &Services,
     store: &Store,
     found: &mut Rebuilt,
 ) -> anyhow::Result<()> {
@@ -52,11 +52,13 @@ async fn rebuild_target(
         let key = object.key.to_string();
         let parts: Vec<&str> = key.split('/').collect();
         let outcome = match parts[..] {
-            ["clusters", cluster, "wal", file] => wal(state, store, cluster, file, &object).await,
-            ["clusters", cluster, "backups", _, "backup.json"] => {
-                backup(state, store, cluster, &object).await
+            ["clusters", cluster, "wal", file] => {
+                wal(services, store, cluster, file, &object).await
             }
-            ["clusters", cluster, "settings.json"] => settings(state, store, cluster).await,
+            ["clusters", cluster, "backups", _, "backup.json"] => {
+                backup(services, store, cluster, &object).await
+            }
+            ["clusters", cluster, "settings.json"] => settings(services, store, cluster).await,
             _ => Ok(Found::Nothing),
         };
         match outcome {
@@ -74,8 +76,8 @@ async fn rebuild_target(
 
 /// Registers `cluster` on the target `store` belongs to; a cluster already on another
 /// target keeps it, and these objects stay out of the catalog.
-async fn register(state: &Services, store: &Store, cluster: &ClusterName) -> anyhow::Result<()> {
-    let row = state
+async fn register(services: &Services, store: &Store, cluster: &ClusterName) -> anyhow::Result<()> {
+    let row = services
         .catalog
         .ensure_cluster(cluster, store.target())
         .await?;
@@ -96,16 +98,16 @@ enum Found {
 
 /// Restores a cluster's own settings, unless the catalog already has some of its own. A
 /// copy without any (its own were removed) registers the cluster and restores nothing.
-async fn settings(state: &Services, store: &Store, cluster: &str) -> anyhow::Result<Found> {
+async fn settings(services: &Services, store: &Store, cluster: &str) -> anyhow::Result<Found> {
     let cluster: ClusterName = cluster.parse()?;
     let key = layout::settings_key(&cluster);
     let own: OwnSettings =
         serde_json::from_slice(&store.get_all(&key).await?).context("cluster settings")?;
-    register(state, store, &cluster).await?;
+    register(services, store, &cluster).await?;
     if own.retention.is_none() && own.thresholds.is_none() {
         return Ok(Found::Nothing);
     }
-    let row = state
+    let row = services
         .catalog
         .cluster(&cluster)
         .await?
@@ -114,16 +116,19 @@ async fn settings(state: &Services, store: &Store, cluster: &str) -> anyhow::Res
         return Ok(Found::Nothing);
     }
     if let Some(policy) = &own.retention {
-        state.catalog.set_retention(&cluster, Some(policy)).await?;
+        services
+            .catalog
+            .set_retention(&cluster, Some(policy))
+            .await?;
     }
     if let Some(t) = &own.thresholds {
-        state.catalog.set_thresholds(&cluster, Some(t)).await?;
+        services.catalog.set_thresholds(&cluster, Some(t)).await?;
     }
     Ok(Found::Settings)
 }
 
 async fn wal(
-    state: &Services,
+    services: &Services,
     store: &Store,
     cluster: &str,
     file: &str,
@@ -135,10 +140,10 @@ async fn wal(
     };
     let name: WalFileName = name.parse()?;
     let stored = crate::archive::read_stored(store, &object.key).await?;
-    register(state, store, &cluster).await?;
+    register(services, store, &cluster).await?;
     if name.wal_segment().is_some() {
         let h = LongPageHeader::parse(&stored.head).context("page header")?;
-        state
+        services
             .catalog
             .pin_cluster(
                 &cluster,
@@ -155,12 +160,12 @@ async fn wal(
         sha256: stored.sha256,
         archived_at: object.modified,
     };
-    state.catalog.insert_wal(&cluster, &row).await?;
+    services.catalog.insert_wal(&cluster, &row).await?;
     Ok(Found::Wal)
 }
 
 async fn backup(
-    state: &Services,
+    services: &Services,
     store: &Store,
     cluster: &str,
     object: &Listed,
@@ -171,8 +176,8 @@ async fn backup(
     if sentinel.status != BackupStatus::Complete.as_str() {
         return Ok(Found::Nothing);
     }
-    register(state, store, &cluster).await?;
-    if state
+    register(services, store, &cluster).await?;
+    if services
         .catalog
         .backup(&cluster, &sentinel.id)
         .await?
@@ -200,6 +205,6 @@ async fn backup(
         started_at: sentinel.started_at,
         finished_at: sentinel.finished_at,
     };
-    state.catalog.insert_backup(&cluster, &row).await?;
+    services.catalog.insert_backup(&cluster, &row).await?;
     Ok(Found::Backup)
 }

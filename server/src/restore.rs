@@ -31,7 +31,7 @@ pub enum LoadError {
 }
 
 /// Reads everything the planner needs from the catalog and, for history files, the store.
-pub async fn load(state: &Services, cluster: &ClusterRow) -> Result<Archive, LoadError> {
+pub async fn load(services: &Services, cluster: &ClusterRow) -> Result<Archive, LoadError> {
     let name = &cluster.name;
     let mut files = BTreeSet::new();
     let mut filter = WalFilter {
@@ -39,7 +39,7 @@ pub async fn load(state: &Services, cluster: &ClusterRow) -> Result<Archive, Loa
         ..Default::default()
     };
     loop {
-        let page = state.catalog.list_wal(name, &filter).await?;
+        let page = services.catalog.list_wal(name, &filter).await?;
         filter.after = page.last().map(|r| r.name);
         let done = page.len() < filter.limit as usize;
         files.extend(page.into_iter().map(|r| r.name));
@@ -49,7 +49,7 @@ pub async fn load(state: &Services, cluster: &ClusterRow) -> Result<Archive, Loa
     }
     let mut histories = BTreeMap::new();
     for file in files.iter().filter(|f| f.kind() == WalFileKind::History) {
-        let store = state
+        let store = services
             .storage
             .get(&cluster.target)
             .map_err(ArchiveError::from)?;
@@ -63,7 +63,7 @@ pub async fn load(state: &Services, cluster: &ClusterRow) -> Result<Archive, Loa
     }
     Ok(Archive {
         segment_size: cluster.segment_size.unwrap_or(SegmentSize::DEFAULT),
-        backups: state.catalog.backups(name).await?,
+        backups: services.catalog.backups(name).await?,
         files,
         histories,
     })

@@ -109,15 +109,20 @@ fn policy_of(
 
 /// What a run would delete now.
 pub async fn preview(
-    state: &Services,
+    services: &Services,
     cluster: &ClusterRow,
 ) -> Result<RetentionPlan, RetentionError> {
-    let (policy, source) = policy_of(cluster, state.settings.retention().as_ref());
-    let backups = state.catalog.backups(&cluster.name).await?;
+    let (policy, source) = policy_of(cluster, services.settings.retention().as_ref());
+    let backups = services.catalog.backups(&cluster.name).await?;
     let segment_size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
     let d = decide(&policy, &backups, segment_size, OffsetDateTime::now_utc());
     let span = match &d.wal_before {
-        Some(position) => state.catalog.wal_before(&cluster.name, *position).await?,
+        Some(position) => {
+            services
+                .catalog
+                .wal_before(&cluster.name, *position)
+                .await?
+        }
         None => Default::default(),
     };
     let delete_backups: Vec<ExpiredBackup> = d
@@ -144,17 +149,23 @@ pub async fn preview(
 
 /// Finishes deletions an earlier run left half-done, then deletes what the policy
 /// expires now; returns what it deleted.
-pub async fn run(state: &Services, cluster: &ClusterRow) -> Result<RetentionPlan, RetentionError> {
-    let store = state.storage.get(&cluster.target)?;
-    finish_deletions(state, store, &cluster.name).await?;
-    let plan = preview(state, cluster).await?;
+pub async fn run(
+    services: &Services,
+    cluster: &ClusterRow,
+) -> Result<RetentionPlan, RetentionError> {
+    let store = services.storage.get(&cluster.target)?;
+    finish_deletions(services, store, &cluster.name).await?;
+    let plan = preview(services, cluster).await?;
     for b in &plan.delete_backups {
-        backup::delete(state.catalog.as_ref(), store, &cluster.name, &b.id).await?;
+        backup::delete(services.catalog.as_ref(), store, &cluster.name, &b.id).await?;
         tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
     }
     if let Some(position) = &plan.wal_before {
-        let moved = state.catalog.expire_wal(&cluster.name, *position).await?;
-        delete_wal_objects(state, store, &cluster.name).await?;
+        let moved = services
+            .catalog
+            .expire_wal(&cluster.name, *position)
+            .await?;
+        delete_wal_objects(services, store, &cluster.name).await?;
         if moved > 0 {
             tracing::info!(cluster = %cluster.name, files = moved, before = %position, "retention: WAL expired");
         }
@@ -168,20 +179,20 @@ pub async fn run(state: &Services, cluster: &ClusterRow) -> Result<RetentionPlan
 /// next purge or retention run finishes it. Returns what was deleted, or `None` when
 /// the cluster received new WAL or a backup meanwhile and so still exists.
 pub async fn purge(
-    state: &Services,
+    services: &Services,
     cluster: &ClusterRow,
 ) -> Result<Option<(usize, u64)>, RetentionError> {
-    let store = state.storage.get(&cluster.target)?;
+    let store = services.storage.get(&cluster.target)?;
     let name = &cluster.name;
-    finish_deletions(state, store, name).await?;
-    let backups = state.catalog.backups(name).await?;
+    finish_deletions(services, store, name).await?;
+    let backups = services.catalog.backups(name).await?;
     for b in &backups {
-        backup::delete(state.catalog.as_ref(), store, name, &b.id).await?;
+        backup::delete(services.catalog.as_ref(), store, name, &b.id).await?;
     }
-    let wal = state.catalog.expire_all_wal(name).await?;
-    delete_wal_objects(state, store, name).await?;
+    let wal = services.catalog.expire_all_wal(name).await?;
+    delete_wal_objects(services, store, name).await?;
     store.delete(&layout::settings_key(name)).await?;
-    if !state.catalog.delete_cluster(name).await? {
+    if !services.catalog.delete_cluster(name).await? {
         return Ok(None);
     }
     Ok(Some((backups.len(), wal)))
@@ -197,8 +208,11 @@ pub(crate) struct OwnSettings {
 /// Copies `cluster`'s own settings, as the catalog has them now, to its store; called
 /// after each change to them. Without the copy, a catalog rebuilt from the store would
 /// apply the fleet's default policy, which may delete what the cluster's own kept.
-pub async fn save_settings(state: &Services, cluster: &ClusterName) -> Result<(), RetentionError> {
-    let Some(now) = state.catalog.cluster(cluster).await? else {
+pub async fn save_settings(
+    services: &Services,
+    cluster: &ClusterName,
+) -> Result<(), RetentionError> {
+    let Some(now) = services.catalog.cluster(cluster).await? else {
         return Ok(()); // deleted meanwhile, with its copy
     };
     let own = OwnSettings {
@@ -206,7 +220,7 @@ pub async fn save_settings(state: &Services, cluster: &ClusterName) -> Result<()
         thresholds: now.thresholds.clone(),
     };
     let json = serde_json::to_vec_pretty(&own).expect("settings serialize");
-    let store = state.storage.get(&now.target)?;
+    let store = services.storage.get(&now.target)?;
     store
         .replace(&layout::settings_key(&now.name), json.into())
         .await?;
@@ -216,40 +230,47 @@ pub async fn save_settings(state: &Services, cluster: &ClusterName) -> Result<()
 /// Completes what crashed gateways left: uploads that stopped beating, backups marked
 /// `deleting`, and WAL files waiting in `wal_deletions`.
 async fn finish_deletions(
-    state: &Services,
+    services: &Services,
     store: &Store,
     cluster: &ClusterName,
 ) -> Result<(), RetentionError> {
     let silent_since = OffsetDateTime::now_utc() - backup::STALE_UPLOAD;
-    for id in state.catalog.stale_uploads(cluster, silent_since).await? {
-        backup::discard(state.catalog.as_ref(), store, cluster, &id).await?;
+    for id in services
+        .catalog
+        .stale_uploads(cluster, silent_since)
+        .await?
+    {
+        backup::discard(services.catalog.as_ref(), store, cluster, &id).await?;
         tracing::info!(%cluster, backup = %id, "retention: removed an upload whose gateway died");
     }
-    for b in state.catalog.backups(cluster).await? {
+    for b in services.catalog.backups(cluster).await? {
         if b.status == BackupStatus::Deleting {
-            backup::discard(state.catalog.as_ref(), store, cluster, &b.id).await?;
+            backup::discard(services.catalog.as_ref(), store, cluster, &b.id).await?;
             tracing::info!(%cluster, backup = %b.id, "retention: finished deleting backup");
         }
     }
-    delete_wal_objects(state, store, cluster).await
+    delete_wal_objects(services, store, cluster).await
 }
 
 /// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
 /// forgetting each batch once its objects are gone.
 async fn delete_wal_objects(
-    state: &Services,
+    services: &Services,
     store: &Store,
     cluster: &ClusterName,
 ) -> Result<(), RetentionError> {
     loop {
-        let batch: Vec<WalFileName> = state.catalog.wal_deletions(cluster, 1000).await?;
+        let batch: Vec<WalFileName> = services.catalog.wal_deletions(cluster, 1000).await?;
         if batch.is_empty() {
             return Ok(());
         }
         for name in &batch {
             store.delete(&layout::wal_key(cluster, name)).await?;
         }
-        state.catalog.forget_wal_deletions(cluster, &batch).await?;
+        services
+            .catalog
+            .forget_wal_deletions(cluster, &batch)
+            .await?;
     }
 }
 
@@ -257,9 +278,9 @@ async fn delete_wal_objects(
 pub const LEASE: &str = "retention";
 
 /// Runs retention for every cluster every `interval`, on one replica at a time.
-pub async fn schedule(state: Services, interval: Duration) {
-    crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {
-        run(state, cluster).await.map(drop)
+pub async fn schedule(services: Services, interval: Duration) {
+    crate::jobs::every_cluster(services, LEASE, interval, async |services, cluster| {
+        run(services, cluster).await.map(drop)
     })
     .await
 }

@@ -16,14 +16,14 @@ use crate::storage::layout;
 
 /// Verifies `cluster` (and scrubs it when asked), records the report and returns it.
 pub async fn verify(
-    state: &Services,
+    services: &Services,
     cluster: &ClusterRow,
     scrub: bool,
 ) -> Result<VerifyReport, LoadError> {
-    let archive = restore::load(state, cluster).await?;
+    let archive = restore::load(services, cluster).await?;
     let chain_problems = restore::check_chain(&archive);
     let (objects_checked, object_problems) = if scrub {
-        scrub_objects(state, cluster).await?
+        scrub_objects(services, cluster).await?
     } else {
         (0, vec![])
     };
@@ -38,7 +38,7 @@ pub async fn verify(
         objects_checked,
         object_problems,
     };
-    state
+    services
         .catalog
         .record_verification(&cluster.name, &report)
         .await?;
@@ -53,9 +53,9 @@ pub const LEASE: &str = "verify";
 
 /// Verifies every cluster's WAL chain (no scrub) every `interval`, on one replica at a
 /// time.
-pub async fn schedule(state: Services, interval: std::time::Duration) {
-    crate::jobs::every_cluster(state, LEASE, interval, async |state, cluster| {
-        verify(state, cluster, false).await.map(drop)
+pub async fn schedule(services: Services, interval: std::time::Duration) {
+    crate::jobs::every_cluster(services, LEASE, interval, async |services, cluster| {
+        verify(services, cluster, false).await.map(drop)
     })
     .await
 }
@@ -63,11 +63,11 @@ pub async fn schedule(state: Services, interval: std::time::Duration) {
 /// Re-reads every WAL object (decoded, against the content hash) and every complete
 /// backup (as stored, against the stored object's hash).
 async fn scrub_objects(
-    state: &Services,
+    services: &Services,
     cluster: &ClusterRow,
 ) -> Result<(u64, Vec<String>), LoadError> {
     let name = &cluster.name;
-    let store = state
+    let store = services
         .storage
         .get(&cluster.target)
         .map_err(ArchiveError::from)?;
@@ -78,7 +78,7 @@ async fn scrub_objects(
         ..Default::default()
     };
     loop {
-        let page = state.catalog.list_wal(name, &filter).await?;
+        let page = services.catalog.list_wal(name, &filter).await?;
         filter.after = page.last().map(|r| r.name);
         for row in &page {
             checked += 1;
@@ -96,7 +96,7 @@ async fn scrub_objects(
             break;
         }
     }
-    for b in state.catalog.backups(name).await? {
+    for b in services.catalog.backups(name).await? {
         if b.status != BackupStatus::Complete {
             continue;
         }
