@@ -39,7 +39,7 @@ pub struct Flags {
     #[arg(long, env = "WALGATE_TOKEN_FILE", global = true, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// PEM file of CA certificates to trust for an https:// gateway, instead of the
-    /// built-in public roots.
+    /// host's CA bundle.
     #[arg(long, env = "WALGATE_CA_FILE", global = true, value_name = "FILE")]
     ca_file: Option<PathBuf>,
     /// zstd level for uploads, 1 (fastest) to 19. [default: 1]

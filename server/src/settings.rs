@@ -49,11 +49,17 @@ pub struct StateSettings {
     )]
     catalog_url: Option<Secret>,
     /// Object store of the target named `default`: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX,
-    /// az://CONTAINER/PREFIX or file:///PATH [default: objects/ in the data dir, unless the
-    /// config file names other targets]. Credentials come from the provider's usual
-    /// variables (AWS_*, GOOGLE_*, AZURE_*) or instance identity.
-    #[arg(long, env = "WALGATE_STORAGE_URL", value_name = "URL")]
-    storage_url: Option<String>,
+    /// az://CONTAINER/PREFIX, swift://CONTAINER/PREFIX or file:///PATH [default: objects/
+    /// in the data dir, unless the config file names other targets]. Credentials come
+    /// from the provider's usual variables (AWS_*, GOOGLE_*, AZURE_*) or instance
+    /// identity.
+    #[arg(
+        long,
+        env = "WALGATE_STORAGE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    storage_url: Option<Secret>,
     /// The storage target new clusters are stored on [default: `default`, or the only
     /// target configured].
     #[arg(long, env = "WALGATE_DEFAULT_TARGET", value_name = "NAME")]
@@ -318,7 +324,7 @@ impl StateSettings {
         }
         if self.storage_url.is_some() || targets.is_empty() {
             let url = match &self.storage_url {
-                Some(url) => url.clone(),
+                Some(url) => url.expose().to_owned(),
                 None => format!("file://{}", self.data_dir()?.join("objects").display()),
             };
             targets.insert(default.clone(), TargetConfig::from_url(url));
