@@ -287,19 +287,19 @@ mod tests {
         );
         assert!(matches!(auth.verify(&token).await, Err(AuthError::Revoked)));
 
-        let (_, short) = auth
-            .issue(
-                Scope::All,
-                Role::Viewer,
-                // Two seconds: expiry counts from the issuing second, so a token for one
-                // may have only a moment left when it is checked.
-                Some(std::time::Duration::from_secs(2)),
-                None,
-            )
+        // Expiry is checked against the clock, without waiting on it: a token with an
+        // hour left works, one whose lifetime is over does not.
+        let hour = Some(std::time::Duration::from_secs(3600));
+        let (_, live) = auth
+            .issue(Scope::All, Role::Viewer, hour, None)
             .await
             .unwrap();
-        assert!(auth.verify(&short).await.is_ok());
-        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+        assert!(auth.verify(&live).await.is_ok());
+        let over = Some(std::time::Duration::ZERO);
+        let (_, short) = auth
+            .issue(Scope::All, Role::Viewer, over, None)
+            .await
+            .unwrap();
         assert!(matches!(auth.verify(&short).await, Err(AuthError::Expired)));
     }
 

@@ -886,8 +886,9 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
 /// stored, and is counted as waiting meanwhile.
 #[tokio::test]
 async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
-    // Room for one raw 16 MiB segment (33 MiB), not two.
-    let f = Fixture::serving(&["--wal-memory=40MiB", "--wal-idle-timeout=2s"]).await;
+    // Room for one raw 16 MiB segment (33 MiB), not two; the first upload's body trickles
+    // in every 100 ms, far inside the idle limit however busy the machine.
+    let f = Fixture::serving(&["--wal-memory=40MiB", "--wal-idle-timeout=5s"]).await;
     let token = f.token("*", Role::Archiver).await;
     let first = segment(SYSID, 1, 1, 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
