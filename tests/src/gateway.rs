@@ -27,15 +27,10 @@ pub fn bin(name: &str) -> PathBuf {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "walgate",
-            "-p",
-            "walgate-client",
-            "--bins",
-        ]);
+        // The whole workspace, as `cargo test --workspace` builds it: the same feature
+        // set, so neither build undoes the other's (`-p walgate -p walgate-client` alone
+        // resolves ureq's features differently and rebuilt it and the client every run).
+        cmd.args(["build", "--quiet", "--workspace", "--bins"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
