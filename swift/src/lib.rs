@@ -1,14 +1,25 @@
-//! OpenStack Swift behind the `object_store` interface (which has no Swift backend), so
-//! a Swift target is a store like any other: create-only writes (`If-None-Match: *`),
-//! streamed reads, listings, and large objects as Static Large Objects.
+//! OpenStack Swift as an [`object_store::ObjectStore`], which has no Swift backend of its
+//! own: [`Swift`] turns a container into a store like any other, over Swift's native API.
 //!
-//! Authentication is TempAuth/Swauth v1 (`X-Auth-User`/`X-Auth-Key`, as Rackspace Cloud
-//! Files) or Keystone v3 (password, project-scoped; the object-store endpoint comes from
-//! the token's catalog). A token refused with 401 is renewed once per request.
+//! What it supports:
 //!
-//! Large-object segments live in the same container under `.segments/<object>/<upload>/`
-//! (never under `clusters/`, so listings of the archive do not see them); deleting an
-//! object deletes its segments too (`multipart-manifest=delete`).
+//! - writes, plain or create-only ([`PutMode::Create`], sent as `If-None-Match: *`, so an
+//!   existing object answers [`object_store::Error::AlreadyExists`]); conditional updates
+//!   ([`PutMode::Update`]) are not implemented;
+//! - multipart uploads as Static Large Objects: segments first, then the manifest;
+//! - streamed reads and `HEAD`s; ranged and conditional reads are not implemented;
+//! - deletes, which take a large object's segments with it (`multipart-manifest=delete`);
+//! - listings, paged, flat or by delimiter; copies, plain or create-only.
+//!
+//! Authentication ([`SwiftAuth`]) is TempAuth/Swauth v1 (`X-Auth-User`/`X-Auth-Key`, as
+//! Rackspace Cloud Files) or Keystone v3 (password, project-scoped; the object-store
+//! endpoint comes from the token's catalog). A token refused with 401 is renewed once per
+//! request; connection failures and 5xx answers are retried until
+//! [`SwiftConfig::retry_timeout`].
+//!
+//! Large-object segments live in the same container under `.segments/<object>/<upload>/`,
+//! which flat listings leave out; deleting an object deletes its segments too.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -49,7 +60,9 @@ pub enum SwiftAuth {
         user_domain: String,
         project: String,
         project_domain: String,
+        /// The endpoint's region; without one, the first endpoint for `interface`.
         region: Option<String>,
+        /// Which of the catalog's endpoints: `public`, `internal` or `admin`.
         interface: String,
     },
 }
@@ -66,9 +79,11 @@ impl fmt::Debug for SwiftAuth {
     }
 }
 
+/// Where a [`Swift`] store is: how to authenticate, and which container.
 #[derive(Debug, Clone)]
 pub struct SwiftConfig {
     pub auth: SwiftAuth,
+    /// The container holding the objects; it must exist.
     pub container: String,
     /// Overrides the storage URL the auth service returns.
     pub storage_url: Option<String>,
@@ -178,6 +193,8 @@ fn listing_time(s: &str) -> DateTime<Utc> {
 }
 
 impl Swift {
+    /// A store for `config`'s container. Nothing is sent until the first request, which
+    /// authenticates.
     pub fn new(config: SwiftConfig) -> Result<Self, object_store::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
