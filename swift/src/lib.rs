@@ -36,6 +36,7 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
     UploadPart,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -132,17 +133,18 @@ fn generic(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_sto
     }
 }
 
-/// Percent-encodes an object name for a URL path, keeping `/` between segments.
+/// What [`encode`] escapes: every byte but ASCII letters, digits and `-._~/` (non-ASCII
+/// bytes always are), so a name keeps the `/` between its segments.
+const NAME: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes an object or container name for a URL path.
 fn encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, NAME).to_string()
 }
 
 /// One entry of a JSON container listing.
@@ -794,11 +796,39 @@ mod tests {
 
     #[test]
     fn names_are_encoded_for_urls() {
-        assert_eq!(
-            encode("clusters/main/wal/0001.zst"),
-            "clusters/main/wal/0001.zst"
-        );
-        assert_eq!(encode("a b/c#d"), "a%20b/c%23d");
+        for (name, encoded) in [
+            ("clusters/main/wal/0001.zst", "clusters/main/wal/0001.zst"),
+            ("a b/c#d", "a%20b/c%23d"),
+            ("AZaz09-._~/", "AZaz09-._~/"),
+            ("?&=+;,:@$", "%3F%26%3D%2B%3B%2C%3A%40%24"),
+            ("%2F", "%252F"),
+            ("!*'()[]", "%21%2A%27%28%29%5B%5D"),
+            ("\"<>\\^`{|}", "%22%3C%3E%5C%5E%60%7B%7C%7D"),
+            ("\0\t\n\x7f", "%00%09%0A%7F"),
+            ("é/€", "%C3%A9/%E2%82%AC"),
+            ("", ""),
+        ] {
+            assert_eq!(encode(name), encoded, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_is_the_hand_written_one_it_replaced() {
+        let by_hand = |name: &str| {
+            name.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        };
+        for c in (0..=0x7f_u8).map(char::from).chain(['é', 'ß', '€', '😀']) {
+            let name = format!("a{c}/b");
+            assert_eq!(encode(&name), by_hand(&name), "{c:?}");
+        }
     }
 
     #[test]
