@@ -7,7 +7,6 @@
 
 pub mod crypt;
 pub mod layout;
-pub mod swift;
 pub mod target;
 
 use std::sync::Arc;

@@ -32,10 +32,10 @@ use object_store::{ObjectStore, RetryConfig};
 use serde::Deserialize;
 
 use walgate_core::TargetName;
+use walgate_swift::{Swift, SwiftAuth, SwiftConfig};
 
 use super::StorageError;
 use super::crypt::Keyring;
-use super::swift::{Swift, SwiftAuth, SwiftConfig};
 
 /// Where one option's value comes from. Secrets belong in `env` or `file`, so the config
 /// file can be shared.

@@ -1,14 +1,25 @@
-//! OpenStack Swift behind the `object_store` interface (which has no Swift backend), so
-//! a Swift target is a store like any other: create-only writes (`If-None-Match: *`),
-//! streamed reads, listings, and large objects as Static Large Objects.
+//! OpenStack Swift as an [`object_store::ObjectStore`], which has no Swift backend of its
+//! own: [`Swift`] turns a container into a store like any other, over Swift's native API.
 //!
-//! Authentication is TempAuth/Swauth v1 (`X-Auth-User`/`X-Auth-Key`, as Rackspace Cloud
-//! Files) or Keystone v3 (password, project-scoped; the object-store endpoint comes from
-//! the token's catalog). A token refused with 401 is renewed once per request.
+//! What it supports:
 //!
-//! Large-object segments live in the same container under `.segments/<object>/<upload>/`
-//! (never under `clusters/`, so listings of the archive do not see them); deleting an
-//! object deletes its segments too (`multipart-manifest=delete`).
+//! - writes, plain or create-only ([`PutMode::Create`], sent as `If-None-Match: *`, so an
+//!   existing object answers [`object_store::Error::AlreadyExists`]); conditional updates
+//!   ([`PutMode::Update`]) are not implemented;
+//! - multipart uploads as Static Large Objects: segments first, then the manifest;
+//! - streamed reads and `HEAD`s; ranged and conditional reads are not implemented;
+//! - deletes, which take a large object's segments with it (`multipart-manifest=delete`);
+//! - listings, paged, flat or by delimiter; copies, plain or create-only.
+//!
+//! Authentication ([`SwiftAuth`]) is TempAuth/Swauth v1 (`X-Auth-User`/`X-Auth-Key`, as
+//! Rackspace Cloud Files) or Keystone v3 (password, project-scoped; the object-store
+//! endpoint comes from the token's catalog). A token refused with 401 is renewed once per
+//! request; connection failures and 5xx answers are retried until
+//! [`SwiftConfig::retry_timeout`].
+//!
+//! Large-object segments live in the same container under `.segments/<object>/<upload>/`,
+//! which flat listings leave out; deleting an object deletes its segments too.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,6 +36,7 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
     UploadPart,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -49,7 +61,9 @@ pub enum SwiftAuth {
         user_domain: String,
         project: String,
         project_domain: String,
+        /// The endpoint's region; without one, the first endpoint for `interface`.
         region: Option<String>,
+        /// Which of the catalog's endpoints: `public`, `internal` or `admin`.
         interface: String,
     },
 }
@@ -66,9 +80,11 @@ impl fmt::Debug for SwiftAuth {
     }
 }
 
+/// Where a [`Swift`] store is: how to authenticate, and which container.
 #[derive(Debug, Clone)]
 pub struct SwiftConfig {
     pub auth: SwiftAuth,
+    /// The container holding the objects; it must exist.
     pub container: String,
     /// Overrides the storage URL the auth service returns.
     pub storage_url: Option<String>,
@@ -117,17 +133,18 @@ fn generic(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_sto
     }
 }
 
-/// Percent-encodes an object name for a URL path, keeping `/` between segments.
+/// What [`encode`] escapes: every byte but ASCII letters, digits and `-._~/` (non-ASCII
+/// bytes always are), so a name keeps the `/` between its segments.
+const NAME: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes an object or container name for a URL path.
 fn encode(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(name, NAME).to_string()
 }
 
 /// One entry of a JSON container listing.
@@ -178,6 +195,8 @@ fn listing_time(s: &str) -> DateTime<Utc> {
 }
 
 impl Swift {
+    /// A store for `config`'s container. Nothing is sent until the first request, which
+    /// authenticates.
     pub fn new(config: SwiftConfig) -> Result<Self, object_store::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -777,11 +796,39 @@ mod tests {
 
     #[test]
     fn names_are_encoded_for_urls() {
-        assert_eq!(
-            encode("clusters/main/wal/0001.zst"),
-            "clusters/main/wal/0001.zst"
-        );
-        assert_eq!(encode("a b/c#d"), "a%20b/c%23d");
+        for (name, encoded) in [
+            ("clusters/main/wal/0001.zst", "clusters/main/wal/0001.zst"),
+            ("a b/c#d", "a%20b/c%23d"),
+            ("AZaz09-._~/", "AZaz09-._~/"),
+            ("?&=+;,:@$", "%3F%26%3D%2B%3B%2C%3A%40%24"),
+            ("%2F", "%252F"),
+            ("!*'()[]", "%21%2A%27%28%29%5B%5D"),
+            ("\"<>\\^`{|}", "%22%3C%3E%5C%5E%60%7B%7C%7D"),
+            ("\0\t\n\x7f", "%00%09%0A%7F"),
+            ("é/€", "%C3%A9/%E2%82%AC"),
+            ("", ""),
+        ] {
+            assert_eq!(encode(name), encoded, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_is_the_hand_written_one_it_replaced() {
+        let by_hand = |name: &str| {
+            name.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        };
+        for c in (0..=0x7f_u8).map(char::from).chain(['é', 'ß', '€', '😀']) {
+            let name = format!("a{c}/b");
+            assert_eq!(encode(&name), by_hand(&name), "{c:?}");
+        }
     }
 
     #[test]

@@ -1,29 +1,27 @@
-//! The Swift store against a real OpenStack Swift (tests/emulators/swift-aio): the
-//! semantics the gateway relies on, below the HTTP API.
+//! The Swift store against a real OpenStack Swift (tests/emulators/swift-aio, TempAuth):
+//! create-only writes, large objects, deletes and token renewal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use walgate::storage::TargetConfig;
-use walgate::storage::target::OptionValue;
-use walgate_core::TargetName;
+use walgate_swift::{Swift, SwiftAuth, SwiftConfig};
 use walgate_tests::emulators::SwiftAio;
 
 fn store(swift: &SwiftAio) -> Arc<dyn ObjectStore> {
-    let mut config = TargetConfig::from_url("swift://walgate");
-    for (key, value) in [
-        ("swift_auth_url", format!("{}/auth/v1.0", swift.url)),
-        ("swift_user", "test:tester".into()),
-        ("swift_key", "testing".into()),
-    ] {
-        config
-            .options
-            .insert(key.into(), OptionValue::Literal(value));
-    }
-    let name: TargetName = "swift".parse().unwrap();
-    config.open(&name).unwrap().store
+    let config = SwiftConfig {
+        auth: SwiftAuth::V1 {
+            url: format!("{}/auth/v1.0", swift.url),
+            user: "test:tester".into(),
+            key: "testing".into(),
+        },
+        container: "walgate".into(),
+        storage_url: None,
+        retry_timeout: Duration::from_secs(30),
+    };
+    Arc::new(Swift::new(config).unwrap())
 }
 
 fn create_only() -> PutOptions {
