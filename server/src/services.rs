@@ -46,13 +46,16 @@ impl Services {
         let data_dir = state.data_dir()?;
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
+        // Everything that can be wrong with the settings is found before the catalog,
+        // perhaps shared with other gateways, is migrated.
+        let (targets, default_target) = state.targets()?;
+        let storage = Targets::open(&targets, &default_target)?;
+        let key_file = state.signing_key_file()?;
         let url = state.catalog_url()?;
         let catalog = catalog::open(url.expose())
             .await
             .with_context(|| format!("open catalog {url}"))?;
-        let (targets, default_target) = state.targets()?;
-        let storage = Targets::open(&targets, &default_target)?;
-        let keys = auth::Keys::load_or_create(&state.signing_key_file()?)?;
+        let keys = auth::Keys::load_or_create(&key_file)?;
         let auth = auth::Authority::new(keys, catalog.clone());
         Ok(Services {
             catalog,

@@ -352,9 +352,13 @@ impl StateSettings {
 
 impl Settings {
     /// The settings of a command that opens the gateway's state without serving it: its
-    /// state settings, and everything else at its default (or environment variable).
+    /// state settings, and everything else at its default (the environment variables of
+    /// `serve` are not that command's business).
     pub fn for_state(state: StateSettings) -> anyhow::Result<Self> {
-        let mut settings = Settings::try_parse_from(["walgate"])?;
+        let defaults = Settings::command()
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(["walgate"])?;
+        let mut settings = Settings::from_arg_matches(&defaults)?;
         settings.state = state;
         Ok(settings)
     }
@@ -438,6 +442,7 @@ fn with_file<C: CommandFactory + FromArgMatches>(
         return Ok(C::from_arg_matches(&matches)?);
     };
     let known = setting_ids();
+    let mut extra: Vec<OsString> = Vec::new();
     let mut file = read_file(path)?;
     file.remove("targets"); // tables of their own: see StateSettings::targets
     for (key, value) in file {
@@ -457,7 +462,7 @@ fn with_file<C: CommandFactory + FromArgMatches>(
         ) {
             continue;
         }
-        let text = match value {
+        let values = match value {
             toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>(),
             other => scalar(&other).map(|one| vec![one]),
         }
@@ -466,11 +471,17 @@ fn with_file<C: CommandFactory + FromArgMatches>(
                 "config file {}: `{key}` is not a string, number or list of them",
                 path.display()
             )
-        })?
-        .join(",");
+        })?;
         let long = arg.get_long().expect("settings are long flags");
-        args.push(format!("--{long}={text}").into());
+        extra.extend(
+            values
+                .iter()
+                .map(|v| OsString::from(format!("--{long}={v}"))),
+        );
     }
+    // Before a `--`, after which everything is a positional argument.
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, extra);
     let matches = C::command().try_get_matches_from(&args).map_err(|e| {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
@@ -555,6 +566,19 @@ mod tests {
             (PathBuf::from("/tmp/x"), 3)
         );
 
+        // An empty list is no proxies; values from the file go before a `--`.
+        std::fs::write(&file, "trusted_proxies = []\nzstd_level = 4\n").unwrap();
+        let s = serve(&["--config", config]).unwrap();
+        assert!(s.trusted_proxies.is_empty());
+        #[derive(Parser)]
+        struct Positional {
+            #[command(flatten)]
+            state: StateSettings,
+            name: String,
+        }
+        let p: Positional = parse_from(["walgate", "--config", config, "--", "-x"]).unwrap();
+        assert_eq!(p.name, "-x");
+
         std::fs::write(&file, "datadir = \"/x\"\n").unwrap();
         let err = serve(&["--config", config]).unwrap_err();
         assert!(
@@ -582,6 +606,9 @@ mod tests {
         assert_eq!(s.retention().unwrap().min_backups, 1);
         assert_eq!(s.upload_limits().overall, 1, "at least one");
         assert!(serve(&["--tls-cert", "/c.pem"]).unwrap().tls().is_err());
+        let state = serve(&["--data-dir", "/d"]).unwrap().state;
+        let s = Settings::for_state(state).unwrap();
+        assert_eq!((s.zstd_level, s.wal_memory), (1, Size(512 << 20)));
     }
 
     #[test]

@@ -42,8 +42,11 @@ impl std::str::FromStr for Size {
 /// `50MiB`, `200M`, `1.5GiB`, `4096`: a number of bytes with an optional unit, decimal
 /// (K, M, G) or binary (KiB, MiB, GiB).
 fn parse_bytes(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
+    let s = s.trim();
+    if let Ok(bytes) = s.parse::<f64>() {
+        return Ok(bytes as u64); // a plain number, `0.0` or `1.5` among them
+    }
+    s.parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
         .map_err(|_| {
             format!("`{s}` is not a number of bytes with a unit (K, M, G, KiB, MiB or GiB)")
@@ -66,6 +69,9 @@ mod rate_tests {
         assert_eq!(parse_rate("2K"), Ok(Some(2000)));
         assert_eq!(parse_rate("2KiB"), Ok(Some(2048)));
         assert_eq!(parse_rate("3 GB"), Ok(Some(3_000_000_000)));
+        assert_eq!(parse_rate("0.0"), Ok(None));
+        assert_eq!(parse_rate("1.5"), Ok(Some(1)));
+        assert_eq!(parse_rate("1m"), Ok(Some(1_000_000)), "units in any case");
     }
 
     #[test]
