@@ -1,8 +1,8 @@
 //! Backup bandwidth limits: an upload and a restore through the gateway take at least
 //! as long as the configured rate allows (a lower bound the limiter guarantees, not a
 //! timing guess), and a new limit in the config file applies on SIGHUP, without a
-//! restart (checked the same way: a lower limit, a longer floor). WAL pushes are not
-//! throttled meanwhile.
+//! restart (checked the same way: a lower limit, a longer floor), and `0` lifts it. WAL
+//! pushes are not throttled meanwhile.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -66,4 +66,12 @@ fn backup_rates_are_limited_and_reloaded_on_sighup() {
         halved >= 0.9 * floor,
         "{mib:.1} MiB at 4 MiB/s after SIGHUP took {halved:.2} s, under {floor:.2} s"
     );
+
+    // `0` lifts the limit, on the next SIGHUP.
+    std::fs::write(&config, "backup_rate_limit = \"0\"\n").unwrap();
+    run(Command::new("kill").args(["-HUP", &gateway.pid().unwrap().to_string()])).unwrap();
+    let lifted = poll_until(Duration::from_secs(60), || {
+        gateway.log().contains("overall: None, per_cluster: None")
+    });
+    assert!(lifted, "the limit was not lifted:\n{}", gateway.log());
 }

@@ -98,7 +98,16 @@ fn an_upload_past_the_deadline_is_cut_off_and_leaves_nothing() {
     let mut gateway = Gateway::start_serving(
         &dir.path().join("data"),
         &[],
-        &["--drain-delay", "0s", "--shutdown-timeout", "1s"],
+        // The WAL idle limit would end the stalled upload too (408): an hour keeps it
+        // out of the way, so only the shutdown deadline can.
+        &[
+            "--drain-delay",
+            "0s",
+            "--shutdown-timeout",
+            "1s",
+            "--wal-idle-timeout",
+            "1h",
+        ],
     );
     let token = gateway.token("main", "archiver");
     let segment = synthetic_segment(SYSID, 1, 1, 0x5A);
