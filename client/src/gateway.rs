@@ -393,11 +393,17 @@ fn json<T: serde::de::DeserializeOwned>(r: Answer) -> Attempt<T> {
 }
 
 fn error(status: u16, body: &mut ureq::Body) -> anyhow::Error {
-    let text = body.read_to_string().unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&text) {
-        // A code newer than this client says nothing more than the status.
+    refusal(status, &body.read_to_string().unwrap_or_default())
+}
+
+/// What a refusal with `status` and body `text` says, for a person.
+fn refusal(status: u16, text: &str) -> anyhow::Error {
+    match serde_json::from_str::<ErrorBody>(text) {
+        // A code newer than this client is shown as the gateway sent it.
         Ok(e) if e.error == ErrorCode::Unknown => {
-            anyhow::anyhow!("gateway answered {status}: {}", e.message)
+            let raw = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
+            let code = raw["error"].as_str().unwrap_or_default();
+            anyhow::anyhow!("gateway answered {status} {code}: {}", e.message)
         }
         Ok(e) => anyhow::anyhow!("gateway answered {status} {}: {}", e.error, e.message),
         Err(_) => anyhow::anyhow!(
@@ -597,6 +603,24 @@ mod tests {
         });
         let took = rx.recv_timeout(crate::TEST_DEADLINE);
         assert_between(took.expect("the stalled upload is given up"), 250, HANG_MS);
+    }
+
+    #[test]
+    fn refusals_name_the_gateways_code_known_or_not() {
+        let known = r#"{"error":"not_found","message":"no such file"}"#;
+        let newer = r#"{"error":"quota_exceeded","message":"over quota"}"#;
+        assert_eq!(
+            refusal(404, known).to_string(),
+            "gateway answered 404 not_found: no such file"
+        );
+        assert_eq!(
+            refusal(429, newer).to_string(),
+            "gateway answered 429 quota_exceeded: over quota"
+        );
+        assert_eq!(
+            refusal(502, "<html>").to_string(),
+            "gateway answered 502: <html>"
+        );
     }
 
     #[test]
