@@ -448,7 +448,8 @@ async fn reload_limits(bandwidth: walgate::limits::Bandwidth) {
         return;
     };
     while hup.recv().await.is_some() {
-        match settings::parse::<Cli>() {
+        // Every error returned, none printed with an exit as at start.
+        match settings::parse_from::<Cli>(std::env::args_os()) {
             Ok(Cli {
                 command: Command::Serve(s),
             }) => {
