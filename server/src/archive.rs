@@ -56,6 +56,15 @@ pub enum ArchiveError {
         found: u64,
     },
     #[error(
+        "{name} is WAL of PostgreSQL {found}, but cluster `{cluster}` archives PostgreSQL {expected}: after a major upgrade, archive into a new cluster name"
+    )]
+    WrongVersion {
+        cluster: ClusterName,
+        name: WalFileName,
+        expected: u32,
+        found: u32,
+    },
+    #[error(
         "{name} has {found}-byte segments, but cluster `{cluster}` uses {expected}-byte segments"
     )]
     WrongSegmentSize {
@@ -120,8 +129,27 @@ pub struct Archived {
 struct Expect {
     cluster: ClusterName,
     name: WalFileName,
-    pinned: Option<(u64, SegmentSize)>,
+    pinned: Option<Identity>,
     level: i32,
+}
+
+/// What a cluster's first segment pinned: every later segment must match it.
+#[derive(Clone, Copy)]
+struct Identity {
+    system_identifier: u64,
+    segment_size: SegmentSize,
+    /// Unknown for clusters pinned before versions were recorded.
+    pg_version: Option<u32>,
+}
+
+impl Identity {
+    fn of(c: &ClusterRow) -> Option<Identity> {
+        Some(Identity {
+            system_identifier: c.system_identifier?,
+            segment_size: c.segment_size?,
+            pg_version: c.pg_version,
+        })
+    }
 }
 
 /// A checked, hashed and compressed file, ready to store.
@@ -156,8 +184,19 @@ fn check_identity(
     cluster: &ClusterName,
     name: WalFileName,
     h: &LongPageHeader,
-    (sysid, size): (u64, SegmentSize),
+    pinned: Identity,
 ) -> Result<(), ArchiveError> {
+    if let Some(expected) = pinned.pg_version
+        && h.pg_version != expected
+    {
+        return Err(ArchiveError::WrongVersion {
+            cluster: cluster.clone(),
+            name,
+            expected,
+            found: h.pg_version,
+        });
+    }
+    let (sysid, size) = (pinned.system_identifier, pinned.segment_size);
     if h.system_identifier != sysid {
         return Err(ArchiveError::WrongSystem {
             cluster: cluster.clone(),
@@ -193,15 +232,15 @@ fn read_up_to(body: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 const DRAIN_MAX: u64 = 64 << 20;
 
 /// The largest body `name` may have, given the cluster's pinned segment size if any.
-fn size_limit(name: WalFileName, pinned: Option<(u64, SegmentSize)>) -> u64 {
+fn size_limit(name: WalFileName, pinned: Option<Identity>) -> u64 {
     file_size(name, pinned, SegmentSize::MAX.into())
 }
 
 /// The size of `name`: the cluster's pinned segment size for a segment, `unpinned` for
 /// a cluster's first, and the most a text file may hold for the others.
-fn file_size(name: WalFileName, pinned: Option<(u64, SegmentSize)>, unpinned: u64) -> u64 {
+fn file_size(name: WalFileName, pinned: Option<Identity>, unpinned: u64) -> u64 {
     match (name.wal_segment(), pinned) {
-        (Some(_), Some((_, size))) => size.bytes(),
+        (Some(_), Some(id)) => id.segment_size.bytes(),
         (Some(_), None) => unpinned,
         (None, _) => MAX_TEXT_FILE,
     }
@@ -219,7 +258,7 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// cluster's first segment, its size not known yet, counts as the default 16 MiB.
 fn memory_needed(
     name: WalFileName,
-    pinned: Option<(u64, SegmentSize)>,
+    pinned: Option<Identity>,
     encoding: Encoding,
     declared_len: Option<u64>,
 ) -> u64 {
@@ -426,7 +465,7 @@ where
     let (catalog, storage) = (services.catalog.as_ref(), &services.storage);
     let (level, memory) = (services.settings.zstd_level, &services.limits.wal_memory);
     let existing_cluster = catalog.cluster(cluster).await?;
-    let pinned = existing_cluster.as_ref().and_then(pinned_identity);
+    let pinned = existing_cluster.as_ref().and_then(Identity::of);
     let expect = Expect {
         cluster: cluster.clone(),
         name,
@@ -518,7 +557,7 @@ where
             )
             .await?;
         // Another push may have pinned a different identity first.
-        let pinned_now = pinned_identity(&now).expect("pin_cluster sets both fields");
+        let pinned_now = Identity::of(&now).expect("pin_cluster sets both fields");
         check_identity(cluster, name, &h, pinned_now)?;
     }
 
@@ -549,10 +588,6 @@ where
         }),
         Inserted::Deleting => Err(ArchiveError::BeingDeleted { name }),
     }
-}
-
-fn pinned_identity(c: &ClusterRow) -> Option<(u64, SegmentSize)> {
-    c.system_identifier.zip(c.segment_size)
 }
 
 fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {

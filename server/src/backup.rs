@@ -50,6 +50,14 @@ pub enum BackupError {
         expected: u64,
         found: u64,
     },
+    #[error(
+        "the backup is of PostgreSQL {found}, but cluster `{cluster}` archives WAL of PostgreSQL {expected}: after a major upgrade, back up into a new cluster name"
+    )]
+    WrongVersion {
+        cluster: ClusterName,
+        expected: u32,
+        found: u32,
+    },
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
     #[error("a backup with id {0} is already being uploaded: retry in a second")]
@@ -77,6 +85,8 @@ struct Summary {
     size: u64,
     sha256: crate::catalog::Sha256,
     system_identifier: Option<u64>,
+    /// The major version in its `PG_VERSION` file.
+    pg_version: Option<u32>,
     manifest: Option<Vec<u8>>,
     end: Option<(Timeline, Lsn)>,
 }
@@ -218,6 +228,7 @@ impl<W: Write> Write for Framed<W> {
 /// What the tar stream says about itself.
 struct Parsed {
     system_identifier: Option<u64>,
+    pg_version: Option<u32>,
     manifest: Option<Vec<u8>>,
 }
 
@@ -275,6 +286,7 @@ fn read_backup(
         size,
         sha256: sha.finalize().into(),
         system_identifier: parsed.system_identifier,
+        pg_version: parsed.pg_version,
         manifest: parsed.manifest,
         end,
     })
@@ -298,6 +310,7 @@ fn parse<R: Read, W: Write>(
     };
     let mut parsed = Parsed {
         system_identifier: None,
+        pg_version: None,
         manifest: None,
     };
     let mut on_label = Some(on_label);
@@ -334,6 +347,14 @@ fn parse<R: Read, W: Write>(
                 .try_into()
                 .map_err(|_| BackupError::NotABackup("global/pg_control is truncated".into()))?;
             parsed.system_identifier = Some(u64::from_le_bytes(bytes));
+        } else if path == "PG_VERSION" {
+            let text = read_small(&mut entry, 16, "PG_VERSION")?;
+            let version = std::str::from_utf8(&text)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            parsed.pg_version = Some(version.ok_or_else(|| {
+                BackupError::NotABackup("PG_VERSION does not hold a major version".into())
+            })?);
         } else if path == "backup_manifest" {
             parsed.manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
         }
@@ -558,9 +579,7 @@ async fn finish(
     summary: Summary,
 ) -> Result<BackupRow, BackupError> {
     let checked = match catalog.cluster(cluster).await {
-        Ok(pinned) => {
-            check_system(cluster, pinned.as_ref(), summary.system_identifier).map(|()| pinned)
-        }
+        Ok(pinned) => check_system(cluster, pinned.as_ref(), &summary).map(|()| pinned),
         Err(e) => Err(e.into()),
     };
     let pinned = match checked {
@@ -609,12 +628,23 @@ async fn finish(
     Ok(row)
 }
 
+/// A backup must be of the database system, and so of the major version, whose WAL its
+/// cluster archives.
 fn check_system(
     cluster: &ClusterName,
     pinned: Option<&ClusterRow>,
-    found: Option<u64>,
+    summary: &Summary,
 ) -> Result<(), BackupError> {
-    let Some(found) = found else {
+    if let (Some(expected), Some(found)) = (pinned.and_then(|c| c.pg_version), summary.pg_version)
+        && expected != found
+    {
+        return Err(BackupError::WrongVersion {
+            cluster: cluster.clone(),
+            expected,
+            found,
+        });
+    }
+    let Some(found) = summary.system_identifier else {
         return Err(BackupError::NotABackup(
             "the tar stream has no global/pg_control".into(),
         ));

@@ -265,6 +265,27 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Every object in the local store (`<data>/objects`) with its size and modification
+    /// time, sorted: equal lists mean nothing was stored, replaced or removed.
+    pub fn objects(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, std::time::SystemTime)>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let meta = entry.metadata().expect("stat an object");
+                if meta.is_dir() {
+                    walk(&entry.path(), out);
+                } else {
+                    out.push((entry.path(), meta.len(), meta.modified().expect("mtime")));
+                }
+            }
+        }
+        let mut out = vec![];
+        walk(&self.data_dir.join("objects"), &mut out);
+        out.sort();
+        out
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();

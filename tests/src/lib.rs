@@ -16,7 +16,7 @@ pub mod wal;
 pub use certs::make_certificate;
 pub use gateway::{Gateway, agent, agent_trusting, bin, body_bytes, gateway_dir};
 pub use pg::{
-    PgCluster, basebackup_tar, conf_quote, pg_bin, pg_owned_tempdir, pgbench_checksum,
+    MAJORS, PgCluster, Postgres, basebackup_tar, conf_quote, pg_owned_tempdir, pgbench_checksum,
     write_pg_owned,
 };
 pub use process::{free_port, run, tail};

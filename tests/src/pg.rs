@@ -17,27 +17,110 @@ use crate::process::{free_port, run, tail};
 use crate::recipes::{curl_restore_command, write_token_header};
 use crate::wait::poll_until;
 
-/// The directory of the PostgreSQL server binaries: `$PG_BIN`, or the newest
-/// `/usr/lib/postgresql/*/bin` (Debian's layout).
-pub fn pg_bin() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(dir) = std::env::var("PG_BIN") {
-            return PathBuf::from(dir);
+/// The PostgreSQL majors walgate supports, and tests on.
+pub const MAJORS: [u32; 4] = [15, 16, 17, 18];
+
+/// The server binaries of one PostgreSQL major version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Postgres {
+    pub major: u32,
+    pub bin: PathBuf,
+}
+
+impl Postgres {
+    /// The binaries of `major`: Debian's `/usr/lib/postgresql/<major>/bin` if installed,
+    /// else the ones `tests/emulators/install` unpacks under
+    /// `$WALGATE_EMULATORS/postgresql/<major>/bin`. Panics with the fix when neither exists.
+    pub fn major(major: u32) -> Self {
+        let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+        let bin = if debian.join("initdb").exists() {
+            debian
+        } else {
+            let unpacked =
+                crate::emulators::emulators_dir().join(format!("postgresql/{major}/bin"));
+            assert!(
+                unpacked.join("initdb").exists(),
+                "no PostgreSQL {major} server binaries in {} or {}: run tests/emulators/install \
+                 (PostgreSQL 15 comes from Debian: apt-get install postgresql-15)",
+                debian.display(),
+                unpacked.display()
+            );
+            unpacked
+        };
+        Postgres { major, bin }
+    }
+
+    /// The binaries of tests that are not about versions: `$PG_BIN`, or the newest
+    /// `/usr/lib/postgresql/*/bin` (Debian's layout).
+    pub fn default_major() -> &'static Postgres {
+        static DEFAULT: OnceLock<Postgres> = OnceLock::new();
+        DEFAULT.get_or_init(|| {
+            let bin = match std::env::var("PG_BIN") {
+                Ok(dir) => PathBuf::from(dir),
+                Err(_) => debian_newest().expect(
+                    "no PostgreSQL server binaries: install postgresql-15 (apt-get install postgresql-15) or set PG_BIN",
+                ),
+            };
+            let version = run(Command::new(bin.join("postgres")).arg("--version"))
+                .expect("postgres --version");
+            // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+            let major = version
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.split('.').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("cannot read a major version from {version:?}"));
+            Postgres { major, bin }
+        })
+    }
+
+    /// The path of one of its programs (`initdb`, `pg_basebackup`, …).
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// A major other than this one, for tests of what must be refused across versions.
+    pub fn other(&self) -> Postgres {
+        Postgres::major(if self.major == 15 { 18 } else { 15 })
+    }
+}
+
+fn debian_newest() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p)| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+/// Declares, for each function named, one test per supported major: module `name` with
+/// tests `pg15` … `pg18`, each calling `name(&Postgres::major(n))`. So a failure names
+/// its major, and `cargo test pg17` runs one version.
+#[macro_export]
+macro_rules! on_every_major {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn pg15() {
+                super::$name(&$crate::Postgres::major(15))
+            }
+            #[test]
+            fn pg16() {
+                super::$name(&$crate::Postgres::major(16))
+            }
+            #[test]
+            fn pg17() {
+                super::$name(&$crate::Postgres::major(17))
+            }
+            #[test]
+            fn pg18() {
+                super::$name(&$crate::Postgres::major(18))
+            }
         }
-        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .filter(|(_, p)| p.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop().map(|(_, p)| p).expect(
-            "no PostgreSQL server binaries: install postgresql-15 (apt-get install postgresql-15) or set PG_BIN",
-        )
-    })
-    .clone()
+    )+};
 }
 
 fn running_as_root() -> bool {
@@ -84,25 +167,33 @@ pub struct PgCluster {
     pub dir: tempfile::TempDir,
     pub pgdata: PathBuf,
     pub port: u16,
+    /// The binaries it runs on.
+    pub pg: Postgres,
     running: bool,
 }
 
 impl PgCluster {
-    fn empty() -> Self {
+    fn empty(pg: &Postgres) -> Self {
         let dir = pg_owned_tempdir("walgate-pg-");
         let pgdata = dir.path().join("data");
         PgCluster {
             dir,
             pgdata,
             port: free_port(),
+            pg: pg.clone(),
             running: false,
         }
     }
 
-    /// `initdb` a new cluster listening on a free port on 127.0.0.1.
+    /// `initdb` a new cluster of the default major ([`Postgres::default_major`]).
     pub fn init(extra_initdb_args: &[&str]) -> Self {
-        let c = Self::empty();
-        run(as_pg_owner(pg_bin().join("initdb"))
+        Self::init_on(Postgres::default_major(), extra_initdb_args)
+    }
+
+    /// `initdb` a new cluster of `pg`'s major, listening on a free port on 127.0.0.1.
+    pub fn init_on(pg: &Postgres, extra_initdb_args: &[&str]) -> Self {
+        let c = Self::empty(pg);
+        run(as_pg_owner(c.pg.tool("initdb"))
             .args(["-U", "postgres", "--auth=trust", "-N", "-D"])
             .arg(&c.pgdata)
             .args(extra_initdb_args))
@@ -112,9 +203,10 @@ impl PgCluster {
     }
 
     /// A new cluster whose data directory is filled by a shell pipeline run as the
-    /// PostgreSQL owner, with `$PGDATA` set (e.g. `curl … | tar -x -C "$PGDATA"`).
-    pub fn from_shell(script: &str) -> Self {
-        let c = Self::empty();
+    /// PostgreSQL owner, with `$PGDATA` set (e.g. `curl … | tar -x -C "$PGDATA"`), to run
+    /// on `pg`'s binaries.
+    pub fn from_shell(pg: &Postgres, script: &str) -> Self {
+        let c = Self::empty(pg);
         std::fs::create_dir(&c.pgdata).expect("create data dir");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&c.pgdata, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -131,8 +223,8 @@ impl PgCluster {
 
     /// A new cluster from a `pg_basebackup` of `source` (which must be running).
     pub fn from_basebackup(source: &PgCluster, extra: &[&str]) -> Self {
-        let c = Self::empty();
-        run(as_pg_owner(pg_bin().join("pg_basebackup"))
+        let c = Self::empty(&source.pg);
+        run(as_pg_owner(c.pg.tool("pg_basebackup"))
             .args([
                 "-h",
                 "127.0.0.1",
@@ -147,6 +239,22 @@ impl PgCluster {
         .expect("pg_basebackup");
         c.write_base_conf();
         c
+    }
+
+    /// A hot standby of `primary` (which must be running), streaming from it:
+    /// `pg_basebackup -R`, which writes `standby.signal` and `primary_conninfo`.
+    pub fn standby_of(primary: &PgCluster) -> Self {
+        Self::from_basebackup(primary, &["-R", "-X", "stream", "--checkpoint=fast"])
+    }
+
+    /// Promotes this standby or recovering cluster and waits until it accepts writes.
+    pub fn promote(&self) {
+        run(as_pg_owner(self.pg.tool("pg_ctl"))
+            .args(["-w", "-t", "120", "-D"])
+            .arg(&self.pgdata)
+            .arg("promote"))
+        .expect("pg_ctl promote");
+        self.wait_recovered();
     }
 
     fn write_base_conf(&self) {
@@ -190,7 +298,7 @@ impl PgCluster {
 
     /// Starts the server, or says why it did not come up (it may have stopped itself).
     pub fn try_start(&mut self) -> Result<()> {
-        run(as_pg_owner(pg_bin().join("pg_ctl"))
+        run(as_pg_owner(self.pg.tool("pg_ctl"))
             .args(["-w", "-t", "120", "-D"])
             .arg(&self.pgdata)
             .arg("-l")
@@ -202,7 +310,7 @@ impl PgCluster {
 
     pub fn stop(&mut self) {
         if self.running {
-            let _ = run(as_pg_owner(pg_bin().join("pg_ctl"))
+            let _ = run(as_pg_owner(self.pg.tool("pg_ctl"))
                 .args(["-w", "-m", "fast", "-D"])
                 .arg(&self.pgdata)
                 .arg("stop"));
@@ -277,7 +385,7 @@ impl PgCluster {
 
     /// Runs SQL in database `db`.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        let out = run(Command::new(pg_bin().join("psql"))
+        let out = run(Command::new(self.pg.tool("psql"))
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-p"])
             .arg(self.port.to_string())
             .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]));
@@ -292,7 +400,7 @@ impl PgCluster {
 
     /// Runs `pgbench` with the given arguments against this cluster.
     pub fn pgbench(&self, args: &[&str]) {
-        run(Command::new(pg_bin().join("pgbench"))
+        run(Command::new(self.pg.tool("pgbench"))
             .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
             .arg(self.port.to_string())
             .args(args)
@@ -320,7 +428,7 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.running {
-            let _ = run(as_pg_owner(pg_bin().join("pg_ctl"))
+            let _ = run(as_pg_owner(self.pg.tool("pg_ctl"))
                 .args(["-m", "immediate", "-D"])
                 .arg(&self.pgdata)
                 .arg("stop"));
@@ -330,7 +438,7 @@ impl Drop for PgCluster {
 
 /// A whole `pg_basebackup -Ft -X none` tar of `pg`, in memory.
 pub fn basebackup_tar(pg: &PgCluster) -> Vec<u8> {
-    let out = Command::new(pg_bin().join("pg_basebackup"))
+    let out = Command::new(pg.pg.tool("pg_basebackup"))
         .args([
             "-h",
             "127.0.0.1",

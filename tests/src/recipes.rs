@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::gateway::bin;
-use crate::pg::{PgCluster, conf_quote, write_pg_owned};
+use crate::pg::{PgCluster, Postgres, conf_quote, write_pg_owned};
 
 /// The `Authorization` header line, in a file for `curl -H @file`: the token stays out
 /// of the process list.
@@ -22,10 +22,10 @@ pub fn curl_archive_command(gateway_url: &str, cluster: &str, header_file: &Path
     )
 }
 
-/// A running cluster archiving as `main` into `gateway_url` with the README's curl
-/// recipe and `token`; the header file it reads is `<dir>/auth-header`.
-pub fn archiving_with_curl(gateway_url: &str, token: &str) -> PgCluster {
-    let mut pg = PgCluster::init(&[]);
+/// A running cluster of `pg`'s major archiving as `main` into `gateway_url` with the
+/// README's curl recipe and `token`; the header file it reads is `<dir>/auth-header`.
+pub fn archiving_with_curl(pg: &Postgres, gateway_url: &str, token: &str) -> PgCluster {
+    let mut pg = PgCluster::init_on(pg, &[]);
     let header = pg.dir.path().join("auth-header");
     write_token_header(&header, token);
     pg.append_conf(&format!(

@@ -9,8 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, body_bytes, conf_quote, curl_archive_command, curl_restore_command,
-    gateway_dir, pg_bin, pgbench_checksum, poll_until, run, wait_until, write_token_header,
+    Gateway, PgCluster, Postgres, body_bytes, conf_quote, curl_archive_command,
+    curl_restore_command, gateway_dir, on_every_major, pgbench_checksum, poll_until, run,
+    wait_until, write_token_header,
 };
 
 /// The README's restore recipe, with the header path restore plans use.
@@ -25,11 +26,17 @@ struct Setup {
     source: PgCluster,
 }
 
-/// A gateway and a source cluster archiving into it as `main`.
+/// A gateway and a source cluster of the default major archiving into it as `main`.
 fn setup() -> Setup {
+    setup_on(Postgres::default_major())
+}
+
+/// A gateway and a source cluster of `pg`'s major archiving into it as `main`.
+fn setup_on(pg: &Postgres) -> Setup {
     let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    let source = walgate_tests::archiving_with_curl(&gateway.url, &gateway.token("main", "admin"));
+    let source =
+        walgate_tests::archiving_with_curl(pg, &gateway.url, &gateway.token("main", "admin"));
     let header = source.dir.path().join("auth-header");
     source.pgbench(&["-i", "-s", "2", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
@@ -45,9 +52,9 @@ impl Setup {
     /// Streams a pg_basebackup of the source into the gateway; returns curl's status and body.
     fn backup(&self, basebackup_flags: &str, curl_flags: &str) -> (u16, serde_json::Value) {
         let script = format!(
-            "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft {basebackup_flags} --checkpoint=fast \
+            "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft {basebackup_flags} --checkpoint=fast \
              | curl -sS -H @{} {curl_flags} -T - -w '\\n%{{http_code}}' {}/v1/clusters/main/backups",
-            pg_bin().display(),
+            self.source.pg.tool("pg_basebackup").display(),
             self.source.port,
             self.header.display(),
             self.gateway.url
@@ -274,8 +281,8 @@ fn bad_backups_are_refused_and_leave_nothing() {
     let mut other = PgCluster::init(&[]);
     other.start();
     let script = format!(
-        "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none | curl -sS -H @{} -T - -o /dev/null -w '%{{http_code}}' {}/v1/clusters/main/backups",
-        pg_bin().display(),
+        "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none | curl -sS -H @{} -T - -o /dev/null -w '%{{http_code}}' {}/v1/clusters/main/backups",
+        other.pg.tool("pg_basebackup").display(),
         other.port,
         s.header.display(),
         s.gateway.url
@@ -370,11 +377,14 @@ impl Setup {
 
     fn restore_plan_with(&self, plan: &serde_json::Value, extra_conf: &str) -> PgCluster {
         let restorer = self.gateway.token("main", "restorer");
-        let mut pg = PgCluster::from_shell(&format!(
-            "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{}/archive | tar -x -C \"$PGDATA\"",
-            self.gateway.url,
-            plan["backup"]["id"].as_str().unwrap()
-        ));
+        let mut pg = PgCluster::from_shell(
+            &self.source.pg,
+            &format!(
+                "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{}/archive | tar -x -C \"$PGDATA\"",
+                self.gateway.url,
+                plan["backup"]["id"].as_str().unwrap()
+            ),
+        );
         let header = pg.dir.path().join("auth-header");
         write_token_header(&header, &restorer);
         let mut conf = format!("{extra_conf}\n");
@@ -393,11 +403,15 @@ impl Setup {
     }
 }
 
+on_every_major!(
+    point_in_time_recovery_from_restore_plans,
+    client_backup_push_list_and_restore
+);
+
 /// Point-in-time recovery to an LSN, a time and a restore point, each planned by the
 /// gateway; then a timeline switch that the latest plan follows.
-#[test]
-fn point_in_time_recovery_from_restore_plans() {
-    let s = setup();
+fn point_in_time_recovery_from_restore_plans(pg: &Postgres) {
+    let s = setup_on(pg);
     assert_eq!(s.plan("").1["error"], "not_reachable", "no backup yet");
     let (code, first) = s.backup("-X none", "");
     assert_eq!(code, 201, "{first}");
@@ -480,9 +494,8 @@ fn point_in_time_recovery_from_restore_plans() {
 }
 
 /// The same with the client: backup-push, backup-list, and restore to an LSN.
-#[test]
-fn client_backup_push_list_and_restore() {
-    let s = setup();
+fn client_backup_push_list_and_restore(pg: &Postgres) {
+    let s = setup_on(pg);
     let token_file = s.source.dir.path().join("token");
     walgate_tests::write_pg_owned(&token_file, &s.gateway.token("main", "admin"));
     let client = |args: &[&str]| {
@@ -500,7 +513,7 @@ fn client_backup_push_list_and_restore() {
         "backup-push",
         "--json",
         "--pg-basebackup",
-        &pg_bin().join("pg_basebackup").display().to_string(),
+        &pg.tool("pg_basebackup").display().to_string(),
         "--",
         "-h",
         "127.0.0.1",
@@ -581,16 +594,19 @@ fn client_backup_push_list_and_restore() {
         .psql("DELETE FROM pgbench_history; INSERT INTO marker VALUES ('after the target')");
     s.archive_all();
 
-    let mut pg = PgCluster::from_shell(&format!(
-        "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} restore --pgdata \"$PGDATA\" --target-lsn {lsn}",
-        s.gateway.url,
-        token_file.display(),
-        walgate_tests::bin("walgate-client").display()
-    ));
-    assert!(pg.pgdata.join("recovery.signal").exists());
-    pg.start();
-    pg.wait_recovered();
-    assert_eq!(pgbench_checksum(&pg), expected);
+    let mut restored = PgCluster::from_shell(
+        pg,
+        &format!(
+            "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} restore --pgdata \"$PGDATA\" --target-lsn {lsn}",
+            s.gateway.url,
+            token_file.display(),
+            walgate_tests::bin("walgate-client").display()
+        ),
+    );
+    assert!(restored.pgdata.join("recovery.signal").exists());
+    restored.start();
+    restored.wait_recovered();
+    assert_eq!(pgbench_checksum(&restored), expected);
 }
 
 impl Setup {

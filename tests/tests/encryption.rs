@@ -181,7 +181,11 @@ fn recovery_across_a_key_rotation_on_s3() {
     let archiver = gateway.token("main", "archiver");
     let restorer = gateway.token("main", "restorer");
 
-    let source = walgate_tests::archiving_with_curl(&gateway.url, &archiver);
+    let source = walgate_tests::archiving_with_curl(
+        walgate_tests::Postgres::default_major(),
+        &gateway.url,
+        &archiver,
+    );
     source.pgbench(&["-i", "-s", "2", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
     let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);

@@ -161,7 +161,11 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
     let mut gateway = Gateway::with_config(dir.path(), &config);
     let admin = gateway.token("main", "admin");
 
-    let source = walgate_tests::archiving_with_curl(&gateway.url, &admin);
+    let source = walgate_tests::archiving_with_curl(
+        walgate_tests::Postgres::default_major(),
+        &gateway.url,
+        &admin,
+    );
     source.psql("CREATE TABLE t (n int)");
     let switches = |n: usize| {
         for i in 0..n {

@@ -227,7 +227,7 @@ fn a_backup_upload_past_the_deadline_leaves_nothing() {
 /// absent.
 #[test]
 fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
-    use walgate_tests::{PgCluster, archiving_with_curl, pg_bin, pgbench_checksum};
+    use walgate_tests::{PgCluster, archiving_with_curl, pgbench_checksum};
     let dir = gateway_dir();
     let mut gateway = Gateway::start_serving(
         &dir.path().join("data"),
@@ -242,15 +242,20 @@ fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
         ],
     );
     let token = gateway.token("main", "admin");
-    let source = archiving_with_curl(&gateway.url, &token);
+    let source = archiving_with_curl(
+        walgate_tests::Postgres::default_major(),
+        &gateway.url,
+        &token,
+    );
     source.pgbench(&["-i", "-s", "4", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
     let mut restored = PgCluster::from_basebackup(&source, &["-X", "none", "--checkpoint=fast"]);
 
     let load = {
         let url = source.url("postgres");
+        let pgbench = source.pg.tool("pgbench");
         std::thread::spawn(move || {
-            let status = std::process::Command::new(pg_bin().join("pgbench"))
+            let status = std::process::Command::new(pgbench)
                 .args(["-c", "4", "-j", "2", "-T", "10", "-n", &url])
                 .status()
                 .unwrap();
@@ -260,9 +265,9 @@ fn sigterm_under_load_loses_nothing_and_leaves_no_half_backup() {
     let header = source.dir.path().join("auth-header");
     let backup = {
         let script = format!(
-            "{}/pg_basebackup -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none --checkpoint=fast \
+            "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft -X none --checkpoint=fast \
              | curl -sS -o /dev/null -w '%{{http_code}}' -H @{} -T - {}/v1/clusters/main/backups",
-            pg_bin().display(),
+            source.pg.tool("pg_basebackup").display(),
             source.port,
             header.display(),
             gateway.url

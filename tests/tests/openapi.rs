@@ -14,7 +14,11 @@ fn the_server_answers_as_its_openapi_document_says() {
     let gw = Gateway::start(&dir.path().join("data"), &[]);
     let admin = gw.token("*", "admin");
     // Real WAL and a real backup, so reads of existing objects are exercised too.
-    let pg = walgate_tests::archiving_with_curl(&gw.url, &admin);
+    let pg = walgate_tests::archiving_with_curl(
+        walgate_tests::Postgres::default_major(),
+        &gw.url,
+        &admin,
+    );
     let (status, body) = gw.send(
         "PUT",
         "/v1/clusters/main/backups",

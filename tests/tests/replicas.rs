@@ -99,8 +99,9 @@ fn two_replicas_share_the_work_and_survive_a_sigkill() {
     // SIGKILL a mid-load, with uploads in flight.
     let load = {
         let url = source.url("postgres");
+        let pgbench = source.pg.tool("pgbench");
         std::thread::spawn(move || {
-            let status = std::process::Command::new(walgate_tests::pg_bin().join("pgbench"))
+            let status = std::process::Command::new(pgbench)
                 .args(["-c", "4", "-j", "2", "-T", "8", "-n", &url])
                 .status()
                 .unwrap();

@@ -1,13 +1,15 @@
-//! End to end: PostgreSQL 15 archives WAL through the gateway with the README's curl
-//! archive_command, and a second cluster recovers from it with the curl
-//! restore_command; the restored tables must equal the source's, row for row.
+//! End to end: PostgreSQL archives WAL through the gateway with the README's curl
+//! archive_command (or the client), and a second cluster recovers from it with the
+//! curl restore_command; the restored tables must equal the source's, row for row. On
+//! every supported major, and with 64 MiB segments.
 
 use std::path::Path;
 
 use walgate_tests::emulators::{Bucket, write_config};
 use walgate_tests::{
-    Gateway, PgCluster, body_bytes, client_command, conf_quote, curl_archive_command,
-    curl_restore_command, gateway_dir, pgbench_checksum, write_token_header,
+    Gateway, PgCluster, Postgres, basebackup_tar, body_bytes, client_command, conf_quote,
+    curl_archive_command, curl_restore_command, gateway_dir, on_every_major, pgbench_checksum,
+    write_token_header,
 };
 
 /// Which client PostgreSQL's archive and restore commands use.
@@ -42,11 +44,18 @@ impl Tool {
     }
 }
 
-fn archive_and_recover(gateway: &Gateway, tool: Tool) {
+/// Archives a pgbench load of a new `pg` cluster (made with `initdb_args`) with `tool`,
+/// recovers a copy from the archive and compares them; returns the source, running.
+fn archive_and_recover_on_major(
+    gateway: &Gateway,
+    tool: Tool,
+    pg: &Postgres,
+    initdb_args: &[&str],
+) -> PgCluster {
     let archiver = gateway.token("main", "archiver");
     let restorer = gateway.token("main", "restorer");
 
-    let mut source = PgCluster::init(&[]);
+    let mut source = PgCluster::init_on(pg, initdb_args);
     source.append_conf(&format!(
         "wal_level = replica\narchive_mode = on\nwal_keep_size = '2GB'\narchive_command = {}",
         conf_quote(&tool.command(gateway, &source, &archiver, false))
@@ -70,8 +79,12 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
 
     // Every segment PostgreSQL marked done is fetchable and byte-identical.
     let done = source.done_segments();
+    let segment_mib: usize = source
+        .psql("SELECT pg_size_bytes(current_setting('wal_segment_size')) / 1048576")
+        .parse()
+        .unwrap();
     assert!(
-        done.len() >= 5,
+        done.len() * segment_mib >= 80,
         "expected several archived segments, got {done:?}"
     );
     for name in &done {
@@ -108,20 +121,62 @@ fn archive_and_recover(gateway: &Gateway, tool: Tool) {
         log.contains(&format!("restored log file \"{last}\"")),
         "{last} was not replayed:\n{log}"
     );
+    source
 }
 
-#[test]
-fn archive_and_recover_with_curl_on_the_sqlite_catalog() {
-    let dir = gateway_dir();
-    let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    archive_and_recover(&gateway, Tool::Curl);
+/// The same on the default major.
+fn archive_and_recover(gateway: &Gateway, tool: Tool) {
+    archive_and_recover_on_major(gateway, tool, Postgres::default_major(), &[]);
 }
 
-#[test]
-fn archive_and_recover_with_the_client() {
+on_every_major!(
+    archive_and_recover_with_curl,
+    archive_and_recover_64mib_segments_with_the_client
+);
+
+/// The curl recipes; then WAL and a base backup of another major, refused with a message
+/// naming both versions, and the archive unchanged.
+fn archive_and_recover_with_curl(pg: &Postgres) {
     let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    archive_and_recover(&gateway, Tool::Client);
+    let source = archive_and_recover_on_major(&gateway, Tool::Curl, pg, &[]);
+
+    let archiver = gateway.token("main", "archiver");
+    let before = gateway.objects();
+    let mut other = PgCluster::init_on(&pg.other(), &[]);
+    other.start();
+    let next = source.psql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())");
+    let segment = std::fs::read(other.pgdata.join("pg_wal/000000010000000000000001")).unwrap();
+    let both = |text: &str| {
+        text.contains(&format!("PostgreSQL {}", pg.major))
+            && text.contains(&format!("PostgreSQL {}", other.pg.major))
+    };
+    for name in ["000000010000000000000001", next.as_str()] {
+        let path = format!("/v1/clusters/main/wal/{name}");
+        let (code, answer) = gateway.send("PUT", &path, &archiver, segment.clone());
+        assert_eq!(code, 409, "{name}: {answer}");
+        assert!(
+            both(answer["message"].as_str().unwrap()),
+            "{name}: {answer}"
+        );
+    }
+    let backup = basebackup_tar(&other);
+    let (code, answer) = gateway.send("POST", "/v1/clusters/main/backups", &archiver, backup);
+    assert_eq!(code, 409, "{answer}");
+    assert!(both(answer["message"].as_str().unwrap()), "{answer}");
+    assert_eq!(
+        gateway.objects(),
+        before,
+        "a refused upload changed the archive"
+    );
+}
+
+/// The client as archive_command and restore_command, on a cluster made with
+/// `initdb --wal-segsize=64`.
+fn archive_and_recover_64mib_segments_with_the_client(pg: &Postgres) {
+    let dir = gateway_dir();
+    let gateway = Gateway::start(&dir.path().join("data"), &[]);
+    archive_and_recover_on_major(&gateway, Tool::Client, pg, &["--wal-segsize=64"]);
 }
 
 #[test]

@@ -164,7 +164,9 @@ impl From<ArchiveError> for ApiError {
             A::Body(_) if e.is_idle() => (StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout),
             A::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
             A::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
-            A::WrongSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
+            A::WrongSystem { .. } | A::WrongVersion { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::WrongSystem)
+            }
             A::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
             A::BeingDeleted { .. } => {
                 return Self::retry_later(ErrorCode::BeingDeleted, e.to_string());
@@ -185,7 +187,9 @@ impl From<BackupError> for ApiError {
         let (status, code) = match &e {
             B::NotABackup(_) => (StatusCode::BAD_REQUEST, ErrorCode::NotABackup),
             B::Body(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadBody),
-            B::WrongSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
+            B::WrongSystem { .. } | B::WrongVersion { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::WrongSystem)
+            }
             B::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
