@@ -60,7 +60,7 @@ pub enum BackupError {
     },
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
-    #[error("a backup with id {0} is already being uploaded: retry in a second")]
+    #[error("{MAX_SAME_ID} backups with id {0} exist already: retry in a second")]
     Duplicate(String),
     #[error("no backup {0}")]
     NotFound(String),
@@ -376,6 +376,9 @@ fn parse<R: Read, W: Write>(
     Ok((tee, parsed))
 }
 
+/// The most backups given the same id (time and start WAL file) told apart by a suffix.
+const MAX_SAME_ID: u32 = 16;
+
 /// The id of a backup started at `at` from `label`: sorts by time, says where it starts.
 fn backup_id(at: OffsetDateTime, label: &BackupLabel) -> String {
     let stamp = at
@@ -523,7 +526,7 @@ async fn start(
     label: &BackupLabel,
 ) -> Result<(BackupRow, Writer), BackupError> {
     let now = OffsetDateTime::now_utc();
-    let row = BackupRow {
+    let mut row = BackupRow {
         id: backup_id(now, label),
         status: BackupStatus::Uploading,
         label: label.label.clone(),
@@ -552,12 +555,19 @@ async fn start(
         }
         .into());
     }
-    if let Err(e) = catalog.insert_backup(cluster, &row).await {
-        // The id is the key: a row already there means another upload owns it.
-        return Err(match catalog.backup(cluster, &row.id).await? {
-            Some(_) => BackupError::Duplicate(row.id),
-            None => e.into(),
-        });
+    // Two backups started in the same second from the same WAL file share an id: two
+    // from a standby between restartpoints do, since both start at the last one. The
+    // later one takes the next free suffix (`…-2`), which still sorts after it.
+    let base = row.id.clone();
+    for n in 2..=MAX_SAME_ID + 1 {
+        match catalog.insert_backup(cluster, &row).await {
+            Ok(()) => break,
+            Err(e) => match catalog.backup(cluster, &row.id).await? {
+                Some(_) if n <= MAX_SAME_ID => row.id = format!("{base}-{n}"),
+                Some(_) => return Err(BackupError::Duplicate(base)),
+                None => return Err(e.into()),
+            },
+        }
     }
     let keys = layout::backup_keys(cluster, &row.id);
     match store.multipart(&keys.data).await {

@@ -881,6 +881,75 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// A tar stream as `pg_basebackup -Ft` writes it for a data directory of PostgreSQL
+/// `major` and database system `SYSID`, started from a standby at segment 3: its label,
+/// pg_control and PG_VERSION.
+fn small_backup(major: u32) -> Vec<u8> {
+    let label = "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
+                 CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: standby\n\
+                 START TIME: 2026-12-03 10:00:00 UTC\nLABEL: test\nSTART TIMELINE: 1\n";
+    let mut control = SYSID.to_le_bytes().to_vec();
+    control.resize(8192, 0);
+    let version = format!("{major}\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        ("backup_label", label.as_bytes()),
+        ("global/pg_control", &control),
+        ("PG_VERSION", version.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, path, data).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+/// Backups started in the same second from the same WAL file, as two taken from a
+/// standby between its restartpoints are, are each kept under their own id (three
+/// pushes this small take well under a second, so at least two share one). A backup
+/// of another major than the cluster's WAL is refused, naming both versions.
+#[tokio::test]
+async fn backups_with_the_same_start_are_each_kept() {
+    let f = Fixture::new().await;
+    let token = f.token("main", Role::Archiver).await;
+    let third = "000000010000000000000003";
+    let (status, body) = f.put(&token, "main", third, segment(SYSID, 1, 3, 0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let push = |major| {
+        f.send(
+            Method::POST,
+            "/v1/clusters/main/backups",
+            Some(&token),
+            &[],
+            small_backup(major),
+        )
+    };
+    for _ in 0..3 {
+        let (status, _, body) = push(15).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut ids = f.backup_ids("main").await;
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+
+    let (status, _, body) = push(17).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(error_code(&body), "wrong_system");
+    assert!(
+        body.contains("PostgreSQL 17") && body.contains("PostgreSQL 15"),
+        "{body}"
+    );
+    assert_eq!(f.backup_ids("main").await.len(), 3);
+}
+
 /// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;
 /// one that waits as long as a silent body may gets 503 with Retry-After, nothing of it
 /// stored, and is counted as waiting meanwhile.

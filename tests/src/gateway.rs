@@ -35,6 +35,24 @@ pub fn bin(name: &str) -> PathBuf {
             cmd.arg("--release");
         }
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Without what cargo set for this test process: ring's build script reruns
+        // when CARGO_MANIFEST_DIR changes, so inheriting it rebuilt ring, rustls and
+        // both binaries here, and again at the next `cargo test` (90 s each way).
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         run(&mut cmd).expect("build the walgate binaries");
         profile_dir
     })
