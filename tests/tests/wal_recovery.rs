@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
+use std::process::Command;
 use walgate_tests::emulators::{Bucket, write_config};
 use walgate_tests::{
-    Gateway, PgCluster, Postgres, basebackup_tar, body_bytes, client_command, conf_quote,
-    curl_archive_command, curl_restore_command, gateway_dir, on_every_major, pgbench_checksum,
-    write_token_header,
+    Gateway, PgCluster, Postgres, basebackup_tar, bin, body_bytes, client_command, conf_quote,
+    curl_archive_command, curl_restore_command, gateway_dir, on_every_major, pgbench_checksum, run,
+    write_pg_owned, write_token_header,
 };
 
 /// Which client PostgreSQL's archive and restore commands use.
@@ -172,11 +173,37 @@ fn archive_and_recover_with_curl(pg: &Postgres) {
 }
 
 /// The client as archive_command and restore_command, on a cluster made with
-/// `initdb --wal-segsize=64`.
+/// `initdb --wal-segsize=64`; then its `backup-push` and `restore` on the same cluster.
 fn archive_and_recover_64mib_segments_with_the_client(pg: &Postgres) {
     let dir = gateway_dir();
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
-    archive_and_recover_on_major(&gateway, Tool::Client, pg, &["--wal-segsize=64"]);
+    let source = archive_and_recover_on_major(&gateway, Tool::Client, pg, &["--wal-segsize=64"]);
+
+    let token_file = source.dir.path().join("admin-token");
+    write_pg_owned(&token_file, &gateway.token("main", "admin"));
+    let client = format!(
+        "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {}",
+        gateway.url,
+        token_file.display(),
+        bin("walgate-client").display()
+    );
+    run(Command::new("runuser")
+        .args(["-u", "postgres", "--", "bash", "-c"])
+        .arg(format!(
+            "{client} backup-push --pg-basebackup {} -- -h 127.0.0.1 -U postgres -p {}",
+            pg.tool("pg_basebackup").display(),
+            source.port
+        )))
+    .unwrap();
+    source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    source.psql("INSERT INTO marker VALUES ('after the backup')");
+    source.archive_current();
+    let expected = pgbench_checksum(&source);
+    let mut restored = PgCluster::from_shell(pg, &format!("{client} restore --pgdata \"$PGDATA\""));
+    restored.append_conf("archive_mode = off");
+    restored.start();
+    restored.wait_recovered();
+    assert_eq!(pgbench_checksum(&restored), expected);
 }
 
 #[test]
