@@ -123,6 +123,13 @@ fn a_standby_archives_backs_up_and_takes_over(pg: &Postgres) {
     assert_eq!(plan["backup"]["id"], by_client["id"], "{plan}");
     assert_eq!(plan["target_timeline"], 2, "{plan}");
     assert_eq!(plan["covered"], true, "{plan}");
+    let admin = gateway.token("main", "admin");
+    let (code, report) = gateway.send("GET", "/v1/clusters/main/verify?scrub=true", &admin, vec![]);
+    assert_eq!(
+        (code, &report["ok"]),
+        (200, &serde_json::json!(true)),
+        "{report}"
+    );
 
     // Each standby backup, restored and recovered from the archive, holds exactly the
     // promoted server's data.
@@ -133,7 +140,6 @@ fn a_standby_archives_backs_up_and_takes_over(pg: &Postgres) {
 
     // Retention keeping one backup keeps the newest standby backup, deletes the older one
     // and the WAL only it needed, and what remains still restores.
-    let admin = gateway.token("main", "admin");
     let policy = serde_json::json!({"keep_last": 1}).to_string().into_bytes();
     let (code, answer) = gateway.send("PUT", "/v1/clusters/main/retention", &admin, policy);
     assert_eq!(code, 200, "{answer}");
