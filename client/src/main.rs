@@ -124,7 +124,8 @@ enum Command {
         /// The empty directory to restore into.
         #[arg(long)]
         pgdata: PathBuf,
-        /// Recover to this time (RFC 3339, e.g. 2026-11-27T06:45:00Z).
+        /// Recover to this time, with its zone: RFC 3339 (2026-11-27T06:45:00Z) or as
+        /// PostgreSQL's `select now()` prints it (2026-11-27 06:45:00.123456+00).
         #[arg(long, group = "target")]
         target_time: Option<String>,
         /// Recover to this LSN.

@@ -397,6 +397,10 @@ pub struct VerifyReport {
     pub ok: bool,
     /// Gaps in the WAL chain and timelines without their history file.
     pub chain_problems: Vec<String>,
+    /// Timelines that kept receiving WAL after a child timeline branched from them
+    /// (a restored copy that archived, or an old primary after a failover).
+    #[serde(default)]
+    pub forks: Vec<String>,
     /// Whether stored objects were re-read.
     pub scrubbed: bool,
     /// Objects re-read and checked.

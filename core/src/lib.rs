@@ -12,6 +12,7 @@ pub mod lsn;
 pub mod names;
 pub mod page;
 pub mod recipe;
+pub mod timestamp;
 pub mod units;
 pub mod wal;
 

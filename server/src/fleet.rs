@@ -72,8 +72,18 @@ pub struct ClusterState {
     pub stats: ClusterStats,
     /// Its complete backups.
     pub backups: BackupStats,
-    /// The last verification: when, whether it was clean, how many problems.
-    pub verified: Option<(OffsetDateTime, bool, usize)>,
+    pub verified: Option<Verified>,
+}
+
+/// What the last verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub at: OffsetDateTime,
+    pub ok: bool,
+    /// Problems of every kind, forks included.
+    pub problems: usize,
+    /// The forks, in words.
+    pub forks: Vec<String>,
 }
 
 impl ClusterState {
@@ -92,8 +102,12 @@ impl ClusterState {
         let age = |at: OffsetDateTime| (now - at).unsigned_abs();
         let mut failing = vec![];
         let mut late = vec![];
-        if let Some((_, false, n)) = self.verified {
-            failing.push(format!("the last verification found {n} problem(s)"));
+        if let Some(v) = self.verified.as_ref().filter(|v| !v.ok) {
+            failing.extend(v.forks.iter().cloned());
+            let others = v.problems - v.forks.len();
+            if others > 0 {
+                failing.push(format!("the last verification found {others} problem(s)"));
+            }
         }
         let wal_age = age(last_wal);
         if wal_age > 4 * t.archive_lag {
@@ -190,9 +204,11 @@ impl ClusterState {
             backups,
             cluster,
             stats,
-            verified: verified.map(|r| {
-                let problems = r.chain_problems.len() + r.object_problems.len();
-                (r.verified_at, r.ok, problems)
+            verified: verified.map(|r| Verified {
+                at: r.verified_at,
+                ok: r.ok,
+                problems: r.chain_problems.len() + r.object_problems.len() + r.forks.len(),
+                forks: r.forks,
             }),
         }
     }
@@ -229,7 +245,12 @@ mod tests {
                 newest: backup_h.map(|h| (now - time::Duration::hours(h), 1)),
                 ..Default::default()
             },
-            verified: verified_ok.map(|ok| (now, ok, usize::from(!ok))),
+            verified: verified_ok.map(|ok| Verified {
+                at: now,
+                ok,
+                problems: usize::from(!ok),
+                forks: vec![],
+            }),
         }
     }
 

@@ -246,7 +246,7 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
-    let gauges: [(&str, &str, Gauge); 11] = [
+    let gauges: [(&str, &str, Gauge); 12] = [
         ("walgate_wal_files", "WAL files archived.", |f, _| {
             Some(f.stats.wal_files as f64)
         }),
@@ -296,7 +296,12 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
         (
             "walgate_verify_problems",
             "Problems the last verification found (absent if never verified).",
-            |f, _| f.verified.map(|(_, _, n)| n as f64),
+            |f, _| f.verified.as_ref().map(|v| v.problems as f64),
+        ),
+        (
+            "walgate_timeline_forks",
+            "Timelines the last verification found still receiving WAL after a child timeline branched from them (absent if never verified).",
+            |f, _| f.verified.as_ref().map(|v| v.forks.len() as f64),
         ),
     ];
     for (name, help, value) in gauges {
@@ -314,12 +319,12 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
         "When the cluster was last verified.",
     );
     for f in fleet {
-        if let Some((at, _, _)) = f.verified {
+        if let Some(v) = &f.verified {
             let _ = writeln!(
                 out,
                 "walgate_verify_timestamp_seconds{{cluster=\"{}\"}} {}",
                 f.cluster.name,
-                at.unix_timestamp()
+                v.at.unix_timestamp()
             );
         }
     }

@@ -34,6 +34,7 @@ pub enum LoadError {
 pub async fn load(services: &Services, cluster: &ClusterRow) -> Result<Archive, LoadError> {
     let name = &cluster.name;
     let mut files = BTreeSet::new();
+    let mut arrivals: BTreeMap<Timeline, OffsetDateTime> = BTreeMap::new();
     let mut filter = WalFilter {
         limit: 10_000,
         ..Default::default()
@@ -42,7 +43,15 @@ pub async fn load(services: &Services, cluster: &ClusterRow) -> Result<Archive, 
         let page = services.catalog.list_wal(name, &filter).await?;
         filter.after = page.last().map(|r| r.name);
         let done = page.len() < filter.limit as usize;
-        files.extend(page.into_iter().map(|r| r.name));
+        for row in page {
+            if row.name.wal_segment().is_some() {
+                let newest = arrivals
+                    .entry(row.name.timeline())
+                    .or_insert(row.archived_at);
+                *newest = (*newest).max(row.archived_at);
+            }
+            files.insert(row.name);
+        }
         if done {
             break;
         }
@@ -66,6 +75,7 @@ pub async fn load(services: &Services, cluster: &ClusterRow) -> Result<Archive, 
         backups: services.catalog.backups(name).await?,
         files,
         histories,
+        arrivals,
     })
 }
 
@@ -89,6 +99,92 @@ pub struct Archive {
     pub files: BTreeSet<WalFileName>,
     /// Parsed history files by timeline.
     pub histories: BTreeMap<Timeline, Vec<Branch>>,
+    /// When each timeline's newest segment (or partial segment) arrived.
+    pub arrivals: BTreeMap<Timeline, OffsetDateTime>,
+}
+
+/// A timeline that kept receiving WAL after a child timeline branched from it: one of
+/// the two is a dead branch (a restore drill that archived, or an old primary that
+/// kept running after a failover), and "the newest timeline" may be the dead one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fork {
+    pub parent: Timeline,
+    pub child: Timeline,
+    /// Where the child branched off the parent.
+    pub switch: Lsn,
+    /// The parent's newest segment past the switch point.
+    pub parent_last: SegmentName,
+}
+
+impl std::fmt::Display for Fork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "timeline {} kept receiving WAL after timeline {} branched from it at {} (up to {})",
+            self.parent.0, self.child.0, self.switch, self.parent_last
+        )
+    }
+}
+
+/// Every fork in the archive: a child timeline whose parent has a whole segment ending
+/// past the switch point. The segment holding the switch reaches the archive only as
+/// the promoted server's `.partial`, so a whole one means the parent went on writing.
+pub fn forks(archive: &Archive) -> Vec<Fork> {
+    let size = archive.segment_size;
+    archive
+        .histories
+        .iter()
+        .filter_map(|(&child, branches)| {
+            let parent = branches.last()?;
+            let parent_last = archive
+                .files
+                .iter()
+                .filter_map(|f| match f {
+                    WalFileName::Segment(s) if s.timeline == parent.timeline => Some(*s),
+                    _ => None,
+                })
+                .filter(|s| {
+                    s.segment_no(size)
+                        .is_some_and(|n| (n + 1) * size.bytes() > parent.switch_lsn.0)
+                })
+                .max()?;
+            Some(Fork {
+                parent: parent.timeline,
+                child,
+                switch: parent.switch_lsn,
+                parent_last,
+            })
+        })
+        .collect()
+}
+
+/// The timeline a plan restores when none is asked for: the newest one, unless the
+/// archive has forks; then the one whose WAL arrived last, which is still being written,
+/// with a note that says why.
+pub fn default_timeline(archive: &Archive) -> (Timeline, Option<String>) {
+    let forks = forks(archive);
+    let latest = archive.latest_timeline();
+    if forks.is_empty() {
+        return (latest, None);
+    }
+    let Some((&live, &at)) = archive
+        .arrivals
+        .iter()
+        .max_by_key(|(timeline, at)| (**at, **timeline))
+    else {
+        return (latest, None);
+    };
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let forks: Vec<String> = forks.iter().map(Fork::to_string).collect();
+    let note = format!(
+        "the archive has forked ({}): timeline {} is restored because its WAL arrived last ({at}); \
+         ask for target_timeline=N to restore another branch",
+        forks.join("; "),
+        live.0
+    );
+    (live, Some(note))
 }
 
 /// One timeline of the recovery path and the LSN range read from it.
@@ -137,8 +233,8 @@ pub enum PlanError {
 }
 
 impl Archive {
-    /// The newest timeline the archive knows.
-    fn latest_timeline(&self) -> Timeline {
+    /// The newest timeline the archive knows (PostgreSQL's `latest`).
+    pub fn latest_timeline(&self) -> Timeline {
         let from_files = self.files.iter().map(WalFileName::timeline).max();
         from_files
             .into_iter()
@@ -317,7 +413,7 @@ pub fn timelines(archive: &Archive) -> Vec<TimelineSpan> {
         .collect()
 }
 
-/// Plans a recovery to `target` on `timeline` (default: the newest).
+/// Plans a recovery to `target` on `timeline` (default: [`default_timeline`]).
 pub fn plan(
     archive: &Archive,
     target: &Target,
@@ -331,9 +427,13 @@ pub fn plan(
     if complete.is_empty() {
         return Err(PlanError::NoBackups);
     }
-    let timeline = timeline.unwrap_or_else(|| archive.latest_timeline());
-    let path = archive.path(timeline)?;
     let mut notes = Vec::new();
+    let timeline = timeline.unwrap_or_else(|| {
+        let (timeline, note) = default_timeline(archive);
+        notes.extend(note);
+        timeline
+    });
+    let path = archive.path(timeline)?;
 
     let consistent_before = |b: &BackupRow| match target {
         Target::Lsn(l) => b.end_lsn.unwrap_or(b.start_lsn) <= *l,
@@ -480,7 +580,88 @@ mod tests {
                     switch_lsn: Lsn(7 * MB16 + 0x100),
                 }],
             )]),
+            arrivals: BTreeMap::new(),
         }
+    }
+
+    /// `archive()` as a clean promotion leaves it: timeline 1 ends with the segment
+    /// holding the switch, as the promoted server's `.partial`.
+    fn promoted() -> Archive {
+        let mut a = archive();
+        a.files
+            .retain(|f| f.timeline() != Timeline(1) || f < &seg(1, 7));
+        a.files
+            .insert(WalFileName::Partial(SegmentName::from_segment_no(
+                Timeline(1),
+                7,
+                SegmentSize::DEFAULT,
+            )));
+        a.backups.retain(|b| b.id != "c");
+        a
+    }
+
+    fn arrived(a: &mut Archive, tli: u32, secs: i64) {
+        a.arrivals.insert(
+            Timeline(tli),
+            OffsetDateTime::from_unix_timestamp(secs).unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_parent_written_past_the_switch_is_a_fork() {
+        assert_eq!(
+            forks(&archive()),
+            [Fork {
+                parent: Timeline(1),
+                child: Timeline(2),
+                switch: Lsn(7 * MB16 + 0x100),
+                parent_last: seg(1, 9).wal_segment().unwrap(),
+            }]
+        );
+        assert_eq!(
+            forks(&archive())[0].to_string(),
+            "timeline 1 kept receiving WAL after timeline 2 branched from it at 0/7000100 \
+             (up to 000000010000000000000009)"
+        );
+        // The segment holding the switch, whole, is already past it.
+        let mut a = promoted();
+        assert_eq!(forks(&a), []);
+        a.files.insert(seg(1, 7));
+        assert_eq!(forks(&a).len(), 1);
+    }
+
+    #[test]
+    fn plans_restore_the_branch_still_written_when_the_archive_forked() {
+        // A drill branched timeline 2 off the past; production went on, on timeline 1.
+        let mut a = archive();
+        arrived(&mut a, 2, 1000);
+        arrived(&mut a, 1, 2000);
+        let p = plan(&a, &Target::Latest, None).unwrap();
+        assert_eq!((p.backup.id.as_str(), p.timeline), ("c", Timeline(1)));
+        assert_eq!(p.last_wal.to_string(), "000000010000000000000009");
+        assert!(
+            p.notes[0].contains("timeline 1 is restored"),
+            "{:?}",
+            p.notes
+        );
+        // Asked for, the other branch (PostgreSQL's `latest`) still plans.
+        let p = plan(&a, &Target::Latest, Some(Timeline(2))).unwrap();
+        assert_eq!(p.timeline, Timeline(2));
+        // An old primary that archived a little after a failover: the new one goes on.
+        arrived(&mut a, 2, 3000);
+        let p = plan(&a, &Target::Latest, None).unwrap();
+        assert_eq!(p.timeline, Timeline(2));
+        assert!(
+            p.notes[0].contains("timeline 2 is restored"),
+            "{:?}",
+            p.notes
+        );
+        // No fork: the newest timeline, whatever arrived last, and no note.
+        let mut a = promoted();
+        arrived(&mut a, 1, 5000);
+        arrived(&mut a, 2, 4000);
+        let p = plan(&a, &Target::Latest, None).unwrap();
+        assert_eq!((p.timeline, p.notes.len()), (Timeline(2), 0));
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub async fn verify(
 ) -> Result<VerifyReport, LoadError> {
     let archive = restore::load(services, cluster).await?;
     let chain_problems = restore::check_chain(&archive);
+    let forks: Vec<String> = restore::forks(&archive)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let (objects_checked, object_problems) = if scrub {
         scrub_objects(services, cluster).await?
     } else {
@@ -32,8 +36,9 @@ pub async fn verify(
         verified_at: OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .expect("0 is a valid nanosecond"),
-        ok: chain_problems.is_empty() && object_problems.is_empty(),
+        ok: chain_problems.is_empty() && object_problems.is_empty() && forks.is_empty(),
         chain_problems,
+        forks,
         scrubbed: scrub,
         objects_checked,
         object_problems,
@@ -43,7 +48,7 @@ pub async fn verify(
         .record_verification(&cluster.name, &report)
         .await?;
     if !report.ok {
-        tracing::warn!(cluster = %cluster.name, chain = ?report.chain_problems, objects = ?report.object_problems, "verification found problems");
+        tracing::warn!(cluster = %cluster.name, chain = ?report.chain_problems, forks = ?report.forks, objects = ?report.object_problems, "verification found problems");
     }
     Ok(report)
 }

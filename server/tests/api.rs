@@ -1359,6 +1359,7 @@ async fn cluster_status_follows_archive_backups_and_verification() {
         verified_at: time::OffsetDateTime::now_utc(),
         ok: false,
         chain_problems: vec!["a gap".into()],
+        forks: vec![],
         scrubbed: false,
         objects_checked: 0,
         object_problems: vec![],

@@ -379,6 +379,7 @@ async fn retention_suite(c: &dyn Catalog) {
         verified_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         ok: false,
         chain_problems: vec!["a gap".into()],
+        forks: vec![],
         scrubbed: false,
         objects_checked: 0,
         object_problems: vec![],

@@ -26,7 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct PlanQuery {
-    /// Recover to this time (RFC 3339, e.g. 2026-11-27T06:45:00Z).
+    /// Recover to this time, with its zone: RFC 3339 (2026-11-27T06:45:00Z) or
+    /// PostgreSQL's text as `select now()` prints it (2026-11-27 06:45:00.123456+00).
     pub target_time: Option<String>,
     /// Recover to this LSN (e.g. 0/3000060).
     pub target_lsn: Option<String>,
@@ -34,7 +35,9 @@ pub(super) struct PlanQuery {
     pub target_xid: Option<u64>,
     /// Recover to this named restore point (`pg_create_restore_point`).
     pub target_name: Option<String>,
-    /// Timeline to recover along: a number, or `latest` (the default).
+    /// Timeline to recover along: a number, or `latest` (the newest, as PostgreSQL
+    /// means it). By default the newest, unless the archive has forked (a restored copy
+    /// or an old primary archived a second branch): then the branch still receiving WAL.
     pub target_timeline: Option<String>,
 }
 
@@ -51,12 +54,8 @@ fn target(q: &PlanQuery) -> Result<Target, ApiError> {
         ));
     }
     Ok(if let Some(t) = &q.target_time {
-        let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "target_time `{t}` is not RFC 3339, e.g. 2026-11-27T06:45:00Z"
-                ))
-            })?;
+        let t = walgate_core::timestamp::parse(t)
+            .map_err(|e| ApiError::bad_request(format!("target_time {e}")))?;
         Target::Time(t)
     } else if let Some(l) = &q.target_lsn {
         Target::Lsn(
@@ -159,7 +158,8 @@ pub(super) fn build(
 ) -> Result<RestorePlan, ApiError> {
     let target = target(q)?;
     let timeline = match q.target_timeline.as_deref() {
-        None | Some("latest") => None,
+        None => None,
+        Some("latest") => Some(archive.latest_timeline()),
         Some(t) => Some(Timeline(t.parse().ok().filter(|&t| t > 0).ok_or_else(
             || ApiError::bad_request("target_timeline must be a timeline number or `latest`"),
         )?)),
@@ -171,10 +171,13 @@ pub(super) fn build(
             e.to_string(),
         )
     })?;
-    let timeline_setting = q
-        .target_timeline
-        .clone()
-        .unwrap_or_else(|| "latest".to_owned());
+    // PostgreSQL's `latest` would follow the newest history file, onto a dead branch
+    // when the archive has forked: then recovery is told the chosen timeline.
+    let timeline_setting = match &q.target_timeline {
+        Some(t) => t.clone(),
+        None if restore::forks(archive).is_empty() => "latest".to_owned(),
+        None => plan.timeline.0.to_string(),
+    };
     Ok(RestorePlan {
         cluster: cluster.to_string(),
         backup: crate::backup::to_api(cluster, &plan.backup, Some(archive.segment_size)),

@@ -165,6 +165,11 @@ async fn cluster_view(
                 .await?,
             timelines: restore::timelines(&archive),
             chain_problems: restore::check_chain(&archive),
+            forks: restore::forks(&archive)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            fork_note: restore::default_timeline(&archive).1,
             retention: retention::preview(&state.services, &row).await?,
             next_retention: jobs::next_run(
                 &state.services,
@@ -189,25 +194,21 @@ async fn cluster_view(
     Ok(page(StatusCode::OK, pages::cluster(&caller, &view)))
 }
 
-/// The restore helper's time as RFC 3339 (`datetime-local` inputs send no zone or
-/// seconds; the page says they are UTC).
+/// The restore helper's time: zoned text (RFC 3339, or PostgreSQL's as `select now()`
+/// prints it) as typed; else a `datetime-local` input's, which has no zone (the page
+/// says it is UTC) and no seconds when they are zero.
 fn restore_time(at: &str) -> Option<String> {
     let at = at.trim();
     if at.is_empty() {
         return None;
     }
-    let with_seconds = if at.len() == 16 {
-        format!("{at}:00")
+    if walgate_core::timestamp::parse(at).is_ok() {
+        return Some(at.to_owned());
+    }
+    Some(if at.len() == 16 {
+        format!("{at}:00Z")
     } else {
-        at.to_owned()
-    };
-    // A zone, if any, follows the time: `Z`, `+01:00` or `-05:00`.
-    let time = with_seconds.split_once('T').map_or("", |(_, t)| t);
-    let zoned = time.ends_with('Z') || time.contains(['+', '-']);
-    Some(if zoned {
-        with_seconds
-    } else {
-        format!("{with_seconds}Z")
+        format!("{at}Z")
     })
 }
 
@@ -355,7 +356,11 @@ mod tests {
             t("2026-11-27T06:45").as_deref(),
             Some("2026-11-27T06:45:00Z")
         );
-        for zoned in ["2026-11-27T06:45:10+01:00", "2026-11-27T06:45:10-05:00"] {
+        for zoned in [
+            "2026-11-27T06:45:10+01:00",
+            "2026-11-27T06:45:10-05:00",
+            "2026-11-27 06:45:10.123456+00",
+        ] {
             assert_eq!(t(zoned).as_deref(), Some(zoned));
         }
     }

@@ -235,6 +235,9 @@ pub struct ClusterView {
     pub volume: Vec<(time::Date, u64, u64)>,
     pub timelines: Vec<TimelineSpan>,
     pub chain_problems: Vec<String>,
+    /// Forks in the archive, and why a restore without a timeline takes the one it takes.
+    pub forks: Vec<String>,
+    pub fork_note: Option<String>,
     pub retention: RetentionPlan,
     pub next_retention: Option<OffsetDateTime>,
     pub verification: Option<VerifyReport>,
@@ -378,6 +381,13 @@ fn timelines(v: &ClusterView) -> Markup {
                 p.bad { "Restores are affected:" }
                 ul.problems { @for p in &v.chain_problems { li { (p) } } }
             }
+            @if !v.forks.is_empty() {
+                div #forks {
+                    p.bad { "The archive has forked: one branch is dead (a restored copy that archived, or an old primary that kept running after a failover)." }
+                    ul.problems { @for f in &v.forks { li { (f) } } }
+                    @if let Some(note) = &v.fork_note { p { "Restore plans: " (note) "." } }
+                }
+            }
         }
     }
 }
@@ -431,7 +441,7 @@ fn verification(cluster: &str, v: &ClusterView) -> Markup {
                     p { (when(Some(r.verified_at), now)) ": "
                         @if r.ok { span.good { "no problems" } } @else { span.bad { "problems found" } }
                         @if r.scrubbed { " · " (r.objects_checked) " objects re-read" } }
-                    ul.problems { @for p in r.chain_problems.iter().chain(&r.object_problems) { li { (p) } } }
+                    ul.problems { @for p in r.chain_problems.iter().chain(&r.forks).chain(&r.object_problems) { li { (p) } } }
                 }
             }
             p { (next_run("verification", v.next_verify, now)) }
@@ -471,8 +481,9 @@ fn restore_helper(v: &ClusterView) -> Markup {
         section #restore {
             h2 { "Restore to a point in time" }
             form.inline method="get" action={ "/clusters/" (c.name) "#restore" } {
-                label for="restore_at" { "Target time (UTC; empty for the latest)" }
-                input #restore_at type="datetime-local" step="1" name="restore_at" value=(input);
+                label for="restore_at" { "Target time (as " code { "select now()" } " prints it; without a zone, UTC; empty for the latest)" }
+                input #restore_at type="text" size="32" name="restore_at" value=(input)
+                    placeholder="2026-12-03 06:09:39.724081+00";
                 button type="submit" { "Plan" }
             }
             @match &v.restore {
