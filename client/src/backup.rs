@@ -257,8 +257,14 @@ fn make_parents(dir: &Path, path: &Path, made: &mut HashSet<PathBuf>) -> anyhow:
 }
 
 /// Appends the plan's recovery settings to `postgresql.auto.conf` and creates
-/// `recovery.signal`, with `restore_command` running this client.
-pub fn write_recovery(dir: &Path, plan: &RestorePlan, restore_command: &str) -> anyhow::Result<()> {
+/// `recovery.signal`, with `restore_command` running this client; for a `drill`, turns
+/// archiving off (the setting read last wins, and this file is read last).
+pub fn write_recovery(
+    dir: &Path,
+    plan: &RestorePlan,
+    restore_command: &str,
+    drill: bool,
+) -> anyhow::Result<()> {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
     let mut text = format!(
         "\n# Written by walgate-client restore from backup {}\n",
@@ -271,6 +277,9 @@ pub fn write_recovery(dir: &Path, plan: &RestorePlan, restore_command: &str) -> 
             value
         };
         text += &format!("{key} = {}\n", quote(value));
+    }
+    if drill {
+        text += "# A drill: this copy must never write to the production archive.\narchive_mode = 'off'\n";
     }
     let conf = dir.join("postgresql.auto.conf");
     let mut f = std::fs::OpenOptions::new()

@@ -140,6 +140,12 @@ enum Command {
         /// Timeline to follow: a number or `latest`.
         #[arg(long)]
         target_timeline: Option<String>,
+        /// A restore drill, or any copy beside a production server that goes on: write
+        /// `archive_mode = off`, so the copy never archives into the cluster. Without
+        /// it (disaster recovery) the restored server archives as its backup did, into
+        /// the same cluster, continuing on a new timeline.
+        #[arg(long)]
+        drill: bool,
     },
 }
 
@@ -284,6 +290,7 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
             target_xid,
             target_name,
             target_timeline,
+            drill,
         } => {
             let token_file = settings
                 .token_file
@@ -313,7 +320,7 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
             }
             backup::fetch(&gateway, &plan.backup.id, &pgdata)?;
             let command = backup::client_restore_command(settings, token_file)?;
-            backup::write_recovery(&pgdata, &plan, &command)?;
+            backup::write_recovery(&pgdata, &plan, &command, drill)?;
             eprintln!(
                 "restored backup {} into {}; start PostgreSQL to replay {} WAL segments ({} to {})",
                 plan.backup.id,
@@ -322,6 +329,14 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 plan.first_wal,
                 plan.last_wal
             );
+            if drill {
+                eprintln!("drill: archive_mode is off, so this copy never writes to the archive");
+            } else {
+                eprintln!(
+                    "once promoted it archives into cluster `{}` as its backup did (for a drill, restore with --drill)",
+                    settings.cluster
+                );
+            }
         }
         Command::Check { .. }
         | Command::WalPush { .. }
