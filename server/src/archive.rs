@@ -581,7 +581,10 @@ where
         }
     }
     match catalog.insert_wal(cluster, &row).await? {
-        Inserted::New => Ok(Archived { row, created: true }),
+        Inserted::New => {
+            services.verify_soon.stored(services, cluster, &name);
+            Ok(Archived { row, created: true })
+        }
         Inserted::Existing(stored) => same_content(stored, &row).map(|row| Archived {
             row,
             created: false,

@@ -25,6 +25,8 @@ pub struct Services {
     pub limits: Limits,
     /// Request and WAL counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Verifications brought forward when a cluster's timelines change.
+    pub verify_soon: crate::verify::Soon,
     pub settings: Arc<Settings>,
 }
 
@@ -67,6 +69,7 @@ impl Services {
                 bandwidth: Bandwidth::new(settings.backup_rates()),
             },
             metrics: Default::default(),
+            verify_soon: Default::default(),
             settings: Arc::new(settings),
         })
     }

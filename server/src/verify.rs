@@ -13,6 +13,7 @@ use crate::archive::ArchiveError;
 use crate::catalog::{BackupStatus, ClusterRow, WalFilter};
 use crate::restore::{self, LoadError};
 use crate::storage::layout;
+use walgate_core::{ClusterName, Timeline, WalFileKind, WalFileName};
 
 /// Verifies `cluster` (and scrubs it when asked), records the report and returns it.
 pub async fn verify(
@@ -51,6 +52,63 @@ pub async fn verify(
         tracing::warn!(cluster = %cluster.name, chain = ?report.chain_problems, forks = ?report.forks, objects = ?report.object_problems, "verification found problems");
     }
     Ok(report)
+}
+
+/// Verification brought forward for clusters whose archive just changed shape, so that a
+/// fork is reported (and the cluster shows `failing`) within seconds, not at the next
+/// scheduled run: after a history file arrives, or a segment on a timeline below the
+/// newest this gateway has seen for the cluster (an old primary, or a drill's parent).
+#[derive(Clone, Default)]
+pub struct Soon {
+    inner: std::sync::Arc<std::sync::Mutex<SoonState>>,
+}
+
+#[derive(Default)]
+struct SoonState {
+    /// Clusters with a verification queued.
+    pending: std::collections::HashSet<ClusterName>,
+    /// The newest timeline seen per cluster since start.
+    newest: std::collections::HashMap<ClusterName, Timeline>,
+}
+
+/// How long a queued verification waits, so that a burst of arrivals costs one run.
+const SOON_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Soon {
+    /// Notes that `file` was stored for `cluster`, and queues a verification if it may
+    /// have made or shown a fork.
+    pub fn stored(&self, services: &Services, cluster: &ClusterName, file: &WalFileName) {
+        let timeline = file.timeline();
+        let due = {
+            let mut s = self.inner.lock().expect("verify queue");
+            let newest = s.newest.entry(cluster.clone()).or_insert(timeline);
+            let below = timeline < *newest;
+            *newest = (*newest).max(timeline);
+            let shape = below || file.kind() == WalFileKind::History;
+            shape && s.pending.insert(cluster.clone())
+        };
+        if !due {
+            return;
+        }
+        let (soon, services, cluster) = (self.clone(), services.clone(), cluster.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(SOON_DELAY).await;
+            soon.inner
+                .lock()
+                .expect("verify queue")
+                .pending
+                .remove(&cluster);
+            let run = async {
+                match services.catalog.cluster(&cluster).await? {
+                    Some(row) => verify(&services, &row, false).await.map(drop),
+                    None => Ok(()),
+                }
+            };
+            if let Err(e) = run.await {
+                tracing::warn!(%cluster, error = %e, "verification after a timeline change failed");
+            }
+        });
+    }
 }
 
 /// The lease that lets one gateway replica run scheduled verification at a time.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::gateway::bin;
+use crate::gateway::{Gateway, bin};
 use crate::pg::{PgCluster, Postgres, conf_quote, write_pg_owned};
 
 /// The `Authorization` header line, in a file for `curl -H @file`: the token stays out
@@ -34,6 +34,47 @@ pub fn archiving_with_curl(pg: &Postgres, gateway_url: &str, token: &str) -> PgC
     ));
     pg.start();
     pg
+}
+
+/// The README's restore by curl, as a new cluster of `pg`'s major: the backup `plan`
+/// (a restore plan's JSON) names, extracted with `curl | tar`, then `extra_conf`, the
+/// plan's `recovery_settings` (the header file they name replaced by one next to the
+/// cluster, holding a restorer token) and `recovery.signal`; started, and recovered.
+pub fn restore_plan(
+    gateway: &Gateway,
+    pg: &Postgres,
+    plan: &serde_json::Value,
+    extra_conf: &str,
+) -> PgCluster {
+    let restorer = gateway.token("main", "restorer");
+    let mut copy = PgCluster::from_shell(
+        pg,
+        &format!(
+            "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{}/archive | tar -x -C \"$PGDATA\"",
+            gateway.url,
+            plan["backup"]["id"]
+                .as_str()
+                .expect("a plan names its backup")
+        ),
+    );
+    let header = copy.dir.path().join("auth-header");
+    write_token_header(&header, &restorer);
+    let mut conf = format!("{extra_conf}\n");
+    for (key, value) in plan["recovery_settings"]
+        .as_object()
+        .expect("recovery_settings")
+    {
+        let value = value.as_str().expect("a setting").replace(
+            walgate_core::recipe::AUTH_HEADER_FILE,
+            &header.display().to_string(),
+        );
+        conf += &format!("{key} = {}\n", conf_quote(&value));
+    }
+    copy.append_conf(&conf);
+    copy.touch("recovery.signal");
+    copy.start();
+    copy.wait_recovered();
+    copy
 }
 
 /// The README's restore_command recipe.

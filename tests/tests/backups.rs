@@ -11,7 +11,7 @@ use std::time::Duration;
 use walgate_tests::{
     Gateway, PgCluster, Postgres, body_bytes, conf_quote, curl_archive_command,
     curl_restore_command, gateway_dir, on_every_major, pgbench_checksum, poll_until, run,
-    wait_until, write_token_header,
+    wait_until,
 };
 
 /// The README's restore recipe, with the header path restore plans use.
@@ -376,30 +376,7 @@ impl Setup {
     }
 
     fn restore_plan_with(&self, plan: &serde_json::Value, extra_conf: &str) -> PgCluster {
-        let restorer = self.gateway.token("main", "restorer");
-        let mut pg = PgCluster::from_shell(
-            &self.source.pg,
-            &format!(
-                "curl -sS --fail -H 'Authorization: Bearer {restorer}' {}/v1/clusters/main/backups/{}/archive | tar -x -C \"$PGDATA\"",
-                self.gateway.url,
-                plan["backup"]["id"].as_str().unwrap()
-            ),
-        );
-        let header = pg.dir.path().join("auth-header");
-        write_token_header(&header, &restorer);
-        let mut conf = format!("{extra_conf}\n");
-        for (key, value) in plan["recovery_settings"].as_object().unwrap() {
-            let value = value
-                .as_str()
-                .unwrap()
-                .replace("/etc/walgate/auth-header", &header.display().to_string());
-            conf += &format!("{key} = {}\n", conf_quote(&value));
-        }
-        pg.append_conf(&conf);
-        pg.touch("recovery.signal");
-        pg.start();
-        pg.wait_recovered();
-        pg
+        walgate_tests::restore_plan(&self.gateway, &self.source.pg, plan, extra_conf)
     }
 }
 

@@ -507,6 +507,8 @@ fn restore_plan(url: &str, plan: &RestorePlan) -> Markup {
          mkdir -m 700 \"$PGDATA\"\n\
          curl -sS --fail -H @{header} {url}/v1/clusters/{cluster}/backups/{id}/archive | tar -x -C \"$PGDATA\"\n\
          cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\n{settings}EOF\n\
+         # For a restore drill beside production, also (or it archives into the cluster):\n\
+         # echo \"archive_mode = off\" >> \"$PGDATA/postgresql.auto.conf\"\n\
          touch \"$PGDATA/recovery.signal\"\n\
          pg_ctl -D \"$PGDATA\" start\n",
         cluster = plan.cluster,
