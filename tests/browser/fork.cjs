@@ -5,46 +5,25 @@
 // Env: WALGATE_URL, WALGATE_TOKEN (a viewer token), WALGATE_CLUSTER, WALGATE_SCREENSHOTS
 // (a directory), CHROMIUM (default /usr/bin/chromium).
 "use strict";
-const puppeteer = require("puppeteer-core");
 const path = require("path");
+const { run, signIn } = require("./session.cjs");
 
 const url = process.env.WALGATE_URL;
 const cluster = process.env.WALGATE_CLUSTER;
 
-async function main() {
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
-  const seen = { consoleErrors: [] };
-  try {
-    const page = await browser.newPage();
-    page.on("console", (m) => { if (m.type() === "error") seen.consoleErrors.push(m.text()); });
-    page.on("pageerror", (e) => seen.consoleErrors.push(String(e)));
-    await page.setViewport({ width: 1400, height: 900 });
-    await page.goto(url + "/login", { waitUntil: "networkidle0" });
-    await page.type("#token", process.env.WALGATE_TOKEN);
-    await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
-    const row = `table.fleet tbody tr[data-cluster="${cluster}"]`;
-    await page.waitForSelector(row);
-    seen.state = await page.$eval(row, (r) => r.dataset.state);
-    seen.reasons = await page.$eval(row, (r) => (r.querySelector(".reasons") || {}).textContent || "");
+run(async (page, seen) => {
+  await page.goto(url + "/login", { waitUntil: "networkidle0" });
+  await signIn(page, process.env.WALGATE_TOKEN);
+  const row = `table.fleet tbody tr[data-cluster="${cluster}"]`;
+  await page.waitForSelector(row);
+  seen.state = await page.$eval(row, (r) => r.dataset.state);
+  seen.reasons = await page.$eval(row, (r) => (r.querySelector(".reasons") || {}).textContent || "");
 
-    await page.goto(`${url}/clusters/${cluster}`, { waitUntil: "networkidle0" });
-    seen.forks = await page.$$eval("#forks li", (items) => items.map((i) => i.textContent));
-    seen.forkNote = await page.$$eval("#forks p", (ps) => ps.map((p) => p.textContent).join(" "));
-    // The restore helper with no time: the plan it shows.
-    await Promise.all([page.waitForNavigation(), page.click("#restore button[type=submit]")]);
-    seen.restore = await page.$eval("#restore", (s) => s.textContent);
-    await page.screenshot({ path: path.join(process.env.WALGATE_SCREENSHOTS, `cluster-${cluster}-fork.png`), fullPage: true });
-  } finally {
-    await browser.close();
-  }
-  process.stdout.write(JSON.stringify(seen));
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
+  await page.goto(`${url}/clusters/${cluster}`, { waitUntil: "networkidle0" });
+  seen.forks = await page.$$eval("#forks li", (items) => items.map((i) => i.textContent));
+  seen.forkNote = await page.$$eval("#forks p", (ps) => ps.map((p) => p.textContent).join(" "));
+  // The restore helper with no time: the plan it shows.
+  await Promise.all([page.waitForNavigation(), page.click("#restore button[type=submit]")]);
+  seen.restore = await page.$eval("#restore", (s) => s.textContent);
+  await page.screenshot({ path: path.join(process.env.WALGATE_SCREENSHOTS, `cluster-${cluster}-fork.png`), fullPage: true });
 });

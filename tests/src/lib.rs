@@ -4,6 +4,7 @@
 //! One module per subject, each re-exported here so tests `use walgate_tests::…` alone.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod emulators;
 pub mod gateway;

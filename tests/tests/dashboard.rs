@@ -3,11 +3,10 @@
 //! real PostgreSQL clusters archive into, one per state. Screenshots of every page go
 //! to `<target>/tmp/dashboard-screenshots/` for review.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use walgate_tests::emulators::installed;
+use walgate_tests::browser::run_script;
 use walgate_tests::{
     Gateway, PgCluster, basebackup_tar, conf_quote, curl_archive_command, gateway_dir, poll_until,
     write_token_header,
@@ -126,26 +125,15 @@ fn the_dashboard_shows_each_cluster_in_its_state() {
     assert_eq!(cookie_only.status(), 401);
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/browser/dashboard.cjs"
-        ))
-        .env("NODE_PATH", installed("npm/node_modules"))
-        .env("WALGATE_URL", &gw.url)
-        .env("WALGATE_TOKEN", gw.token("*", "viewer"))
-        .env("WALGATE_SCREENSHOTS", &shots)
-        .env("WALGATE_CLUSTER_GAP", "ledger")
-        .env("WALGATE_CLUSTER_OK", "billing")
-        .output()
-        .expect("run node (installed by .ci/run)");
-    assert!(
-        out.status.success(),
-        "browser run failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let seen = run_script(
+        "dashboard.cjs",
+        &gw,
+        &shots,
+        &[
+            ("WALGATE_CLUSTER_GAP", "ledger"),
+            ("WALGATE_CLUSTER_OK", "billing"),
+        ],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("browser saw: {seen:#}\nscreenshots in {}", shots.display());
 
     assert_eq!(seen["redirectedTo"], "/login");

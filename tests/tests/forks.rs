@@ -5,11 +5,10 @@
 //! and each branch restores exactly when asked for by number. A drill with the client's
 //! `--drill` writes nothing to the archive.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use walgate_tests::emulators::installed;
+use walgate_tests::browser::run_script;
 use walgate_tests::{
     Gateway, PgCluster, Postgres, archiving_with_curl, basebackup_tar, bin, body_bytes, conf_quote,
     curl_archive_command, gateway_dir, pgbench_checksum, restore_plan, wait_until, write_pg_owned,
@@ -157,22 +156,7 @@ fn a_drill_that_archives_never_redirects_the_next_restore() {
     );
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/browser/fork.cjs"))
-        .env("NODE_PATH", installed("npm/node_modules"))
-        .env("WALGATE_URL", &gw.url)
-        .env("WALGATE_TOKEN", gw.token("*", "viewer"))
-        .env("WALGATE_CLUSTER", "main")
-        .env("WALGATE_SCREENSHOTS", &shots)
-        .output()
-        .expect("run node (installed by .ci/run)");
-    assert!(
-        out.status.success(),
-        "browser run failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_script("fork.cjs", &gw, &shots, &[("WALGATE_CLUSTER", "main")]);
     assert_eq!(seen["state"], "failing", "{seen}");
     assert!(seen["reasons"].as_str().unwrap().contains(fork), "{seen}");
     assert!(
