@@ -28,6 +28,9 @@ pub struct BackupLabel {
     pub start_time: String,
     pub label: String,
     pub start_timeline: Timeline,
+    /// Set for an incremental backup (PostgreSQL 17's `pg_basebackup --incremental`):
+    /// where its parent's changes end. Such a backup is not restorable on its own.
+    pub incremental_from: Option<Lsn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +79,10 @@ impl FromStr for BackupLabel {
             start_time: field("START TIME").unwrap_or_default().to_owned(),
             label: field("LABEL").unwrap_or_default().to_owned(),
             start_timeline,
+            incremental_from: match field("INCREMENTAL FROM LSN") {
+                Ok(lsn) => Some(lsn.parse().map_err(|_| err("bad INCREMENTAL FROM LSN"))?),
+                Err(_) => None,
+            },
         })
     }
 }

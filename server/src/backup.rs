@@ -28,7 +28,7 @@ use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Time
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::storage::{StorageError, Store, Writer, layout};
-use crate::stream::{Encoding, Tee, channel_reader, forward, refuse_trailing};
+use crate::stream::{Encoding, Tee, channel_reader, drain, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
@@ -58,6 +58,10 @@ pub enum BackupError {
         expected: u32,
         found: u32,
     },
+    #[error(
+        "this is an incremental backup (INCREMENTAL FROM LSN {0}), which is no data directory on its own, and the gateway cannot tie it to its parent yet: take a full backup (pg_basebackup without --incremental)"
+    )]
+    Incremental(Lsn),
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
     #[error("{MAX_SAME_ID} backups with id {0} exist already: retry in a second")]
@@ -340,6 +344,11 @@ fn parse<R: Read, W: Write>(
             let label: BackupLabel = String::from_utf8_lossy(&text).parse().map_err(
                 |e: walgate_core::backup::BackupLabelError| BackupError::NotABackup(e.to_string()),
             )?;
+            // Refused before anything is stored: kept as if full, it would restore to a
+            // broken data directory.
+            if let Some(from) = label.incremental_from {
+                return Err(BackupError::Incremental(from));
+            }
             send(label)?;
         } else if path == "global/pg_control" {
             let head = read_small(&mut entry.by_ref().take(8), 8, "pg_control")?;
@@ -432,6 +441,11 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
 /// An upload silent this long belongs to a gateway that died; retention removes it.
 pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The most of a refused backup body read before answering, and the longest wait for its
+/// next chunk.
+const REFUSED_DRAIN_MAX: u64 = 256 << 20;
+const REFUSED_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Receives one base backup from `body` and stores it; returns the completed row.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
@@ -451,7 +465,8 @@ where
         let mut body = body;
         // No idle limit: pg_basebackup sends nothing while its checkpoint runs, which
         // may take minutes; TCP keepalive notices a host that is gone.
-        forward(&mut body, body_tx, None, |_| {}).await
+        forward(&mut body, body_tx, None, |_| {}).await;
+        body
     });
     let reader = channel_reader(body_rx);
     let worker =
@@ -492,7 +507,22 @@ where
     }
     drop(events); // unblocks a worker waiting to send
     let summary = worker.await.expect("backup worker panicked");
-    pump.abort();
+    let refused = match (&failure, &summary) {
+        (Some(e), _) | (None, Err(e)) => !matches!(e, BackupError::Body(_)),
+        _ => false,
+    };
+    if refused {
+        // The rest of a refused body is read and dropped (within bounds), so that curl
+        // reads the refusal instead of failing on a broken pipe half-way through.
+        // The pump ends at its next chunk, now that the worker's reader is gone.
+        let abort = pump.abort_handle();
+        match tokio::time::timeout(REFUSED_DRAIN_IDLE, pump).await {
+            Ok(Ok(mut body)) => drain(&mut body, REFUSED_DRAIN_MAX, REFUSED_DRAIN_IDLE).await,
+            _ => abort.abort(),
+        }
+    } else {
+        pump.abort();
+    }
     let id = upload.as_ref().map(|(row, _)| row.id.clone());
     let result = match (failure, summary, upload) {
         (None, Ok(summary), Some((row, writer))) => {

@@ -885,9 +885,16 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
 /// `major` and database system `SYSID`, started from a standby at segment 3: its label,
 /// pg_control and PG_VERSION.
 fn small_backup(major: u32) -> Vec<u8> {
-    let label = "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
-                 CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: standby\n\
-                 START TIME: 2026-12-03 10:00:00 UTC\nLABEL: test\nSTART TIMELINE: 1\n";
+    small_backup_labelled(major, "")
+}
+
+/// [`small_backup`] with `extra` lines at the end of its label.
+fn small_backup_labelled(major: u32, extra: &str) -> Vec<u8> {
+    let label = format!(
+        "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
+         CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: standby\n\
+         START TIME: 2026-12-03 10:00:00 UTC\nLABEL: test\nSTART TIMELINE: 1\n{extra}"
+    );
     let mut control = SYSID.to_le_bytes().to_vec();
     control.resize(8192, 0);
     let version = format!("{major}\n");
@@ -948,6 +955,29 @@ async fn backups_with_the_same_start_are_each_kept() {
         "{body}"
     );
     assert_eq!(f.backup_ids("main").await.len(), 3);
+
+    // An incremental backup: refused before anything is stored.
+    let before = f.snapshot(&token).await;
+    let incremental = small_backup_labelled(
+        15,
+        "INCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n",
+    );
+    let (status, _, body) = f
+        .send(
+            Method::POST,
+            "/v1/clusters/main/backups",
+            Some(&token),
+            &[],
+            incremental,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("incremental backup (INCREMENTAL FROM LSN 0/2000028)"),
+        "{body}"
+    );
+    assert_eq!(f.snapshot(&token).await, before);
 }
 
 /// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;

@@ -470,6 +470,41 @@ fn point_in_time_recovery_from_restore_plans(pg: &Postgres) {
     assert_eq!(pgbench_checksum(&pg), sum_two);
 }
 
+/// An incremental backup (PostgreSQL 17 and 18) cannot be stored: kept as if full, it
+/// would restore to a broken data directory. Refused with the reason, nothing kept.
+#[test]
+fn incremental_backups_are_refused_until_they_can_be_chained() {
+    for major in [17, 18] {
+        let s = setup_on(&Postgres::major(major));
+        s.source.psql("ALTER SYSTEM SET summarize_wal = on");
+        s.source.psql("SELECT pg_reload_conf()");
+        let full = PgCluster::from_basebackup(&s.source, &["--checkpoint=fast"]);
+        s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+        let before = (s.list(), s.backup_objects());
+        // The gateway answers once it has read the label, and pg_basebackup then dies of
+        // a broken pipe: curl's status is the pipeline's.
+        let script = format!(
+            "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft -X fetch -c fast --incremental={} \
+             | curl -sS -H @{} -T - -w '\\n%{{http_code}}' {}/v1/clusters/main/backups",
+            s.source.pg.tool("pg_basebackup").display(),
+            s.source.port,
+            full.pgdata.join("backup_manifest").display(),
+            s.header.display(),
+            s.gateway.url
+        );
+        let out = run(Command::new("bash").args(["-c", &script])).unwrap();
+        let (answer, code) = out.trim().rsplit_once('\n').unwrap();
+        assert_eq!(code, "409", "PostgreSQL {major}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        let message = answer["message"].as_str().unwrap();
+        assert!(
+            message.contains("incremental backup (INCREMENTAL FROM LSN "),
+            "{message}"
+        );
+        assert_eq!((s.list(), s.backup_objects()), before);
+    }
+}
+
 /// The same with the client: backup-push, backup-list, and restore to an LSN.
 fn client_backup_push_list_and_restore(pg: &Postgres) {
     let s = setup_on(pg);

@@ -190,7 +190,7 @@ impl From<BackupError> for ApiError {
             B::WrongSystem { .. } | B::WrongVersion { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::WrongSystem)
             }
-            B::Duplicate(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            B::Duplicate(_) | B::Incremental(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
             B::Catalog(c) => return Self::catalog(c),
