@@ -3,7 +3,7 @@
 //! failover whose old primary keeps archiving both leave two branches in one cluster's
 //! archive: the gateway reports the fork, plans restore the branch still receiving WAL,
 //! and each branch restores exactly when asked for by number. A drill with the client's
-//! `--drill` writes nothing to the archive.
+//! `--drill` writes nothing to the archive; a recovery with its defaults archives on.
 
 use std::time::Duration;
 
@@ -237,7 +237,7 @@ fn a_failover_whose_old_primary_keeps_archiving_is_a_fork() {
 }
 
 #[test]
-fn a_drill_with_the_client_leaves_the_archive_untouched() {
+fn a_client_drill_writes_nothing_and_a_client_recovery_archives() {
     let dir = gateway_dir();
     let gw = Gateway::start(&dir.path().join("data"), &[]);
     let mut primary = backed_up(&gw);
@@ -248,15 +248,18 @@ fn a_drill_with_the_client_leaves_the_archive_untouched() {
 
     let token_file = primary.dir.path().join("restorer-token");
     write_pg_owned(&token_file, &gw.token("main", "restorer"));
-    let mut drill = PgCluster::from_shell(
-        Postgres::default_major(),
-        &format!(
-            "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} restore --drill --pgdata \"$PGDATA\"",
-            gw.url,
-            token_file.display(),
-            bin("walgate-client").display()
-        ),
-    );
+    let restore = |flags: &str| {
+        PgCluster::from_shell(
+            Postgres::default_major(),
+            &format!(
+                "WALGATE_URL={} WALGATE_CLUSTER=main WALGATE_TOKEN_FILE={} {} restore {flags} --pgdata \"$PGDATA\"",
+                gw.url,
+                token_file.display(),
+                bin("walgate-client").display()
+            ),
+        )
+    };
+    let mut drill = restore("--drill");
     let conf = std::fs::read_to_string(drill.pgdata.join("postgresql.auto.conf")).unwrap();
     assert!(conf.ends_with("archive_mode = 'off'\n"), "{conf}");
     drill.start();
@@ -268,4 +271,19 @@ fn a_drill_with_the_client_leaves_the_archive_untouched() {
     drill.psql("CHECKPOINT");
     drill.stop();
     assert_eq!(gw.objects(), before, "the drill wrote to the archive");
+
+    // Disaster recovery, the client's default: the new primary archives into the
+    // cluster, on timeline 2, and the next plan follows it.
+    let mut recovered = restore("");
+    recovered.start();
+    recovered.wait_recovered();
+    assert_eq!(recovered.psql("SHOW archive_mode"), "on");
+    recovered.psql("INSERT INTO marker VALUES ('after the disaster')");
+    let sum = pgbench_checksum(&recovered);
+    recovered.archive_current();
+    let next = plan(&gw, "");
+    assert_eq!(next["target_timeline"], 2, "{next}");
+    assert_eq!(next["notes"], serde_json::json!([]), "no fork: {next}");
+    let again = restore_plan(&gw, Postgres::default_major(), &next, "archive_mode = off");
+    assert_eq!(pgbench_checksum(&again), sum);
 }
