@@ -69,10 +69,15 @@ struct SoonState {
     pending: std::collections::HashSet<ClusterName>,
     /// The newest timeline seen per cluster since start.
     newest: std::collections::HashMap<ClusterName, Timeline>,
+    /// When a verification was last brought forward for WAL below the newest timeline.
+    below_at: std::collections::HashMap<ClusterName, std::time::Instant>,
 }
 
 /// How long a queued verification waits, so that a burst of arrivals costs one run.
 const SOON_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often WAL below the newest timeline brings verification forward: an old primary
+/// that goes on archiving must not make every one of its segments read the archive.
+const BELOW_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Soon {
     /// Notes that `file` was stored for `cluster`, and queues a verification if it may
@@ -84,6 +89,14 @@ impl Soon {
             let newest = s.newest.entry(cluster.clone()).or_insert(timeline);
             let below = timeline < *newest;
             *newest = (*newest).max(timeline);
+            let below = below
+                && s.below_at
+                    .get(cluster)
+                    .is_none_or(|at| at.elapsed() >= BELOW_EVERY);
+            if below {
+                s.below_at
+                    .insert(cluster.clone(), std::time::Instant::now());
+            }
             let shape = below || file.kind() == WalFileKind::History;
             shape && s.pending.insert(cluster.clone())
         };
