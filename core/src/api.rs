@@ -198,6 +198,30 @@ pub struct StatusThresholds {
     pub backup_age_seconds: Option<u64>,
 }
 
+impl StatusThresholds {
+    /// The longest threshold accepted: a year. Status arithmetic never meets a value
+    /// that overflows it.
+    pub const MAX_SECONDS: u64 = 366 * 86_400;
+
+    /// Each threshold given must be at most a year.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("archive_lag_seconds", self.archive_lag_seconds),
+            ("backup_age_seconds", self.backup_age_seconds),
+        ] {
+            if let Some(v) = value
+                && v > Self::MAX_SECONDS
+            {
+                return Err(format!(
+                    "{name} must be at most {} (a year), not {v}",
+                    Self::MAX_SECONDS
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A cluster as the gateway knows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

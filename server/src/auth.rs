@@ -36,9 +36,17 @@ pub enum AuthError {
         have: &'static str,
         need: &'static str,
     },
+    #[error(
+        "a token may live 1 to {max} seconds (ten years), not {0}; leave the lifetime out for one that never expires",
+        max = MAX_LIFETIME.as_secs()
+    )]
+    Lifetime(u64),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
+
+/// The longest token lifetime accepted: ten years.
+pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 366 * 86_400);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -186,6 +194,9 @@ impl Authority {
         expires_in: Option<std::time::Duration>,
         description: Option<String>,
     ) -> Result<(TokenRow, String), AuthError> {
+        if let Some(d) = expires_in.filter(|d| d.is_zero() || *d > MAX_LIFETIME) {
+            return Err(AuthError::Lifetime(d.as_secs()));
+        }
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .expect("0 is a valid nanosecond");

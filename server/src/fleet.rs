@@ -110,7 +110,7 @@ impl ClusterState {
             }
         }
         let wal_age = age(last_wal);
-        if wal_age > 4 * t.archive_lag {
+        if wal_age > t.archive_lag.saturating_mul(4) {
             failing.push(format!("no WAL archived for {}", words(wal_age)));
         } else if wal_age > t.archive_lag {
             late.push(format!("no WAL archived for {}", words(wal_age)));

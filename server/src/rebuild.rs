@@ -121,8 +121,14 @@ async fn settings(services: &Services, store: &Store, cluster: &str) -> anyhow::
             .set_retention(&cluster, Some(policy))
             .await?;
     }
-    if let Some(t) = &own.thresholds {
-        services.catalog.set_thresholds(&cluster, Some(t)).await?;
+    match &own.thresholds {
+        Some(t) if t.check().is_err() => {
+            tracing::warn!(%cluster, thresholds = ?t, "thresholds out of range in the cluster's settings.json: the gateway's apply");
+        }
+        Some(t) => {
+            services.catalog.set_thresholds(&cluster, Some(t)).await?;
+        }
+        None => {}
     }
     Ok(Found::Settings)
 }

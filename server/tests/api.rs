@@ -1204,6 +1204,20 @@ async fn admins_manage_tokens_within_their_scope() {
         }
     };
 
+    // A lifetime past ten years (or none at all) is refused, not a panic.
+    for secs in [u64::MAX, 0] {
+        let (s, refused) = issue(
+            main_admin.clone(),
+            serde_json::json!({"clusters": ["main"], "role": "viewer", "expires_in_seconds": secs}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("ten years"),
+            "{refused}"
+        );
+    }
+
     let (s, issued) = issue(
         main_admin.clone(),
         serde_json::json!({"clusters": ["main"], "role": "restorer", "description": "db1"}),
@@ -1369,6 +1383,33 @@ async fn cluster_status_follows_archive_backups_and_verification() {
     let (state, why) = status(&body);
     assert_eq!(state, "failing");
     assert!(why[0].starts_with("no WAL archived for"), "{why:?}");
+    let (_, _, body) = own(serde_json::json!({})).await;
+    assert_eq!(status(&body).0, "late");
+    // Hostile values are refused, and one stored by an older gateway cannot break the
+    // fleet's views for anybody.
+    for t in [
+        serde_json::json!({"archive_lag_seconds": u64::MAX}),
+        serde_json::json!({"backup_age_seconds": 366 * 86_400 + 1}),
+    ] {
+        let (s, _, body) = own(t.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{t}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.contains("at most 31622400 (a year)"), "{body}");
+    }
+    let huge = walgate_core::api::StatusThresholds {
+        archive_lag_seconds: Some(u64::MAX),
+        backup_age_seconds: Some(u64::MAX),
+    };
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    f.state
+        .catalog
+        .set_thresholds(&main, Some(&huge))
+        .await
+        .unwrap();
+    for path in ["/v1/clusters", "/v1/clusters/main", "/metrics"] {
+        let (s, _, _) = f.call(Method::GET, path, Some(&admin)).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
     let (_, _, body) = own(serde_json::json!({})).await;
     assert_eq!(status(&body).0, "late");
 

@@ -306,6 +306,8 @@ async fn put_cluster(
         ));
     }
     if let Some(t) = &req.thresholds {
+        t.check()
+            .map_err(|e| ApiError::bad_request(format!("thresholds: {e}")))?;
         let own = (t != &Default::default()).then_some(t);
         state.services.catalog.set_thresholds(&name, own).await?;
         crate::retention::save_settings(&state.services, &name).await?;

@@ -142,6 +142,7 @@ impl From<AuthError> for ApiError {
             AuthError::WrongCluster(_) | AuthError::Forbidden { .. } => {
                 (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             }
+            AuthError::Lifetime(_) => return Self::bad_request(e.to_string()),
             AuthError::Catalog(c) => return Self::catalog(c),
         };
         ApiError {

@@ -49,7 +49,8 @@ struct IssueToken {
     /// Cluster names, or `["*"]` for every cluster.
     clusters: Vec<String>,
     role: Role,
-    /// Lifetime in seconds; absent: the token does not expire (revoke it instead).
+    /// Lifetime in seconds, up to ten years; absent: the token does not expire (revoke it
+    /// instead).
     expires_in_seconds: Option<u64>,
     /// Free text, e.g. the host it is for.
     description: Option<String>,

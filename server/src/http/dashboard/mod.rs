@@ -217,10 +217,19 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path on this gateway, never another site.
+/// Where to go after signing in: a path on this gateway, never another site. Only
+/// visible ASCII: browsers drop tabs and line breaks from a URL, so `/<TAB>/evil.example`
+/// would reach them as `//evil.example`.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -331,7 +340,17 @@ mod tests {
     #[test]
     fn sign_in_only_returns_to_paths_on_this_gateway() {
         assert_eq!(local_path(Some("/clusters/main?x=1")), "/clusters/main?x=1");
-        for bad in ["https://evil.example/", "//evil.example/", "/\\evil", "x"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil",
+            "x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/ /evil.example",
+            "/\u{7f}/evil.example",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
