@@ -37,7 +37,7 @@ pub enum AuthError {
         need: &'static str,
     },
     #[error(
-        "a token may live 1 to {max} seconds (ten years), not {0}; leave the lifetime out for one that never expires",
+        "a token may live at most {max} seconds (ten years), not {0}; leave the lifetime out for one that never expires",
         max = MAX_LIFETIME.as_secs()
     )]
     Lifetime(u64),
@@ -194,7 +194,7 @@ impl Authority {
         expires_in: Option<std::time::Duration>,
         description: Option<String>,
     ) -> Result<(TokenRow, String), AuthError> {
-        if let Some(d) = expires_in.filter(|d| d.is_zero() || *d > MAX_LIFETIME) {
+        if let Some(d) = expires_in.filter(|d| *d > MAX_LIFETIME) {
             return Err(AuthError::Lifetime(d.as_secs()));
         }
         let now = OffsetDateTime::now_utc()
