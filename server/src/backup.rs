@@ -441,10 +441,12 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
 /// An upload silent this long belongs to a gateway that died; retention removes it.
 pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The most of a refused backup body read before answering, and the longest wait for its
-/// next chunk.
+/// The most of a refused backup body read before answering, the longest wait for its
+/// next chunk, and for all of it: a sender trickling bytes must not keep the cluster's
+/// upload slot.
 const REFUSED_DRAIN_MAX: u64 = 256 << 20;
 const REFUSED_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+const REFUSED_DRAIN_TOTAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Receives one base backup from `body` and stores it; returns the completed row.
 pub async fn push<S, E>(
@@ -517,7 +519,10 @@ where
         // The pump ends at its next chunk, now that the worker's reader is gone.
         let abort = pump.abort_handle();
         match tokio::time::timeout(REFUSED_DRAIN_IDLE, pump).await {
-            Ok(Ok(mut body)) => drain(&mut body, REFUSED_DRAIN_MAX, REFUSED_DRAIN_IDLE).await,
+            Ok(Ok(mut body)) => {
+                let drained = drain(&mut body, REFUSED_DRAIN_MAX, REFUSED_DRAIN_IDLE);
+                let _ = tokio::time::timeout(REFUSED_DRAIN_TOTAL, drained).await;
+            }
             _ => abort.abort(),
         }
     } else {

@@ -131,23 +131,27 @@ impl std::fmt::Display for Fork {
 /// the promoted server's `.partial`, so a whole one means the parent went on writing.
 pub fn forks(archive: &Archive) -> Vec<Fork> {
     let size = archive.segment_size;
+    // Each timeline's newest whole segment, in one pass: history files are the token
+    // holder's to push, so the work must not be files × histories.
+    let mut newest: BTreeMap<Timeline, SegmentName> = BTreeMap::new();
+    for f in &archive.files {
+        if let WalFileName::Segment(s) = f {
+            let n = newest.entry(s.timeline).or_insert(*s);
+            *n = (*n).max(*s);
+        }
+    }
     archive
         .histories
         .iter()
         .filter_map(|(&child, branches)| {
             let parent = branches.last()?;
-            let parent_last = archive
-                .files
-                .iter()
-                .filter_map(|f| match f {
-                    WalFileName::Segment(s) if s.timeline == parent.timeline => Some(*s),
-                    _ => None,
-                })
-                .filter(|s| {
-                    s.segment_no(size)
-                        .is_some_and(|n| (n + 1) * size.bytes() > parent.switch_lsn.0)
-                })
-                .max()?;
+            let parent_last = *newest.get(&parent.timeline)?;
+            let ends_past_switch = parent_last
+                .segment_no(size)
+                .is_some_and(|n| (n + 1) * size.bytes() > parent.switch_lsn.0);
+            if !ends_past_switch {
+                return None;
+            }
             Some(Fork {
                 parent: parent.timeline,
                 child,
@@ -207,6 +211,9 @@ pub struct Plan {
     pub segments: u64,
     pub history_files: Vec<WalFileName>,
     pub notes: Vec<String>,
+    /// The timeline was chosen among forked branches: recovery must be told its number,
+    /// since PostgreSQL's `latest` would follow the highest history file.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -428,8 +435,10 @@ pub fn plan(
         return Err(PlanError::NoBackups);
     }
     let mut notes = Vec::new();
+    let mut pinned = false;
     let timeline = timeline.unwrap_or_else(|| {
         let (timeline, note) = default_timeline(archive);
+        pinned = note.is_some();
         notes.extend(note);
         timeline
     });
@@ -531,6 +540,7 @@ pub fn plan(
         path,
         history_files,
         notes,
+        pinned,
     })
 }
 
@@ -638,6 +648,7 @@ mod tests {
         arrived(&mut a, 1, 2000);
         let p = plan(&a, &Target::Latest, None).unwrap();
         assert_eq!((p.backup.id.as_str(), p.timeline), ("c", Timeline(1)));
+        assert!(p.pinned);
         assert_eq!(p.last_wal.to_string(), "000000010000000000000009");
         assert!(
             p.notes[0].contains("timeline 1 is restored"),
@@ -646,7 +657,7 @@ mod tests {
         );
         // Asked for, the other branch (PostgreSQL's `latest`) still plans.
         let p = plan(&a, &Target::Latest, Some(Timeline(2))).unwrap();
-        assert_eq!(p.timeline, Timeline(2));
+        assert_eq!((p.timeline, p.pinned), (Timeline(2), false));
         // An old primary that archived a little after a failover: the new one goes on.
         arrived(&mut a, 2, 3000);
         let p = plan(&a, &Target::Latest, None).unwrap();
@@ -661,7 +672,10 @@ mod tests {
         arrived(&mut a, 1, 5000);
         arrived(&mut a, 2, 4000);
         let p = plan(&a, &Target::Latest, None).unwrap();
-        assert_eq!((p.timeline, p.notes.len()), (Timeline(2), 0));
+        assert_eq!(
+            (p.timeline, p.notes.len(), p.pinned),
+            (Timeline(2), 0, false)
+        );
     }
 
     #[test]

@@ -55,9 +55,11 @@ pub async fn verify(
 }
 
 /// Verification brought forward for clusters whose archive just changed shape, so that a
-/// fork is reported (and the cluster shows `failing`) within seconds, not at the next
-/// scheduled run: after a history file arrives, or a segment on a timeline below the
-/// newest this gateway has seen for the cluster (an old primary, or a drill's parent).
+/// fork is reported (and the cluster shows `failing`) soon, not at the next scheduled
+/// run: after a history file arrives, or a segment on a timeline below the newest this
+/// gateway has seen for the cluster (an old primary, or a drill's parent). Each run reads
+/// the cluster's whole WAL list, so a cluster is verified this way at most once per
+/// `SOON_GAP`; what arrives in between is looked at by the run after the gap.
 #[derive(Clone, Default)]
 pub struct Soon {
     inner: std::sync::Arc<std::sync::Mutex<SoonState>>,
@@ -65,52 +67,56 @@ pub struct Soon {
 
 #[derive(Default)]
 struct SoonState {
-    /// Clusters with a verification queued.
-    pending: std::collections::HashSet<ClusterName>,
     /// The newest timeline seen per cluster since start.
     newest: std::collections::HashMap<ClusterName, Timeline>,
-    /// When a verification was last brought forward for WAL below the newest timeline.
-    below_at: std::collections::HashMap<ClusterName, std::time::Instant>,
+    /// Clusters with a run queued.
+    pending: std::collections::HashSet<ClusterName>,
+    /// When each cluster's last run brought forward started.
+    last_run: std::collections::HashMap<ClusterName, std::time::Instant>,
 }
 
-/// How long a queued verification waits, so that a burst of arrivals costs one run.
+/// How long a queued run waits, so that a burst of arrivals costs one.
 const SOON_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
-/// How often WAL below the newest timeline brings verification forward: an old primary
-/// that goes on archiving must not make every one of its segments read the archive.
-const BELOW_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+/// The least time between two runs brought forward for one cluster.
+const SOON_GAP: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Soon {
     /// Notes that `file` was stored for `cluster`, and queues a verification if it may
     /// have made or shown a fork.
     pub fn stored(&self, services: &Services, cluster: &ClusterName, file: &WalFileName) {
         let timeline = file.timeline();
-        let due = {
+        let delay = {
             let mut s = self.inner.lock().expect("verify queue");
-            let newest = s.newest.entry(cluster.clone()).or_insert(timeline);
-            let below = timeline < *newest;
-            *newest = (*newest).max(timeline);
-            let below = below
-                && s.below_at
-                    .get(cluster)
-                    .is_none_or(|at| at.elapsed() >= BELOW_EVERY);
-            if below {
-                s.below_at
-                    .insert(cluster.clone(), std::time::Instant::now());
+            let below = match s.newest.get_mut(cluster) {
+                Some(newest) => {
+                    let below = timeline < *newest;
+                    *newest = (*newest).max(timeline);
+                    below
+                }
+                None => {
+                    s.newest.insert(cluster.clone(), timeline);
+                    false
+                }
+            };
+            if !(below || file.kind() == WalFileKind::History) || s.pending.contains(cluster) {
+                return;
             }
-            let shape = below || file.kind() == WalFileKind::History;
-            shape && s.pending.insert(cluster.clone())
+            s.pending.insert(cluster.clone());
+            let gap_ends = s.last_run.get(cluster).map(|at| *at + SOON_GAP);
+            gap_ends.map_or(SOON_DELAY, |end| {
+                end.saturating_duration_since(std::time::Instant::now())
+                    .max(SOON_DELAY)
+            })
         };
-        if !due {
-            return;
-        }
         let (soon, services, cluster) = (self.clone(), services.clone(), cluster.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(SOON_DELAY).await;
-            soon.inner
-                .lock()
-                .expect("verify queue")
-                .pending
-                .remove(&cluster);
+            tokio::time::sleep(delay).await;
+            {
+                let mut s = soon.inner.lock().expect("verify queue");
+                s.pending.remove(&cluster);
+                s.last_run
+                    .insert(cluster.clone(), std::time::Instant::now());
+            }
             let run = async {
                 match services.catalog.cluster(&cluster).await? {
                     Some(row) => verify(&services, &row, false).await.map(drop),

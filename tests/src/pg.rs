@@ -326,17 +326,17 @@ impl PgCluster {
         self.wait_for(
             &format!("{last} to be archived"),
             Duration::from_secs(180),
-            || {
-                // The last archived file may be a backup history file named after its
-                // segment (when a backup ended the segment and nothing was written since).
-                let archived =
-                    self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-                archived
-                    .get(..24)
-                    .is_some_and(|segment| segment >= last.as_str())
-            },
+            || self.archived_up_to(&last),
         );
         last
+    }
+
+    /// Whether this server's archiver has archived `segment`, or a later file.
+    pub fn archived_up_to(&self, segment: &str) -> bool {
+        // The last archived file may be a backup history file named after its segment
+        // (when a backup ended the segment and nothing was written since).
+        let archived = self.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+        archived.get(..24).is_some_and(|s| s >= segment)
     }
 
     /// Waits until recovery has ended and the server accepts writes.

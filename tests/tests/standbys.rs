@@ -42,7 +42,7 @@ fn a_standby_archives_backs_up_and_takes_over(pg: &Postgres) {
     standby.wait_for(
         &format!("the standby to archive {last}"),
         Duration::from_secs(180),
-        || standby_archived(&standby, &last),
+        || standby.archived_up_to(&last),
     );
 
     // Both pushed the same segments, at least the last one: the second push of an
@@ -154,12 +154,6 @@ fn a_standby_archives_backs_up_and_takes_over(pg: &Postgres) {
     assert_eq!(done["delete_backups"][0]["id"], by_curl["id"], "{done}");
     let restored = restore(&gateway, pg, by_client["id"].as_str().unwrap());
     assert_eq!(pgbench_checksum(&restored), expected);
-}
-
-/// Whether `pg` has archived `segment` (or a later file).
-fn standby_archived(pg: &PgCluster, segment: &str) -> bool {
-    let archived = pg.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-    archived.get(..24).is_some_and(|s| s >= segment)
 }
 
 /// The WAL file names the local store holds for `main`.

@@ -175,8 +175,8 @@ pub(super) fn build(
     // when the archive has forked: then recovery is told the chosen timeline.
     let timeline_setting = match &q.target_timeline {
         Some(t) => t.clone(),
-        None if restore::forks(archive).is_empty() => "latest".to_owned(),
-        None => plan.timeline.0.to_string(),
+        None if plan.pinned => plan.timeline.0.to_string(),
+        None => "latest".to_owned(),
     };
     Ok(RestorePlan {
         cluster: cluster.to_string(),
