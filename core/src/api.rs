@@ -407,6 +407,10 @@ pub struct RetentionPlan {
     pub last_wal: Option<String>,
     /// Stored bytes freed: backups and WAL.
     pub delete_bytes: u64,
+    /// Why no backup is deleted now, when the policy would: the archive has a gap
+    /// after a backup, which an operator must look at first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 /// The result of checking a cluster's archive: its WAL chain and, with a scrub, every

@@ -64,6 +64,10 @@ pub enum BackupError {
     Incremental(Lsn),
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
+    #[error(
+        "the backup starts at {start}, more than {MAX_AHEAD_SEGMENTS} segments past the newest WAL archived ({newest}): archive WAL before taking backups (is archive_command set, and does it reach this cluster?)"
+    )]
+    BeyondArchive { start: Lsn, newest: SegmentName },
     #[error("{MAX_SAME_ID} backups with id {0} exist already: retry in a second")]
     Duplicate(String),
     #[error("no backup {0}")]
@@ -627,6 +631,12 @@ async fn finish(
         Ok(pinned) => check_system(cluster, pinned.as_ref(), &summary).map(|()| pinned),
         Err(e) => Err(e.into()),
     };
+    let checked = match checked {
+        Ok(pinned) => check_start(catalog, cluster, pinned.as_ref(), &row)
+            .await
+            .map(|()| pinned),
+        Err(e) => Err(e),
+    };
     let pinned = match checked {
         Ok(pinned) => pinned,
         Err(e) => {
@@ -671,6 +681,36 @@ async fn finish(
         return Err(BackupError::DeletedWhileUploading(row.id));
     }
     Ok(row)
+}
+
+/// How far a backup's start may lie past the newest archived segment: WAL the archiver
+/// has not sent yet. A label further out names WAL that does not exist.
+const MAX_AHEAD_SEGMENTS: u64 = 1024;
+
+/// A backup must start where the cluster's archive is, give or take the archiver's lag,
+/// once the cluster has WAL: a label forged with a start far ahead would otherwise
+/// look like the newest backup.
+async fn check_start(
+    catalog: &dyn Catalog,
+    cluster: &ClusterName,
+    pinned: Option<&ClusterRow>,
+    row: &BackupRow,
+) -> Result<(), BackupError> {
+    let Some(size) = pinned.and_then(|c| c.segment_size) else {
+        return Ok(());
+    };
+    let Some(newest) = catalog.cluster_stats(cluster).await?.last_wal else {
+        return Ok(());
+    };
+    let ahead = (row.start_lsn.0 / size.bytes())
+        .saturating_sub(newest.segment_no(size).unwrap_or(u64::MAX));
+    if ahead > MAX_AHEAD_SEGMENTS {
+        return Err(BackupError::BeyondArchive {
+            start: row.start_lsn,
+            newest,
+        });
+    }
+    Ok(())
 }
 
 /// A backup must be of the database system, and so of the major version, whose WAL its

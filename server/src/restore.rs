@@ -8,6 +8,7 @@
 //! point comes from the new timeline); a backup is usable only if it started on that
 //! path, before the path left its timeline.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
@@ -323,16 +324,94 @@ fn on_path(path: &[Leg], b: &BackupRow) -> bool {
     starts && ends
 }
 
-/// What is wrong with the WAL chain: every timeline above 1 that has WAL needs its
-/// history file, and from each complete backup, on every timeline whose path it lies
-/// on, every segment up to the newest one archived on that path must be there. Each
-/// missing segment is named once, with the backups that cannot replay past it.
-pub fn check_chain(archive: &Archive) -> Vec<String> {
+/// The most problems a chain check reports; the rest are counted. A token holder can
+/// push WAL that leaves any number of gaps, and the report goes to every viewer.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// What the WAL chain says about a cluster's complete backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// What is wrong, in words: at most [`MAX_PROBLEMS`], then a count of the rest.
+    pub problems: Vec<String>,
+    /// Backups whose replay stops at a missing segment before the newest WAL archived
+    /// on their path.
+    pub broken: BTreeSet<String>,
+    /// Backups whose WAL is archived, with no gap, from their start through their
+    /// consistency point to the newest segment on their path: those a restore can use.
+    pub replayable: BTreeSet<String>,
+}
+
+/// Each timeline's archived segment numbers, ascending.
+fn segment_numbers(archive: &Archive) -> BTreeMap<Timeline, Vec<u64>> {
+    let mut by_timeline: BTreeMap<Timeline, Vec<u64>> = BTreeMap::new();
+    for f in &archive.files {
+        if let WalFileName::Segment(s) = f
+            && let Some(n) = s.segment_no(archive.segment_size)
+        {
+            by_timeline.entry(s.timeline).or_default().push(n);
+        }
+    }
+    // `files` is ordered by timeline, then position: each list is ascending already.
+    by_timeline
+}
+
+/// The segment numbers archived along `path`, each from the timeline recovery reads it
+/// from (see [`Archive::timeline_of`]), ascending.
+fn along(archive: &Archive, numbers: &BTreeMap<Timeline, Vec<u64>>, path: &[Leg]) -> Vec<u64> {
+    // Leg i is read from its first segment up to the first segment of any later leg.
+    let mut until = u64::MAX;
+    let mut ranges = Vec::with_capacity(path.len());
+    for leg in path.iter().rev() {
+        let from = archive.segno(leg.begin).min(until);
+        ranges.push((leg.timeline, from, until));
+        until = from;
+    }
+    let mut out = Vec::new();
+    for (timeline, from, until) in ranges.into_iter().rev() {
+        if let Some(n) = numbers.get(&timeline) {
+            let (a, b) = (
+                n.partition_point(|&x| x < from),
+                n.partition_point(|&x| x < until),
+            );
+            out.extend_from_slice(&n[a..b]);
+        }
+    }
+    out
+}
+
+/// Runs of segment numbers missing from `present` (ascending) between `from` and its
+/// last element, as first and last missing.
+fn missing_runs(present: &[u64], from: u64) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    let mut expected = from;
+    for &n in &present[present.partition_point(|&x| x < from)..] {
+        if n > expected {
+            runs.push((expected, n - 1));
+        }
+        expected = n + 1;
+    }
+    runs
+}
+
+/// Checks the WAL chain: every timeline above 1 that has WAL needs its history file,
+/// and from each complete backup, on every timeline whose path it lies on, every
+/// segment up to the newest one archived on that path must be there. Work and report
+/// grow with the runs of missing segments, not with their length.
+pub fn check_chain(archive: &Archive) -> Chain {
+    let mut chain = Chain::default();
     let mut problems = Vec::new();
     let mut timelines: BTreeSet<Timeline> =
         archive.files.iter().map(WalFileName::timeline).collect();
     timelines.extend(archive.histories.keys().copied());
-    let mut gaps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let numbers = segment_numbers(archive);
+    let complete: Vec<&BackupRow> = archive
+        .backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .collect();
+    // Each run of missing segments (first and last, named) with the backups it stops.
+    let mut gaps: BTreeMap<(SegmentName, SegmentName), BTreeSet<&str>> = BTreeMap::new();
+    let mut more_gaps = 0usize;
     for &timeline in &timelines {
         let path = match archive.path(timeline) {
             Ok(p) => p,
@@ -341,40 +420,81 @@ pub fn check_chain(archive: &Archive) -> Vec<String> {
                 continue;
             }
         };
-        // The newest segment archived on this path, read from the timeline PostgreSQL
-        // would read it from.
-        let newest = archive
-            .files
+        let present = along(archive, &numbers, &path);
+        let Some(&newest) = present.last() else {
+            continue;
+        };
+        let mut on_path: Vec<&BackupRow> = complete
             .iter()
-            .filter_map(|f| match f {
-                WalFileName::Segment(s) => Some(*s),
-                _ => None,
-            })
-            .filter_map(|s| Some((s.segment_no(archive.segment_size)?, s.timeline)))
-            .filter(|(n, t)| archive.timeline_of(&path, *n) == *t)
-            .map(|(n, _)| n)
-            .max();
-        let Some(newest) = newest else { continue };
-        for b in archive
-            .backups
-            .iter()
-            .filter(|b| b.status == BackupStatus::Complete && on_path(&path, b))
-        {
-            for n in archive.segno(b.start_lsn)..=newest {
-                if !archive.has_segment(&path, n) {
-                    let missing = archive.segment_name(&path, n).to_string();
-                    gaps.entry(missing).or_default().insert(b.id.clone());
+            .copied()
+            .filter(|b| on_path(&path, b))
+            .collect();
+        on_path.sort_by_key(|b| b.start_lsn);
+        let Some(first) = on_path.first() else {
+            continue;
+        };
+        let runs = missing_runs(&present, archive.segno(first.start_lsn));
+        // Replay from a start in the last run of present segments reaches the newest.
+        let tail = runs.last().map_or(0, |&(_, last)| last + 1);
+        for b in &on_path {
+            let start = archive.segno(b.start_lsn);
+            let consistent = b
+                .end_lsn
+                .map_or(start, |l| archive.segno(Lsn(l.0.saturating_sub(1))));
+            if start < tail {
+                chain.broken.insert(b.id.clone());
+            } else if start <= newest && consistent <= newest {
+                chain.replayable.insert(b.id.clone());
+            }
+        }
+        for (first_missing, last_missing) in runs {
+            // The backups starting before the run share it; one starting inside it
+            // misses only its own part.
+            let stopped = on_path
+                .iter()
+                .take_while(|b| archive.segno(b.start_lsn) <= last_missing);
+            for b in stopped {
+                let from = first_missing.max(archive.segno(b.start_lsn));
+                let key = (
+                    archive.segment_name(&path, from),
+                    archive.segment_name(&path, last_missing),
+                );
+                let full = gaps.len() >= MAX_PROBLEMS;
+                match gaps.entry(key) {
+                    Entry::Occupied(mut backups) => {
+                        backups.get_mut().insert(&b.id);
+                    }
+                    Entry::Vacant(_) if full => {
+                        more_gaps += 1;
+                        break;
+                    }
+                    Entry::Vacant(new) => {
+                        new.insert(BTreeSet::from([b.id.as_str()]));
+                    }
                 }
             }
         }
     }
-    for (missing, backups) in gaps {
-        problems.push(format!(
-            "{missing} is missing: replay from backup {} stops before it",
-            backups.into_iter().collect::<Vec<_>>().join(", ")
-        ));
+    for ((first, last), backups) in gaps {
+        let ids = backups.into_iter().collect::<Vec<_>>().join(", ");
+        problems.push(if first == last {
+            format!("{first} is missing: replay from backup {ids} stops before it")
+        } else {
+            let count = last.segment_no(archive.segment_size).unwrap_or(0)
+                - first.segment_no(archive.segment_size).unwrap_or(0)
+                + 1;
+            format!(
+                "{first} to {last} ({count} segments) are missing: replay from backup {ids} stops before them"
+            )
+        });
     }
-    problems
+    let more = problems.len().saturating_sub(MAX_PROBLEMS) + more_gaps;
+    problems.truncate(MAX_PROBLEMS);
+    if more > 0 {
+        problems.push(format!("… and {more} more missing runs or timelines"));
+    }
+    chain.problems = problems;
+    chain
 }
 
 /// One timeline's archived segments, as the dashboard draws them.
@@ -391,18 +511,9 @@ pub struct TimelineSpan {
 /// Each timeline's segments from first to last archived, with the runs missing between.
 pub fn timelines(archive: &Archive) -> Vec<TimelineSpan> {
     let size = archive.segment_size;
-    let mut by_timeline: BTreeMap<Timeline, Vec<u64>> = BTreeMap::new();
-    for f in &archive.files {
-        if let WalFileName::Segment(s) = f
-            && let Some(n) = s.segment_no(size)
-        {
-            by_timeline.entry(s.timeline).or_default().push(n);
-        }
-    }
-    by_timeline
+    segment_numbers(archive)
         .into_iter()
         .map(|(timeline, numbers)| {
-            // `files` is ordered, so each timeline's numbers are ascending.
             let name = |n| SegmentName::from_segment_no(timeline, n, size);
             let gaps = numbers
                 .windows(2)
@@ -796,27 +907,89 @@ mod tests {
 
     #[test]
     fn the_chain_check_names_gaps_and_missing_history_files() {
-        assert_eq!(check_chain(&archive()), Vec::<String>::new());
+        let chain = check_chain(&archive());
+        assert_eq!(chain.problems, Vec::<String>::new());
+        assert!(chain.broken.is_empty());
+        // c lies on timeline 1 only, the others on both.
+        assert_eq!(
+            chain.replayable.iter().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
 
         let mut a = archive();
         a.files.remove(&seg(1, 4));
         a.files.remove(&seg(2, 11));
+        let chain = check_chain(&a);
         assert_eq!(
-            check_chain(&a),
+            chain.problems,
             [
                 "000000010000000000000004 is missing: replay from backup a stops before it",
                 "00000002000000000000000B is missing: replay from backup a, b, d stops before it",
             ]
         );
+        assert_eq!(chain.broken.iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+        assert_eq!(chain.replayable.iter().collect::<Vec<_>>(), ["b", "c"]);
 
         let mut a = archive();
         a.histories.clear();
         a.files.remove(&WalFileName::History(Timeline(2)));
-        let problems = check_chain(&a);
+        let problems = check_chain(&a).problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains("no history file 00000002.history"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_chain_check_works_on_runs_not_on_every_missing_segment() {
+        // The last segment of the address space: a gap of about 2^40 segments.
+        let last = u64::MAX / MB16;
+        let mut a = archive();
+        a.files.insert(seg(2, last));
+        let started = std::time::Instant::now();
+        let chain = check_chain(&a);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            chain.problems,
+            [format!(
+                "00000002000000000000000D to 00000002FFFFFFFF000000FE ({} segments) are \
+                 missing: replay from backup a, b, d stops before them",
+                last - 13
+            )]
+        );
+        // A forged label there replays, but on timeline 2 the others no longer reach
+        // the newest WAL (a and b still do on timeline 1).
+        a.backups.push(backup(
+            "far",
+            2,
+            last * MB16 + 0x28,
+            last * MB16 + 0x100,
+            5000,
+        ));
+        let chain = check_chain(&a);
+        assert_eq!(chain.broken.iter().collect::<Vec<_>>(), ["a", "b", "d"]);
+        assert_eq!(
+            chain.replayable.iter().collect::<Vec<_>>(),
+            ["a", "b", "c", "far"]
+        );
+        // A backup whose own WAL has not arrived is neither broken nor replayable.
+        let mut a = archive();
+        a.backups
+            .push(backup("new", 2, 13 * MB16 + 0x28, 13 * MB16 + 0x100, 5000));
+        let chain = check_chain(&a);
+        assert!(!chain.broken.contains("new") && !chain.replayable.contains("new"));
+
+        // Many runs: the report stops at MAX_PROBLEMS and counts the rest.
+        let mut a = archive();
+        for n in 0..500 {
+            a.files.insert(seg(2, 20 + 2 * n));
+        }
+        let problems = check_chain(&a).problems;
+        assert_eq!(problems.len(), MAX_PROBLEMS + 1);
+        assert_eq!(
+            problems.last().unwrap(),
+            "… and 400 more missing runs or timelines"
         );
     }
 }

@@ -17,10 +17,10 @@ use time::OffsetDateTime;
 use walgate_core::api::{ExpiredBackup, RetentionPlan, RetentionPolicy};
 use walgate_core::{ClusterName, SegmentPosition, SegmentSize, WalFileName};
 
-use crate::Services;
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
 use crate::storage::{StorageError, Store, layout};
+use crate::{Services, restore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
@@ -30,6 +30,8 @@ pub enum RetentionError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Backup(#[from] BackupError),
+    #[error(transparent)]
+    Load(#[from] restore::LoadError),
 }
 
 /// The backups a policy keeps and deletes, and the WAL position below which WAL goes.
@@ -39,12 +41,20 @@ pub struct Decision<'a> {
     pub delete: Vec<&'a BackupRow>,
     /// Set when any WAL may go.
     pub wal_before: Option<SegmentPosition>,
+    /// Why nothing is deleted although the policy would delete.
+    pub paused: Option<String>,
 }
 
-/// Applies `policy` to `backups` (newest first) at `now`.
+/// Applies `policy` to `backups` (newest first) at `now`. Only backups the chain check
+/// finds replayable count towards `keep_last`, `min_backups` and the window's base: an
+/// archiver can upload labels for WAL that does not exist, and those must not push a
+/// restorable backup out. Backups that do not count stay while newer than the oldest
+/// kept one, and nothing is deleted while a gap stops replay from any backup: a gap is
+/// an incident (or forged WAL) that an operator must see before history goes.
 pub fn decide<'a>(
     policy: &RetentionPolicy,
     backups: &'a [BackupRow],
+    chain: &restore::Chain,
     segment_size: SegmentSize,
     now: OffsetDateTime,
 ) -> Decision<'a> {
@@ -52,30 +62,45 @@ pub fn decide<'a>(
         .iter()
         .filter(|b| b.status == BackupStatus::Complete)
         .collect();
-    if policy.keep_last.is_none() && policy.window_days.is_none() || complete.is_empty() {
-        return Decision {
-            keep: complete,
-            delete: vec![],
-            wal_before: None,
-        };
+    let keep_all = |paused| Decision {
+        keep: complete.clone(),
+        delete: vec![],
+        wal_before: None,
+        paused,
+    };
+    if policy.keep_last.is_none() && policy.window_days.is_none() {
+        return keep_all(None);
     }
-    // The newest backup that finished before the window opened: restores to the
-    // window's first moments start from it.
-    // A window reaching past the calendar's start (u32 days can) keeps everything.
+    if !chain.broken.is_empty() {
+        let broken: Vec<&str> = chain.broken.iter().map(String::as_str).collect();
+        return keep_all(Some(format!(
+            "WAL is missing after backup {}: nothing is deleted until the gap is resolved \
+             (see the cluster's verification; delete the backups before the gap once you \
+             accept it)",
+            broken.join(", ")
+        )));
+    }
+    // Positions in `complete` of the replayable backups, newest first.
+    let counted: Vec<usize> = (0..complete.len())
+        .filter(|&i| chain.replayable.contains(&complete[i].id))
+        .collect();
+    // The newest replayable backup that finished before the window opened: restores
+    // to the window's first moments start from it. A window reaching past the
+    // calendar's start (u32 days can), or with no such backup, keeps everything.
     let window_base = policy.window_days.map(|days| {
         now.checked_sub(time::Duration::days(i64::from(days)))
             .and_then(|opens| {
-                complete
+                counted
                     .iter()
-                    .position(|b| b.finished_at.is_some_and(|t| t <= opens))
+                    .copied()
+                    .find(|&i| complete[i].finished_at.is_some_and(|t| t <= opens))
             })
             .unwrap_or(complete.len())
     });
-    let kept = |i: usize| {
-        i < policy.min_backups as usize
-            || policy.keep_last.is_some_and(|n| i < n as usize)
-            || window_base.is_some_and(|base| i <= base)
-    };
+    let by_count = policy.min_backups.max(policy.keep_last.unwrap_or(0)).max(1) as usize;
+    // The oldest backup kept by count; with fewer replayable than that, all stay.
+    let oldest_counted = counted.get(by_count - 1).copied().unwrap_or(complete.len());
+    let kept = |i: usize| i <= oldest_counted || window_base.is_some_and(|base| i <= base);
     let (keep, delete): (Vec<_>, Vec<_>) = complete.iter().enumerate().partition(|(i, _)| kept(*i));
     let keep: Vec<&BackupRow> = keep.into_iter().map(|(_, b)| *b).collect();
     let delete = delete.into_iter().map(|(_, b)| *b).collect();
@@ -92,6 +117,7 @@ pub fn decide<'a>(
         keep,
         delete,
         wal_before,
+        paused: None,
     }
 }
 
@@ -113,9 +139,15 @@ pub async fn preview(
     cluster: &ClusterRow,
 ) -> Result<RetentionPlan, RetentionError> {
     let (policy, source) = policy_of(cluster, services.settings.retention().as_ref());
-    let backups = services.catalog.backups(&cluster.name).await?;
-    let segment_size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
-    let d = decide(&policy, &backups, segment_size, OffsetDateTime::now_utc());
+    let archive = restore::load(services, cluster).await?;
+    let chain = restore::check_chain(&archive);
+    let d = decide(
+        &policy,
+        &archive.backups,
+        &chain,
+        archive.segment_size,
+        OffsetDateTime::now_utc(),
+    );
     let span = match &d.wal_before {
         Some(position) => {
             services
@@ -144,6 +176,7 @@ pub async fn preview(
         delete_wal_files: span.files,
         first_wal: span.first.map(|n| n.to_string()),
         last_wal: span.last.map(|n| n.to_string()),
+        paused: d.paused,
     })
 }
 
@@ -309,6 +342,14 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
+    /// A chain check that finds every backup replayable.
+    fn replayable(backups: &[BackupRow]) -> restore::Chain {
+        restore::Chain {
+            replayable: backups.iter().map(|b| b.id.clone()).collect(),
+            ..Default::default()
+        }
+    }
+
     fn ids(list: &[&BackupRow]) -> Vec<String> {
         list.iter().map(|b| b.id.clone()).collect()
     }
@@ -335,6 +376,7 @@ mod tests {
         let d = decide(
             &policy(Some(2), None, 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -352,6 +394,7 @@ mod tests {
         let d = decide(
             &policy(None, Some(2), 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -361,6 +404,7 @@ mod tests {
         let d = decide(
             &policy(Some(4), Some(1), 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -369,6 +413,7 @@ mod tests {
         let d = decide(
             &policy(None, Some(30), 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -378,6 +423,7 @@ mod tests {
         let d = decide(
             &policy(None, Some(u32::MAX), 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -391,13 +437,26 @@ mod tests {
         let d = decide(
             &policy(Some(1), None, 3),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
-        let d = decide(&policy(None, None, 1), &backups, SegmentSize::DEFAULT, now);
+        let d = decide(
+            &policy(None, None, 1),
+            &backups,
+            &replayable(&backups),
+            SegmentSize::DEFAULT,
+            now,
+        );
         assert!(d.delete.is_empty() && d.wal_before.is_none());
-        let d = decide(&policy(Some(1), None, 1), &[], SegmentSize::DEFAULT, now);
+        let d = decide(
+            &policy(Some(1), None, 1),
+            &[],
+            &replayable(&[]),
+            SegmentSize::DEFAULT,
+            now,
+        );
         assert!(d.wal_before.is_none(), "no backup: the WAL is all there is");
     }
 
@@ -412,6 +471,7 @@ mod tests {
         let d = decide(
             &policy(Some(1), None, 1),
             &backups,
+            &replayable(&backups),
             SegmentSize::DEFAULT,
             now,
         );
@@ -427,7 +487,70 @@ mod tests {
         let mut b = backup("b", 0, 0, now);
         b.start_lsn = Lsn(5 << 30); // segment 5: log 1, segment 1 with four per log id
         let backups = [b];
-        let d = decide(&policy(Some(1), None, 1), &backups, size, now);
+        let d = decide(
+            &policy(Some(1), None, 1),
+            &backups,
+            &replayable(&backups),
+            size,
+            now,
+        );
         assert_eq!(d.wal_before, position("0000000100000001"));
+    }
+
+    #[test]
+    fn only_replayable_backups_count_and_a_gap_pauses_deletion() {
+        let now = OffsetDateTime::now_utc();
+        // Two forged labels far past the archive, newest, with no WAL behind them.
+        let mut backups = history(now);
+        backups.insert(0, backup("fake2", 0x9000_0000, 0, now));
+        backups.insert(0, backup("fake1", 0x9000_0001, 0, now));
+        let mut chain = replayable(&backups);
+        chain.replayable.remove("fake1");
+        chain.replayable.remove("fake2");
+        let d = decide(
+            &policy(Some(2), None, 1),
+            &backups,
+            &chain,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["fake1", "fake2", "d0", "d1"]);
+        assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
+        assert_eq!(d.wal_before, position("0000000100000030"));
+        // Fewer replayable backups than the policy keeps: nothing goes.
+        chain.replayable.remove("d1");
+        chain.replayable.remove("d2");
+        chain.replayable.remove("d3");
+        chain.replayable.remove("d4");
+        let d = decide(
+            &policy(Some(2), None, 1),
+            &backups,
+            &chain,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+        // The window's base must be replayable too: d2 is not, so d3 is the base.
+        let mut chain = replayable(&backups);
+        chain.replayable.remove("d2");
+        let d = decide(
+            &policy(None, Some(2), 1),
+            &backups,
+            &chain,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert_eq!(ids(&d.delete), ["d4"]);
+        // A gap that stops replay from any backup pauses deletion, and says why.
+        chain.broken.insert("d3".into());
+        let d = decide(
+            &policy(Some(1), None, 1),
+            &backups,
+            &chain,
+            SegmentSize::DEFAULT,
+            now,
+        );
+        assert!(d.delete.is_empty() && d.wal_before.is_none());
+        assert!(d.paused.unwrap().contains("after backup d3"));
     }
 }

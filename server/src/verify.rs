@@ -22,7 +22,7 @@ pub async fn verify(
     scrub: bool,
 ) -> Result<VerifyReport, LoadError> {
     let archive = restore::load(services, cluster).await?;
-    let chain_problems = restore::check_chain(&archive);
+    let chain_problems = restore::check_chain(&archive).problems;
     let forks: Vec<String> = restore::forks(&archive)
         .iter()
         .map(ToString::to_string)

@@ -908,3 +908,124 @@ fn a_deleted_cluster_leaves_nothing_behind() {
     let (got, body) = s.gateway.send("PUT", "/v1/clusters/main", &admin, vec![]);
     assert_eq!((got, body["status"].as_str()), (200, Some("new")), "{body}");
 }
+
+/// A base backup's tar as an archiver could forge it: a label starting in segment
+/// `segno` of timeline 1, the cluster's system identifier and major, and no data.
+fn forged_backup(major: u32, sysid: u64, segno: u64) -> Vec<u8> {
+    let lsn = (segno << 24) + 0x28;
+    let label = format!(
+        "START WAL LOCATION: {:X}/{:X} (file 00000001{:08X}{:08X})\nCHECKPOINT LOCATION: {:X}/{:X}\n\
+         BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-12-04 00:00:00 UTC\n\
+         LABEL: forged\nSTART TIMELINE: 1\n",
+        lsn >> 32,
+        lsn & 0xFFFF_FFFF,
+        segno >> 8,
+        segno & 0xFF,
+        (lsn + 0x38) >> 32,
+        (lsn + 0x38) & 0xFFFF_FFFF,
+    );
+    let mut control = vec![0u8; 8192];
+    control[..8].copy_from_slice(&sysid.to_le_bytes());
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        ("backup_label", label.into_bytes()),
+        ("PG_VERSION", format!("{major}\n").into_bytes()),
+        ("global/pg_control", control),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, path, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+/// An archiver's token cannot make retention delete the real backup: forged labels far
+/// past the archive are refused, forged ones near it do not count towards `keep_last`,
+/// and forged WAL that leaves a gap pauses deletion. The real backup then still restores
+/// to the same rows.
+#[test]
+fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup() {
+    let s = setup();
+    let (code, real) = s.backup("-X none", "");
+    assert_eq!(code, 201, "{real}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    let target = s.source.psql("SELECT pg_current_wal_insert_lsn()");
+    let expected = pgbench_checksum(&s.source);
+    s.archive_all();
+    let sysid: u64 = s
+        .source
+        .psql("SELECT system_identifier FROM pg_control_system()")
+        .parse()
+        .unwrap();
+    let newest = s.source.archive_current();
+    let newest = u64::from_str_radix(&newest[8..16], 16).unwrap() * 256
+        + u64::from_str_radix(&newest[16..24], 16).unwrap();
+    let major = s.source.pg.major;
+    let archiver = s.gateway.token("main", "archiver");
+    let push = |body: Vec<u8>| {
+        s.gateway
+            .send("POST", "/v1/clusters/main/backups", &archiver, body)
+    };
+
+    // Far past the archive: refused, nothing kept.
+    let (code, refused) = push(forged_backup(major, sysid, newest + 100_000));
+    assert_eq!(code, 409, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("past the newest WAL archived"),
+        "{refused}"
+    );
+    assert_eq!(s.list().len(), 1);
+    // Near it, with no WAL behind them: stored, but they do not count.
+    for n in [newest + 5, newest + 6] {
+        let (code, forged) = push(forged_backup(major, sysid, n));
+        assert_eq!(code, 201, "{forged}");
+    }
+    let (code, preview) = s.admin(
+        "PUT",
+        "/v1/clusters/main/retention",
+        Some(serde_json::json!({"keep_last": 1})),
+    );
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(
+        preview["delete_backups"],
+        serde_json::json!([]),
+        "{preview}"
+    );
+    assert_eq!(preview["keep"].as_array().unwrap().len(), 3, "{preview}");
+
+    // Forged WAL for them leaves a gap after the real backup: nothing is deleted.
+    let segment = walgate_tests::synthetic_segment_of(major, sysid, 1, newest + 5, 0);
+    let name = format!(
+        "00000001{:08X}{:08X}",
+        (newest + 5) >> 8,
+        (newest + 5) & 0xFF
+    );
+    let (code, stored) = s.gateway.send(
+        "PUT",
+        &format!("/v1/clusters/main/wal/{name}"),
+        &archiver,
+        segment,
+    );
+    assert!(code == 201 || code == 200, "{code} {stored}");
+    let (code, ran) = s.admin("POST", "/v1/clusters/main/retention/run?confirm=true", None);
+    assert_eq!(code, 200, "{ran}");
+    assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
+    assert!(
+        ran["paused"]
+            .as_str()
+            .unwrap()
+            .contains(real["id"].as_str().unwrap()),
+        "{ran}"
+    );
+    assert!(s.list().iter().any(|b| b["id"] == real["id"]));
+
+    let (code, plan) = s.plan(&format!("?target_lsn={target}"));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["backup"]["id"], real["id"]);
+    assert_eq!(pgbench_checksum(&s.restore_plan(&plan)), expected);
+}

@@ -191,7 +191,9 @@ impl From<BackupError> for ApiError {
             B::WrongSystem { .. } | B::WrongVersion { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::WrongSystem)
             }
-            B::Duplicate(_) | B::Incremental(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            B::Duplicate(_) | B::Incremental(_) | B::BeyondArchive { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
             B::Catalog(c) => return Self::catalog(c),
@@ -208,6 +210,7 @@ impl From<RetentionError> for ApiError {
             RetentionError::Catalog(c) => c.into(),
             RetentionError::Storage(s) => s.into(),
             RetentionError::Backup(b) => b.into(),
+            RetentionError::Load(l) => l.into(),
         }
     }
 }

@@ -164,7 +164,7 @@ async fn cluster_view(
                 .wal_volume(&name, now - time::Duration::days(pages::CHART_DAYS))
                 .await?,
             timelines: restore::timelines(&archive),
-            chain_problems: restore::check_chain(&archive),
+            chain_problems: restore::check_chain(&archive).problems,
             forks: restore::forks(&archive)
                 .iter()
                 .map(ToString::to_string)
