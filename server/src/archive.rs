@@ -231,17 +231,13 @@ fn read_up_to(body: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// The most of a refused WAL body read to its end before answering.
 const DRAIN_MAX: u64 = 64 << 20;
 
-/// The largest body `name` may have, given the cluster's pinned segment size if any.
+/// The largest body `name` may have: the cluster's pinned segment size for a segment,
+/// the largest there is for a cluster's first, and the most a text file may hold for
+/// the others.
 fn size_limit(name: WalFileName, pinned: Option<Identity>) -> u64 {
-    file_size(name, pinned, SegmentSize::MAX.into())
-}
-
-/// The size of `name`: the cluster's pinned segment size for a segment, `unpinned` for
-/// a cluster's first, and the most a text file may hold for the others.
-fn file_size(name: WalFileName, pinned: Option<Identity>, unpinned: u64) -> u64 {
     match (name.wal_segment(), pinned) {
         (Some(_), Some(id)) => id.segment_size.bytes(),
-        (Some(_), None) => unpinned,
+        (Some(_), None) => SegmentSize::MAX.into(),
         (None, _) => MAX_TEXT_FILE,
     }
 }
@@ -255,14 +251,15 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// in flight: for a zstd body, the body as stored (at most its declared length) and the
 /// decoder's window; for a raw body, its compressed copy (the whole file when it does not
 /// compress) and the multi-threaded compressor's buffers, about as much again. A
-/// cluster's first segment, its size not known yet, counts as the default 16 MiB.
+/// cluster's first segment may claim any segment size up to 1 GiB in its header, so
+/// only its declared length bounds it.
 fn memory_needed(
     name: WalFileName,
     pinned: Option<Identity>,
     encoding: Encoding,
     declared_len: Option<u64>,
 ) -> u64 {
-    let size = file_size(name, pinned, SegmentSize::DEFAULT.bytes());
+    let size = size_limit(name, pinned);
     let buffers = match encoding {
         Encoding::Zstd => {
             let body = declared_len
@@ -270,7 +267,7 @@ fn memory_needed(
                 .min(zstd_limit(size));
             body + size.min(1 << ZSTD_WINDOW_LOG_MAX)
         }
-        _ => 2 * size,
+        _ => 2 * declared_len.unwrap_or(size).min(size),
     };
     buffers + (1 << 20)
 }
@@ -654,4 +651,39 @@ pub(crate) async fn read_stored(
     })
     .await
     .expect("hash worker panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_reserved_for_what_a_first_segment_can_claim() {
+        let name: WalFileName = "000000010000000000000003".parse().unwrap();
+        let pinned = Identity {
+            system_identifier: 1,
+            segment_size: SegmentSize::DEFAULT,
+            pg_version: Some(17),
+        };
+        let mib = 1u64 << 20;
+        // Pinned: twice the segment for a raw body, the body and a window for zstd.
+        assert_eq!(
+            memory_needed(name, Some(pinned), Encoding::Identity, None),
+            33 * mib
+        );
+        assert_eq!(
+            memory_needed(name, Some(pinned), Encoding::Zstd, Some(4 * mib)),
+            13 * mib
+        );
+        // A cluster's first segment may say it is 1 GiB: only its length bounds it.
+        assert_eq!(
+            memory_needed(name, None, Encoding::Identity, None),
+            2049 * mib
+        );
+        assert_eq!(
+            memory_needed(name, None, Encoding::Identity, Some(16 * mib)),
+            33 * mib
+        );
+        assert!(memory_needed(name, None, Encoding::Zstd, None) > 1024 * mib);
+    }
 }

@@ -27,12 +27,16 @@ use walgate_core::api;
 use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Timeline};
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
+use crate::limits::{MemoryBudget, Reserved};
 use crate::storage::{StorageError, Store, Writer, layout};
 use crate::stream::{Encoding, Tee, channel_reader, drain, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
 const MAX_MANIFEST: u64 = 512 << 20;
+/// The memory all backup manifests read so far and not yet stored may take together:
+/// uploads past it wait for their turn to read theirs.
+pub const MANIFEST_MEMORY: u64 = MAX_MANIFEST;
 /// Compressed output is handed to the uploader in chunks of this size.
 const EVENT_CHUNK: usize = 1 << 20;
 
@@ -95,8 +99,14 @@ struct Summary {
     system_identifier: Option<u64>,
     /// The major version in its `PG_VERSION` file.
     pg_version: Option<u32>,
-    manifest: Option<Vec<u8>>,
+    manifest: Option<HeldManifest>,
     end: Option<(Timeline, Lsn)>,
+}
+
+/// A backup manifest read into memory, counted in the manifest budget until stored.
+struct HeldManifest {
+    bytes: Vec<u8>,
+    _memory: Reserved,
 }
 
 /// A `Write` that hands compressed output to the uploader in `EVENT_CHUNK` pieces, and
@@ -237,17 +247,21 @@ impl<W: Write> Write for Framed<W> {
 struct Parsed {
     system_identifier: Option<u64>,
     pg_version: Option<u32>,
-    manifest: Option<Vec<u8>>,
+    manifest: Option<HeldManifest>,
 }
 
 /// The blocking half: decode, hash and parse the tar stream, and send it to storage
 /// compressed (a zstd body as it came, anything else compressed here).
 fn read_backup(
     body: impl Read,
-    encoding: Encoding,
-    level: i32,
+    upload: Upload,
     events: mpsc::Sender<Event>,
 ) -> Result<Summary, BackupError> {
+    let Upload {
+        level,
+        encoding,
+        manifests,
+    } = upload;
     let label_sent = Arc::new(AtomicBool::new(false));
     let sink = EventSink {
         tx: events.clone(),
@@ -266,7 +280,7 @@ fn read_backup(
         Encoding::Zstd => {
             // The client's frames are stored as sent; the decoded tar is only parsed.
             let decoder = zstd::Decoder::new(Tee::new(body, sink)).map_err(BackupError::Body)?;
-            let (tee, parsed) = parse(decoder, io::sink(), send_label)?;
+            let (tee, parsed) = parse(decoder, io::sink(), &manifests, send_label)?;
             let mut raw = tee.inner.finish().into_inner();
             refuse_trailing(&mut raw).map_err(BackupError::Body)?;
             raw.out.flush().map_err(BackupError::Body)?;
@@ -278,7 +292,7 @@ fn read_backup(
                 _ => Box::new(body),
             };
             let encoder = Framed::new(sink, level).map_err(BackupError::Body)?;
-            let (tee, parsed) = parse(decoded, encoder, send_label)?;
+            let (tee, parsed) = parse(decoded, encoder, &manifests, send_label)?;
             let mut sink = tee.out.finish().map_err(BackupError::Body)?;
             sink.flush().map_err(BackupError::Body)?;
             (sink.sha, tee.bytes, parsed)
@@ -286,8 +300,8 @@ fn read_backup(
     };
     let end = parsed
         .manifest
-        .as_deref()
-        .map(manifest_end)
+        .as_ref()
+        .map(|m| manifest_end(&m.bytes))
         .transpose()?
         .flatten();
     Ok(Summary {
@@ -305,6 +319,7 @@ fn read_backup(
 fn parse<R: Read, W: Write>(
     decoded: R,
     out: W,
+    manifests: &MemoryBudget,
     on_label: impl FnOnce(BackupLabel) -> Result<(), BackupError>,
 ) -> Result<(Tee<R, W>, Parsed), BackupError> {
     let tee = Tee::new(decoded, out);
@@ -369,7 +384,12 @@ fn parse<R: Read, W: Write>(
                 BackupError::NotABackup("PG_VERSION does not hold a major version".into())
             })?);
         } else if path == "backup_manifest" {
-            parsed.manifest = Some(read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?);
+            // Counted before it is read: the header says how large it is.
+            let memory = manifests.reserve_blocking(entry.size().min(MAX_MANIFEST + 1));
+            parsed.manifest = Some(HeldManifest {
+                bytes: read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?,
+                _memory: memory,
+            });
         }
         last = path;
     }
@@ -452,13 +472,21 @@ const REFUSED_DRAIN_MAX: u64 = 256 << 20;
 const REFUSED_DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 const REFUSED_DRAIN_TOTAL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How a backup upload is read.
+pub struct Upload {
+    /// The zstd level a body not sent as zstd is compressed at.
+    pub level: i32,
+    pub encoding: Encoding,
+    /// The budget its manifest is read within.
+    pub manifests: MemoryBudget,
+}
+
 /// Receives one base backup from `body` and stores it; returns the completed row.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
     store: &Store,
-    level: i32,
     cluster: &ClusterName,
-    encoding: Encoding,
+    upload: Upload,
     body: S,
 ) -> Result<BackupRow, BackupError>
 where
@@ -475,8 +503,7 @@ where
         body
     });
     let reader = channel_reader(body_rx);
-    let worker =
-        tokio::task::spawn_blocking(move || read_backup(reader, encoding, level, event_tx));
+    let worker = tokio::task::spawn_blocking(move || read_backup(reader, upload, event_tx));
 
     let mut upload: Option<(BackupRow, Writer)> = None;
     let mut failure: Option<BackupError> = None;
@@ -651,7 +678,7 @@ async fn finish(
     if let Some(manifest) = summary.manifest {
         // Moved, not copied: a manifest may be hundreds of MiB.
         store
-            .put_new(&keys.manifest, PutPayload::from(manifest))
+            .put_new(&keys.manifest, PutPayload::from(manifest.bytes))
             .await?;
     }
     row.status = BackupStatus::Complete;
@@ -813,6 +840,53 @@ pub async fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar of a backup label and a manifest of `manifest_len` bytes.
+    fn tar_with_manifest(manifest_len: usize) -> Vec<u8> {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+            CHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n";
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("backup_label", label.as_bytes().to_vec()),
+            ("backup_manifest", vec![b' '; manifest_len]),
+        ] {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            tar.append_data(&mut header, path, &data[..]).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn manifests_are_read_within_their_memory_budget() {
+        let budget = MemoryBudget::new(1 << 20);
+        let held = budget.reserve(1 << 20).await;
+        let reading = tokio::task::spawn_blocking({
+            let budget = budget.clone();
+            move || {
+                let tar = tar_with_manifest(600 << 10);
+                parse(&tar[..], io::sink(), &budget, |_| Ok(())).map(|(_, parsed)| parsed)
+            }
+        });
+        // It waits for the memory before reading its manifest, and reads it once free.
+        while budget.waiting() == 0 && !reading.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !reading.is_finished(),
+            "it read its manifest without memory"
+        );
+        drop(held);
+        let parsed = reading.await.unwrap().unwrap();
+        assert_eq!(parsed.manifest.as_ref().unwrap().bytes.len(), 600 << 10);
+        // While it is held, 600 KiB of the budget are taken.
+        let rest = budget.reserve(400 << 10).await;
+        let mut more = Box::pin(budget.reserve(100 << 10));
+        assert!(futures_util::FutureExt::now_or_never(more.as_mut()).is_none());
+        drop((parsed, rest));
+        more.await;
+    }
 
     #[test]
     fn manifest_end_is_where_the_newest_wal_range_ends() {

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod auth;
 pub mod backup;
 pub mod catalog;
+pub mod connections;
 pub mod fleet;
 pub mod http;
 pub mod jobs;

@@ -233,6 +233,9 @@ async fn main() -> anyhow::Result<()> {
     // One crypto provider for every TLS user in the process (rustls refuses to guess
     // when more than one is compiled in).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The catalog, the local store's objects (database contents) and keys are for this
+    // user alone, whatever umask the shell or container gave.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     match settings::parse::<Cli>()?.command {
         Command::Serve(settings) => {
             init_logs(settings.log_format);
@@ -398,15 +401,31 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let header_timeout = settings
         .wal_idle_timeout
         .min(std::time::Duration::from_secs(30));
+    let cap = walgate::connections::Capped::new(
+        settings
+            .max_connections
+            .unwrap_or_else(walgate::connections::default_cap),
+    );
+    let last_accept_error = std::sync::Mutex::new(None);
     let mut server = axum_server::from_tcp(listener)?
         .handle(handle)
-        .first_request_timeout(header_timeout);
+        .first_request_timeout(header_timeout)
+        .accept_error_handler(move |addr, error| {
+            // With an address, the cap closed it and has said so.
+            if addr.is_none() {
+                walgate::connections::accept_failed(&last_accept_error, error);
+            }
+        });
     server
         .http_builder()
         .http1()
         .header_read_timeout(header_timeout);
     match &tls_files {
-        None => server.serve(service).await.context("serve HTTP")?,
+        None => server
+            .acceptor(cap)
+            .serve(service)
+            .await
+            .context("serve HTTP")?,
         Some(files) => {
             let config = RustlsConfig::from_pem_file(&files.cert, &files.key)
                 .await
@@ -419,7 +438,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 })?;
             tokio::spawn(tls::reload(config.clone(), files.clone()));
             server
-                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(cap))
                 .serve(service)
                 .await
                 .context("serve HTTPS")?

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::auth;
 use crate::catalog::{self, Catalog};
-use crate::limits::{Bandwidth, Uploads, WalMemory};
+use crate::limits::{Bandwidth, MemoryBudget, Uploads};
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::storage::Targets;
@@ -34,7 +34,9 @@ pub struct Services {
 #[derive(Clone)]
 pub struct Limits {
     /// The memory WAL uploads in progress hold, within its budget.
-    pub wal_memory: WalMemory,
+    pub wal_memory: MemoryBudget,
+    /// The memory backup manifests held until stored take, within theirs.
+    pub manifest_memory: MemoryBudget,
     /// Base backup uploads running now, within their limits.
     pub uploads: Uploads,
     /// Base backup bandwidth, overall and per cluster.
@@ -64,7 +66,8 @@ impl Services {
             storage,
             auth,
             limits: Limits {
-                wal_memory: WalMemory::new(settings.wal_memory.0),
+                wal_memory: MemoryBudget::new(settings.wal_memory.0),
+                manifest_memory: MemoryBudget::new(crate::backup::MANIFEST_MEMORY),
                 uploads: Uploads::new(settings.upload_limits()),
                 bandwidth: Bandwidth::new(settings.backup_rates()),
             },

@@ -199,6 +199,11 @@ pub struct Settings {
         default_value = "512MiB"
     )]
     pub wal_memory: Size,
+    /// The most connections held open at once; more are closed at once, with a log line.
+    /// Default: the open-file limit (raised to its hard limit at start; set
+    /// `LimitNOFILE` in the unit) less 256 kept for the catalog and the store.
+    #[arg(long, env = "WALGATE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]

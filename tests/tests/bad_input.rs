@@ -366,6 +366,133 @@ fn connections_that_never_send_their_headers_are_closed() {
     assert_eq!(r.status(), 200);
 }
 
+/// Sends `head` and then `piece` about every second, reading for the answer in between,
+/// until the gateway answers or closes (at most `deadline`); returns the answer.
+fn trickle(addr: &str, head: &str, piece: &[u8], deadline: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < deadline {
+        if s.write_all(piece).is_err() {
+            break; // closed: the answer is waiting
+        }
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(_) => break,
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Bodies that trickle, never silent long enough for an idle limit: a WAL upload is
+/// given up (408) once it falls behind 64 KiB/s past its grace, and a sign-in form once
+/// behind 1 KiB/s past 10 s; neither holds its memory or connection for ever, and a
+/// real push goes through afterwards.
+#[test]
+fn bodies_that_trickle_are_given_up() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let addr = env.gateway.url.trim_start_matches("http://").to_owned();
+    let wal = format!(
+        "PUT /v1/clusters/main/wal/000000010000000000000004 HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {archiver}\r\nContent-Length: {SEG}\r\n\r\n"
+    );
+    let body = segment(SYSID, 4);
+    let answer = trickle(&addr, &wal, &body[..1024], Duration::from_secs(120));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("too slowly"), "{answer}");
+
+    let login = format!(
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 100000\r\n\r\n"
+    );
+    let answer = trickle(&addr, &login, b"token=aaaaa", Duration::from_secs(120));
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+
+    let file = env.file("seg", &body);
+    let path = "/v1/clusters/main/wal/000000010000000000000004";
+    assert_eq!(env.put(Some(&archiver), path, &file).0, 201);
+}
+
+/// Past its connection limit the gateway closes new connections at once and says so
+/// in its log, instead of running out of file descriptors; once they go, it serves.
+#[test]
+fn connections_past_the_limit_are_closed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway =
+        Gateway::start_serving(&dir.path().join("data"), &[], &["--max-connections", "8"]);
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    // Silent connections wait up to 30 s for their headers; the ninth is closed at once.
+    let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let mut ninth = TcpStream::connect(&addr).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match std::io::Read::read(&mut ninth, &mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection past the limit stayed open: {other:?}"),
+    }
+    wait_until(Duration::from_secs(30), "the limit to be logged", || {
+        gateway.log().contains("connection limit reached")
+    });
+    drop(held);
+    wait_until(
+        Duration::from_secs(30),
+        "the gateway to serve again",
+        || {
+            walgate_tests::agent()
+                .get(format!("{}/healthz", gateway.url))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        },
+    );
+}
+
+/// Whatever the umask it is started under (Debian's is 022), the gateway creates its
+/// catalog, keys and stored objects (database contents) for its own user alone.
+#[test]
+fn the_data_directory_is_private_whatever_the_umask() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let file = env.file("seg", &segment(SYSID, 3));
+    let path = "/v1/clusters/main/wal/000000010000000000000003";
+    assert_eq!(env.put(Some(&archiver), path, &file).0, 201);
+    let mut paths = walk_all(&env.gateway.data_dir);
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("000000010000000000000003.zst"))
+    );
+    let mut stack = vec![env.gateway.data_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+                paths.push(e.path());
+            }
+        }
+    }
+    paths.push(env.gateway.data_dir.clone());
+    for p in paths {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {:o}", p.display(), mode & 0o777);
+    }
+}
+
 fn walk_all(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -91,9 +91,15 @@ async fn post_backup(
         .bandwidth
         .throttle(&cluster, body.into_data_stream())
         .take_until(Box::pin(state.cut_uploads.clone().cancelled_owned()));
+    let manifests = state.services.limits.manifest_memory.clone();
     let row = tokio::spawn(async move {
         let _slot = slot;
-        backup::push(catalog.as_ref(), &store, level, &name, encoding, body).await
+        let upload = backup::Upload {
+            level,
+            encoding,
+            manifests,
+        };
+        backup::push(catalog.as_ref(), &store, &name, upload, body).await
     })
     .await
     .expect("backup upload task panicked")?;

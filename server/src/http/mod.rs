@@ -10,6 +10,7 @@ mod extract;
 pub mod forwarded;
 mod health;
 mod metrics;
+pub mod pace;
 pub(crate) mod restore;
 mod retention;
 mod tokens;
@@ -204,6 +205,10 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pace::pace,
         ));
     let doc = std::sync::Arc::new(openapi());
     router

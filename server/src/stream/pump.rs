@@ -26,7 +26,22 @@ where
             }
         },
     };
-    next.map(|chunk| chunk.map_err(io::Error::other))
+    next.map(|chunk| chunk.map_err(to_io))
+}
+
+/// A body's error as an I/O error, keeping a timeout's kind (a body too slow for its
+/// pace fails with one, wrapped by the HTTP layers) so that it is told from a cut body.
+fn to_io<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::TimedOut
+        {
+            return io::Error::new(io::ErrorKind::TimedOut, io.to_string());
+        }
+        source = s.source();
+    }
+    io::Error::other(e)
 }
 
 /// Forwards a request body to a worker's channel until the body ends, fails or stays

@@ -1,15 +1,17 @@
-//! The memory WAL uploads in progress may hold. WAL is never refused for backups' sake (a
-//! push that fails fills pg_wal on the database host): past its budget an upload waits
-//! its turn, and is told to retry (503) only after waiting as long as a silent body may.
+//! Memory budgets: what uploads in progress may hold in memory. WAL uploads have one of
+//! their own, never shared with backups (a WAL push that fails fills pg_wal on the
+//! database host): past it an upload waits its turn, and is told to retry (503) only
+//! after waiting as long as a silent body may. Backup manifests, read whole, have
+//! another.
 
 use std::sync::Arc;
 
-/// The memory WAL uploads in progress may hold: each reserves the most it can buffer
-/// before it reads its body, and releases it when done. Past the budget, uploads wait
-/// first come first served, their bodies unread (TCP pushes back on the host), so a
-/// fleet reconnecting at once after an outage cannot run the gateway out of memory.
+/// Memory uploads in progress may hold: each reserves the most it can buffer before it
+/// reads it, and releases it when done. Past the budget, uploads wait first come first
+/// served, their bodies unread (TCP pushes back on the host), so a fleet reconnecting
+/// at once after an outage cannot run the gateway out of memory.
 #[derive(Clone)]
-pub struct WalMemory {
+pub struct MemoryBudget {
     /// In KiB, the semaphore's unit.
     budget_kib: u32,
     free: Arc<tokio::sync::Semaphore>,
@@ -21,10 +23,10 @@ pub struct Reserved {
     _held: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl WalMemory {
+impl MemoryBudget {
     pub fn new(budget_bytes: u64) -> Self {
         let budget_kib = (budget_bytes >> 10).clamp(1, u64::from(u32::MAX)) as u32;
-        WalMemory {
+        MemoryBudget {
             budget_kib,
             free: Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
             waiting: Default::default(),
@@ -46,13 +48,18 @@ impl WalMemory {
         }
     }
 
-    /// How many WAL uploads wait for memory now.
+    /// [`Self::reserve`] from a blocking worker thread.
+    pub fn reserve_blocking(&self, bytes: u64) -> Reserved {
+        tokio::runtime::Handle::current().block_on(self.reserve(bytes))
+    }
+
+    /// How many uploads wait for memory now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-/// One upload counted in [`WalMemory::waiting`] while this lives.
+/// One upload counted in [`MemoryBudget::waiting`] while this lives.
 struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
 
 impl<'a> Waiting<'a> {
@@ -75,7 +82,7 @@ mod tests {
 
     #[tokio::test]
     async fn uploads_past_the_budget_wait_in_turn_and_are_counted() {
-        let memory = WalMemory::new(32 << 20);
+        let memory = MemoryBudget::new(32 << 20);
         let first = memory.reserve(20 << 20).await;
         let mut second = Box::pin(memory.reserve(20 << 20));
         // Polled once: it cannot have its memory while the first holds it.
@@ -93,7 +100,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_that_gives_up_waiting_is_no_longer_counted() {
-        let memory = WalMemory::new(1 << 20);
+        let memory = MemoryBudget::new(1 << 20);
         let _held = memory.reserve(1 << 20).await;
         let waited =
             tokio::time::timeout(std::time::Duration::from_millis(10), memory.reserve(1)).await;
