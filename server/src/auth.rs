@@ -86,6 +86,7 @@ impl Keys {
         use std::os::unix::fs::OpenOptionsExt as _;
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                check_private(path)?;
                 let secret = hex::decode(text.trim())
                     .ok()
                     .filter(|s| s.len() >= 32)
@@ -235,6 +236,25 @@ impl Authority {
     }
 }
 
+/// Anyone who can read the signing key can forge any token. A key readable by every
+/// local user is refused; one readable by its group (a Kubernetes secret mounted with
+/// `fsGroup`) is allowed with a warning.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o007 == 0,
+        "signing key file {} is readable by every local user (mode {mode:o}): anyone who read it \
+         can forge tokens. `chmod 600` it, and if others may have read it, replace it with a new \
+         key (`openssl rand -hex 32`) and issue every token again",
+        path.display()
+    );
+    if mode & 0o070 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the signing key file is readable by its group: make sure only the gateway's user is in it");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +265,25 @@ mod tests {
         let url = format!("sqlite://{}/c.db", dir.path().display());
         let catalog = Arc::new(SqliteCatalog::open(&url).await.unwrap());
         (dir, Authority::new(Keys::from_secret(&[7; 32]), catalog))
+    }
+
+    #[test]
+    fn a_signing_key_every_local_user_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        Keys::load_or_create(&path).unwrap();
+        let mode = |m| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+        mode(0o644).unwrap();
+        let err = Keys::load_or_create(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("readable by every local user (mode 644)"),
+            "{err}"
+        );
+        for allowed in [0o600, 0o400, 0o640] {
+            mode(allowed).unwrap();
+            Keys::load_or_create(&path).unwrap();
+        }
     }
 
     #[tokio::test]

@@ -32,6 +32,12 @@ pub enum WalOp {
 /// How many recent errors are kept per cluster.
 const RECENT_ERRORS: usize = 20;
 
+/// The most clusters the per-cluster counters and error lists hold. A token scoped to
+/// every cluster may name clusters that do not exist; past this the cluster whose
+/// newest error is oldest makes room, and WAL counters of clusters not yet counted are
+/// no longer kept (the route counters still count every request).
+const MAX_CLUSTERS: usize = 20_000;
+
 /// A request about a cluster that failed, as the dashboard lists it.
 #[derive(Debug, Clone)]
 pub struct RecentError {
@@ -78,7 +84,11 @@ impl Metrics {
     /// Records one WAL push or fetch of `bytes` (as sent on the wire).
     pub fn wal(&self, cluster: &str, op: WalOp, ok: bool, bytes: u64) {
         let mut c = self.0.lock().expect("no panics hold this lock");
-        let e = c.wal.entry((cluster.to_owned(), op, ok)).or_default();
+        let key = (cluster.to_owned(), op, ok);
+        if c.wal.len() >= 4 * MAX_CLUSTERS && !c.wal.contains_key(&key) {
+            return;
+        }
+        let e = c.wal.entry(key).or_default();
         e.0 += 1;
         e.1 += bytes;
     }
@@ -92,6 +102,16 @@ impl Metrics {
         error: &walgate_core::api::ErrorBody,
     ) {
         let mut c = self.0.lock().expect("no panics hold this lock");
+        if c.errors.len() >= MAX_CLUSTERS && !c.errors.contains_key(cluster) {
+            let stalest = c
+                .errors
+                .iter()
+                .min_by_key(|(_, recent)| recent.back().map(|e| e.at))
+                .map(|(name, _)| name.clone());
+            if let Some(name) = stalest {
+                c.errors.remove(&name);
+            }
+        }
         let recent = c.errors.entry(cluster.to_owned()).or_default();
         if recent.len() == RECENT_ERRORS {
             recent.pop_front();
@@ -362,5 +382,38 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
     }
     for (target, bytes) in per_target {
         let _ = writeln!(out, "walgate_storage_bytes{{target=\"{target}\"}} {bytes}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walgate_core::api::{ErrorBody, ErrorCode};
+
+    #[test]
+    fn invented_cluster_names_cannot_grow_the_counters_without_bound() {
+        let m = Metrics::default();
+        let body = ErrorBody {
+            error: ErrorCode::NotFound,
+            message: "no cluster".into(),
+        };
+        for n in 0..MAX_CLUSTERS + 50 {
+            let name = format!("invented-{n}");
+            m.error(&name, "GET /v1/clusters/{cluster}".into(), 404, &body);
+            m.wal(&name, WalOp::Fetch, false, 0);
+        }
+        let c = m.0.lock().unwrap();
+        assert_eq!(c.errors.len(), MAX_CLUSTERS);
+        assert_eq!(c.wal.len(), MAX_CLUSTERS + 50);
+        // The newest are kept; the stalest made room.
+        assert!(
+            c.errors
+                .contains_key(&format!("invented-{}", MAX_CLUSTERS + 49))
+        );
+        drop(c);
+        for n in 0..4 * MAX_CLUSTERS {
+            m.wal(&format!("more-{n}"), WalOp::Push, true, 1);
+        }
+        assert_eq!(m.0.lock().unwrap().wal.len(), 4 * MAX_CLUSTERS);
     }
 }

@@ -153,6 +153,12 @@ pub struct Settings {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<Network>,
+    /// The URL database hosts reach the gateway at (e.g. `https://backup.example.com`),
+    /// used in the commands restore plans and the dashboard give. Without it, the
+    /// request's own `Host` (or a trusted proxy's `X-Forwarded-Host`) is used, when it
+    /// is a well-formed host name.
+    #[arg(long, env = "WALGATE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<crate::http::forwarded::PublicUrl>,
     /// Bandwidth for base backup uploads and restores through this gateway, per second
     /// (e.g. `200MiB`; `0`: unlimited). WAL is never throttled. Re-read from the config
     /// file on SIGHUP.

@@ -1288,14 +1288,20 @@ async fn admins_manage_tokens_within_their_scope() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (s, _, _) = f
+    // Another scope's token answers as an unknown one: neither is named.
+    let (s, _, refused) = f
         .call(
             Method::DELETE,
             &format!("/v1/tokens/{root_id}"),
             Some(&main_admin),
         )
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!String::from_utf8_lossy(&refused).contains('*'));
+    let (s, _, _) = f
+        .call(Method::DELETE, "/v1/tokens/nope", Some(&main_admin))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = f
         .call(
             Method::DELETE,
@@ -1505,4 +1511,108 @@ async fn dashboard_pages_follow_the_token_scope() {
     let (s, h, _) = page("/").await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert!(h["location"].to_str().unwrap().starts_with("/login"));
+}
+
+/// Sign-in and sign-out take form posts from the gateway's own pages only: a browser
+/// names the page's site in `Origin` (or `Sec-Fetch-Site`), and another site's form
+/// is refused. Clients that are no browsers (curl) send neither and are served.
+#[tokio::test]
+async fn sign_in_and_out_refuse_other_sites() {
+    let f = Fixture::new().await;
+    let viewer = f.token("*", Role::Viewer).await;
+    let form = format!("token={viewer}").into_bytes();
+    let post = |uri: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let f = &f;
+        let form = form.clone();
+        async move {
+            let mut headers = vec![
+                ("host", "gw.example:8432"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ];
+            headers.extend_from_slice(extra);
+            let (s, h, _) = f.send(Method::POST, uri, None, &headers, form).await;
+            (s, h.get("set-cookie").is_some())
+        }
+    };
+    for hostile in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+    ] {
+        assert_eq!(
+            post("/login", hostile).await,
+            (StatusCode::FORBIDDEN, false)
+        );
+        assert_eq!(
+            post("/logout", hostile).await,
+            (StatusCode::FORBIDDEN, false)
+        );
+    }
+    for own in [
+        &[("origin", "http://gw.example:8432")][..],
+        &[("origin", "https://gw.example:8432")],
+        &[("sec-fetch-site", "same-origin")],
+        // What Chromium sends from a page with `Referrer-Policy: no-referrer`.
+        &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        &[],
+    ] {
+        assert_eq!(post("/login", own).await, (StatusCode::SEE_OTHER, true));
+        assert_eq!(post("/logout", own).await, (StatusCode::SEE_OTHER, true));
+    }
+}
+
+/// The `restore_command` of `main`'s plan, asked for with `host`.
+async fn planned_restore_command(f: &Fixture, token: &str, host: &str) -> String {
+    let (s, _, b) = f
+        .send(
+            Method::GET,
+            "/v1/clusters/main/restore-plan",
+            Some(token),
+            &[("host", host)],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let plan: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    plan["recovery_settings"]["restore_command"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The request's `Host` goes into the shell command a restore plan gives: a malformed
+/// one is not believed (the plan says GATEWAY instead), and a configured public URL
+/// wins over any header.
+#[tokio::test]
+async fn restore_plans_do_not_echo_hostile_hosts() {
+    for flags in [&[][..], &["--public-url", "https://backup.example.com"]] {
+        let f = Fixture::serving(flags).await;
+        let token = f.token("main", Role::Archiver).await;
+        let third = "000000010000000000000003";
+        let (status, body) = f.put(&token, "main", third, segment(SYSID, 1, 3, 0)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, _, _) = f
+            .send(
+                Method::POST,
+                "/v1/clusters/main/backups",
+                Some(&token),
+                &[],
+                small_backup(15),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let viewer = f.token("main", Role::Viewer).await;
+        let hostile = planned_restore_command(&f, &viewer, "x;touch${IFS}pwned;#").await;
+        assert!(!hostile.contains("pwned"), "{hostile}");
+        let fine = planned_restore_command(&f, &viewer, "gw.example:8432").await;
+        if flags.is_empty() {
+            assert!(hostile.contains("http://GATEWAY:8432/"), "{hostile}");
+            assert!(fine.contains("http://gw.example:8432/"), "{fine}");
+        } else {
+            assert!(hostile.contains("https://backup.example.com/"), "{hostile}");
+            assert!(fine.contains("https://backup.example.com/"), "{fine}");
+        }
+    }
 }

@@ -96,3 +96,50 @@ fn clusters_stay_on_their_own_target() {
         assert_eq!(status, 200);
     }
 }
+
+/// `/readyz` needs no token: it tells anyone whether each target works, but only a
+/// token's holder why one fails (store errors name buckets and endpoints), and callers
+/// share one probe of the stores every few seconds, however often they ask.
+#[test]
+fn readiness_tells_strangers_little_and_probes_the_stores_sparingly() {
+    let dir = gateway_dir();
+    let a = dir.path().join("a");
+    let config = dir.path().join("walgate.toml");
+    let text = format!(
+        "default_target = \"a\"\n[targets.a]\nurl = \"file://{}\"\n",
+        a.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let gateway = Gateway::with_config(dir.path(), &config);
+    let viewer = gateway.token("*", "viewer");
+    // The target's directory replaced by a file: nothing can be written there.
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::write(&a, b"not a directory").unwrap();
+    walgate_tests::wait_until(
+        std::time::Duration::from_secs(60),
+        "/readyz to report the broken target",
+        || gateway.get("/readyz", None).status() == 503,
+    );
+    let stranger: serde_json::Value =
+        serde_json::from_slice(&walgate_tests::body_bytes(gateway.get("/readyz", None))).unwrap();
+    assert_eq!(stranger["targets"]["a"], "failed", "{stranger}");
+    let (status, holder) = gateway.send("GET", "/readyz", &viewer, vec![]);
+    assert_eq!(status, 503);
+    let why = holder["targets"]["a"].as_str().unwrap();
+    assert!(why != "failed" && why != "ok", "{holder}");
+
+    // Many calls, few probes: each failed probe logs one warning.
+    let probes = || gateway.log().matches("readiness: storage").count();
+    let before = probes();
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        assert_eq!(gateway.get("/readyz", None).status(), 503);
+    }
+    let most = 2 + started.elapsed().as_secs() / 5;
+    let made = (probes() - before) as u64;
+    assert!(
+        made <= most,
+        "{made} probes for 50 calls in {:?}",
+        started.elapsed()
+    );
+}

@@ -1,6 +1,8 @@
-//! Who is asking, and at which address they reached the gateway: from the connection,
-//! or from `X-Forwarded-For`/`-Proto`/`-Host` when (and only when) the connection comes
-//! from a configured reverse proxy. Anyone else could forge those headers.
+//! Who is asking, and at which address they reached the gateway: the configured public
+//! URL, else the connection, or `X-Forwarded-For`/`-Proto`/`-Host` when (and only when)
+//! the connection comes from a configured reverse proxy. Anyone else could forge those
+//! headers. The host ends up in shell commands restore plans give (`restore_command`),
+//! so only a well-formed one is believed.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,6 +35,66 @@ pub struct Origin {
     pub host: Option<String>,
 }
 
+/// Whether `s` is a host as a client may name the gateway: a DNS name or IPv4 address,
+/// or a bracketed IPv6 address, with an optional port. Nothing a shell would read as
+/// more than a word.
+pub fn valid_host(s: &str) -> bool {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return false;
+            };
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match after {
+                "" => return true,
+                p => match p.strip_prefix(':') {
+                    Some(port) => ("ipv6", Some(port)),
+                    None => return false,
+                },
+            }
+        }
+        None => match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        },
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let host_ok = host.len() <= 253 && host.split('.').all(label);
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+/// A URL clients reach the gateway at, as configured (`WALGATE_PUBLIC_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not a URL like https://backup.example.com:8432");
+        let (scheme, rest) = s.split_once("://").ok_or_else(err)?;
+        let host = rest.strip_suffix('/').unwrap_or(rest);
+        if !matches!(scheme, "http" | "https") || !valid_host(host) {
+            return Err(err());
+        }
+        Ok(PublicUrl {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+        })
+    }
+}
+
 impl Origin {
     /// Works out the origin of a request from `peer` with `headers`.
     pub fn of(
@@ -48,10 +110,12 @@ impl Origin {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        // Each proxy appends its own value: the last one is the nearest proxy's.
+        let last = |v: String| v.rsplit(',').next().map(|v| v.trim().to_owned());
         let mut origin = Origin {
             client: peer,
             scheme: if tls { "https" } else { "http" }.to_owned(),
-            host: header("host"),
+            host: header("host").filter(|h| valid_host(h)),
         };
         let Some(peer) = peer.filter(|p| proxies.trusts(*p)) else {
             return origin;
@@ -73,15 +137,21 @@ impl Origin {
             );
         }
         if let Some(proto) = header("x-forwarded-proto")
-            .and_then(|p| p.split(',').next().map(|p| p.trim().to_ascii_lowercase()))
+            .and_then(last)
+            .map(|p| p.to_ascii_lowercase())
             .filter(|p| p == "http" || p == "https")
         {
             origin.scheme = proto;
         }
-        if let Some(host) = header("x-forwarded-host") {
-            origin.host = host.split(',').next().map(|h| h.trim().to_owned());
+        if let Some(host) = header("x-forwarded-host").and_then(last) {
+            origin.host = Some(host).filter(|h| valid_host(h));
         }
         origin
+    }
+
+    /// This origin as a browser's `Origin` header names it.
+    pub fn web_origin(&self) -> Option<String> {
+        Some(format!("{}://{}", self.scheme, self.host.as_deref()?))
     }
 }
 
@@ -91,7 +161,11 @@ pub async fn origin(State(state): State<AppState>, mut request: Request, next: N
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let origin = Origin::of(peer, request.headers(), state.tls, &state.trusted_proxies);
+    let mut origin = Origin::of(peer, request.headers(), state.tls, &state.trusted_proxies);
+    if let Some(public) = &state.services.settings.public_url {
+        origin.scheme.clone_from(&public.scheme);
+        origin.host = Some(public.host.clone());
+    }
     request.extensions_mut().insert(origin);
     next.run(request).await
 }
@@ -146,10 +220,54 @@ mod tests {
         assert_eq!(forged.scheme, "http");
         assert_eq!(forged.host.as_deref(), Some("10.0.0.5:8432"));
 
+        // A client's own values come first: the proxy's, last, count.
+        let chained = headers(&[
+            ("x-forwarded-proto", "http, https"),
+            ("x-forwarded-host", "evil.example, backup.example.com"),
+        ]);
+        let o = Origin::of(Some(ip("10.0.0.2")), &chained, false, &proxies);
+        assert_eq!(o.scheme, "https");
+        assert_eq!(o.host.as_deref(), Some("backup.example.com"));
+
         // A client that prepends its own entry cannot hide behind it.
         let spoof = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7")]);
         let o = Origin::of(Some(ip("10.0.0.2")), &spoof, true, &proxies);
         assert_eq!(o.client, Some(ip("198.51.100.7")));
         assert_eq!(o.scheme, "https", "TLS served by the gateway itself");
+    }
+
+    #[test]
+    fn only_well_formed_hosts_are_believed() {
+        for good in [
+            "backup.example.com",
+            "backup.example.com:8432",
+            "10.0.0.5:8432",
+            "[::1]:8432",
+            "[2001:db8::1]",
+            "walgate_gateway",
+        ] {
+            assert!(valid_host(good), "{good}");
+        }
+        for bad in [
+            "x;touch${IFS}pwned;#",
+            "a b",
+            "host:0",
+            "host:99999",
+            "host:",
+            "[::1",
+            "[nope]:1",
+            "a..b",
+            "$(id)",
+            "",
+        ] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+        let proxies = TrustedProxies::default();
+        let hostile = headers(&[("host", "x;touch${IFS}pwned;#")]);
+        assert_eq!(Origin::of(None, &hostile, false, &proxies).host, None);
+        let url: PublicUrl = "https://backup.example.com:8432/".parse().unwrap();
+        assert_eq!(url.host, "backup.example.com:8432");
+        assert!("ftp://x".parse::<PublicUrl>().is_err());
+        assert!("https://x/path".parse::<PublicUrl>().is_err());
     }
 }

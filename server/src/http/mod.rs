@@ -43,6 +43,8 @@ pub struct AppState {
     pub cut_uploads: CancellationToken,
     /// Set on SIGTERM: `/readyz` answers 503 while requests in flight finish.
     pub draining: Arc<AtomicBool>,
+    /// The latest readiness probe, reused for a few seconds.
+    pub probed: health::ProbeCache,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             trusted_proxies: Arc::new(forwarded::TrustedProxies(settings.trusted_proxies.clone())),
             cut_uploads: Default::default(),
             draining: Default::default(),
+            probed: Default::default(),
             services,
         })
     }

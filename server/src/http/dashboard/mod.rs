@@ -10,7 +10,7 @@ mod pages;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
@@ -247,11 +247,47 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// Whether a form post comes from this gateway's own pages. Browsers name the page's
+/// origin in `Origin` and `Sec-Fetch-Site` on every POST: another site's form must not
+/// sign a visitor in with the attacker's token, nor out. The host decides, not the
+/// scheme, which a TLS proxy may change. `Origin: null` (a page that sends no referrer,
+/// or a sandboxed frame) leaves it to `Sec-Fetch-Site`. Clients that send neither
+/// header are no browsers.
+fn same_site(headers: &HeaderMap, origin: &Origin) -> bool {
+    let value = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let from = value(header::ORIGIN).filter(|o| *o != "null");
+    if let Some(from) = from {
+        let host = from.split_once("://").map(|(_, host)| host);
+        return host.is_some() && host == origin.host.as_deref();
+    }
+    match value(HeaderName::from_static("sec-fetch-site")) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => value(header::ORIGIN).is_none(),
+    }
+}
+
+fn cross_site() -> Response {
+    tracing::warn!("cross-site dashboard form post refused");
+    error_page(ApiError::new(
+        StatusCode::FORBIDDEN,
+        walgate_core::api::ErrorCode::Forbidden,
+        "this form was sent from another site: sign in and out from the gateway's own pages",
+    ))
+}
+
 async fn login(
     State(state): State<AppState>,
     Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    if !same_site(&headers, &origin) {
+        return cross_site();
+    }
     let next = local_path(form.next.as_deref());
     let token = form.token.trim();
     match state.services.auth.verify(token).await {
@@ -282,7 +318,10 @@ async fn login(
     }
 }
 
-async fn logout() -> Response {
+async fn logout(Extension(origin): Extension<Origin>, headers: HeaderMap) -> Response {
+    if !same_site(&headers, &origin) {
+        return cross_site();
+    }
     let mut response = Redirect::to("/login").into_response();
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     response.headers_mut().insert(
