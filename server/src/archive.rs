@@ -83,6 +83,13 @@ pub enum ArchiveError {
     },
     #[error("{name} is empty")]
     Empty { name: WalFileName },
+    #[error(
+        "{name} lies more than 1 PiB of WAL past the newest segment archived ({newest}): no database writes that much between two archived segments, so this is not a WAL file of this cluster; nothing was stored"
+    )]
+    FarAhead {
+        name: WalFileName,
+        newest: walgate_core::SegmentName,
+    },
     #[error("{name} is not a timeline history file PostgreSQL wrote: {reason}")]
     BadHistory { name: WalFileName, reason: String },
     #[error("the body is larger than the {limit} bytes {name} can have")]
@@ -469,6 +476,18 @@ where
         pinned,
         level,
     };
+    if let (Some(segment), Some(id)) = (name.wal_segment(), pinned)
+        && let Err(e) = check_position(catalog, cluster, name, segment, id.segment_size).await
+    {
+        // Read so that the client sees why, as for a refused header below.
+        drain(
+            &mut body,
+            size_limit(name, pinned).min(DRAIN_MAX),
+            idle_timeout,
+        )
+        .await;
+        return Err(e);
+    }
     if let Some(len) = declared_len {
         let limit = size_limit(name, pinned);
         let most = match encoding {
@@ -588,6 +607,31 @@ where
         }),
         Inserted::Deleting => Err(ArchiveError::BeingDeleted { name }),
     }
+}
+
+/// How far past the newest archived segment a segment may lie, in bytes of WAL.
+const MAX_AHEAD: u64 = 1 << 50;
+
+/// A segment named absurdly far past the archive is none of the cluster's: PostgreSQL
+/// archives its segments in order, and even archiving switched off for a month leaves a
+/// gap of terabytes, not petabytes.
+async fn check_position(
+    catalog: &dyn crate::catalog::Catalog,
+    cluster: &ClusterName,
+    name: WalFileName,
+    segment: walgate_core::SegmentName,
+    size: SegmentSize,
+) -> Result<(), ArchiveError> {
+    let Some(newest) = catalog.cluster_stats(cluster).await?.last_wal else {
+        return Ok(());
+    };
+    let (Some(at), Some(last)) = (segment.segment_no(size), newest.segment_no(size)) else {
+        return Ok(());
+    };
+    if at.saturating_sub(last) > MAX_AHEAD / size.bytes() {
+        return Err(ArchiveError::FarAhead { name, newest });
+    }
+    Ok(())
 }
 
 fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {

@@ -342,6 +342,16 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
+    /// [`decide`] with 16 MiB segments.
+    fn decided<'a>(
+        policy: &RetentionPolicy,
+        backups: &'a [BackupRow],
+        chain: &restore::Chain,
+        now: OffsetDateTime,
+    ) -> Decision<'a> {
+        decide(policy, backups, chain, SegmentSize::DEFAULT, now)
+    }
+
     /// A chain check that finds every backup replayable.
     fn replayable(backups: &[BackupRow]) -> restore::Chain {
         restore::Chain {
@@ -373,11 +383,10 @@ mod tests {
     fn keep_last_keeps_the_newest_and_expires_wal_below_the_oldest_kept() {
         let now = OffsetDateTime::now_utc();
         let backups = history(now);
-        let d = decide(
+        let d = decided(
             &policy(Some(2), None, 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1"]);
@@ -391,40 +400,36 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let backups = history(now);
         // Two days: d0 and d1 finished inside; d2 (2 days ago) is the base for its start.
-        let d = decide(
+        let d = decided(
             &policy(None, Some(2), 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
         assert_eq!(d.wal_before, position("0000000100000020"));
         // Both rules: a backup either keeps stays.
-        let d = decide(
+        let d = decided(
             &policy(Some(4), Some(1), 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1", "d2", "d3"]);
         // A window longer than the history keeps everything.
-        let d = decide(
+        let d = decided(
             &policy(None, Some(30), 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert!(d.delete.is_empty());
         assert_eq!(d.wal_before, position("0000000100000000"));
         // One reaching past the calendar's start, too (it used to panic).
-        let d = decide(
+        let d = decided(
             &policy(None, Some(u32::MAX), 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert!(d.delete.is_empty());
@@ -434,29 +439,16 @@ mod tests {
     fn never_below_the_minimum_and_nothing_without_rules() {
         let now = OffsetDateTime::now_utc();
         let backups = history(now);
-        let d = decide(
+        let d = decided(
             &policy(Some(1), None, 3),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d0", "d1", "d2"]);
-        let d = decide(
-            &policy(None, None, 1),
-            &backups,
-            &replayable(&backups),
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(None, None, 1), &backups, &replayable(&backups), now);
         assert!(d.delete.is_empty() && d.wal_before.is_none());
-        let d = decide(
-            &policy(Some(1), None, 1),
-            &[],
-            &replayable(&[]),
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(Some(1), None, 1), &[], &replayable(&[]), now);
         assert!(d.wal_before.is_none(), "no backup: the WAL is all there is");
     }
 
@@ -468,11 +460,10 @@ mod tests {
         let mut uploading = backup("up", 0x100, 0, now);
         uploading.status = BackupStatus::Uploading;
         backups.insert(0, uploading);
-        let d = decide(
+        let d = decided(
             &policy(Some(1), None, 1),
             &backups,
             &replayable(&backups),
-            SegmentSize::DEFAULT,
             now,
         );
         assert_eq!(ids(&d.keep), ["d1"]);
@@ -507,13 +498,7 @@ mod tests {
         let mut chain = replayable(&backups);
         chain.replayable.remove("fake1");
         chain.replayable.remove("fake2");
-        let d = decide(
-            &policy(Some(2), None, 1),
-            &backups,
-            &chain,
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(Some(2), None, 1), &backups, &chain, now);
         assert_eq!(ids(&d.keep), ["fake1", "fake2", "d0", "d1"]);
         assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
         assert_eq!(d.wal_before, position("0000000100000030"));
@@ -522,34 +507,16 @@ mod tests {
         chain.replayable.remove("d2");
         chain.replayable.remove("d3");
         chain.replayable.remove("d4");
-        let d = decide(
-            &policy(Some(2), None, 1),
-            &backups,
-            &chain,
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(Some(2), None, 1), &backups, &chain, now);
         assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
         // The window's base must be replayable too: d2 is not, so d3 is the base.
         let mut chain = replayable(&backups);
         chain.replayable.remove("d2");
-        let d = decide(
-            &policy(None, Some(2), 1),
-            &backups,
-            &chain,
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(None, Some(2), 1), &backups, &chain, now);
         assert_eq!(ids(&d.delete), ["d4"]);
         // A gap that stops replay from any backup pauses deletion, and says why.
         chain.broken.insert("d3".into());
-        let d = decide(
-            &policy(Some(1), None, 1),
-            &backups,
-            &chain,
-            SegmentSize::DEFAULT,
-            now,
-        );
+        let d = decided(&policy(Some(1), None, 1), &backups, &chain, now);
         assert!(d.delete.is_empty() && d.wal_before.is_none());
         assert!(d.paused.unwrap().contains("after backup d3"));
     }

@@ -134,6 +134,8 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
     let wal = "/v1/clusters/main/wal/000000010000000000000004";
     // A restore plan reads history files back: one that does not parse is refused.
     let garbage_history = env.file("garbage-history", b"1\tnot-an-lsn\tno recovery target\n");
+    // A real segment of this system, named at the very end of the WAL address space.
+    let far = env.file("far", &segment(SYSID, u64::MAX >> 24));
     // (what, token, path, body, status, error code)
     type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a Path, u16, &'a str);
     let cases: Vec<Case> = vec![
@@ -176,6 +178,14 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
             &foreign,
             409,
             "wrong_system",
+        ),
+        (
+            "segment a petabyte past the archive",
+            Some(&archiver),
+            "/v1/clusters/main/wal/00000001FFFFFFFF000000FF",
+            &far,
+            409,
+            "conflict",
         ),
         (
             "garbage history file",

@@ -168,7 +168,7 @@ impl From<ArchiveError> for ApiError {
             A::WrongSystem { .. } | A::WrongVersion { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::WrongSystem)
             }
-            A::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            A::Conflict { .. } | A::FarAhead { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
             A::BeingDeleted { .. } => {
                 return Self::retry_later(ErrorCode::BeingDeleted, e.to_string());
             }
