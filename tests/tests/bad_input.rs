@@ -435,6 +435,68 @@ fn bodies_that_trickle_are_given_up() {
     assert_eq!(env.put(Some(&archiver), path, &file).0, 201);
 }
 
+/// A WAL upload that trickles gives its memory back before a push waiting behind it
+/// gives up: with room for one segment, a real push to another cluster, queued behind
+/// a trickle, is stored (201), not told to retry (503).
+#[test]
+fn a_trickling_upload_does_not_starve_other_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_serving(
+        &dir.path().join("data"),
+        &[],
+        &["--wal-idle-timeout", "10s", "--wal-memory", "40MiB"],
+    );
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let slow = gateway.token("slow", "archiver");
+    let (status, _) = gateway.send(
+        "PUT",
+        "/v1/clusters/slow/wal/000000010000000000000003",
+        &slow,
+        segment(SYSID, 3),
+    );
+    assert_eq!(status, 201);
+    let body = segment(SYSID, 4);
+    let head = format!(
+        "PUT /v1/clusters/slow/wal/000000010000000000000004 HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {slow}\r\nContent-Length: {SEG}\r\n\r\n"
+    );
+    let trickler = std::thread::spawn({
+        let addr = addr.clone();
+        move || trickle(&addr, &head, &body[..1024], Duration::from_secs(120))
+    });
+    // Once the trickle holds the memory, a push to another cluster queues behind it.
+    let waiting = |n: usize| {
+        let metrics = body_bytes(gateway.get("/metrics", Some(&gateway.token("*", "viewer"))));
+        String::from_utf8_lossy(&metrics).contains(&format!("walgate_wal_uploads_waiting {n}\n"))
+    };
+    let other = gateway.token("other", "archiver");
+    let pushed = std::thread::spawn({
+        let (url, other) = (gateway.url.clone(), other.clone());
+        move || {
+            walgate_tests::agent()
+                .put(format!(
+                    "{url}/v1/clusters/other/wal/000000010000000000000003"
+                ))
+                .header("Authorization", format!("Bearer {other}"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send(&segment(SYSID + 1, 3)[..])
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "the push to queue or finish",
+        || waiting(1) || pushed.is_finished(),
+    );
+    assert_eq!(pushed.join().unwrap(), 201);
+    let answer = trickler.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
 /// Past its connection limit the gateway closes new connections at once and says so
 /// in its log, instead of running out of file descriptors; once they go, it serves.
 #[test]

@@ -37,11 +37,13 @@ impl Pace {
     };
 
     /// A WAL file: silent at most as long as the gateway allows, and at least 64 KiB/s
-    /// (a 16 MiB segment in 4 minutes) after that long.
+    /// (a 16 MiB segment in 4 minutes) after half that long. A push waits for WAL memory
+    /// as long as a body may be silent: uploads that trickle must give theirs back
+    /// sooner, so that one waiting behind them gets it in time.
     pub fn wal(idle: Duration) -> Pace {
         Pace {
             idle,
-            grace: idle,
+            grace: idle / 2,
             min_rate: 64 << 10,
         }
     }
