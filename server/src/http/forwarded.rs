@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use crate::settings::Network;
+use crate::settings::{Network, valid_host};
 
 /// The reverse proxies whose forwarded headers are believed.
 #[derive(Debug, Clone, Default)]
@@ -33,66 +33,6 @@ pub struct Origin {
     pub scheme: String,
     /// The host (and port) the client used, when known.
     pub host: Option<String>,
-}
-
-/// Whether `s` is a host as a client may name the gateway: a DNS name or IPv4 address,
-/// or a bracketed IPv6 address, with an optional port. Nothing a shell would read as
-/// more than a word.
-pub fn valid_host(s: &str) -> bool {
-    let (host, port) = match s.strip_prefix('[') {
-        Some(rest) => {
-            let Some((ip, after)) = rest.split_once(']') else {
-                return false;
-            };
-            if ip.parse::<std::net::Ipv6Addr>().is_err() {
-                return false;
-            }
-            match after {
-                "" => return true,
-                p => match p.strip_prefix(':') {
-                    Some(port) => ("ipv6", Some(port)),
-                    None => return false,
-                },
-            }
-        }
-        None => match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        },
-    };
-    let label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    let host_ok = host.len() <= 253 && host.split('.').all(label);
-    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
-    host_ok && port_ok
-}
-
-/// A URL clients reach the gateway at, as configured (`WALGATE_PUBLIC_URL`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl {
-    pub scheme: String,
-    pub host: String,
-}
-
-impl std::str::FromStr for PublicUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("`{s}` is not a URL like https://backup.example.com:8432");
-        let (scheme, rest) = s.split_once("://").ok_or_else(err)?;
-        let host = rest.strip_suffix('/').unwrap_or(rest);
-        if !matches!(scheme, "http" | "https") || !valid_host(host) {
-            return Err(err());
-        }
-        Ok(PublicUrl {
-            scheme: scheme.to_owned(),
-            host: host.to_owned(),
-        })
-    }
 }
 
 impl Origin {
@@ -173,6 +113,7 @@ pub async fn origin(State(state): State<AppState>, mut request: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::PublicUrl;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
