@@ -290,7 +290,8 @@ fn admin_get(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {
 }
 
 /// The restore recipe tells PostgreSQL "not archived" (exit 1) only for a 404, and
-/// stops recovery (exit above 125) when the gateway cannot be asked.
+/// stops recovery (exit above 125) when the gateway cannot be asked or its answer is
+/// cut short.
 #[test]
 fn restore_recipe_exit_codes() {
     let dir = gateway_dir();
@@ -331,6 +332,24 @@ fn restore_recipe_exit_codes() {
     let bad = dir.path().join("bad-header");
     write_token_header(&bad, "not-a-token");
     assert_eq!(fetch(&gateway.url, "000000010000000000000042", &bad).0, 200);
+    // An answer of 200 cut short (a gateway dying mid-answer): stop, and no short file
+    // takes the name (a history file has no size PostgreSQL could check).
+    let cutter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cut_url = format!("http://{}", cutter.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        for stream in cutter.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n1\t0/3000158\tno",
+            );
+        }
+    });
+    let (code, leftovers) = fetch(&cut_url, "00000002.history", &header);
+    server.join().unwrap();
+    assert_eq!((code, leftovers), (200, vec![]));
     // No gateway at all: stop (after curl's retries give up).
     let url = gateway.url.clone();
     gateway.kill();
