@@ -78,6 +78,13 @@ impl SegmentPosition {
     pub fn of_lsn(lsn: Lsn, size: SegmentSize) -> Self {
         Self::from_segment_no(lsn.0 / size.bytes(), size)
     }
+
+    /// The segment number at this position, or `None` when the segment half is out of
+    /// range for `size`.
+    pub fn segment_no(self, size: SegmentSize) -> Option<u64> {
+        let per = size.segments_per_log_id();
+        (u64::from(self.seg) < per).then(|| u64::from(self.log) * per + u64::from(self.seg))
+    }
 }
 
 impl fmt::Display for SegmentPosition {
@@ -132,8 +139,7 @@ impl SegmentName {
     /// The segment number this name stands for, or `None` when its low half is out of
     /// range for `size` (a name no cluster of that segment size can produce).
     pub fn segment_no(self, size: SegmentSize) -> Option<u64> {
-        let per = size.segments_per_log_id();
-        (u64::from(self.seg) < per).then(|| u64::from(self.log) * per + u64::from(self.seg))
+        self.position().segment_no(size)
     }
 
     /// The name of segment `segno` on `timeline`.

@@ -84,11 +84,15 @@ pub enum ArchiveError {
     #[error("{name} is empty")]
     Empty { name: WalFileName },
     #[error(
-        "{name} lies more than 1 PiB of WAL past the newest segment archived ({newest}): no database writes that much between two archived segments, so this is not a WAL file of this cluster; nothing was stored"
+        "{name} is a cluster's first segment, larger than 16 MiB, sent without a Content-Length: send it with its length (curl -T FILE, or walgate-client) so the gateway can set memory aside for it"
+    )]
+    FirstSegmentUnsized { name: WalFileName },
+    #[error(
+        "{name} lies more than 1 PiB of WAL past the newest segment archived (position {newest}): no database writes that much between two archived segments, so this is not a WAL file of this cluster; nothing was stored"
     )]
     FarAhead {
         name: WalFileName,
-        newest: walgate_core::SegmentName,
+        newest: walgate_core::SegmentPosition,
     },
     #[error("{name} is not a timeline history file PostgreSQL wrote: {reason}")]
     BadHistory { name: WalFileName, reason: String },
@@ -138,6 +142,8 @@ struct Expect {
     name: WalFileName,
     pinned: Option<Identity>,
     level: i32,
+    /// The body's Content-Length, if sent.
+    declared_len: Option<u64>,
 }
 
 /// What a cluster's first segment pinned: every later segment must match it.
@@ -258,15 +264,18 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// in flight: for a zstd body, the body as stored (at most its declared length) and the
 /// decoder's window; for a raw body, its compressed copy (the whole file when it does not
 /// compress) and the multi-threaded compressor's buffers, about as much again. A
-/// cluster's first segment may claim any segment size up to 1 GiB in its header, so
-/// only its declared length bounds it.
+/// cluster's first segment may claim any segment size up to 1 GiB in its header: its
+/// declared length bounds it, and without one it may be at most 16 MiB (see `check`).
 fn memory_needed(
     name: WalFileName,
     pinned: Option<Identity>,
     encoding: Encoding,
     declared_len: Option<u64>,
 ) -> u64 {
-    let size = size_limit(name, pinned);
+    let size = match (name.wal_segment(), pinned, declared_len) {
+        (Some(_), None, None) => SegmentSize::DEFAULT.bytes(),
+        _ => size_limit(name, pinned),
+    };
     let buffers = match encoding {
         Encoding::Zstd => {
             let body = declared_len
@@ -374,6 +383,10 @@ fn check(
         let mut first = [0u8; LongPageHeader::LEN];
         let got = read_up_to(&mut body, &mut first).map_err(ArchiveError::Body)?;
         let h = check_header(e, &first[..got])?;
+        // Its memory was reserved for the default size (see `memory_needed`).
+        if e.pinned.is_none() && e.declared_len.is_none() && h.segment_size > SegmentSize::DEFAULT {
+            return Err(ArchiveError::FirstSegmentUnsized { name: e.name });
+        }
         limit = h.segment_size.bytes();
         on_segment_size(limit);
         out.write_all(&first).map_err(ArchiveError::Body)?;
@@ -475,6 +488,7 @@ where
         name,
         pinned,
         level,
+        declared_len,
     };
     if let (Some(segment), Some(id)) = (name.wal_segment(), pinned)
         && let Err(e) = check_position(catalog, cluster, name, segment, id.segment_size).await
@@ -614,7 +628,7 @@ const MAX_AHEAD: u64 = 1 << 50;
 
 /// A segment named absurdly far past the archive is none of the cluster's: PostgreSQL
 /// archives its segments in order, and even archiving switched off for a month leaves a
-/// gap of terabytes, not petabytes.
+/// gap of terabytes, not petabytes. Positions are compared across timelines.
 async fn check_position(
     catalog: &dyn crate::catalog::Catalog,
     cluster: &ClusterName,
@@ -622,7 +636,7 @@ async fn check_position(
     segment: walgate_core::SegmentName,
     size: SegmentSize,
 ) -> Result<(), ArchiveError> {
-    let Some(newest) = catalog.cluster_stats(cluster).await?.last_wal else {
+    let Some(newest) = catalog.newest_position(cluster).await? else {
         return Ok(());
     };
     let (Some(at), Some(last)) = (segment.segment_no(size), newest.segment_no(size)) else {
@@ -719,15 +733,20 @@ mod tests {
             memory_needed(name, Some(pinned), Encoding::Zstd, Some(4 * mib)),
             13 * mib
         );
-        // A cluster's first segment may say it is 1 GiB: only its length bounds it.
+        // A cluster's first segment may say it is 1 GiB: its length bounds it, and
+        // without one it may be no larger than 16 MiB.
         assert_eq!(
-            memory_needed(name, None, Encoding::Identity, None),
+            memory_needed(name, None, Encoding::Identity, Some(1 << 30)),
             2049 * mib
         );
         assert_eq!(
             memory_needed(name, None, Encoding::Identity, Some(16 * mib)),
             33 * mib
         );
-        assert!(memory_needed(name, None, Encoding::Zstd, None) > 1024 * mib);
+        assert_eq!(
+            memory_needed(name, None, Encoding::Identity, None),
+            33 * mib
+        );
+        assert!(memory_needed(name, None, Encoding::Zstd, None) < 26 * mib);
     }
 }

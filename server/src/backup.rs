@@ -24,7 +24,9 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 use tokio::sync::mpsc;
 use walgate_core::api;
-use walgate_core::{BackupLabel, ClusterName, Lsn, SegmentName, SegmentSize, Timeline};
+use walgate_core::{
+    BackupLabel, ClusterName, Lsn, SegmentName, SegmentPosition, SegmentSize, Timeline,
+};
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::limits::{MemoryBudget, Reserved};
@@ -37,6 +39,8 @@ const MAX_MANIFEST: u64 = 512 << 20;
 /// The memory all backup manifests read so far and not yet stored may take together:
 /// uploads past it wait for their turn to read theirs.
 pub const MANIFEST_MEMORY: u64 = MAX_MANIFEST;
+/// How long an upload waits for memory to read its manifest in.
+const MANIFEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 /// Compressed output is handed to the uploader in chunks of this size.
 const EVENT_CHUNK: usize = 1 << 20;
 
@@ -69,9 +73,13 @@ pub enum BackupError {
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
     #[error(
-        "the backup starts at {start}, more than {MAX_AHEAD_SEGMENTS} segments past the newest WAL archived ({newest}): archive WAL before taking backups (is archive_command set, and does it reach this cluster?)"
+        "the backup starts at {start}, more than 1 TiB of WAL past the newest WAL archived (position {newest}): archive WAL before taking backups (is archive_command set, and does it reach this cluster?)"
     )]
-    BeyondArchive { start: Lsn, newest: SegmentName },
+    BeyondArchive { start: Lsn, newest: SegmentPosition },
+    #[error(
+        "other uploads' backup manifests fill the memory kept for them, and this one waited 10 minutes: nothing was kept; retry the backup"
+    )]
+    ManifestsBusy,
     #[error("{MAX_SAME_ID} backups with id {0} exist already: retry in a second")]
     Duplicate(String),
     #[error("no backup {0}")]
@@ -384,8 +392,11 @@ fn parse<R: Read, W: Write>(
                 BackupError::NotABackup("PG_VERSION does not hold a major version".into())
             })?);
         } else if path == "backup_manifest" {
-            // Counted before it is read: the header says how large it is.
-            let memory = manifests.reserve_blocking(entry.size().min(MAX_MANIFEST + 1));
+            // Counted before it is read: the header says how large it is. Others' large
+            // manifests, read slowly, may hold the budget: wait a while, then give up.
+            let memory = manifests
+                .reserve_blocking(entry.size().min(MAX_MANIFEST + 1), MANIFEST_PATIENCE)
+                .ok_or(BackupError::ManifestsBusy)?;
             parsed.manifest = Some(HeldManifest {
                 bytes: read_small(&mut entry, MAX_MANIFEST, "backup_manifest")?,
                 _memory: memory,
@@ -591,6 +602,7 @@ async fn start(
     cluster: &ClusterName,
     label: &BackupLabel,
 ) -> Result<(BackupRow, Writer), BackupError> {
+    check_start(catalog, cluster, label).await?;
     let now = OffsetDateTime::now_utc();
     let mut row = BackupRow {
         id: backup_id(now, label),
@@ -658,12 +670,6 @@ async fn finish(
         Ok(pinned) => check_system(cluster, pinned.as_ref(), &summary).map(|()| pinned),
         Err(e) => Err(e.into()),
     };
-    let checked = match checked {
-        Ok(pinned) => check_start(catalog, cluster, pinned.as_ref(), &row)
-            .await
-            .map(|()| pinned),
-        Err(e) => Err(e),
-    };
     let pinned = match checked {
         Ok(pinned) => pinned,
         Err(e) => {
@@ -710,30 +716,33 @@ async fn finish(
     Ok(row)
 }
 
-/// How far a backup's start may lie past the newest archived segment: WAL the archiver
-/// has not sent yet. A label further out names WAL that does not exist.
-const MAX_AHEAD_SEGMENTS: u64 = 1024;
+/// How far a backup's start may lie past the newest archived WAL: what the archiver has
+/// not sent yet, a backlog of hours on a busy server. A label further out names WAL that
+/// does not exist.
+const MAX_AHEAD: u64 = 1 << 40;
 
-/// A backup must start where the cluster's archive is, give or take the archiver's lag,
-/// once the cluster has WAL: a label forged with a start far ahead would otherwise
-/// look like the newest backup.
+/// A backup must start where the cluster's archive is, give or take the archiver's
+/// backlog, once the cluster has WAL: a label forged with a start far ahead would
+/// otherwise look like the newest backup. Checked as the label arrives, before anything
+/// is stored; positions are compared across timelines.
 async fn check_start(
     catalog: &dyn Catalog,
     cluster: &ClusterName,
-    pinned: Option<&ClusterRow>,
-    row: &BackupRow,
+    label: &BackupLabel,
 ) -> Result<(), BackupError> {
-    let Some(size) = pinned.and_then(|c| c.segment_size) else {
+    let Some(size) = catalog.cluster(cluster).await?.and_then(|c| c.segment_size) else {
         return Ok(());
     };
-    let Some(newest) = catalog.cluster_stats(cluster).await?.last_wal else {
+    let Some(newest) = catalog.newest_position(cluster).await? else {
         return Ok(());
     };
-    let ahead = (row.start_lsn.0 / size.bytes())
-        .saturating_sub(newest.segment_no(size).unwrap_or(u64::MAX));
-    if ahead > MAX_AHEAD_SEGMENTS {
+    let Some(last) = newest.segment_no(size) else {
+        return Ok(());
+    };
+    let ahead = (label.start_lsn.0 / size.bytes()).saturating_sub(last);
+    if ahead > MAX_AHEAD / size.bytes() {
         return Err(BackupError::BeyondArchive {
-            start: row.start_lsn,
+            start: label.start_lsn,
             newest,
         });
     }

@@ -189,6 +189,9 @@ pub async fn run(
     let store = services.storage.get(&cluster.target)?;
     finish_deletions(services, store, &cluster.name).await?;
     let plan = preview(services, cluster).await?;
+    if let Some(why) = &plan.paused {
+        tracing::warn!(cluster = %cluster.name, %why, "retention: no backup deleted");
+    }
     for b in &plan.delete_backups {
         backup::delete(services.catalog.as_ref(), store, &cluster.name, &b.id).await?;
         tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");

@@ -435,6 +435,46 @@ fn bodies_that_trickle_are_given_up() {
     assert_eq!(env.put(Some(&archiver), path, &file).0, 201);
 }
 
+/// A base backup's body may be silent for minutes while the server's checkpoint runs
+/// (pg_basebackup's default is a spread one): `pg_basebackup | curl -T -`, a PUT, is not
+/// held to the 10 s pace of small bodies.
+#[test]
+fn a_backup_silent_through_its_checkpoint_is_stored() {
+    let env = setup();
+    let archiver = env.gateway.token("main", "archiver");
+    let good = env.file("good", &segment(SYSID, 3));
+    let path = "/v1/clusters/main/wal/000000010000000000000003";
+    assert_eq!(env.put(Some(&archiver), path, &good).0, 201);
+    let label = "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
+         CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+         START TIME: 2026-12-04 10:00:00 UTC\nLABEL: slow\nSTART TIMELINE: 1\n";
+    let mut control = SYSID.to_le_bytes().to_vec();
+    control.resize(8192, 0);
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("backup_label", label.as_bytes()),
+        ("global/pg_control", &control),
+        ("PG_VERSION", b"15\n"),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, name, data).unwrap();
+    }
+    let file = env.file("backup.tar", &tar.into_inner().unwrap());
+    let header = env.files.join("auth");
+    std::fs::write(&header, format!("Authorization: Bearer {archiver}\n")).unwrap();
+    let script = format!(
+        "(sleep 12; cat {}) | curl -sS -H @{} -T - -o /dev/null -w '%{{http_code}}' {}/v1/clusters/main/backups",
+        file.display(),
+        header.display(),
+        env.gateway.url
+    );
+    let code = run(Command::new("bash").args(["-o", "pipefail", "-c", &script])).unwrap();
+    assert_eq!(code.trim(), "201");
+}
+
 /// A WAL upload that trickles gives its memory back before a push waiting behind it
 /// gives up: with room for one segment, a real push to another cluster, queued behind
 /// a trickle, is stored (201), not told to retry (503).

@@ -420,6 +420,8 @@ pub trait Catalog: Send + Sync + 'static {
         cluster: &ClusterName,
         thresholds: Option<&api::StatusThresholds>,
     ) -> Result<bool>;
+    /// The furthest segment position the cluster has WAL at, on any timeline.
+    async fn newest_position(&self, cluster: &ClusterName) -> Result<Option<SegmentPosition>>;
     /// The WAL files [`Catalog::expire_wal`] would take out for `position`.
     async fn wal_before(&self, cluster: &ClusterName, position: SegmentPosition)
     -> Result<WalSpan>;

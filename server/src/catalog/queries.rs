@@ -137,6 +137,15 @@ pub const WAL: &str = concat!(
     " FROM wal_files WHERE cluster = $1 AND name = $2"
 );
 
+/// The furthest segment position among a cluster's WAL files (`$1`), on any timeline:
+/// the maximum of the indexed position expression, read from the index alone. History
+/// files' `.history` sorts below every position.
+pub const NEWEST_POSITION: &str = concat!(
+    "SELECT max(",
+    name_position!(),
+    ") AS position FROM wal_files WHERE cluster = $1"
+);
+
 pub const INSERT_WAL: &str = "INSERT INTO wal_files \
        (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \

@@ -181,6 +181,12 @@ impl TryFrom<WalRecord> for WalRow {
     }
 }
 
+/// The furthest position among a cluster's WAL file names.
+#[derive(sqlx::FromRow)]
+pub struct PositionRecord {
+    pub position: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 pub struct WalSpanRecord {
     files: i64,

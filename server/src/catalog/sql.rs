@@ -19,8 +19,9 @@ use walgate_core::api::{RetentionPolicy, StatusThresholds, VerifyReport};
 use walgate_core::{ClusterName, SegmentPosition, SegmentSize, TargetName, WalFileName};
 
 use super::records::{
-    BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, StatsRecord, TokenRecord,
-    VolumeRecord, WalRecord, WalSpanRecord, parse_name, report, report_json, settings,
+    BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, PositionRecord,
+    StatsRecord, TokenRecord, VolumeRecord, WalRecord, WalSpanRecord, parse_name, report,
+    report_json, settings,
 };
 use super::{
     BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
@@ -107,6 +108,7 @@ where
     for<'r> BackupStatsRecord: FromRow<'r, DB::Row>,
     for<'r> WalRecord: FromRow<'r, DB::Row>,
     for<'r> WalSpanRecord: FromRow<'r, DB::Row>,
+    for<'r> PositionRecord: FromRow<'r, DB::Row>,
     for<'r> VolumeRecord: FromRow<'r, DB::Row>,
     for<'r> BackupRecord: FromRow<'r, DB::Row>,
     for<'r> TokenRecord: FromRow<'r, DB::Row>,
@@ -389,6 +391,15 @@ where
             settings(thresholds),
         )
         .await
+    }
+
+    async fn newest_position(&self, cluster: &ClusterName) -> Result<Option<SegmentPosition>> {
+        let newest: PositionRecord = query_as(queries::NEWEST_POSITION)
+            .bind(cluster.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        // A history file alone gives `.history`, no position.
+        Ok(newest.position.and_then(|p| p.parse().ok()))
     }
 
     async fn wal_before(

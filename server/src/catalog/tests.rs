@@ -58,6 +58,26 @@ async fn suite(c: &dyn Catalog) {
         Inserted::Existing(seg1.clone())
     );
     assert_eq!(c.wal(&main, &seg1.name).await.unwrap(), Some(seg1.clone()));
+    // The furthest position on any timeline, not the highest name: timeline 3 at
+    // position 2 is behind timeline 1 at position 1/5; a history file has none.
+    let far: ClusterName = "positions".parse().unwrap();
+    c.ensure_cluster(&far, &default).await.unwrap();
+    assert_eq!(c.newest_position(&far).await.unwrap(), None);
+    c.insert_wal(&far, &wal("00000003.history", 3))
+        .await
+        .unwrap();
+    assert_eq!(c.newest_position(&far).await.unwrap(), None);
+    for name in ["000000010000000100000005", "000000030000000000000002"] {
+        c.insert_wal(&far, &wal(name, 3)).await.unwrap();
+    }
+    assert_eq!(
+        c.newest_position(&far).await.unwrap(),
+        Some("0000000100000005".parse().unwrap())
+    );
+    c.expire_all_wal(&far).await.unwrap();
+    let gone = c.wal_deletions(&far, 10).await.unwrap();
+    c.forget_wal_deletions(&far, &gone).await.unwrap();
+    assert!(c.delete_cluster(&far).await.unwrap());
     assert_eq!(c.wal(&other, &seg1.name).await.unwrap(), None);
     for name in [
         "000000010000000000000002",

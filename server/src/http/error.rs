@@ -160,6 +160,7 @@ impl From<ArchiveError> for ApiError {
             | A::WrongPosition { .. }
             | A::WrongSize { .. }
             | A::Empty { .. }
+            | A::FirstSegmentUnsized { .. }
             | A::BadHistory { .. } => (StatusCode::BAD_REQUEST, ErrorCode::BadContent),
             A::WrongSegmentSize { .. } => (StatusCode::BAD_REQUEST, ErrorCode::WrongSegmentSize),
             A::Body(_) if e.is_idle() => (StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout),
@@ -195,6 +196,7 @@ impl From<BackupError> for ApiError {
                 (StatusCode::CONFLICT, ErrorCode::Conflict)
             }
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            B::ManifestsBusy => return Self::retry_later(ErrorCode::Busy, e.to_string()),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
             B::Catalog(c) => return Self::catalog(c),
             B::Storage(s) => return Self::storage(s),

@@ -61,7 +61,14 @@ impl Pace {
     /// them at `last`, is too slow.
     fn deadline(&self, started: Instant, last: Instant, received: u64) -> Instant {
         let on_schedule = Duration::from_secs(received / self.min_rate.max(1));
-        (last + self.idle).min(started + self.grace + on_schedule)
+        // A limit too far to represent (an idle timeout of years) is no limit.
+        let far = started + Duration::from_secs(100 * 365 * 86_400);
+        let idle = last.checked_add(self.idle).unwrap_or(far);
+        let rate = started
+            .checked_add(self.grace)
+            .and_then(|t| t.checked_add(on_schedule))
+            .unwrap_or(far);
+        idle.min(rate)
     }
 }
 
@@ -176,7 +183,8 @@ fn pace_of(state: &AppState, method: &axum::http::Method, route: Option<&str>) -
         (&Method::PUT, Some("/v1/clusters/{cluster}/wal/{file}")) => {
             Pace::wal(state.services.settings.wal_idle_timeout)
         }
-        (&Method::POST, Some("/v1/clusters/{cluster}/backups")) => Pace::BACKUP,
+        // `curl -T -` sends a PUT, walgate-client a POST: the same upload.
+        (&Method::POST | &Method::PUT, Some("/v1/clusters/{cluster}/backups")) => Pace::BACKUP,
         _ => Pace::SMALL,
     }
 }

@@ -48,9 +48,14 @@ impl MemoryBudget {
         }
     }
 
-    /// [`Self::reserve`] from a blocking worker thread.
-    pub fn reserve_blocking(&self, bytes: u64) -> Reserved {
-        tokio::runtime::Handle::current().block_on(self.reserve(bytes))
+    /// [`Self::reserve`] from a blocking worker thread, waiting at most `patience`.
+    pub fn reserve_blocking(&self, bytes: u64, patience: std::time::Duration) -> Option<Reserved> {
+        let handle = tokio::runtime::Handle::current();
+        handle.block_on(async {
+            tokio::time::timeout(patience, self.reserve(bytes))
+                .await
+                .ok()
+        })
     }
 
     /// How many uploads wait for memory now.

@@ -247,11 +247,11 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Whether a form post comes from this gateway's own pages. Browsers name the page's
-/// origin in `Origin` and `Sec-Fetch-Site` on every POST: another site's form must not
-/// sign a visitor in with the attacker's token, nor out. The host decides, not the
-/// scheme, which a TLS proxy may change. `Origin: null` (a page that sends no referrer,
-/// or a sandboxed frame) leaves it to `Sec-Fetch-Site`. Clients that send neither
+/// Whether a form post comes from this gateway's own pages: another site's form must not
+/// sign a visitor in with the attacker's token, nor out. Browsers say so in
+/// `Sec-Fetch-Site`; older ones only name the page's origin in `Origin`, whose host must
+/// be the one the request was sent to (or the public URL's). `Origin: null` (a page that
+/// sends no referrer, or a sandboxed frame) proves nothing. Clients that send neither
 /// header are no browsers.
 fn same_site(headers: &HeaderMap, origin: &Origin) -> bool {
     let value = |name| {
@@ -259,14 +259,18 @@ fn same_site(headers: &HeaderMap, origin: &Origin) -> bool {
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let from = value(header::ORIGIN).filter(|o| *o != "null");
-    if let Some(from) = from {
-        let host = from.split_once("://").map(|(_, host)| host);
-        return host.is_some() && host == origin.host.as_deref();
+    if let Some(site) = value(HeaderName::from_static("sec-fetch-site")) {
+        return site == "same-origin" || site == "none";
     }
-    match value(HeaderName::from_static("sec-fetch-site")) {
-        Some(site) => site == "same-origin" || site == "none",
-        None => value(header::ORIGIN).is_none(),
+    match value(header::ORIGIN) {
+        None => true,
+        Some("null") => false,
+        Some(from) => {
+            let host = from.split_once("://").map(|(_, host)| host);
+            host.is_some_and(|h| {
+                Some(h) == value(header::HOST) || Some(h) == origin.host.as_deref()
+            })
+        }
     }
 }
 
