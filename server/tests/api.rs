@@ -882,7 +882,7 @@ async fn backup_uploads_beyond_the_limits_wait_their_turn() {
 }
 
 /// A tar stream as `pg_basebackup -Ft` writes it for a data directory of PostgreSQL
-/// `major` and database system `SYSID`, started from a standby at segment 3: its label,
+/// `major` and database system `SYSID`, started at segment 3: its label,
 /// pg_control and PG_VERSION.
 fn small_backup(major: u32) -> Vec<u8> {
     small_backup_labelled(major, "")
@@ -890,27 +890,7 @@ fn small_backup(major: u32) -> Vec<u8> {
 
 /// [`small_backup`] with `extra` lines at the end of its label.
 fn small_backup_labelled(major: u32, extra: &str) -> Vec<u8> {
-    let label = format!(
-        "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
-         CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: standby\n\
-         START TIME: 2026-12-03 10:00:00 UTC\nLABEL: test\nSTART TIMELINE: 1\n{extra}"
-    );
-    let mut control = SYSID.to_le_bytes().to_vec();
-    control.resize(8192, 0);
-    let version = format!("{major}\n");
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, data) in [
-        ("backup_label", label.as_bytes()),
-        ("global/pg_control", &control),
-        ("PG_VERSION", version.as_bytes()),
-    ] {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o600);
-        header.set_cksum();
-        tar.append_data(&mut header, path, data).unwrap();
-    }
-    tar.into_inner().unwrap()
+    walgate_tests::synthetic_backup(major, SYSID, 3, extra)
 }
 
 /// Backups started in the same second from the same WAL file, as two taken from a

@@ -26,4 +26,4 @@ pub use recipes::{
     write_token_header,
 };
 pub use wait::{poll_until, wait_until};
-pub use wal::{synthetic_segment, synthetic_segment_of};
+pub use wal::{synthetic_backup, synthetic_segment, synthetic_segment_of};

@@ -909,38 +909,6 @@ fn a_deleted_cluster_leaves_nothing_behind() {
     assert_eq!((got, body["status"].as_str()), (200, Some("new")), "{body}");
 }
 
-/// A base backup's tar as an archiver could forge it: a label starting in segment
-/// `segno` of timeline 1, the cluster's system identifier and major, and no data.
-fn forged_backup(major: u32, sysid: u64, segno: u64) -> Vec<u8> {
-    let lsn = (segno << 24) + 0x28;
-    let label = format!(
-        "START WAL LOCATION: {:X}/{:X} (file 00000001{:08X}{:08X})\nCHECKPOINT LOCATION: {:X}/{:X}\n\
-         BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-12-04 00:00:00 UTC\n\
-         LABEL: forged\nSTART TIMELINE: 1\n",
-        lsn >> 32,
-        lsn & 0xFFFF_FFFF,
-        segno >> 8,
-        segno & 0xFF,
-        (lsn + 0x38) >> 32,
-        (lsn + 0x38) & 0xFFFF_FFFF,
-    );
-    let mut control = vec![0u8; 8192];
-    control[..8].copy_from_slice(&sysid.to_le_bytes());
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, data) in [
-        ("backup_label", label.into_bytes()),
-        ("PG_VERSION", format!("{major}\n").into_bytes()),
-        ("global/pg_control", control),
-    ] {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o600);
-        header.set_cksum();
-        tar.append_data(&mut header, path, &data[..]).unwrap();
-    }
-    tar.into_inner().unwrap()
-}
-
 /// An archiver's token cannot make retention delete the real backup: forged labels far
 /// past the archive are refused, forged ones near it do not count towards `keep_last`,
 /// and forged WAL that leaves a gap pauses deletion. The real backup then still restores
@@ -970,7 +938,12 @@ fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup() {
     };
 
     // Far past the archive: refused, nothing kept.
-    let (code, refused) = push(forged_backup(major, sysid, newest + 100_000));
+    let (code, refused) = push(walgate_tests::synthetic_backup(
+        major,
+        sysid,
+        newest + 100_000,
+        "",
+    ));
     assert_eq!(code, 409, "{refused}");
     assert!(
         refused["message"]
@@ -982,7 +955,7 @@ fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup() {
     assert_eq!(s.list().len(), 1);
     // Near it, with no WAL behind them: stored, but they do not count.
     for n in [newest + 5, newest + 6] {
-        let (code, forged) = push(forged_backup(major, sysid, n));
+        let (code, forged) = push(walgate_tests::synthetic_backup(major, sysid, n, ""));
         assert_eq!(code, 201, "{forged}");
     }
     let (code, preview) = s.admin(

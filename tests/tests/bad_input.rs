@@ -445,24 +445,10 @@ fn a_backup_silent_through_its_checkpoint_is_stored() {
     let good = env.file("good", &segment(SYSID, 3));
     let path = "/v1/clusters/main/wal/000000010000000000000003";
     assert_eq!(env.put(Some(&archiver), path, &good).0, 201);
-    let label = "START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n\
-         CHECKPOINT LOCATION: 0/3000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
-         START TIME: 2026-12-04 10:00:00 UTC\nLABEL: slow\nSTART TIMELINE: 1\n";
-    let mut control = SYSID.to_le_bytes().to_vec();
-    control.resize(8192, 0);
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("backup_label", label.as_bytes()),
-        ("global/pg_control", &control),
-        ("PG_VERSION", b"15\n"),
-    ] {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o600);
-        header.set_cksum();
-        tar.append_data(&mut header, name, data).unwrap();
-    }
-    let file = env.file("backup.tar", &tar.into_inner().unwrap());
+    let file = env.file(
+        "backup.tar",
+        &walgate_tests::synthetic_backup(15, SYSID, 3, ""),
+    );
     let header = env.files.join("auth");
     std::fs::write(&header, format!("Authorization: Bearer {archiver}\n")).unwrap();
     let script = format!(
