@@ -49,6 +49,16 @@ impl Env {
         )
     }
 
+    /// Archives `main`'s segment 3 (pinning the cluster to `SYSID`); returns an archiver
+    /// token.
+    fn archive_first(&self) -> String {
+        let archiver = self.gateway.token("main", "archiver");
+        let good = self.file("good", &segment(SYSID, 3));
+        let path = "/v1/clusters/main/wal/000000010000000000000003";
+        assert_eq!(self.put(Some(&archiver), path, &good).0, 201);
+        archiver
+    }
+
     fn snapshot(&self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<u8>) {
         let mut objects = vec![];
         let mut stack = vec![self.gateway.data_dir.join("objects/clusters")];
@@ -85,17 +95,7 @@ fn setup() -> Env {
 #[test]
 fn bad_requests_get_clear_errors_and_store_nothing() {
     let env = setup();
-    let archiver = env.gateway.token("main", "archiver");
-    let good = env.file("good", &segment(SYSID, 3));
-    assert_eq!(
-        env.put(
-            Some(&archiver),
-            "/v1/clusters/main/wal/000000010000000000000003",
-            &good
-        )
-        .0,
-        201
-    );
+    let archiver = env.archive_first();
     let before = env.snapshot();
 
     let mut short = segment(SYSID, 4);
@@ -441,10 +441,7 @@ fn bodies_that_trickle_are_given_up() {
 #[test]
 fn a_backup_silent_through_its_checkpoint_is_stored() {
     let env = setup();
-    let archiver = env.gateway.token("main", "archiver");
-    let good = env.file("good", &segment(SYSID, 3));
-    let path = "/v1/clusters/main/wal/000000010000000000000003";
-    assert_eq!(env.put(Some(&archiver), path, &good).0, 201);
+    let archiver = env.archive_first();
     let file = env.file(
         "backup.tar",
         &walgate_tests::synthetic_backup(15, SYSID, 3, ""),
@@ -564,10 +561,7 @@ fn connections_past_the_limit_are_closed_and_logged() {
 #[test]
 fn the_data_directory_is_private_whatever_the_umask() {
     let env = setup();
-    let archiver = env.gateway.token("main", "archiver");
-    let file = env.file("seg", &segment(SYSID, 3));
-    let path = "/v1/clusters/main/wal/000000010000000000000003";
-    assert_eq!(env.put(Some(&archiver), path, &file).0, 201);
+    env.archive_first();
     let mut paths = walk_all(&env.gateway.data_dir);
     assert!(
         paths
