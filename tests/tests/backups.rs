@@ -996,6 +996,19 @@ fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup() {
         "{ran}"
     );
     assert!(s.list().iter().any(|b| b["id"] == real["id"]));
+    // The cluster page says so too.
+    let page = walgate_tests::agent()
+        .get(format!("{}/clusters/main", s.gateway.url))
+        .header(
+            "Cookie",
+            format!("walgate_session={}", s.gateway.token("main", "viewer")),
+        )
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains(r#"id="retention-paused""#), "{page}");
 
     let (code, plan) = s.plan(&format!("?target_lsn={target}"));
     assert_eq!(code, 200, "{plan}");

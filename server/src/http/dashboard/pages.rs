@@ -414,6 +414,9 @@ fn retention(v: &ClusterView) -> Markup {
                 "A run now would delete " (r.delete_backups.len()) " backup(s) and "
                 (r.delete_wal_files) " WAL file(s), " (human_bytes(r.delete_bytes)) "."
             }
+            @if let Some(why) = &r.paused {
+                p.error #retention-paused { "Paused: " (why) }
+            }
             p { (next_run("retention", v.next_retention, v.now)) }
         }
     }
