@@ -68,7 +68,8 @@ pub fn decide<'a>(
         wal_before: None,
         paused,
     };
-    if policy.keep_last.is_none() && policy.window_days.is_none() {
+    // No complete backup yet: the WAL is all there is, even below an upload's start.
+    if policy.keep_last.is_none() && policy.window_days.is_none() || complete.is_empty() {
         return keep_all(None);
     }
     if !chain.broken.is_empty() {
@@ -472,6 +473,15 @@ mod tests {
         assert_eq!(ids(&d.keep), ["d1"]);
         assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
         assert_eq!(d.wal_before, position("0000000100000000"));
+        // An upload and no complete backup: no WAL goes, not even below its start.
+        let only_upload = [backups.remove(0)];
+        let d = decided(
+            &policy(Some(1), None, 1),
+            &only_upload,
+            &replayable(&only_upload),
+            now,
+        );
+        assert_eq!((d.keep.len(), d.wal_before), (0, None));
     }
 
     #[test]
