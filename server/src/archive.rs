@@ -532,7 +532,7 @@ where
     let worker = tokio::task::spawn_blocking(move || encode(expect, reader, encoding));
     // A raw body is hashed here while the worker compresses: the two overlap.
     let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
-    forward(&mut body, tx, Some(idle_timeout), |chunk| {
+    forward(&mut body, tx, |chunk| {
         if let Some(sha) = sha.as_mut() {
             sha.update(chunk);
         }

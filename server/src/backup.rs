@@ -508,9 +508,9 @@ where
     let (event_tx, mut events) = mpsc::channel::<Event>(8);
     let pump = tokio::spawn(async move {
         let mut body = body;
-        // No idle limit: pg_basebackup sends nothing while its checkpoint runs, which
-        // may take minutes; TCP keepalive notices a host that is gone.
-        forward(&mut body, body_tx, None, |_| {}).await;
+        // The HTTP layer's backup pace allows an hour of silence: pg_basebackup sends
+        // nothing while its checkpoint runs, which may take minutes.
+        forward(&mut body, body_tx, |_| {}).await;
         body
     });
     let reader = channel_reader(body_rx);

@@ -19,8 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const RESERVED_FDS: u64 = 256;
 
 /// Raises the soft limit on open files to the hard limit (as systemd's `LimitNOFILE`
-/// or the container allows), and returns the connections that leave room for the rest.
-pub fn default_cap() -> usize {
+/// or the container allows); returns the soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let raised = Rlimit {
@@ -33,8 +33,12 @@ pub fn default_cap() -> usize {
         limit.current
     };
     // `None` is unlimited.
-    let soft = soft.unwrap_or(1 << 20);
-    soft.saturating_sub(RESERVED_FDS).clamp(64, 1 << 20) as usize
+    soft.unwrap_or(1 << 20)
+}
+
+/// The connections that leave room for the rest within `fds` open files.
+pub fn default_cap(fds: u64) -> usize {
+    fds.saturating_sub(RESERVED_FDS).clamp(64, 1 << 20) as usize
 }
 
 /// An acceptor that holds at most `max` connections open, closing any beyond at once.

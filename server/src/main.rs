@@ -401,10 +401,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let header_timeout = settings
         .wal_idle_timeout
         .min(std::time::Duration::from_secs(30));
+    let fds = walgate::connections::raise_fd_limit();
     let cap = walgate::connections::Capped::new(
         settings
             .max_connections
-            .unwrap_or_else(walgate::connections::default_cap),
+            .unwrap_or_else(|| walgate::connections::default_cap(fds)),
     );
     let last_accept_error = std::sync::Mutex::new(None);
     let mut server = axum_server::from_tcp(listener)?

@@ -947,9 +947,8 @@ mod tests {
         let last = u64::MAX / MB16;
         let mut a = archive();
         a.files.insert(seg(2, last));
-        let started = std::time::Instant::now();
+        // Segment by segment, this would not finish.
         let chain = check_chain(&a);
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(
             chain.problems,
             [format!(

@@ -535,26 +535,10 @@ fn read_file(path: &Path) -> anyhow::Result<toml::Table> {
 /// or a bracketed IPv6 address, with an optional port. Nothing a shell would read as
 /// more than a word.
 pub fn valid_host(s: &str) -> bool {
-    let (host, port) = match s.strip_prefix('[') {
-        Some(rest) => {
-            let Some((ip, after)) = rest.split_once(']') else {
-                return false;
-            };
-            if ip.parse::<std::net::Ipv6Addr>().is_err() {
-                return false;
-            }
-            match after {
-                "" => return true,
-                p => match p.strip_prefix(':') {
-                    Some(port) => ("ipv6", Some(port)),
-                    None => return false,
-                },
-            }
-        }
-        None => match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        },
+    // A port follows the last colon, unless that colon is inside an IPv6 address.
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
+        _ => (s, None),
     };
     let label = |l: &str| {
         !l.is_empty()
@@ -562,7 +546,10 @@ pub fn valid_host(s: &str) -> bool {
             && l.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    let host_ok = host.len() <= 253 && host.split('.').all(label);
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ip) => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.len() <= 253 && host.split('.').all(label),
+    };
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
 }

@@ -1,5 +1,6 @@
 //! The async side of body handling: moving a request body's chunks to a blocking
-//! worker, with an idle limit, and draining what is left of a refused one.
+//! worker, and draining what is left of a refused one. How slowly a body may arrive is
+//! the HTTP layer's pace (`http::pace`), which fails a body too slow with a timeout.
 
 use std::io;
 use std::time::Duration;
@@ -44,19 +45,18 @@ fn to_io<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
     io::Error::other(e)
 }
 
-/// Forwards a request body to a worker's channel until the body ends, fails or stays
-/// silent for `idle` (the error is forwarded too), or the worker stops reading.
-/// `inspect` sees each chunk on the way.
+/// Forwards a request body to a worker's channel until the body ends or fails (the
+/// error is forwarded too), or the worker stops reading. `inspect` sees each chunk on
+/// the way.
 pub async fn forward<S, E>(
     body: &mut S,
     tx: mpsc::Sender<io::Result<Bytes>>,
-    idle: Option<Duration>,
     mut inspect: impl FnMut(&Bytes),
 ) where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + Send + Sync + 'static,
 {
-    while let Some(chunk) = next_within(body, idle).await {
+    while let Some(chunk) = next_within(body, None).await {
         if let Ok(c) = &chunk {
             inspect(c);
         }
