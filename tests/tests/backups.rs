@@ -382,7 +382,8 @@ impl Setup {
 
 on_every_major!(
     point_in_time_recovery_from_restore_plans,
-    client_backup_push_list_and_restore
+    client_backup_push_list_and_restore,
+    forged_backups_and_wal_cannot_make_retention_delete_the_real_backup
 );
 
 /// Point-in-time recovery to an LSN, a time and a restore point, each planned by the
@@ -913,21 +914,21 @@ fn a_deleted_cluster_leaves_nothing_behind() {
 /// past the archive are refused, forged ones near it do not count towards `keep_last`,
 /// and forged WAL that leaves a gap pauses deletion. The real backup then still restores
 /// to the same rows.
-#[test]
-fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup() {
-    let s = setup();
+fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup(pg: &Postgres) {
+    let s = setup_on(pg);
     let (code, real) = s.backup("-X none", "");
     assert_eq!(code, 201, "{real}");
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     let target = s.source.psql("SELECT pg_current_wal_insert_lsn()");
     let expected = pgbench_checksum(&s.source);
-    s.archive_all();
+    // One switch: on PostgreSQL 17 and 18 a second one with nothing written since
+    // switches nothing, and its segment is never archived.
+    let newest = s.source.archive_current();
     let sysid: u64 = s
         .source
         .psql("SELECT system_identifier FROM pg_control_system()")
         .parse()
         .unwrap();
-    let newest = s.source.archive_current();
     let newest = u64::from_str_radix(&newest[8..16], 16).unwrap() * 256
         + u64::from_str_radix(&newest[16..24], 16).unwrap();
     let major = s.source.pg.major;
