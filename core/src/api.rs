@@ -411,6 +411,28 @@ pub struct RetentionPlan {
     /// after a backup, which an operator must look at first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// Objects earlier runs failed to delete, retried by every run: how many in all,
+    /// and the oldest hundred.
+    #[serde(default)]
+    pub failing_deletions: u64,
+    #[serde(default)]
+    pub failures: Vec<DeletionFailure>,
+}
+
+/// An object a retention run or purge could not delete. It stays, and every later run
+/// tries again; the other deletions go on without it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeletionFailure {
+    /// The object's key in the cluster's storage target.
+    pub object: String,
+    /// The store's answer to the last attempt.
+    pub error: String,
+    pub attempts: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_failed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_failed_at: OffsetDateTime,
 }
 
 /// The result of checking a cluster's archive: its WAL chain and, with a scrub, every

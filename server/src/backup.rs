@@ -789,8 +789,7 @@ pub(crate) async fn discard(
     cluster: &ClusterName,
     id: &str,
 ) -> Result<(), BackupError> {
-    let keys = layout::backup_keys(cluster, id);
-    for key in [&keys.sentinel, &keys.manifest, &keys.data] {
+    for key in layout::backup_keys(cluster, id).in_deletion_order() {
         store.delete(key).await?;
     }
     catalog.delete_backup(cluster, id).await?;
@@ -809,7 +808,7 @@ pub async fn delete(
 }
 
 /// Marks a backup `deleting`: no restore picks it, and retention finishes deleting it.
-async fn mark_deleting(
+pub(crate) async fn mark_deleting(
     catalog: &dyn Catalog,
     cluster: &ClusterName,
     id: &str,

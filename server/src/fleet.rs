@@ -73,6 +73,8 @@ pub struct ClusterState {
     /// Its complete backups.
     pub backups: BackupStats,
     pub verified: Option<Verified>,
+    /// Objects retention failed to delete: how many, and since when.
+    pub undeleted: Option<(u64, OffsetDateTime)>,
 }
 
 /// What the last verification found.
@@ -153,6 +155,13 @@ pub async fn load(
         .await?
         .into_iter()
         .collect();
+    let mut undeleted: HashMap<_, _> = services
+        .catalog
+        .deletion_failure_stats()
+        .await?
+        .into_iter()
+        .map(|(cluster, n, since)| (cluster, (n, since)))
+        .collect();
     let mut verified: HashMap<_, _> = services
         .catalog
         .verifications()
@@ -169,7 +178,8 @@ pub async fn load(
         .map(|(cluster, stats)| {
             let b = backups.remove(&cluster.name).unwrap_or_default();
             let v = verified.remove(cluster.name.as_str());
-            ClusterState::new(cluster, stats, b, v)
+            let u = undeleted.remove(&cluster.name);
+            ClusterState::new(cluster, stats, b, v, u)
         })
         .collect())
 }
@@ -185,11 +195,18 @@ pub async fn load_one(
     let stats = services.catalog.cluster_stats(name).await?;
     let backups = services.catalog.backup_stats(Some(name)).await?.pop();
     let verified = services.catalog.last_verification(name).await?;
+    let failures = services.catalog.deletion_failures(name).await?;
+    let undeleted = failures
+        .iter()
+        .map(|f| f.first_failed_at)
+        .min()
+        .map(|since| (failures.len() as u64, since));
     Ok(Some(ClusterState::new(
         cluster,
         stats,
         backups.map(|(_, b)| b).unwrap_or_default(),
         verified,
+        undeleted,
     )))
 }
 
@@ -199,8 +216,10 @@ impl ClusterState {
         stats: ClusterStats,
         backups: BackupStats,
         verified: Option<VerifyReport>,
+        undeleted: Option<(u64, OffsetDateTime)>,
     ) -> Self {
         ClusterState {
+            undeleted,
             backups,
             cluster,
             stats,
@@ -226,6 +245,7 @@ mod tests {
     ) -> ClusterState {
         let now = OffsetDateTime::now_utc();
         ClusterState {
+            undeleted: None,
             cluster: ClusterRow {
                 name: "c".parse().unwrap(),
                 system_identifier: None,

@@ -266,7 +266,7 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
-    let gauges: [(&str, &str, Gauge); 12] = [
+    let gauges: [(&str, &str, Gauge); 14] = [
         ("walgate_wal_files", "WAL files archived.", |f, _| {
             Some(f.stats.wal_files as f64)
         }),
@@ -322,6 +322,16 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
             "walgate_timeline_forks",
             "Timelines the last verification found still receiving WAL after a child timeline branched from them (absent if never verified).",
             |f, _| f.verified.as_ref().map(|v| v.forks.len() as f64),
+        ),
+        (
+            "walgate_deletions_failing",
+            "Objects retention failed to delete, retried by every run (absent if none).",
+            |f, _| f.undeleted.map(|(n, _)| n as f64),
+        ),
+        (
+            "walgate_deletions_failing_since_timestamp_seconds",
+            "When the oldest of the failing deletions first failed (absent if none).",
+            |f, _| f.undeleted.map(|(_, t)| t.unix_timestamp() as f64),
         ),
     ];
     for (name, help, value) in gauges {

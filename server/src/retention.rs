@@ -9,13 +9,17 @@
 //!
 //! Deletion order: a backup is marked `deleting` before its objects go (no plan picks
 //! it), and WAL rows move to `wal_deletions` in one transaction before their objects go.
-//! A run that dies half-way leaves marks that the next run finishes first.
+//! A run that dies half-way leaves marks that the next run finishes first. An object the
+//! store refuses to delete is recorded with the store's answer and retried by later
+//! runs; the run goes on with the others.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use object_store::path::Path;
 use time::OffsetDateTime;
-use walgate_core::api::{ExpiredBackup, RetentionPlan, RetentionPolicy};
-use walgate_core::{ClusterName, SegmentPosition, SegmentSize, WalFileName};
+use walgate_core::api::{DeletionFailure, ExpiredBackup, RetentionPlan, RetentionPolicy};
+use walgate_core::{ClusterName, SegmentPosition, SegmentSize};
 
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
@@ -32,6 +36,11 @@ pub enum RetentionError {
     Backup(#[from] BackupError),
     #[error(transparent)]
     Load(#[from] restore::LoadError),
+    #[error(
+        "{0} object(s) could not be deleted (the cluster's retention preview lists them with \
+         the store's answers); fix the cause and repeat, or let retention retry them"
+    )]
+    Undeleted(usize),
 }
 
 /// The backups a policy keeps and deletes, and the WAL position below which WAL goes.
@@ -158,6 +167,7 @@ pub async fn preview(
         }
         None => Default::default(),
     };
+    let (failing_deletions, failures) = failures(services, &cluster.name).await?;
     let delete_backups: Vec<ExpiredBackup> = d
         .delete
         .iter()
@@ -178,35 +188,41 @@ pub async fn preview(
         first_wal: span.first.map(|n| n.to_string()),
         last_wal: span.last.map(|n| n.to_string()),
         paused: d.paused,
+        failing_deletions,
+        failures,
     })
 }
 
 /// Finishes deletions an earlier run left half-done, then deletes what the policy
-/// expires now; returns what it deleted.
+/// expires now; returns what it deleted, and what it could not.
 pub async fn run(
     services: &Services,
     cluster: &ClusterRow,
 ) -> Result<RetentionPlan, RetentionError> {
     let store = services.storage.get(&cluster.target)?;
-    finish_deletions(services, store, &cluster.name).await?;
-    let plan = preview(services, cluster).await?;
+    let mut deleter = Deleter::new(services, store, &cluster.name).await?;
+    deleter.finish().await?;
+    let mut plan = preview(services, cluster).await?;
     if let Some(why) = &plan.paused {
         tracing::warn!(cluster = %cluster.name, %why, "retention: no backup deleted");
     }
     for b in &plan.delete_backups {
-        backup::delete(services.catalog.as_ref(), store, &cluster.name, &b.id).await?;
-        tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
+        backup::mark_deleting(services.catalog.as_ref(), &cluster.name, &b.id).await?;
+        if deleter.backup(&b.id).await? {
+            tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
+        }
     }
     if let Some(position) = &plan.wal_before {
         let moved = services
             .catalog
             .expire_wal(&cluster.name, *position)
             .await?;
-        delete_wal_objects(services, store, &cluster.name).await?;
+        deleter.wal().await?;
         if moved > 0 {
             tracing::info!(cluster = %cluster.name, files = moved, before = %position, "retention: WAL expired");
         }
     }
+    (plan.failing_deletions, plan.failures) = failures(services, &cluster.name).await?;
     Ok(plan)
 }
 
@@ -221,18 +237,34 @@ pub async fn purge(
 ) -> Result<Option<(usize, u64)>, RetentionError> {
     let store = services.storage.get(&cluster.target)?;
     let name = &cluster.name;
-    finish_deletions(services, store, name).await?;
+    let mut deleter = Deleter::new(services, store, name).await?;
+    deleter.finish().await?;
     let backups = services.catalog.backups(name).await?;
     for b in &backups {
-        backup::delete(services.catalog.as_ref(), store, name, &b.id).await?;
+        backup::mark_deleting(services.catalog.as_ref(), name, &b.id).await?;
+        deleter.backup(&b.id).await?;
     }
     let wal = services.catalog.expire_all_wal(name).await?;
-    delete_wal_objects(services, store, name).await?;
+    deleter.wal().await?;
+    if deleter.failed > 0 {
+        return Err(RetentionError::Undeleted(deleter.failed));
+    }
     store.delete(&layout::settings_key(name)).await?;
     if !services.catalog.delete_cluster(name).await? {
         return Ok(None);
     }
     Ok(Some((backups.len(), wal)))
+}
+
+/// How many objects failed to delete, and the oldest hundred, for a plan.
+async fn failures(
+    services: &Services,
+    cluster: &ClusterName,
+) -> Result<(u64, Vec<DeletionFailure>), RetentionError> {
+    let mut all = services.catalog.deletion_failures(cluster).await?;
+    let total = all.len() as u64;
+    all.truncate(100);
+    Ok((total, all))
 }
 
 /// A cluster's own settings, as copied to its store for `walgate catalog rebuild`.
@@ -264,50 +296,139 @@ pub async fn save_settings(
     Ok(())
 }
 
-/// Completes what crashed gateways left: uploads that stopped beating, backups marked
-/// `deleting`, and WAL files waiting in `wal_deletions`.
-async fn finish_deletions(
-    services: &Services,
-    store: &Store,
-    cluster: &ClusterName,
-) -> Result<(), RetentionError> {
-    let silent_since = OffsetDateTime::now_utc() - backup::STALE_UPLOAD;
-    for id in services
-        .catalog
-        .stale_uploads(cluster, silent_since)
-        .await?
-    {
-        backup::discard(services.catalog.as_ref(), store, cluster, &id).await?;
-        tracing::info!(%cluster, backup = %id, "retention: removed an upload whose gateway died");
-    }
-    for b in services.catalog.backups(cluster).await? {
-        if b.status == BackupStatus::Deleting {
-            backup::discard(services.catalog.as_ref(), store, cluster, &b.id).await?;
-            tracing::info!(%cluster, backup = %b.id, "retention: finished deleting backup");
-        }
-    }
-    delete_wal_objects(services, store, cluster).await
+/// After this many deletions in a row fail, a run gives up on the cluster: the store is
+/// down or refuses everything, and trying every object would only lengthen the list.
+const FAILURES_IN_A_ROW: usize = 10;
+
+/// One run's deletions in one cluster. A delete that fails is recorded with the store's
+/// answer and passed over: later runs retry it, and it never holds up the rest.
+struct Deleter<'a> {
+    services: &'a Services,
+    store: &'a Store,
+    cluster: &'a ClusterName,
+    /// Objects earlier runs failed to delete, forgotten as they go.
+    failing: HashSet<String>,
+    /// Objects that failed in this run: not tried again before the next.
+    failed_now: HashSet<String>,
+    /// Deletions that failed in this run.
+    failed: usize,
+    in_a_row: usize,
 }
 
-/// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
-/// forgetting each batch once its objects are gone.
-async fn delete_wal_objects(
-    services: &Services,
-    store: &Store,
-    cluster: &ClusterName,
-) -> Result<(), RetentionError> {
-    loop {
-        let batch: Vec<WalFileName> = services.catalog.wal_deletions(cluster, 1000).await?;
-        if batch.is_empty() {
-            return Ok(());
+impl<'a> Deleter<'a> {
+    async fn new(
+        services: &'a Services,
+        store: &'a Store,
+        cluster: &'a ClusterName,
+    ) -> Result<Self, RetentionError> {
+        let failing = services.catalog.deletion_failures(cluster).await?;
+        Ok(Deleter {
+            services,
+            store,
+            cluster,
+            failing: failing.into_iter().map(|f| f.object).collect(),
+            failed_now: HashSet::new(),
+            failed: 0,
+            in_a_row: 0,
+        })
+    }
+
+    /// Completes what crashed gateways left: uploads that stopped beating, backups
+    /// marked `deleting`, and WAL files waiting in `wal_deletions`.
+    async fn finish(&mut self) -> Result<(), RetentionError> {
+        let catalog = self.services.catalog.as_ref();
+        let silent_since = OffsetDateTime::now_utc() - backup::STALE_UPLOAD;
+        for id in catalog.stale_uploads(self.cluster, silent_since).await? {
+            if self.backup(&id).await? {
+                tracing::info!(cluster = %self.cluster, backup = %id, "retention: removed an upload whose gateway died");
+            }
         }
-        for name in &batch {
-            store.delete(&layout::wal_key(cluster, name)).await?;
+        for b in catalog.backups(self.cluster).await? {
+            if b.status == BackupStatus::Deleting && self.backup(&b.id).await? {
+                tracing::info!(cluster = %self.cluster, backup = %b.id, "retention: finished deleting backup");
+            }
         }
-        services
+        self.wal().await
+    }
+
+    /// Deletes a backup that no plan picks (`deleting`, or an upload given up): its
+    /// objects, sentinel first, then its row; false if an object stays.
+    async fn backup(&mut self, id: &str) -> Result<bool, RetentionError> {
+        for key in layout::backup_keys(self.cluster, id).in_deletion_order() {
+            if !self.object(key).await? {
+                return Ok(false);
+            }
+        }
+        self.services
             .catalog
-            .forget_wal_deletions(cluster, &batch)
+            .delete_backup(self.cluster, id)
             .await?;
+        Ok(true)
+    }
+
+    /// Deletes the objects of WAL files waiting in `wal_deletions`, a batch at a time,
+    /// forgetting those that went.
+    async fn wal(&mut self) -> Result<(), RetentionError> {
+        let catalog = self.services.catalog.as_ref();
+        let mut after = None;
+        loop {
+            let batch = catalog
+                .wal_deletions(self.cluster, after.as_ref(), 1000)
+                .await?;
+            let Some(last) = batch.last().cloned() else {
+                return Ok(());
+            };
+            let mut gone = Vec::with_capacity(batch.len());
+            let mut stopped = None;
+            for name in batch {
+                match self.object(&layout::wal_key(self.cluster, &name)).await {
+                    Ok(true) => gone.push(name),
+                    Ok(false) => {}
+                    Err(e) => {
+                        stopped = Some(e);
+                        break;
+                    }
+                }
+            }
+            catalog.forget_wal_deletions(self.cluster, &gone).await?;
+            if let Some(e) = stopped {
+                return Err(e);
+            }
+            after = Some(last);
+        }
+    }
+
+    /// Deletes `key`; false if the store refused, which is recorded for the next run.
+    async fn object(&mut self, key: &Path) -> Result<bool, RetentionError> {
+        if self.failed_now.contains(key.as_ref()) {
+            return Ok(false);
+        }
+        let catalog = self.services.catalog.as_ref();
+        let error = match self.store.delete(key).await {
+            Ok(()) => {
+                self.in_a_row = 0;
+                if self.failing.remove(key.as_ref()) {
+                    catalog
+                        .forget_deletion_failure(self.cluster, key.as_ref())
+                        .await?;
+                }
+                return Ok(true);
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(cluster = %self.cluster, object = %key, %error, "retention: cannot delete; later runs retry");
+        let now = OffsetDateTime::now_utc();
+        catalog
+            .record_deletion_failure(self.cluster, key.as_ref(), &error.to_string(), now)
+            .await?;
+        self.failing.insert(key.to_string());
+        self.failed_now.insert(key.to_string());
+        self.failed += 1;
+        self.in_a_row += 1;
+        if self.in_a_row >= FAILURES_IN_A_ROW {
+            return Err(error.into());
+        }
+        Ok(false)
     }
 }
 

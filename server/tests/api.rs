@@ -725,7 +725,13 @@ async fn a_half_done_retention_run_is_finished_by_the_next() {
             "000000010000000000000006.zst"
         ]
     );
-    assert!(catalog.wal_deletions(&main, 10).await.unwrap().is_empty());
+    assert!(
+        catalog
+            .wal_deletions(&main, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let ids = f.backup_ids("main").await;
     assert_eq!(ids, ["new"]);
     let plan: walgate_core::api::RetentionPlan = serde_json::from_slice(&body).unwrap();

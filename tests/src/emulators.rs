@@ -393,26 +393,38 @@ pub fn write_config(dir: &Path, default_target: &str, tables: &[String]) -> Path
     path
 }
 
-/// A TCP proxy in front of a store (the tests' `delay-proxy`), so a test
-/// can make the store hang (pause), vanish (kill) and come back on the same port.
+/// A proxy in front of a store: the tests' `delay-proxy`, so a test can make the store
+/// hang (pause), vanish (kill) and come back on the same port, or their `fault-proxy`,
+/// so it can make the store refuse some deletions.
 pub struct Proxy {
     child: Option<Child>,
     exe: PathBuf,
     upstream: String,
     pub port: u16,
-    delay_ms: u32,
+    /// The proxy's third argument: its delay, or its faults file.
+    setting: String,
 }
 
 impl Proxy {
     /// `exe` is the `delay-proxy` binary (`env!("CARGO_BIN_EXE_delay-proxy")`); each
     /// byte is held `delay_ms` each way.
     pub fn start(exe: &Path, upstream: &str, delay_ms: u32) -> Self {
+        Self::spawn(exe, upstream, delay_ms.to_string())
+    }
+
+    /// `exe` is the `fault-proxy` binary: deletions of objects whose key contains a
+    /// line of the file at `faults` are refused.
+    pub fn faulty(exe: &Path, upstream: &str, faults: &Path) -> Self {
+        Self::spawn(exe, upstream, faults.display().to_string())
+    }
+
+    fn spawn(exe: &Path, upstream: &str, setting: String) -> Self {
         let mut p = Proxy {
             child: None,
             exe: exe.to_owned(),
             upstream: upstream.trim_start_matches("http://").to_owned(),
             port: free_port(),
-            delay_ms,
+            setting,
         };
         p.restart();
         p
@@ -429,13 +441,13 @@ impl Proxy {
             .args([
                 &format!("127.0.0.1:{}", self.port),
                 &self.upstream,
-                &self.delay_ms.to_string(),
+                &self.setting,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start delay-proxy");
-        wait_listening(self.port, &mut child, "delay-proxy");
+            .expect("start the proxy");
+        wait_listening(self.port, &mut child, "proxy");
         self.child = Some(child);
     }
 

@@ -1,6 +1,7 @@
 //! Storage targets that fail: refused at start with a clear error, gone during uploads
-//! (the push fails, so PostgreSQL retries, and nothing is half-visible), and a retention
-//! run killed half-way through its deletions on S3.
+//! (the push fails, so PostgreSQL retries, and nothing is half-visible), a retention
+//! run killed half-way through its deletions on S3, and a store that refuses to delete
+//! some objects.
 
 use std::process::Command;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use walgate_tests::{
 };
 
 const PROXY: &str = env!("CARGO_BIN_EXE_delay-proxy");
+const FAULT_PROXY: &str = env!("CARGO_BIN_EXE_fault-proxy");
 
 fn segment_path(segno: u64) -> String {
     format!("/v1/clusters/main/wal/0000000100000000{segno:08X}")
@@ -279,4 +281,153 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
         gateway.send("GET", "/v1/clusters/main/verify?scrub=true", &admin, vec![]);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["ok"], true, "{report}");
+}
+
+/// The store refuses to delete one backup's data and one WAL segment (403, as a deny
+/// policy answers): retention records both with the store's answer and deletes all the
+/// rest; the page, the plan and the metrics show them; later runs retry them, and once
+/// the fault is lifted they go and are forgotten.
+#[test]
+fn a_delete_the_store_refuses_never_stalls_retention() {
+    let moto = Moto::start();
+    moto.create_bucket("walgate");
+    let dir = gateway_dir();
+    let faults = dir.path().join("faults");
+    std::fs::write(&faults, "").unwrap();
+    let proxy = Proxy::faulty(FAULT_PROXY.as_ref(), &moto.endpoint, &faults);
+    let table = moto
+        .target("s3", "walgate", "p")
+        .replace(&moto.endpoint, &proxy.endpoint())
+        + "retry_timeout = \"2s\"\n";
+    let config = write_config(dir.path(), "s3", &[table]);
+    let gateway = Gateway::with_config(dir.path(), &config);
+    let admin = gateway.token("main", "admin");
+    let sysid = 7_400_000_000_000_000_001;
+    for segno in 1..=8 {
+        let (status, body) = gateway.send(
+            "PUT",
+            &segment_path(segno),
+            &admin,
+            synthetic_segment(sysid, 1, segno, segno as u8),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let backup = |segno| {
+        let tar = walgate_tests::synthetic_backup(15, sysid, segno, "");
+        let (status, body) = gateway.send("POST", "/v1/clusters/main/backups", &admin, tar);
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    };
+    let (oldest, older, newest) = (backup(2), backup(4), backup(6));
+    let (status, body) = gateway.send(
+        "PUT",
+        "/v1/clusters/main/retention",
+        &admin,
+        serde_json::to_vec(&serde_json::json!({"keep_last": 1})).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let stuck_backup = format!("p/clusters/main/backups/{oldest}/base.tar.zst");
+    let stuck_wal = "p/clusters/main/wal/000000010000000000000003.zst";
+    std::fs::write(&faults, format!("{stuck_backup}\n{stuck_wal}\n")).unwrap();
+    let run = || {
+        let (status, ran) = gateway.send(
+            "POST",
+            "/v1/clusters/main/retention/run?confirm=true",
+            &admin,
+            vec![],
+        );
+        assert_eq!(status, 200, "{ran}");
+        ran
+    };
+    for attempt in 1..=2 {
+        let ran = run();
+        assert_eq!(ran["failing_deletions"], 2, "{ran}");
+        let failures = ran["failures"].as_array().unwrap();
+        let mut objects: Vec<&str> = failures
+            .iter()
+            .map(|f| f["object"].as_str().unwrap())
+            .collect();
+        objects.sort();
+        assert_eq!(
+            objects,
+            [
+                format!("clusters/main/backups/{oldest}/base.tar.zst"),
+                "clusters/main/wal/000000010000000000000003.zst".into()
+            ],
+            "{ran}"
+        );
+        for f in failures {
+            assert_eq!(f["attempts"], attempt, "{ran}");
+            assert!(
+                f["error"].as_str().unwrap().contains("Access Denied"),
+                "{ran}"
+            );
+        }
+        // Everything else went: the other expired backup whole, the refused backup's
+        // other objects, and every other expired segment.
+        let mut left = moto.keys("walgate", "p/clusters/main/");
+        left.retain(|k| !k.ends_with("settings.json"));
+        let mut expected = vec![
+            stuck_backup.clone(),
+            format!("p/clusters/main/backups/{newest}/backup.json"),
+            format!("p/clusters/main/backups/{newest}/base.tar.zst"),
+            stuck_wal.to_owned(),
+        ];
+        expected
+            .extend((6..=8).map(|n| format!("p/clusters/main/wal/00000001000000000000000{n}.zst")));
+        expected.sort();
+        assert_eq!(left, expected, "attempt {attempt}");
+    }
+    // No restore picks the half-deleted backup, nor the one gone.
+    let (_, backups) = gateway.send("GET", "/v1/clusters/main/backups", &admin, vec![]);
+    let complete: Vec<&str> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "complete")
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(complete, [newest.as_str()], "{backups}");
+    assert!(!backups.to_string().contains(&older), "{backups}");
+
+    let page = walgate_tests::agent()
+        .get(format!("{}/clusters/main", gateway.url))
+        .header("Cookie", format!("walgate_session={admin}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(page.contains(r#"id="deletion-failures""#), "{page}");
+    assert!(page.contains("000000010000000000000003.zst"), "{page}");
+    let metrics = || {
+        let viewer = gateway.token("*", "viewer");
+        String::from_utf8(walgate_tests::body_bytes(
+            gateway.get("/metrics", Some(&viewer)),
+        ))
+        .unwrap()
+    };
+    let now = metrics();
+    assert!(
+        now.contains("walgate_deletions_failing{cluster=\"main\"} 2"),
+        "{now}"
+    );
+    assert!(
+        now.contains("walgate_deletions_failing_since_timestamp_seconds{cluster=\"main\"}"),
+        "{now}"
+    );
+
+    // The fault is lifted: the next run deletes both and forgets them.
+    std::fs::write(&faults, "").unwrap();
+    let ran = run();
+    assert_eq!(ran["failing_deletions"], 0, "{ran}");
+    assert_eq!(ran["failures"], serde_json::json!([]), "{ran}");
+    let mut left = moto.keys("walgate", "p/clusters/main/");
+    left.retain(|k| !k.ends_with("settings.json"));
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert!(!left.contains(&stuck_backup) && !left.iter().any(|k| k == stuck_wal));
+    let (_, backups) = gateway.send("GET", "/v1/clusters/main/backups", &admin, vec![]);
+    assert_eq!(backups.as_array().unwrap().len(), 1, "{backups}");
+    assert!(!metrics().contains("walgate_deletions_failing{"));
 }

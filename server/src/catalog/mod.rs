@@ -433,8 +433,14 @@ pub trait Catalog: Send + Sync + 'static {
     /// Forgets a cluster that holds nothing (no WAL, no backups, no pending deletions):
     /// its row, totals and last verification. False if it still holds something.
     async fn delete_cluster(&self, cluster: &ClusterName) -> Result<bool>;
-    /// Up to `limit` files whose objects still wait for deletion.
-    async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>>;
+    /// Up to `limit` files whose objects still wait for deletion, in name order after
+    /// `after`.
+    async fn wal_deletions(
+        &self,
+        cluster: &ClusterName,
+        after: Option<&WalFileName>,
+        limit: u32,
+    ) -> Result<Vec<WalFileName>>;
     /// Whether `name`'s object waits for deletion.
     async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool>;
     /// Forgets files whose objects are gone.
@@ -443,6 +449,20 @@ pub trait Catalog: Send + Sync + 'static {
         cluster: &ClusterName,
         names: &[WalFileName],
     ) -> Result<()>;
+    /// Records that deleting `object` failed with `error` at `at` (counting attempts).
+    async fn record_deletion_failure(
+        &self,
+        cluster: &ClusterName,
+        object: &str,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Forgets `object`'s failures once it is deleted.
+    async fn forget_deletion_failure(&self, cluster: &ClusterName, object: &str) -> Result<()>;
+    /// The cluster's objects that failed to delete, oldest failure first.
+    async fn deletion_failures(&self, cluster: &ClusterName) -> Result<Vec<api::DeletionFailure>>;
+    /// Per cluster with failed deletions: how many objects, and the oldest first failure.
+    async fn deletion_failure_stats(&self) -> Result<Vec<(ClusterName, u64, OffsetDateTime)>>;
     /// Takes the lease on `job` for `holder` until `until` (unix seconds) if it is free,
     /// expired at `now`, or `holder`'s already; true if `holder` now holds it.
     async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool>;

@@ -231,15 +231,34 @@ pub const CLUSTER_HOLDS: &str = "SELECT (SELECT count(*) FROM wal_files WHERE cl
        + (SELECT count(*) FROM wal_deletions WHERE cluster = $1)";
 
 /// A cluster's rows beside `clusters` itself, deleted with it.
-pub const DELETE_CLUSTER_ROWS: [&str; 2] = [
+pub const DELETE_CLUSTER_ROWS: [&str; 3] = [
     "DELETE FROM verifications WHERE cluster = $1",
     "DELETE FROM wal_stats WHERE cluster = $1",
+    "DELETE FROM deletion_failures WHERE cluster = $1",
 ];
 
 pub const DELETE_CLUSTER: &str = "DELETE FROM clusters WHERE name = $1";
 
+/// `$2`: the name to start after, or `''` from the first.
 pub const WAL_DELETIONS: &str =
-    "SELECT name FROM wal_deletions WHERE cluster = $1 ORDER BY name LIMIT $2";
+    "SELECT name FROM wal_deletions WHERE cluster = $1 AND name > $2 ORDER BY name LIMIT $3";
+
+/// `$1` cluster, `$2` object, `$3` error, `$4` when.
+pub const RECORD_DELETION_FAILURE: &str = "INSERT INTO deletion_failures \
+       (cluster, object, error, attempts, first_failed_at, last_failed_at) \
+     VALUES ($1, $2, $3, 1, $4, $4) \
+     ON CONFLICT (cluster, object) DO UPDATE SET error = excluded.error, \
+       attempts = deletion_failures.attempts + 1, last_failed_at = excluded.last_failed_at";
+
+pub const FORGET_DELETION_FAILURE: &str =
+    "DELETE FROM deletion_failures WHERE cluster = $1 AND object = $2";
+
+pub const DELETION_FAILURES: &str = "SELECT object, error, attempts, first_failed_at, \
+       last_failed_at FROM deletion_failures WHERE cluster = $1 \
+     ORDER BY first_failed_at, object";
+
+pub const DELETION_FAILURE_STATS: &str = "SELECT cluster, count(*) AS n, \
+       min(first_failed_at) AS since FROM deletion_failures GROUP BY cluster";
 
 /// Followed by one placeholder per name from `$2`, comma-separated, and `)`.
 pub const FORGET_WAL_DELETIONS: &str = "DELETE FROM wal_deletions WHERE cluster = $1 AND name IN (";

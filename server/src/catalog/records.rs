@@ -228,6 +228,42 @@ impl TryFrom<VolumeRecord> for (time::Date, u64, u64) {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct DeletionFailureRecord {
+    object: String,
+    error: String,
+    attempts: i64,
+    first_failed_at: OffsetDateTime,
+    last_failed_at: OffsetDateTime,
+}
+
+impl From<DeletionFailureRecord> for api::DeletionFailure {
+    fn from(r: DeletionFailureRecord) -> Self {
+        api::DeletionFailure {
+            object: r.object,
+            error: r.error,
+            attempts: unsigned(r.attempts),
+            first_failed_at: r.first_failed_at,
+            last_failed_at: r.last_failed_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DeletionStatsRecord {
+    cluster: String,
+    n: i64,
+    since: OffsetDateTime,
+}
+
+impl TryFrom<DeletionStatsRecord> for (ClusterName, u64, OffsetDateTime) {
+    type Error = CatalogError;
+
+    fn try_from(r: DeletionStatsRecord) -> Result<Self> {
+        Ok((parse_cluster(&r.cluster)?, unsigned(r.n), r.since))
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct BackupRecord {
     id: String,
     status: String,

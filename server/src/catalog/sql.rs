@@ -15,13 +15,13 @@ use sqlx::{
     query_as, query_as_with, query_scalar, query_with,
 };
 use time::OffsetDateTime;
-use walgate_core::api::{RetentionPolicy, StatusThresholds, VerifyReport};
+use walgate_core::api::{self, RetentionPolicy, StatusThresholds, VerifyReport};
 use walgate_core::{ClusterName, SegmentPosition, SegmentSize, TargetName, WalFileName};
 
 use super::records::{
-    BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, PositionRecord,
-    StatsRecord, TokenRecord, VolumeRecord, WalRecord, WalSpanRecord, parse_name, report,
-    report_json, settings,
+    BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, DeletionFailureRecord,
+    DeletionStatsRecord, PositionRecord, StatsRecord, TokenRecord, VolumeRecord, WalRecord,
+    WalSpanRecord, parse_name, report, report_json, settings,
 };
 use super::{
     BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
@@ -112,6 +112,8 @@ where
     for<'r> VolumeRecord: FromRow<'r, DB::Row>,
     for<'r> BackupRecord: FromRow<'r, DB::Row>,
     for<'r> TokenRecord: FromRow<'r, DB::Row>,
+    for<'r> DeletionFailureRecord: FromRow<'r, DB::Row>,
+    for<'r> DeletionStatsRecord: FromRow<'r, DB::Row>,
 {
     fn backend(&self) -> &'static str {
         DB::BACKEND
@@ -457,9 +459,15 @@ where
         Ok(DB::rows_affected(&gone) == 1)
     }
 
-    async fn wal_deletions(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<WalFileName>> {
+    async fn wal_deletions(
+        &self,
+        cluster: &ClusterName,
+        after: Option<&WalFileName>,
+        limit: u32,
+    ) -> Result<Vec<WalFileName>> {
         let names: Vec<String> = query_scalar(queries::WAL_DELETIONS)
             .bind(cluster.as_str())
+            .bind(after.map(|n| n.to_string()).unwrap_or_default())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -496,6 +504,47 @@ where
             forget.execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    async fn record_deletion_failure(
+        &self,
+        cluster: &ClusterName,
+        object: &str,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        query(queries::RECORD_DELETION_FAILURE)
+            .bind(cluster.as_str())
+            .bind(object)
+            .bind(error)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_deletion_failure(&self, cluster: &ClusterName, object: &str) -> Result<()> {
+        query(queries::FORGET_DELETION_FAILURE)
+            .bind(cluster.as_str())
+            .bind(object)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn deletion_failures(&self, cluster: &ClusterName) -> Result<Vec<api::DeletionFailure>> {
+        let rows: Vec<DeletionFailureRecord> = query_as(queries::DELETION_FAILURES)
+            .bind(cluster.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn deletion_failure_stats(&self) -> Result<Vec<(ClusterName, u64, OffsetDateTime)>> {
+        let rows: Vec<DeletionStatsRecord> = query_as(queries::DELETION_FAILURE_STATS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn take_lease(&self, job: &str, holder: &str, now: i64, until: i64) -> Result<bool> {

@@ -75,7 +75,7 @@ async fn suite(c: &dyn Catalog) {
         Some("0000000100000005".parse().unwrap())
     );
     c.expire_all_wal(&far).await.unwrap();
-    let gone = c.wal_deletions(&far, 10).await.unwrap();
+    let gone = c.wal_deletions(&far, None, 10).await.unwrap();
     c.forget_wal_deletions(&far, &gone).await.unwrap();
     assert!(c.delete_cluster(&far).await.unwrap());
     assert_eq!(c.wal(&other, &seg1.name).await.unwrap(), None);
@@ -366,10 +366,14 @@ async fn retention_suite(c: &dyn Catalog) {
         ]
     );
     assert_eq!(c.wal_before(&main, position).await.unwrap().files, 0);
-    let pending = c.wal_deletions(&main, 2).await.unwrap();
+    let pending = c.wal_deletions(&main, None, 2).await.unwrap();
     assert_eq!(pending.len(), 2);
+    // Pages go on after a name, so a run can pass over objects that failed to delete.
+    let next = c.wal_deletions(&main, Some(&pending[0]), 10).await.unwrap();
+    assert_eq!(next[0], pending[1]);
+    assert!(!next.contains(&pending[0]));
     c.forget_wal_deletions(&main, &pending).await.unwrap();
-    let pending = c.wal_deletions(&main, 10).await.unwrap();
+    let pending = c.wal_deletions(&main, None, 10).await.unwrap();
     assert_eq!(
         pending,
         ["000000010000000000000002.00000028.backup"
@@ -414,6 +418,46 @@ async fn retention_suite(c: &dyn Catalog) {
     );
     assert_eq!(c.verifications().await.unwrap(), [report]);
 
+    // Failed deletions: counted per object, forgotten once the object goes.
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let t1 = t0 + time::Duration::hours(1);
+    c.record_deletion_failure(&main, "main/wal/b", "403 denied", t0)
+        .await
+        .unwrap();
+    c.record_deletion_failure(&main, "main/wal/a", "503 slow down", t1)
+        .await
+        .unwrap();
+    c.record_deletion_failure(&main, "main/wal/b", "403 still denied", t1)
+        .await
+        .unwrap();
+    let failing = c.deletion_failures(&main).await.unwrap();
+    let seen: Vec<_> = failing
+        .iter()
+        .map(|f| (f.object.as_str(), f.error.as_str(), f.attempts))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("main/wal/b", "403 still denied", 2),
+            ("main/wal/a", "503 slow down", 1)
+        ]
+    );
+    assert_eq!(
+        (failing[0].first_failed_at, failing[0].last_failed_at),
+        (t0, t1)
+    );
+    assert_eq!(
+        c.deletion_failure_stats().await.unwrap(),
+        [(main.clone(), 2, t0)]
+    );
+    c.forget_deletion_failure(&main, "main/wal/b")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.deletion_failure_stats().await.unwrap(),
+        [(main.clone(), 1, t1)]
+    );
+
     // Leases: one holder at a time, renewable, taken over once expired.
     assert!(c.take_lease("retention", "a", 100, 200).await.unwrap());
     assert!(!c.take_lease("retention", "b", 150, 250).await.unwrap());
@@ -432,7 +476,7 @@ async fn retention_suite(c: &dyn Catalog) {
     assert_eq!(c.expire_all_wal(&main).await.unwrap(), left);
     assert_eq!(c.cluster_stats(&main).await.unwrap().wal_files, 0);
     assert!(!c.delete_cluster(&main).await.unwrap(), "deletions pending");
-    let pending = c.wal_deletions(&main, 100).await.unwrap();
+    let pending = c.wal_deletions(&main, None, 100).await.unwrap();
     assert!(
         pending
             .iter()
@@ -442,6 +486,7 @@ async fn retention_suite(c: &dyn Catalog) {
     assert!(c.delete_cluster(&main).await.unwrap());
     assert_eq!(c.cluster(&main).await.unwrap(), None);
     assert_eq!(c.last_verification(&main).await.unwrap(), None);
+    assert_eq!(c.deletion_failures(&main).await.unwrap(), []);
     assert!(!c.delete_cluster(&main).await.unwrap(), "already gone");
 }
 

@@ -213,6 +213,9 @@ impl From<RetentionError> for ApiError {
             RetentionError::Storage(s) => s.into(),
             RetentionError::Backup(b) => b.into(),
             RetentionError::Load(l) => l.into(),
+            RetentionError::Undeleted(_) => {
+                Self::retry_later(ErrorCode::StorageUnavailable, e.to_string())
+            }
         }
     }
 }

@@ -26,6 +26,13 @@ pub struct BackupKeys {
     pub sentinel: Path,
 }
 
+impl BackupKeys {
+    /// Sentinel first: a backup never looks complete without its data.
+    pub fn in_deletion_order(&self) -> [&Path; 3] {
+        [&self.sentinel, &self.manifest, &self.data]
+    }
+}
+
 pub fn backup_keys(cluster: &ClusterName, id: &str) -> BackupKeys {
     let prefix = format!("clusters/{cluster}/backups/{id}");
     BackupKeys {

@@ -417,6 +417,19 @@ fn retention(v: &ClusterView) -> Markup {
             @if let Some(why) = &r.paused {
                 p.error #retention-paused { "Paused: " (why) }
             }
+            @if r.failing_deletions > 0 {
+                div #deletion-failures {
+                    p.error {
+                        (r.failing_deletions) " object(s) could not be deleted; every run tries them again, and the rest of retention goes on without them."
+                        @if r.failing_deletions > r.failures.len() as u64 { " The oldest " (r.failures.len()) ":" }
+                    }
+                    table { thead { tr { th { "Object" } th { "Failing since" } th { "Attempts" } th { "The store's last answer" } } }
+                        tbody { @for f in &r.failures {
+                            tr { td { code { (f.object) } } td { (date(f.first_failed_at)) } td { (f.attempts) } td { (f.error) } }
+                        } }
+                    }
+                }
+            }
             p { (next_run("retention", v.next_retention, v.now)) }
         }
     }
