@@ -55,6 +55,9 @@ pub enum ErrorCode {
     Conflict,
     /// 409: the backup was deleted while it was uploading.
     Deleted,
+    /// 409: the backup or cluster is on a write-once target and still locked; nothing
+    /// was deleted.
+    Locked,
     /// 413: a body larger than the file it names can be.
     TooLarge,
     /// 415: a `Content-Encoding` this request does not take.
@@ -100,6 +103,7 @@ impl ErrorCode {
             ErrorCode::WrongSystem => "wrong_system",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Deleted => "deleted",
+            ErrorCode::Locked => "locked",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::UnsupportedEncoding => "unsupported_encoding",
             ErrorCode::NotReachable => "not_reachable",
@@ -417,6 +421,19 @@ pub struct RetentionPlan {
     pub failing_deletions: u64,
     #[serde(default)]
     pub failures: Vec<DeletionFailure>,
+    /// Backups the policy expires that are kept, with their WAL, until their objects'
+    /// locks end (write-once targets); a later run deletes them.
+    #[serde(default)]
+    pub locked: Vec<LockedBackup>,
+}
+
+/// A backup kept because its objects are still locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockedBackup {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub retain_until: OffsetDateTime,
 }
 
 /// An object a retention run or purge could not delete. It stays, and every later run
@@ -483,6 +500,7 @@ mod tests {
             E::WrongSystem,
             E::Conflict,
             E::Deleted,
+            E::Locked,
             E::TooLarge,
             E::UnsupportedEncoding,
             E::NotReachable,

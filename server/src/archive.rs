@@ -552,7 +552,7 @@ where
         }
     };
 
-    let row = WalRow {
+    let mut row = WalRow {
         name,
         size: encoded.size,
         stored_size: encoded.stored_size,
@@ -562,6 +562,7 @@ where
             (None, None) => unreachable!("a raw body is hashed while it is read"),
         },
         archived_at: OffsetDateTime::now_utc(),
+        retain_until: None,
     };
     if let Some(stored) = catalog.wal(cluster, &name).await? {
         return same_content(stored, &row).map(|row| Archived {
@@ -610,6 +611,7 @@ where
             });
         }
     }
+    row.retain_until = store.locked_until();
     match catalog.insert_wal(cluster, &row).await? {
         Inserted::New => {
             services.verify_soon.stored(services, cluster, &name);

@@ -85,6 +85,10 @@ pub enum BackupError {
     #[error("no backup {0}")]
     NotFound(String),
     #[error(
+        "backup {id} is locked until {until} (write-once target): it cannot be deleted before; retention deletes it once its lock ends and the policy expires it"
+    )]
+    Locked { id: String, until: OffsetDateTime },
+    #[error(
         "backup {0} was deleted while it was uploading (by an admin, a purge of the cluster or the cleanup of uploads that stopped sending); nothing was kept: take the backup again"
     )]
     DeletedWhileUploading(String),
@@ -622,6 +626,7 @@ async fn start(
         has_manifest: false,
         started_at: now,
         finished_at: None,
+        retain_until: None,
     };
     let registered = catalog.ensure_cluster(cluster, store.target()).await?;
     if &registered.target != store.target() {
@@ -707,6 +712,7 @@ async fn finish(
     store
         .put_new(&keys.sentinel, PutPayload::from(sentinel))
         .await?;
+    row.retain_until = store.locked_until();
     if !catalog
         .update_backup(cluster, &row, BackupStatus::Uploading)
         .await?
@@ -803,6 +809,14 @@ pub async fn delete(
     cluster: &ClusterName,
     id: &str,
 ) -> Result<(), BackupError> {
+    let row = find(catalog, cluster, id).await?;
+    let now = OffsetDateTime::now_utc();
+    if let Some(until) = row
+        .retain_until
+        .filter(|_| crate::storage::lock::locked_at(row.retain_until, now))
+    {
+        return Err(BackupError::Locked { id: row.id, until });
+    }
     mark_deleting(catalog, cluster, id).await?;
     discard(catalog, store, cluster, id).await
 }

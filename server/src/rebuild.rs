@@ -46,6 +46,8 @@ async fn rebuild_target(
     store: &Store,
     found: &mut Rebuilt,
 ) -> anyhow::Result<()> {
+    // Objects' locks are recorded from the bucket's: know it first.
+    store.check_lock().await?;
     let mut listing = store.list("clusters");
     while let Some(object) = listing.next().await {
         let object = object.with_context(|| format!("list storage target `{}`", store.target()))?;
@@ -165,6 +167,7 @@ async fn wal(
         stored_size: stored.stored_size,
         sha256: stored.sha256,
         archived_at: object.modified,
+        retain_until: store.lock().map(|l| object.modified + l.period),
     };
     services.catalog.insert_wal(&cluster, &row).await?;
     Ok(Found::Wal)
@@ -210,6 +213,7 @@ async fn backup(
         has_manifest: sentinel.has_manifest,
         started_at: sentinel.started_at,
         finished_at: sentinel.finished_at,
+        retain_until: store.lock().map(|l| object.modified + l.period),
     };
     services.catalog.insert_backup(&cluster, &row).await?;
     Ok(Found::Backup)

@@ -18,11 +18,14 @@ use std::time::Duration;
 
 use object_store::path::Path;
 use time::OffsetDateTime;
-use walgate_core::api::{DeletionFailure, ExpiredBackup, RetentionPlan, RetentionPolicy};
+use walgate_core::api::{
+    DeletionFailure, ExpiredBackup, LockedBackup, RetentionPlan, RetentionPolicy,
+};
 use walgate_core::{ClusterName, SegmentPosition, SegmentSize};
 
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
+use crate::storage::lock::locked_at;
 use crate::storage::{StorageError, Store, layout};
 use crate::{Services, restore};
 
@@ -41,6 +44,10 @@ pub enum RetentionError {
          the store's answers); fix the cause and repeat, or let retention retry them"
     )]
     Undeleted(usize),
+    #[error(
+        "the cluster's objects are locked until {0} (write-once target): nothing was deleted; the cluster can be deleted after that"
+    )]
+    Locked(OffsetDateTime),
 }
 
 /// The backups a policy keeps and deletes, and the WAL position below which WAL goes.
@@ -52,6 +59,9 @@ pub struct Decision<'a> {
     pub wal_before: Option<SegmentPosition>,
     /// Why nothing is deleted although the policy would delete.
     pub paused: Option<String>,
+    /// Backups the policy expires but whose objects are still locked: kept, with their
+    /// WAL, until a run after their locks end.
+    pub locked: Vec<&'a BackupRow>,
 }
 
 /// Applies `policy` to `backups` (newest first) at `now`. Only backups the chain check
@@ -76,6 +86,7 @@ pub fn decide<'a>(
         delete: vec![],
         wal_before: None,
         paused,
+        locked: vec![],
     };
     // No complete backup yet: the WAL is all there is, even below an upload's start.
     if policy.keep_last.is_none() && policy.window_days.is_none() || complete.is_empty() {
@@ -112,8 +123,12 @@ pub fn decide<'a>(
     let oldest_counted = counted.get(by_count - 1).copied().unwrap_or(complete.len());
     let kept = |i: usize| i <= oldest_counted || window_base.is_some_and(|base| i <= base);
     let (keep, delete): (Vec<_>, Vec<_>) = complete.iter().enumerate().partition(|(i, _)| kept(*i));
-    let keep: Vec<&BackupRow> = keep.into_iter().map(|(_, b)| *b).collect();
-    let delete = delete.into_iter().map(|(_, b)| *b).collect();
+    let mut keep: Vec<&BackupRow> = keep.into_iter().map(|(_, b)| *b).collect();
+    let (locked, delete): (Vec<&BackupRow>, Vec<&BackupRow>) = delete
+        .into_iter()
+        .map(|(_, b)| *b)
+        .partition(|b| locked_at(b.retain_until, now));
+    keep.extend(&locked);
     // Uploading backups will need their WAL too.
     let needed = keep.iter().copied().chain(
         backups
@@ -128,6 +143,7 @@ pub fn decide<'a>(
         delete,
         wal_before,
         paused: None,
+        locked,
     }
 }
 
@@ -190,6 +206,16 @@ pub async fn preview(
         paused: d.paused,
         failing_deletions,
         failures,
+        locked: d
+            .locked
+            .iter()
+            .filter_map(|b| {
+                b.retain_until.map(|retain_until| LockedBackup {
+                    id: b.id.clone(),
+                    retain_until,
+                })
+            })
+            .collect(),
     })
 }
 
@@ -237,6 +263,10 @@ pub async fn purge(
 ) -> Result<Option<(usize, u64)>, RetentionError> {
     let store = services.storage.get(&cluster.target)?;
     let name = &cluster.name;
+    let lock_ends = services.catalog.lock_ends(name).await?;
+    if let Some(until) = lock_ends.filter(|_| locked_at(lock_ends, OffsetDateTime::now_utc())) {
+        return Err(RetentionError::Locked(until));
+    }
     let mut deleter = Deleter::new(services, store, name).await?;
     deleter.finish().await?;
     let backups = services.catalog.backups(name).await?;
@@ -375,12 +405,17 @@ impl<'a> Deleter<'a> {
             let batch = catalog
                 .wal_deletions(self.cluster, after.as_ref(), 1000)
                 .await?;
-            let Some(last) = batch.last().cloned() else {
+            let Some((last, _)) = batch.last().cloned() else {
                 return Ok(());
             };
+            let now = OffsetDateTime::now_utc();
             let mut gone = Vec::with_capacity(batch.len());
             let mut stopped = None;
-            for name in batch {
+            for (name, retain_until) in batch {
+                // Still locked: it waits here for a later run, and no request goes out.
+                if locked_at(retain_until, now) {
+                    continue;
+                }
                 match self.object(&layout::wal_key(self.cluster, &name)).await {
                     Ok(true) => gone.push(name),
                     Ok(false) => {}
@@ -398,13 +433,18 @@ impl<'a> Deleter<'a> {
         }
     }
 
-    /// Deletes `key`; false if the store refused, which is recorded for the next run.
+    /// Deletes `key`; false if it stays: still locked (it waits for a later run), or
+    /// refused by the store (recorded for the next run).
     async fn object(&mut self, key: &Path) -> Result<bool, RetentionError> {
         if self.failed_now.contains(key.as_ref()) {
             return Ok(false);
         }
         let catalog = self.services.catalog.as_ref();
         let error = match self.store.delete(key).await {
+            Err(StorageError::Locked { until, .. }) => {
+                tracing::info!(cluster = %self.cluster, object = %key, %until, "retention: locked, deleted by a later run");
+                return Ok(false);
+            }
             Ok(()) => {
                 self.in_a_row = 0;
                 if self.failing.remove(key.as_ref()) {
@@ -446,6 +486,7 @@ pub async fn schedule(services: Services, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::lock;
     use walgate_core::{Lsn, Timeline};
 
     const DAY: Duration = Duration::from_secs(86_400);
@@ -518,6 +559,36 @@ mod tests {
         assert_eq!(ids(&d.delete), ["d2", "d3", "d4"]);
         // d1 starts in segment 0x130.
         assert_eq!(d.wal_before, position("0000000100000030"));
+    }
+
+    #[test]
+    fn expired_backups_still_locked_stay_with_their_wal_until_their_lock_ends() {
+        let now = OffsetDateTime::now_utc();
+        let mut backups = history(now);
+        // d3 is locked for another day; d4's lock ended within the allowance for clock
+        // skew; d2's ended long ago.
+        backups[3].retain_until = Some(now + DAY);
+        backups[4].retain_until = Some(now - lock::CLOCK_SKEW / 2);
+        backups[2].retain_until = Some(now - DAY);
+        let d = decided(
+            &policy(Some(2), None, 1),
+            &backups,
+            &replayable(&backups),
+            now,
+        );
+        assert_eq!(ids(&d.keep), ["d0", "d1", "d3", "d4"]);
+        assert_eq!(ids(&d.locked), ["d3", "d4"]);
+        assert_eq!(ids(&d.delete), ["d2"]);
+        // d4 starts in segment 0x100: its WAL stays.
+        assert_eq!(d.wal_before, position("0000000100000000"));
+        // Two days on, every lock has ended.
+        let later = decided(
+            &policy(Some(2), None, 1),
+            &backups,
+            &replayable(&backups),
+            now + DAY * 2,
+        );
+        assert_eq!(ids(&later.delete), ["d2", "d3", "d4"]);
     }
 
     #[test]

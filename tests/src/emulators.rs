@@ -95,6 +95,45 @@ impl Moto {
         ));
     }
 
+    /// Creates `bucket` with Object Lock enabled and, with `default`, a default
+    /// retention of `(mode, days)`, e.g. `("GOVERNANCE", 1)`.
+    pub fn create_locked_bucket(&self, bucket: &str, default: Option<(&str, u32)>) {
+        let mut code = format!(
+            "{}; s3.create_bucket(Bucket='{bucket}', ObjectLockEnabledForBucket=True)",
+            self.client()
+        );
+        if let Some((mode, days)) = default {
+            code += &format!(
+                "; s3.put_object_lock_configuration(Bucket='{bucket}', ObjectLockConfiguration=\
+                 {{'ObjectLockEnabled': 'Enabled', 'Rule': {{'DefaultRetention': \
+                 {{'Mode': '{mode}', 'Days': {days}}}}}}})"
+            );
+        }
+        python(&code);
+    }
+
+    /// The lock on an object's current version: its mode and retain-until date as
+    /// `MODE UNTIL`, or `none`.
+    pub fn retention(&self, bucket: &str, key: &str) -> String {
+        python(&format!(
+            "{}; h = s3.head_object(Bucket='{bucket}', Key='{key}'); \
+             print(h.get('ObjectLockMode', 'none'), h.get('ObjectLockRetainUntilDate', ''))",
+            self.client()
+        ))
+        .join("\n")
+    }
+
+    /// Every version and delete marker under `prefix`, as `key version-id` lines: what a
+    /// versioned bucket holds, hidden or not.
+    pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        python(&format!(
+            "{}\nr = s3.list_object_versions(Bucket='{bucket}', Prefix='{prefix}')\n\
+             [print(v['Key'], 'version') for v in r.get('Versions', [])]\n\
+             [print(m['Key'], 'delete-marker') for m in r.get('DeleteMarkers', [])]",
+            self.client()
+        ))
+    }
+
     /// The stored bytes of one object.
     pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
         through_file(&[], |f| {

@@ -107,6 +107,8 @@ pub struct WalRow {
     /// Of the file's content, uncompressed.
     pub sha256: Sha256,
     pub archived_at: OffsetDateTime,
+    /// Until when its object is locked (write-once targets).
+    pub retain_until: Option<OffsetDateTime>,
 }
 
 impl WalRow {
@@ -211,6 +213,8 @@ pub struct BackupRow {
     pub has_manifest: bool,
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// Until when its objects are locked (write-once targets): the latest of theirs.
+    pub retain_until: Option<OffsetDateTime>,
 }
 
 impl BackupRow {
@@ -242,6 +246,7 @@ impl BackupRow {
             has_manifest: true,
             started_at: finished_at,
             finished_at: Some(finished_at),
+            retain_until: None,
         }
     }
 
@@ -434,13 +439,16 @@ pub trait Catalog: Send + Sync + 'static {
     /// its row, totals and last verification. False if it still holds something.
     async fn delete_cluster(&self, cluster: &ClusterName) -> Result<bool>;
     /// Up to `limit` files whose objects still wait for deletion, in name order after
-    /// `after`.
+    /// `after`, with when their objects' locks end.
     async fn wal_deletions(
         &self,
         cluster: &ClusterName,
         after: Option<&WalFileName>,
         limit: u32,
-    ) -> Result<Vec<WalFileName>>;
+    ) -> Result<Vec<(WalFileName, Option<OffsetDateTime>)>>;
+    /// When the last lock on the cluster's objects ends (write-once targets): of its
+    /// WAL, backups and objects waiting for deletion.
+    async fn lock_ends(&self, cluster: &ClusterName) -> Result<Option<OffsetDateTime>>;
     /// Whether `name`'s object waits for deletion.
     async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool>;
     /// Forgets files whose objects are gone.

@@ -37,7 +37,7 @@ macro_rules! stats_columns {
 
 macro_rules! wal_columns {
     () => {
-        "name, size, stored_size, sha256, archived_at"
+        "name, size, stored_size, sha256, archived_at, retain_until"
     };
 }
 
@@ -45,7 +45,7 @@ macro_rules! backup_columns {
     () => {
         "id, status, label, method, from_standby, start_lsn, start_timeline, checkpoint_lsn, \
          end_lsn, end_timeline, system_identifier, size, stored_size, sha256, has_manifest, \
-         started_at, finished_at"
+         started_at, finished_at, retain_until"
     };
 }
 
@@ -147,8 +147,8 @@ pub const NEWEST_POSITION: &str = concat!(
 );
 
 pub const INSERT_WAL: &str = "INSERT INTO wal_files \
-       (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+       (cluster, name, kind, timeline, size, stored_size, sha256, archived_at, retain_until) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (cluster, name) DO NOTHING";
 
 /// Whether a WAL file's object waits for deletion (`$1` cluster, `$2` name).
@@ -170,13 +170,15 @@ pub const LIST_WAL: &str = concat!(
 
 pub const INSERT_BACKUP: &str = "INSERT INTO backups (cluster, id, status, label, method, \
        from_standby, start_lsn, start_timeline, checkpoint_lsn, end_lsn, end_timeline, \
-       system_identifier, size, stored_size, sha256, has_manifest, started_at, finished_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+       system_identifier, size, stored_size, sha256, has_manifest, started_at, finished_at, \
+       retain_until) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+       $19)";
 
 /// The mutable fields, if the status is still `$12`.
 pub const UPDATE_BACKUP: &str = "UPDATE backups SET status = $3, end_lsn = $4, \
        end_timeline = $5, system_identifier = $6, size = $7, stored_size = $8, sha256 = $9, \
-       has_manifest = $10, finished_at = $11 \
+       has_manifest = $10, finished_at = $11, retain_until = $13 \
      WHERE cluster = $1 AND id = $2 AND status = $12";
 
 pub const DELETE_BACKUP: &str = "DELETE FROM backups WHERE cluster = $1 AND id = $2";
@@ -211,7 +213,8 @@ pub const WAL_BEFORE: &str = concat!(
 /// Expiry, in one transaction: copy the names to `wal_deletions`, then delete the rows.
 pub const EXPIRE_WAL: [&str; 2] = [
     concat!(
-        "INSERT INTO wal_deletions (cluster, name) SELECT cluster, name FROM wal_files WHERE ",
+        "INSERT INTO wal_deletions (cluster, name, retain_until) \
+         SELECT cluster, name, retain_until FROM wal_files WHERE ",
         expirable!(),
         " ON CONFLICT DO NOTHING"
     ),
@@ -220,8 +223,8 @@ pub const EXPIRE_WAL: [&str; 2] = [
 
 /// [`EXPIRE_WAL`] for every file of cluster `$1`, history files too.
 pub const EXPIRE_ALL_WAL: [&str; 2] = [
-    "INSERT INTO wal_deletions (cluster, name) SELECT cluster, name FROM wal_files \
-     WHERE cluster = $1 ON CONFLICT DO NOTHING",
+    "INSERT INTO wal_deletions (cluster, name, retain_until) \
+     SELECT cluster, name, retain_until FROM wal_files WHERE cluster = $1 ON CONFLICT DO NOTHING",
     "DELETE FROM wal_files WHERE cluster = $1",
 ];
 
@@ -240,8 +243,15 @@ pub const DELETE_CLUSTER_ROWS: [&str; 3] = [
 pub const DELETE_CLUSTER: &str = "DELETE FROM clusters WHERE name = $1";
 
 /// `$2`: the name to start after, or `''` from the first.
-pub const WAL_DELETIONS: &str =
-    "SELECT name FROM wal_deletions WHERE cluster = $1 AND name > $2 ORDER BY name LIMIT $3";
+pub const WAL_DELETIONS: &str = "SELECT name, retain_until FROM wal_deletions \
+     WHERE cluster = $1 AND name > $2 ORDER BY name LIMIT $3";
+
+/// The latest lock end among cluster `$1`'s objects.
+pub const LOCK_ENDS: [&str; 3] = [
+    "SELECT max(retain_until) FROM wal_files WHERE cluster = $1",
+    "SELECT max(retain_until) FROM wal_deletions WHERE cluster = $1",
+    "SELECT max(retain_until) FROM backups WHERE cluster = $1",
+];
 
 /// `$1` cluster, `$2` object, `$3` error, `$4` when.
 pub const RECORD_DELETION_FAILURE: &str = "INSERT INTO deletion_failures \

@@ -165,6 +165,7 @@ pub struct WalRecord {
     stored_size: i64,
     sha256: String,
     archived_at: OffsetDateTime,
+    retain_until: Option<OffsetDateTime>,
 }
 
 impl TryFrom<WalRecord> for WalRow {
@@ -177,6 +178,7 @@ impl TryFrom<WalRecord> for WalRow {
             stored_size: unsigned(r.stored_size),
             sha256: parse_sha(&r.sha256)?,
             archived_at: r.archived_at,
+            retain_until: r.retain_until,
         })
     }
 }
@@ -282,6 +284,7 @@ pub struct BackupRecord {
     has_manifest: i64,
     started_at: OffsetDateTime,
     finished_at: Option<OffsetDateTime>,
+    retain_until: Option<OffsetDateTime>,
 }
 
 impl TryFrom<BackupRecord> for BackupRow {
@@ -307,6 +310,7 @@ impl TryFrom<BackupRecord> for BackupRow {
             has_manifest: r.has_manifest != 0,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            retain_until: r.retain_until,
             id: r.id,
         })
     }

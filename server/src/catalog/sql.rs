@@ -102,6 +102,8 @@ where
     for<'r> Option<OffsetDateTime>: Encode<'r, DB> + Type<DB>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (String, Option<OffsetDateTime>): FromRow<'r, DB::Row>,
+    for<'r> (Option<OffsetDateTime>,): FromRow<'r, DB::Row>,
     for<'r> ClusterRecord: FromRow<'r, DB::Row>,
     for<'r> StatsRecord: FromRow<'r, DB::Row>,
     for<'r> ClusterStatsRecord: FromRow<'r, DB::Row>,
@@ -217,6 +219,7 @@ where
             .bind(row.stored_size as i64)
             .bind(row.sha256.to_string())
             .bind(row.archived_at)
+            .bind(row.retain_until)
             .execute(&mut *tx)
             .await?;
         // A statement of its own: on PostgreSQL it sees a retention run that moved the
@@ -289,6 +292,7 @@ where
             .bind(i64::from(b.has_manifest))
             .bind(b.started_at)
             .bind(b.finished_at)
+            .bind(b.retain_until)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -313,6 +317,7 @@ where
             .bind(i64::from(b.has_manifest))
             .bind(b.finished_at)
             .bind(from.as_str())
+            .bind(b.retain_until)
             .execute(&self.pool)
             .await?;
         Ok(DB::rows_affected(&updated) == 1)
@@ -464,14 +469,28 @@ where
         cluster: &ClusterName,
         after: Option<&WalFileName>,
         limit: u32,
-    ) -> Result<Vec<WalFileName>> {
-        let names: Vec<String> = query_scalar(queries::WAL_DELETIONS)
+    ) -> Result<Vec<(WalFileName, Option<OffsetDateTime>)>> {
+        let rows: Vec<(String, Option<OffsetDateTime>)> = query_as(queries::WAL_DELETIONS)
             .bind(cluster.as_str())
             .bind(after.map(|n| n.to_string()).unwrap_or_default())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        names.iter().map(|n| parse_name(n)).collect()
+        rows.into_iter()
+            .map(|(n, until)| Ok((parse_name(&n)?, until)))
+            .collect()
+    }
+
+    async fn lock_ends(&self, cluster: &ClusterName) -> Result<Option<OffsetDateTime>> {
+        let mut latest = None;
+        for sql in queries::LOCK_ENDS {
+            let until: Option<OffsetDateTime> = query_scalar(sql)
+                .bind(cluster.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+            latest = latest.max(until);
+        }
+        Ok(latest)
     }
 
     async fn wal_deleting(&self, cluster: &ClusterName, name: &WalFileName) -> Result<bool> {

@@ -15,7 +15,13 @@ fn wal(name: &str, sha: u8) -> WalRow {
         stored_size: 1000,
         sha256: Sha256([sha; 32]),
         archived_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        retain_until: None,
     }
+}
+
+/// The names of files waiting for deletion.
+fn names(pending: Vec<(WalFileName, Option<OffsetDateTime>)>) -> Vec<WalFileName> {
+    pending.into_iter().map(|(name, _)| name).collect()
 }
 
 async fn suite(c: &dyn Catalog) {
@@ -75,7 +81,7 @@ async fn suite(c: &dyn Catalog) {
         Some("0000000100000005".parse().unwrap())
     );
     c.expire_all_wal(&far).await.unwrap();
-    let gone = c.wal_deletions(&far, None, 10).await.unwrap();
+    let gone = names(c.wal_deletions(&far, None, 10).await.unwrap());
     c.forget_wal_deletions(&far, &gone).await.unwrap();
     assert!(c.delete_cluster(&far).await.unwrap());
     assert_eq!(c.wal(&other, &seg1.name).await.unwrap(), None);
@@ -192,6 +198,7 @@ async fn suite(c: &dyn Catalog) {
         has_manifest: false,
         started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         finished_at: None,
+        retain_until: None,
     };
     let mut b1 = backup("20261127T010000Z-000000010000000000000002");
     c.insert_backup(&main, &b1).await.unwrap();
@@ -366,14 +373,14 @@ async fn retention_suite(c: &dyn Catalog) {
         ]
     );
     assert_eq!(c.wal_before(&main, position).await.unwrap().files, 0);
-    let pending = c.wal_deletions(&main, None, 2).await.unwrap();
+    let pending = names(c.wal_deletions(&main, None, 2).await.unwrap());
     assert_eq!(pending.len(), 2);
     // Pages go on after a name, so a run can pass over objects that failed to delete.
-    let next = c.wal_deletions(&main, Some(&pending[0]), 10).await.unwrap();
+    let next = names(c.wal_deletions(&main, Some(&pending[0]), 10).await.unwrap());
     assert_eq!(next[0], pending[1]);
     assert!(!next.contains(&pending[0]));
     c.forget_wal_deletions(&main, &pending).await.unwrap();
-    let pending = c.wal_deletions(&main, None, 10).await.unwrap();
+    let pending = names(c.wal_deletions(&main, None, 10).await.unwrap());
     assert_eq!(
         pending,
         ["000000010000000000000002.00000028.backup"
@@ -417,6 +424,42 @@ async fn retention_suite(c: &dyn Catalog) {
         Some(report.clone())
     );
     assert_eq!(c.verifications().await.unwrap(), [report]);
+
+    // Locks: recorded per object, carried along to `wal_deletions`, and their latest
+    // end known per cluster.
+    let vault: ClusterName = "vault".parse().unwrap();
+    c.ensure_cluster(&vault, &TargetName::default_name())
+        .await
+        .unwrap();
+    assert_eq!(c.lock_ends(&vault).await.unwrap(), None);
+    let soon = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(1);
+    let later = soon + time::Duration::days(1);
+    let mut locked = wal("000000010000000000000001", 1);
+    locked.retain_until = Some(soon);
+    c.insert_wal(&vault, &locked).await.unwrap();
+    assert_eq!(
+        c.wal(&vault, &locked.name).await.unwrap(),
+        Some(locked.clone())
+    );
+    let mut b = BackupRow::positioned(
+        "b",
+        walgate_core::Timeline(1),
+        walgate_core::Lsn(0x100_0028),
+        walgate_core::Lsn(0x200_0000),
+        soon,
+    );
+    b.retain_until = Some(later);
+    c.insert_backup(&vault, &b).await.unwrap();
+    assert_eq!(c.lock_ends(&vault).await.unwrap(), Some(later));
+    c.delete_backup(&vault, "b").await.unwrap();
+    c.expire_all_wal(&vault).await.unwrap();
+    assert_eq!(c.lock_ends(&vault).await.unwrap(), Some(soon));
+    let pending = c.wal_deletions(&vault, None, 10).await.unwrap();
+    assert_eq!(pending, [(locked.name, Some(soon))]);
+    c.forget_wal_deletions(&vault, &names(pending))
+        .await
+        .unwrap();
+    assert!(c.delete_cluster(&vault).await.unwrap());
 
     // Failed deletions: counted per object, forgotten once the object goes.
     let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
@@ -476,7 +519,7 @@ async fn retention_suite(c: &dyn Catalog) {
     assert_eq!(c.expire_all_wal(&main).await.unwrap(), left);
     assert_eq!(c.cluster_stats(&main).await.unwrap().wal_files, 0);
     assert!(!c.delete_cluster(&main).await.unwrap(), "deletions pending");
-    let pending = c.wal_deletions(&main, None, 100).await.unwrap();
+    let pending = names(c.wal_deletions(&main, None, 100).await.unwrap());
     assert!(
         pending
             .iter()

@@ -101,6 +101,9 @@ impl ApiError {
                 );
             }
             StorageError::UnknownTarget(_) => e.to_string(),
+            StorageError::Locked { .. } => {
+                return Self::new(StatusCode::CONFLICT, ErrorCode::Locked, e.to_string());
+            }
             _ => "the object store did not complete the request; nothing was acknowledged, retry later (details are in the gateway's log)".to_owned(),
         };
         tracing::error!(error = %e, "object store failed");
@@ -198,6 +201,7 @@ impl From<BackupError> for ApiError {
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::ManifestsBusy => return Self::retry_later(ErrorCode::Busy, e.to_string()),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),
+            B::Locked { .. } => (StatusCode::CONFLICT, ErrorCode::Locked),
             B::Catalog(c) => return Self::catalog(c),
             B::Storage(s) => return Self::storage(s),
         };
@@ -213,6 +217,9 @@ impl From<RetentionError> for ApiError {
             RetentionError::Storage(s) => s.into(),
             RetentionError::Backup(b) => b.into(),
             RetentionError::Load(l) => l.into(),
+            RetentionError::Locked(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::Locked, e.to_string())
+            }
             RetentionError::Undeleted(_) => {
                 Self::retry_later(ErrorCode::StorageUnavailable, e.to_string())
             }

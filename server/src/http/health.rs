@@ -37,6 +37,9 @@ struct Readiness {
     /// alone unless the request carries a valid token: store errors name buckets and
     /// endpoints).
     targets: BTreeMap<String, String>,
+    /// Write-once targets' S3 Object Lock, e.g. `compliance, 30 days, set on each
+    /// object`; targets without one are absent.
+    object_lock: BTreeMap<String, String>,
 }
 
 /// How long one probe's outcome is reused. `/readyz` needs no token, and each probe
@@ -136,6 +139,12 @@ async fn readyz(
             catalog,
             storage,
             targets,
+            object_lock: state
+                .services
+                .storage
+                .iter()
+                .filter_map(|s| Some((s.target().to_string(), s.object_lock()?)))
+                .collect(),
         }),
     )
         .into_response()

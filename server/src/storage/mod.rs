@@ -7,9 +7,10 @@
 
 pub mod crypt;
 pub mod layout;
+pub mod lock;
 pub mod target;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -20,6 +21,7 @@ pub use target::TargetConfig;
 use walgate_core::TargetName;
 
 use crypt::{CryptError, Keyring, Sealer, Unsealer};
+use lock::{BucketLock, Lock, Locking, S3Lock};
 
 /// Part size of multipart uploads: above S3's 5 MiB minimum, small enough that a few
 /// parts in flight keep a backup's memory bounded.
@@ -52,6 +54,15 @@ pub enum StorageError {
     Backend(#[from] object_store::Error),
     #[error(transparent)]
     Crypt(#[from] CryptError),
+    #[error("S3 Object Lock: {0}")]
+    ObjectLock(String),
+    #[error(
+        "object {object} is locked until {until} (write-once target): it cannot be deleted before"
+    )]
+    Locked {
+        object: Path,
+        until: time::OffsetDateTime,
+    },
 }
 
 fn hint_suffix(e: &StorageError) -> String {
@@ -118,6 +129,9 @@ pub struct Writer {
     sealer: Option<Sealer>,
     /// Bytes written, before encryption.
     written: u64,
+    /// Where, to lock the object once complete.
+    store: Store,
+    key: Path,
 }
 
 impl Writer {
@@ -142,6 +156,7 @@ impl Writer {
             self.inner.put(sealer.finish());
         }
         self.inner.finish().await?;
+        self.store.retain(&self.key).await?;
         Ok(self.written)
     }
 
@@ -186,6 +201,9 @@ impl Targets {
                 local_root: opened.local_root,
                 target: name.clone(),
                 url: config.display_url(),
+                s3: opened.s3,
+                locking: opened.locking,
+                bucket_lock: Arc::default(),
             };
             stores.insert(name.clone(), store);
         }
@@ -239,6 +257,12 @@ pub struct Store {
     target: TargetName,
     /// Without credentials or query string.
     url: String,
+    /// The Object Lock requests, on `s3://` targets.
+    s3: Option<Arc<S3Lock>>,
+    /// How the target is configured to lock what it stores.
+    locking: Option<Locking>,
+    /// What the bucket said of Object Lock at the start-up probe.
+    bucket_lock: Arc<OnceLock<BucketLock>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -273,9 +297,17 @@ impl Store {
             .put_opts(key, self.seal(key, payload), opts)
             .await
         {
-            Ok(_) => Ok(Put::Created),
+            Ok(_) => {
+                self.retain(key).await?;
+                Ok(Put::Created)
+            }
             Err(object_store::Error::AlreadyExists { .. }) => {
                 self.sync_local(key).await?;
+                // A writer that failed after its write left it unlocked. Extending a
+                // lock always works; one the operator shortened since cannot be.
+                if let Err(e) = self.retain(key).await {
+                    tracing::warn!(object = %key, error = %e, "cannot lock an object found in place");
+                }
                 Ok(Put::AlreadyExists)
             }
             Err(e) => Err(e.into()),
@@ -338,11 +370,122 @@ impl Store {
             inner,
             sealer,
             written: 0,
+            store: self.clone(),
+            key: key.clone(),
         })
     }
 
-    /// Deletes `key`; a missing object is not an error (deletes are retried).
+    /// How objects written now are locked, if they are: as configured, and never shorter
+    /// than the bucket's default retention.
+    pub fn lock(&self) -> Option<Lock> {
+        let bucket = self.bucket_lock.get().and_then(|b| b.default);
+        match self.locking? {
+            Locking::Bucket => bucket,
+            Locking::Objects(own) => Some(Lock {
+                period: own.period.max(bucket.map_or(own.period, |b| b.period)),
+                ..own
+            }),
+        }
+    }
+
+    /// Until when an object written now is locked, if it is.
+    pub fn locked_until(&self) -> Option<time::OffsetDateTime> {
+        self.lock()
+            .map(|l| time::OffsetDateTime::now_utc() + l.period)
+    }
+
+    /// Object Lock on this target, in words, for `/readyz` and the dashboard.
+    pub fn object_lock(&self) -> Option<String> {
+        let lock = self.lock().map(|l| {
+            let days = l.period.as_secs() / 86_400;
+            format!("{}, {days} days", l.mode.as_str())
+        });
+        match (self.locking, lock, self.bucket_lock.get()) {
+            (Some(Locking::Bucket), Some(l), _) => {
+                Some(format!("{l}, by the bucket's default retention"))
+            }
+            (Some(Locking::Objects(_)), Some(l), _) => Some(format!("{l}, set on each object")),
+            (None, _, Some(b)) if b.enabled => {
+                Some("enabled on the bucket, no default retention: objects are not locked".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Locks `key` when the target locks each object itself.
+    async fn retain(&self, key: &Path) -> Result<(), StorageError> {
+        if let (Some(s3), Some(Locking::Objects(_)), Some(lock)) =
+            (&self.s3, self.locking, self.lock())
+        {
+            let until = time::OffsetDateTime::now_utc() + lock.period;
+            s3.retain(key, lock.mode, until).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the bucket's Object Lock configuration and checks it against the target's:
+    /// a bucket that locks by default needs walgate to know (or it would send deletes
+    /// that hide locked objects, and writes without the checksum S3 requires).
+    pub async fn check_lock(&self) -> Result<(), StorageError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(());
+        };
+        let bucket = match s3.bucket().await {
+            Ok(b) => b,
+            // S3-compatible stores without Object Lock may not know the request.
+            Err(e) if self.locking.is_none() => {
+                tracing::debug!(target = %self.target, error = %e, "no Object Lock configuration");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let refuse = |why: String| Err(StorageError::ObjectLock(why));
+        match (self.locking, bucket.default) {
+            (None, Some(d)) => {
+                return refuse(format!(
+                    "the bucket locks every new object ({}, {} days, its default retention): set \
+                     object_lock = \"bucket\" on target `{}` so walgate sends the checksums S3 requires \
+                     and never deletes an object before its lock ends",
+                    d.mode.as_str(),
+                    d.period.as_secs() / 86_400,
+                    self.target
+                ));
+            }
+            (Some(Locking::Bucket), None) => {
+                return refuse(
+                    "object_lock = \"bucket\" but the bucket has no default retention: give it one \
+                     (aws s3api put-object-lock-configuration), or set object_lock = \"compliance\" \
+                     or \"governance\" with object_lock_period"
+                        .into(),
+                );
+            }
+            (Some(_), _) if !bucket.enabled => {
+                return refuse(
+                    "Object Lock is not enabled on the bucket: create one with Object Lock enabled \
+                     (aws s3api create-bucket --object-lock-enabled-for-bucket)"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        let _ = self.bucket_lock.set(bucket);
+        Ok(())
+    }
+
+    /// Deletes `key`; a missing object is not an error (deletes are retried). On a
+    /// write-once target the object's lock is read first, and a locked object is
+    /// refused (`Locked`), never sent a delete that would hide it behind a marker.
     pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
+        if let (Some(s3), Some(_)) = (&self.s3, self.lock()) {
+            let now = time::OffsetDateTime::now_utc();
+            let until = s3.retained_until(key).await?;
+            if let Some(until) = until.filter(|_| lock::locked_at(until, now)) {
+                return Err(StorageError::Locked {
+                    object: key.clone(),
+                    until,
+                });
+            }
+        }
         match self.inner.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -424,8 +567,10 @@ impl Store {
 
     /// Writes, reads back and deletes a probe object: the store is usable. At start
     /// (`semantics`) it must also refuse to overwrite the probe with a create-only
-    /// write; readiness probes skip that extra request. The error names the target and
-    /// the step that failed.
+    /// write, and a bucket's Object Lock must match the target's; readiness probes skip
+    /// those. On a write-once target the probe object is locked, so readiness probes
+    /// only read (each write would stay for the lock period), and the start-up probe
+    /// leaves its object in place. The error names the target and the step that failed.
     pub async fn probe(&self, semantics: bool) -> Result<(), StorageError> {
         let failed = |step: &'static str| {
             let target = self.target.clone();
@@ -435,7 +580,17 @@ impl Store {
                 source: Box::new(e),
             }
         };
+        if semantics {
+            self.check_lock().await.map_err(failed("Object Lock"))?;
+        }
         let key = layout::probe_key(&uuid::Uuid::new_v4().to_string());
+        let locked = self.lock().is_some();
+        if locked && !semantics {
+            return match self.inner.head(&key).await {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(failed("read")(e.into())),
+            };
+        }
         let content = PutPayload::from_static(b"walgate probe");
         self.put_new(&key, content).await.map_err(failed("write"))?;
         // A store that ignores create-only writes could let a retried push overwrite
@@ -454,10 +609,12 @@ impl Store {
             return Err(failed("create-only write")(e.into()));
         }
         let back = self.get_all(&key).await.map_err(failed("read"))?;
-        self.inner
-            .delete(&key)
-            .await
-            .map_err(|e| failed("delete")(e.into()))?;
+        if !locked {
+            self.inner
+                .delete(&key)
+                .await
+                .map_err(|e| failed("delete")(e.into()))?;
+        }
         if back.as_ref() != b"walgate probe" {
             let e = object_store::Error::Generic {
                 store: "probe",

@@ -13,7 +13,9 @@
 //! walgate's own: `retry_timeout` (how long one request is retried, default 30s: the
 //! database retries a failed push itself, so holding its archiver for minutes buys
 //! nothing) and `encryption_keyring` (a keyring file: new objects on this target are
-//! encrypted, see [`super::crypt`]). An unknown key is an error, not a silent default. Credentials not given fall back to the
+//! encrypted, see [`super::crypt`]), and on `s3://` targets `object_lock` and
+//! `object_lock_period` (write-once storage, see [`super::lock`]). An unknown key is an
+//! error, not a silent default. Credentials not given fall back to the
 //! provider's default chain: its environment variables, then instance roles or workload
 //! identity. Option values never appear in logs or `Debug` output.
 
@@ -23,8 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::ClientOptions;
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
@@ -36,6 +39,7 @@ use walgate_swift::{Swift, SwiftAuth, SwiftConfig};
 
 use super::StorageError;
 use super::crypt::Keyring;
+use super::lock::{Locking, S3Lock};
 
 /// Where one option's value comes from. Secrets belong in `env` or `file`, so the config
 /// file can be shared.
@@ -128,9 +132,12 @@ impl TargetConfig {
             ..Default::default()
         };
         let mut keyring = None;
+        let (mut object_lock, mut lock_period) = (None, None);
         for (key, value) in &self.options {
             let value = value.resolve(key).map_err(bad)?;
             match key.as_str() {
+                "object_lock" => object_lock = Some(value),
+                "object_lock_period" => lock_period = Some(value),
                 "retry_timeout" => {
                     retry.retry_timeout = humantime::parse_duration(&value)
                         .map_err(|e| bad(format!("retry_timeout `{value}`: {e}")))?;
@@ -142,6 +149,16 @@ impl TargetConfig {
                 }
                 _ => options.push((key.as_str(), value)),
             }
+        }
+        let locking = match (object_lock, lock_period) {
+            (Some(mode), period) => Some(Locking::parse(&mode, period.as_deref()).map_err(bad)?),
+            (None, Some(_)) => return Err(bad("object_lock_period needs object_lock".into())),
+            (None, None) => None,
+        };
+        if locking.is_some() && !matches!(scheme, "s3" | "s3a") {
+            return Err(bad(format!(
+                "object_lock is for s3:// targets (S3 Object Lock), not {scheme}://"
+            )));
         }
         if scheme == "file" {
             if let Some((key, _)) = options.first() {
@@ -161,6 +178,8 @@ impl TargetConfig {
                 store,
                 keyring,
                 local_root: Some(dir.into()),
+                s3: None,
+                locking: None,
             });
         }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -172,15 +191,30 @@ impl TargetConfig {
         }
         let base = format!("{scheme}://{bucket}");
         let unknown = |key: String| bad(format!("unknown option `{key}` for {scheme}:// targets"));
+        let prefix = prefix.trim_matches('/');
+        let mut s3 = None;
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" | "s3a" => {
-                let b = AmazonS3Builder::from_env().with_url(base).with_retry(retry);
-                let b = configure(b, options, |b, k: AmazonS3ConfigKey, v| b.with_config(k, v));
-                Arc::new(
-                    b.map_err(unknown)?
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?,
-                )
+                let mut b = AmazonS3Builder::from_env().with_url(base).with_retry(retry);
+                // S3 refuses writes without a checksum to a bucket that locks them, and
+                // names the SDK header that announces one (signed, as default headers are).
+                if locking.is_some() {
+                    let mut announce = http::HeaderMap::new();
+                    announce.insert(
+                        "x-amz-sdk-checksum-algorithm",
+                        http::HeaderValue::from_static("SHA256"),
+                    );
+                    b = b
+                        .with_checksum_algorithm(Checksum::SHA256)
+                        .with_client_options(ClientOptions::new().with_default_headers(announce));
+                }
+                let b = configure(b, options, |b, k: AmazonS3ConfigKey, v| b.with_config(k, v))
+                    .map_err(unknown)?;
+                let store = b.clone().build().map_err(|e| bad(e.to_string()))?;
+                s3 = Some(Arc::new(
+                    S3Lock::new(&b, store.clone(), bucket, prefix).map_err(bad)?,
+                ));
+                Arc::new(store)
             }
             "gs" => {
                 let b = GoogleCloudStorageBuilder::from_env()
@@ -211,7 +245,6 @@ impl TargetConfig {
                 )));
             }
         };
-        let prefix = prefix.trim_matches('/');
         let store = if prefix.is_empty() {
             store
         } else {
@@ -221,6 +254,8 @@ impl TargetConfig {
             store,
             keyring,
             local_root: None,
+            s3,
+            locking,
         })
     }
 }
@@ -323,6 +358,10 @@ pub struct Opened {
     pub keyring: Option<Keyring>,
     /// The directory of a `file://` target.
     pub local_root: Option<std::path::PathBuf>,
+    /// The Object Lock requests of an `s3://` target.
+    pub s3: Option<Arc<S3Lock>>,
+    /// How it is configured to lock objects, if at all.
+    pub locking: Option<Locking>,
 }
 
 /// What an operator should check, from a backend's error text.

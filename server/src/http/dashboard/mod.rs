@@ -171,6 +171,7 @@ async fn cluster_view(
                 .collect(),
             fork_note: restore::default_timeline(&archive).1,
             retention: retention::preview(&state.services, &row).await?,
+            object_lock: state.services.storage.get(&row.target)?.object_lock(),
             next_retention: jobs::next_run(
                 &state.services,
                 retention::LEASE,

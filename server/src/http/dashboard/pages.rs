@@ -239,6 +239,8 @@ pub struct ClusterView {
     pub forks: Vec<String>,
     pub fork_note: Option<String>,
     pub retention: RetentionPlan,
+    /// The cluster's target's Object Lock, in words, when it is write-once.
+    pub object_lock: Option<String>,
     pub next_retention: Option<OffsetDateTime>,
     pub verification: Option<VerifyReport>,
     pub next_verify: Option<OffsetDateTime>,
@@ -269,7 +271,8 @@ pub fn cluster(caller: &Caller, v: &ClusterView) -> Markup {
                     Some(at) => { "from " (date(at)) " to the last WAL" },
                     None => span.muted { "none: no complete backup" },
                 } }
-                dt { "Storage" } dd { (human_bytes(c.storage_bytes)) " on target " code { (c.target) } }
+                dt { "Storage" } dd { (human_bytes(c.storage_bytes)) " on target " code { (c.target) }
+                    @if let Some(lock) = &v.object_lock { span #object-lock { " · write-once (S3 Object Lock): " (lock) } } }
                 dt { "Database" } dd {
                     @if let Some(v) = c.pg_version { "PostgreSQL " (v) " · " }
                     "system identifier " (c.system_identifier.as_deref().unwrap_or("not pinned yet"))
@@ -416,6 +419,9 @@ fn retention(v: &ClusterView) -> Markup {
             }
             @if let Some(why) = &r.paused {
                 p.error #retention-paused { "Paused: " (why) }
+            }
+            @for b in &r.locked {
+                p #retention-locked { "Backup " code { (b.id) } " is expired but locked until " (date(b.retain_until)) ": it stays, with its WAL, until then." }
             }
             @if r.failing_deletions > 0 {
                 div #deletion-failures {
