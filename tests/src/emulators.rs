@@ -1,6 +1,7 @@
-//! Real object-store servers for the storage tests: moto (S3) and Azurite (Azure blob),
-//! installed by `tests/emulators/install` into `$WALGATE_EMULATORS`
-//! (default `/var/cache/walgate-ci/emulators`).
+//! Real object-store servers for the storage tests: moto (S3), Azurite (Azure blob),
+//! OpenStack Swift and fake-gcs-server (Google Cloud Storage), installed by
+//! `tests/emulators/install` into `$WALGATE_EMULATORS` (default
+//! `/var/cache/walgate-ci/emulators`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -280,6 +281,150 @@ impl Drop for Azurite {
     }
 }
 
+/// fake-gcs-server, in memory, behind `tests/emulators/gcs-xml-writes` (which gives it
+/// the XML-API writes the gateway's GCS client sends); both killed on drop. The gateway
+/// reaches it through a service-account file that names its URL and turns OAuth off.
+pub struct FakeGcs {
+    server: Child,
+    writes: Child,
+    /// The server's own URL (JSON API), for looking behind the gateway's back.
+    server_url: String,
+    dir: tempfile::TempDir,
+}
+
+impl FakeGcs {
+    pub fn start() -> Self {
+        let (server_port, port) = (free_port(), free_port());
+        let mut server = Command::new(installed("fake-gcs-server"))
+            .args([
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+            ])
+            .args([
+                "-port",
+                &server_port.to_string(),
+                "-public-host",
+                "127.0.0.1",
+            ])
+            .args(["-log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        wait_listening(server_port, &mut server, "fake-gcs-server");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("emulators/gcs-xml-writes");
+        let mut writes = Command::new(installed("venv/bin/python"))
+            .arg(script)
+            .args([port.to_string(), server_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gcs-xml-writes");
+        wait_listening(port, &mut writes, "gcs-xml-writes");
+        let dir = tempfile::tempdir().expect("service account dir");
+        let account = serde_json::json!({
+            "gcs_base_url": format!("http://127.0.0.1:{port}"),
+            "disable_oauth": true,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        });
+        std::fs::write(dir.path().join("account.json"), account.to_string())
+            .expect("write service account");
+        FakeGcs {
+            server,
+            writes,
+            server_url: format!("http://127.0.0.1:{server_port}"),
+            dir,
+        }
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        crate::agent()
+            .post(format!("{}/storage/v1/b", self.server_url))
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({ "name": bucket }).to_string())
+            .expect("create a GCS bucket");
+    }
+
+    /// `key` as one URL path segment or query value.
+    fn escaped(key: &str) -> String {
+        key.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    fn object_url(&self, bucket: &str, key: &str) -> String {
+        let key = Self::escaped(key);
+        format!("{}/storage/v1/b/{bucket}/o/{key}", self.server_url)
+    }
+
+    pub fn read(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let url = format!("{}?alt=media", self.object_url(bucket, key));
+        let response = crate::agent().get(url).call().expect("read a GCS object");
+        crate::body_bytes(response)
+    }
+
+    pub fn write(&self, bucket: &str, key: &str, data: &[u8]) {
+        crate::agent()
+            .post(format!(
+                "{}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
+                self.server_url,
+                Self::escaped(key)
+            ))
+            .header("Content-Type", "application/octet-stream")
+            .send(data)
+            .expect("write a GCS object");
+    }
+
+    /// The keys under `prefix` in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let url = format!(
+            "{}/storage/v1/b/{bucket}/o?prefix={}",
+            self.server_url,
+            Self::escaped(prefix)
+        );
+        let listed: serde_json::Value = serde_json::from_slice(&crate::body_bytes(
+            crate::agent().get(url).call().expect("list a GCS bucket"),
+        ))
+        .expect("a JSON listing");
+        let mut keys: Vec<String> = listed["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o["name"].as_str().expect("a name").to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// A `[targets.NAME]` table for a bucket and prefix on this server.
+    pub fn target(&self, name: &str, bucket: &str, prefix: &str) -> String {
+        format!(
+            "[targets.{name}]\nurl = \"gs://{bucket}/{prefix}\"\ngoogle_service_account = \"{}\"\n",
+            self.dir.path().join("account.json").display()
+        )
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        for child in [&mut self.writes, &mut self.server] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A single-node OpenStack Swift (`tests/emulators/swift-aio`: TempAuth user
 /// `test:tester`/`testing`, s3api with the same credentials), stopped on drop.
 pub struct SwiftAio {
@@ -531,6 +676,7 @@ pub enum Bucket {
     Swift(SwiftAio),
     /// The same Swift through its S3 API.
     SwiftS3(SwiftAio),
+    Gcs(FakeGcs),
 }
 
 impl Bucket {
@@ -553,6 +699,12 @@ impl Bucket {
         Bucket::SwiftS3(SwiftAio::start())
     }
 
+    pub fn gcs() -> Self {
+        let gcs = FakeGcs::start();
+        gcs.create_bucket("walgate");
+        Bucket::Gcs(gcs)
+    }
+
     pub fn azure() -> Self {
         let azurite = Azurite::start();
         azurite.create_container("walgate");
@@ -568,6 +720,7 @@ impl Bucket {
             Bucket::Azure(azurite) => azurite.target(name, "walgate", "p"),
             Bucket::Swift(swift) => swift.target(name),
             Bucket::SwiftS3(swift) => swift.s3_target(name),
+            Bucket::Gcs(gcs) => gcs.target(name, "walgate", "p"),
         };
         table + extra
     }
@@ -587,6 +740,7 @@ impl Bucket {
             Bucket::Azure(azurite) => azurite.read("walgate", &self.path(key)),
             Bucket::Swift(swift) => swift.read("walgate", &self.path(key)),
             Bucket::SwiftS3(swift) => swift.read("s3bucket", &self.path(key)),
+            Bucket::Gcs(gcs) => gcs.read("walgate", &self.path(key)),
         }
     }
 
@@ -617,6 +771,7 @@ impl Bucket {
             Bucket::Azure(azurite) => strip(azurite.keys("walgate", &self.path(prefix))),
             Bucket::Swift(swift) => strip(swift.keys("walgate", &self.path(prefix))),
             Bucket::SwiftS3(swift) => strip(swift.keys("s3bucket", &self.path(prefix))),
+            Bucket::Gcs(gcs) => strip(gcs.keys("walgate", &self.path(prefix))),
         }
     }
 
@@ -627,6 +782,7 @@ impl Bucket {
             Bucket::Azure(azurite) => azurite.write("walgate", &self.path(key), data),
             Bucket::Swift(swift) => swift.write("walgate", &self.path(key), data),
             Bucket::SwiftS3(swift) => swift.write("s3bucket", &self.path(key), data),
+            Bucket::Gcs(gcs) => gcs.write("walgate", &self.path(key), data),
         }
     }
 }

@@ -165,6 +165,11 @@ fn encryption_on_swift() {
 }
 
 #[test]
+fn encryption_on_gcs() {
+    round_trips_rotates_and_refuses_damage(Bucket::gcs());
+}
+
+#[test]
 fn encryption_on_azure() {
     round_trips_rotates_and_refuses_damage(Bucket::azure());
 }

@@ -273,6 +273,12 @@ fn archive_and_recover_on_swift() {
     archive_and_recover_on(Bucket::swift(), Tool::Client);
 }
 
+/// Google Cloud Storage (fake-gcs-server), with the README's curl recipes.
+#[test]
+fn archive_and_recover_on_gcs() {
+    archive_and_recover_on(Bucket::gcs(), Tool::Curl);
+}
+
 /// The same Swift through its S3 API (s3api), with curl.
 #[test]
 fn archive_and_recover_on_swift_through_its_s3_api() {
