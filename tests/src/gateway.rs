@@ -212,6 +212,26 @@ impl Gateway {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A dashboard page's HTML, signed in with `token` as the session cookie.
+    pub fn page(&self, path: &str, token: &str) -> String {
+        agent_trusting(self.ca_file.as_deref())
+            .get(format!("{}{path}", self.url))
+            .header("Cookie", format!("walgate_session={token}"))
+            .call()
+            .expect("a dashboard page")
+            .into_body()
+            .read_to_string()
+            .expect("HTML")
+    }
+
+    /// Runs retention on `cluster` now (an admin `token`); the run's answer.
+    pub fn run_retention(&self, cluster: &str, token: &str) -> serde_json::Value {
+        let path = format!("/v1/clusters/{cluster}/retention/run?confirm=true");
+        let (status, ran) = self.send("POST", &path, token, vec![]);
+        assert_eq!(status, 200, "{ran}");
+        ran
+    }
+
     pub fn get(&self, path: &str, token: Option<&str>) -> ureq::http::Response<ureq::Body> {
         let mut req = agent_trusting(self.ca_file.as_deref()).get(format!("{}{path}", self.url));
         if let Some(t) = token {
@@ -351,4 +371,18 @@ pub fn gateway_dir() -> tempfile::TempDir {
         .prefix("walgate-gw-")
         .tempdir()
         .expect("temporary directory")
+}
+
+/// `walgate serve` on `config`, expected to refuse to start: its stderr.
+pub fn refused_start(config: &Path) -> String {
+    let out = Command::new(bin("walgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(config.with_file_name("data"))
+        .output()
+        .expect("run walgate serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started anyway:\n{stderr}");
+    stderr
 }

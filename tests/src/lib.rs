@@ -15,7 +15,7 @@ pub mod wait;
 pub mod wal;
 
 pub use certs::make_certificate;
-pub use gateway::{Gateway, agent, agent_trusting, bin, body_bytes, gateway_dir};
+pub use gateway::{Gateway, agent, agent_trusting, bin, body_bytes, gateway_dir, refused_start};
 pub use pg::{
     MAJORS, PgCluster, Postgres, basebackup_tar, conf_quote, pg_owned_tempdir, pgbench_checksum,
     write_pg_owned,

@@ -998,17 +998,9 @@ fn forged_backups_and_wal_cannot_make_retention_delete_the_real_backup(pg: &Post
     );
     assert!(s.list().iter().any(|b| b["id"] == real["id"]));
     // The cluster page says so too.
-    let page = walgate_tests::agent()
-        .get(format!("{}/clusters/main", s.gateway.url))
-        .header(
-            "Cookie",
-            format!("walgate_session={}", s.gateway.token("main", "viewer")),
-        )
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = s
+        .gateway
+        .page("/clusters/main", &s.gateway.token("main", "viewer"));
     assert!(page.contains(r#"id="retention-paused""#), "{page}");
 
     let (code, plan) = s.plan(&format!("?target_lsn={target}"));

@@ -3,34 +3,28 @@
 //! run killed half-way through its deletions on S3, and a store that refuses to delete
 //! some objects.
 
-use std::process::Command;
 use std::time::Duration;
 
 use walgate_tests::emulators::{Azurite, Moto, Proxy, write_config};
 use walgate_tests::{
-    Gateway, PgCluster, basebackup_tar, bin, gateway_dir, synthetic_segment, wait_until,
+    Gateway, PgCluster, basebackup_tar, gateway_dir, refused_start, synthetic_segment, wait_until,
 };
 
 const PROXY: &str = env!("CARGO_BIN_EXE_delay-proxy");
 const FAULT_PROXY: &str = env!("CARGO_BIN_EXE_fault-proxy");
 
-fn segment_path(segno: u64) -> String {
-    format!("/v1/clusters/main/wal/0000000100000000{segno:08X}")
+/// A gateway on moto's bucket `walgate` reached through `proxy`, with `extra` options.
+fn through(moto: &Moto, proxy: &Proxy, dir: &std::path::Path, extra: &str) -> Gateway {
+    let table = moto
+        .target("s3", "walgate", "p")
+        .replace(&moto.endpoint, &proxy.endpoint())
+        + extra;
+    let config = write_config(dir, "s3", &[table]);
+    Gateway::with_config(dir, &config)
 }
 
-/// `walgate serve` on `config`, expected to refuse to start: its stderr.
-fn refused_start(config: &std::path::Path) -> String {
-    let data = config.with_file_name("data");
-    let out = Command::new(bin("walgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "started anyway:\n{stderr}");
-    stderr
+fn segment_path(segno: u64) -> String {
+    format!("/v1/clusters/main/wal/0000000100000000{segno:08X}")
 }
 
 #[test]
@@ -84,12 +78,7 @@ fn a_store_that_vanishes_fails_pushes_and_keeps_nothing_half_visible() {
     moto.create_bucket("walgate");
     let mut proxy = Proxy::start(PROXY.as_ref(), &moto.endpoint, 0);
     let dir = gateway_dir();
-    let table = moto
-        .target("s3", "walgate", "p")
-        .replace(&moto.endpoint, &proxy.endpoint())
-        + "retry_timeout = \"2s\"\n";
-    let config = write_config(dir.path(), "s3", &[table]);
-    let gateway = Gateway::with_config(dir.path(), &config);
+    let gateway = through(&moto, &proxy, dir.path(), "retry_timeout = \"2s\"\n");
     let token = gateway.token("main", "admin");
     let mut source = PgCluster::init(&[]);
     source.start();
@@ -156,11 +145,7 @@ fn a_retention_run_killed_half_way_is_finished_by_the_next() {
     moto.create_bucket("walgate");
     let proxy = Proxy::start(PROXY.as_ref(), &moto.endpoint, 20);
     let dir = gateway_dir();
-    let table = moto
-        .target("s3", "walgate", "p")
-        .replace(&moto.endpoint, &proxy.endpoint());
-    let config = write_config(dir.path(), "s3", &[table]);
-    let mut gateway = Gateway::with_config(dir.path(), &config);
+    let mut gateway = through(&moto, &proxy, dir.path(), "");
     let admin = gateway.token("main", "admin");
 
     let source = walgate_tests::archiving_with_curl(
@@ -295,12 +280,7 @@ fn a_delete_the_store_refuses_never_stalls_retention() {
     let faults = dir.path().join("faults");
     std::fs::write(&faults, "").unwrap();
     let proxy = Proxy::faulty(FAULT_PROXY.as_ref(), &moto.endpoint, &faults);
-    let table = moto
-        .target("s3", "walgate", "p")
-        .replace(&moto.endpoint, &proxy.endpoint())
-        + "retry_timeout = \"2s\"\n";
-    let config = write_config(dir.path(), "s3", &[table]);
-    let gateway = Gateway::with_config(dir.path(), &config);
+    let gateway = through(&moto, &proxy, dir.path(), "retry_timeout = \"2s\"\n");
     let admin = gateway.token("main", "admin");
     let sysid = 7_400_000_000_000_000_001;
     for segno in 1..=8 {
@@ -330,16 +310,7 @@ fn a_delete_the_store_refuses_never_stalls_retention() {
     let stuck_backup = format!("p/clusters/main/backups/{oldest}/base.tar.zst");
     let stuck_wal = "p/clusters/main/wal/000000010000000000000003.zst";
     std::fs::write(&faults, format!("{stuck_backup}\n{stuck_wal}\n")).unwrap();
-    let run = || {
-        let (status, ran) = gateway.send(
-            "POST",
-            "/v1/clusters/main/retention/run?confirm=true",
-            &admin,
-            vec![],
-        );
-        assert_eq!(status, 200, "{ran}");
-        ran
-    };
+    let run = || gateway.run_retention("main", &admin);
     for attempt in 1..=2 {
         let ran = run();
         assert_eq!(ran["failing_deletions"], 2, "{ran}");
@@ -391,14 +362,7 @@ fn a_delete_the_store_refuses_never_stalls_retention() {
     assert_eq!(complete, [newest.as_str()], "{backups}");
     assert!(!backups.to_string().contains(&older), "{backups}");
 
-    let page = walgate_tests::agent()
-        .get(format!("{}/clusters/main", gateway.url))
-        .header("Cookie", format!("walgate_session={admin}"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = gateway.page("/clusters/main", &admin);
     assert!(page.contains(r#"id="deletion-failures""#), "{page}");
     assert!(page.contains("000000010000000000000003.zst"), "{page}");
     let metrics = || {

@@ -3,31 +3,16 @@
 //! bucket and the target disagree; and nothing an admin token can do through the API
 //! deletes a locked backup or its WAL, which still restore to the source's data.
 
-use std::process::Command;
-
 use walgate_tests::emulators::{Moto, write_config};
 use walgate_tests::{
-    Gateway, Postgres, basebackup_tar, bin, gateway_dir, pgbench_checksum, synthetic_segment,
+    Gateway, Postgres, basebackup_tar, gateway_dir, pgbench_checksum, refused_start,
+    synthetic_segment,
 };
 
 const SYSID: u64 = 7_500_000_000_000_000_001;
 
 fn segment_path(segno: u64) -> String {
     format!("/v1/clusters/main/wal/0000000100000000{segno:08X}")
-}
-
-/// `walgate serve` on `config`, expected to refuse to start: its stderr.
-fn refused_start(config: &std::path::Path) -> String {
-    let out = Command::new(bin("walgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(config.with_file_name("data"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "started anyway:\n{stderr}");
-    stderr
 }
 
 /// The bucket's default retention locks what the gateway stores: the gateway must be
@@ -92,13 +77,7 @@ fn a_bucket_that_locks_by_default_is_detected_and_honoured() {
     assert_eq!(plan["locked"][0]["id"], older.as_str(), "{plan}");
     assert_eq!(plan["keep"], serde_json::json!([newer, older]), "{plan}");
     let before = moto.versions("locked", "p/clusters/");
-    let (status, ran) = gateway.send(
-        "POST",
-        "/v1/clusters/main/retention/run?confirm=true",
-        &admin,
-        vec![],
-    );
-    assert_eq!(status, 200, "{ran}");
+    let ran = gateway.run_retention("main", &admin);
     assert_eq!(ran["delete_wal_files"], 1, "{ran}");
     assert_eq!(moto.versions("locked", "p/clusters/"), before);
     assert!(!before.iter().any(|v| v.ends_with("delete-marker")));
@@ -179,24 +158,11 @@ fn a_stolen_admin_token_cannot_destroy_locked_backups() {
         .into_bytes();
     let (status, plan) = gateway.send("PUT", "/v1/clusters/main/retention", &admin, policy);
     assert_eq!(status, 200, "{plan}");
-    let (status, ran) = gateway.send(
-        "POST",
-        "/v1/clusters/main/retention/run?confirm=true",
-        &admin,
-        vec![],
-    );
-    assert_eq!(status, 200, "{ran}");
+    let ran = gateway.run_retention("main", &admin);
     assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
     assert_eq!(ran["locked"][0]["id"], older.as_str(), "{ran}");
     assert_eq!(ran["keep"], serde_json::json!([newer, older]), "{ran}");
-    let page = walgate_tests::agent()
-        .get(format!("{}/clusters/main", gateway.url))
-        .header("Cookie", format!("walgate_session={admin}"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let page = gateway.page("/clusters/main", &admin);
     assert!(page.contains(r#"id="object-lock""#), "{page}");
     assert!(page.contains(r#"id="retention-locked""#), "{page}");
     let mut now = moto.versions("vault", "p/clusters/main/");
