@@ -432,8 +432,9 @@ pub struct RetentionPlan {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockedBackup {
     pub id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub retain_until: OffsetDateTime,
+    /// Absent while a legal hold keeps it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retain_until: Option<OffsetDateTime>,
 }
 
 /// An object a retention run or purge could not delete. It stays, and every later run

@@ -30,6 +30,7 @@ use walgate_core::{
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
 use crate::limits::{MemoryBudget, Reserved};
+use crate::storage::lock::{LockEnd, locked_at};
 use crate::storage::{StorageError, Store, Writer, layout};
 use crate::stream::{Encoding, Tee, channel_reader, drain, forward, refuse_trailing};
 
@@ -85,9 +86,9 @@ pub enum BackupError {
     #[error("no backup {0}")]
     NotFound(String),
     #[error(
-        "backup {id} is locked until {until} (write-once target): it cannot be deleted before; retention deletes it once its lock ends and the policy expires it"
+        "backup {id} is locked {end} (write-once target): it cannot be deleted before; retention deletes it once its lock ends and the policy expires it"
     )]
-    Locked { id: String, until: OffsetDateTime },
+    Locked { id: String, end: LockEnd },
     #[error(
         "backup {0} was deleted while it was uploading (by an admin, a purge of the cluster or the cleanup of uploads that stopped sending); nothing was kept: take the backup again"
     )]
@@ -797,6 +798,10 @@ pub(crate) async fn discard(
 ) -> Result<(), BackupError> {
     for key in layout::backup_keys(cluster, id).in_deletion_order() {
         store.delete(key).await?;
+        // An earlier retention run may have failed on it.
+        catalog
+            .forget_deletion_failure(cluster, key.as_ref())
+            .await?;
     }
     catalog.delete_backup(cluster, id).await?;
     Ok(())
@@ -809,16 +814,19 @@ pub async fn delete(
     cluster: &ClusterName,
     id: &str,
 ) -> Result<(), BackupError> {
-    let row = find(catalog, cluster, id).await?;
-    let now = OffsetDateTime::now_utc();
-    if let Some(until) = row
-        .retain_until
-        .filter(|_| crate::storage::lock::locked_at(row.retain_until, now))
+    let id = find(catalog, cluster, id).await?.id;
+    // The store has the last word on locks: a catalog rebuilt or a period changed
+    // since may know less.
+    let sentinel = layout::backup_keys(cluster, &id).sentinel;
+    if let Some(end) = store
+        .hold(&sentinel)
+        .await?
+        .and_then(|held| held.keeps(OffsetDateTime::now_utc()))
     {
-        return Err(BackupError::Locked { id: row.id, until });
+        return Err(BackupError::Locked { id, end });
     }
-    mark_deleting(catalog, cluster, id).await?;
-    discard(catalog, store, cluster, id).await
+    mark_deleting(catalog, cluster, &id).await?;
+    discard(catalog, store, cluster, &id).await
 }
 
 /// Marks a backup `deleting`: no restore picks it, and retention finishes deleting it.
@@ -833,6 +841,12 @@ pub(crate) async fn mark_deleting(
             .backup(cluster, id)
             .await?
             .ok_or_else(|| BackupError::NotFound(id.to_owned()))?;
+        if let Some(until) = row.retain_until
+            && locked_at(row.retain_until, OffsetDateTime::now_utc())
+        {
+            let end = LockEnd::At(until);
+            return Err(BackupError::Locked { id: row.id, end });
+        }
         let from = row.status;
         row.status = BackupStatus::Deleting;
         if from == BackupStatus::Deleting || catalog.update_backup(cluster, &row, from).await? {

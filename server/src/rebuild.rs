@@ -13,12 +13,14 @@
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
+use time::OffsetDateTime;
 use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
 use crate::Services;
 use crate::catalog::{BackupRow, BackupStatus, WalRow};
 use crate::retention::OwnSettings;
+use crate::storage::lock::Hold;
 use crate::storage::{Listed, Store, layout};
 
 /// What a rebuild found.
@@ -167,10 +169,21 @@ async fn wal(
         stored_size: stored.stored_size,
         sha256: stored.sha256,
         archived_at: object.modified,
-        retain_until: store.lock().map(|l| object.modified + l.period),
+        retain_until: lock_end(store, object).await?,
     };
     services.catalog.insert_wal(&cluster, &row).await?;
     Ok(Found::Wal)
+}
+
+/// When `object`'s lock ends, as the store has it (a period configured now may differ
+/// from the one it was written under).
+async fn lock_end(store: &Store, object: &Listed) -> anyhow::Result<Option<OffsetDateTime>> {
+    Ok(match store.hold(&object.key).await? {
+        Some(Hold::Until(until)) => Some(until),
+        // Kept until lifted: recorded as locked for the period from now.
+        Some(Hold::LegalHold) => store.locked_until(),
+        _ => None,
+    })
 }
 
 async fn backup(
@@ -213,7 +226,7 @@ async fn backup(
         has_manifest: sentinel.has_manifest,
         started_at: sentinel.started_at,
         finished_at: sentinel.finished_at,
-        retain_until: store.lock().map(|l| object.modified + l.period),
+        retain_until: lock_end(store, object).await?,
     };
     services.catalog.insert_backup(&cluster, &row).await?;
     Ok(Found::Backup)

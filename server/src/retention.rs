@@ -25,7 +25,7 @@ use walgate_core::{ClusterName, SegmentPosition, SegmentSize};
 
 use crate::backup::{self, BackupError};
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow};
-use crate::storage::lock::locked_at;
+use crate::storage::lock::{self, LockEnd, locked_at};
 use crate::storage::{StorageError, Store, layout};
 use crate::{Services, restore};
 
@@ -45,9 +45,9 @@ pub enum RetentionError {
     )]
     Undeleted(usize),
     #[error(
-        "the cluster's objects are locked until {0} (write-once target): nothing was deleted; the cluster can be deleted after that"
+        "the cluster's objects are locked {0} (write-once target): the cluster can be deleted once every lock has ended"
     )]
-    Locked(OffsetDateTime),
+    Locked(LockEnd),
 }
 
 /// The backups a policy keeps and deletes, and the WAL position below which WAL goes.
@@ -209,11 +209,9 @@ pub async fn preview(
         locked: d
             .locked
             .iter()
-            .filter_map(|b| {
-                b.retain_until.map(|retain_until| LockedBackup {
-                    id: b.id.clone(),
-                    retain_until,
-                })
+            .map(|b| LockedBackup {
+                id: b.id.clone(),
+                retain_until: b.retain_until,
             })
             .collect(),
     })
@@ -229,15 +227,50 @@ pub async fn run(
     let mut deleter = Deleter::new(services, store, &cluster.name).await?;
     deleter.finish().await?;
     let mut plan = preview(services, cluster).await?;
+    // The store has the last word on locks: the catalog may know less (rebuilt, or the
+    // period changed since). What it says goes into the catalog, and the policy is
+    // applied again, so a backup found locked keeps its WAL too.
+    let mut learned = false;
+    for b in &plan.delete_backups {
+        let sentinel = layout::backup_keys(&cluster.name, &b.id).sentinel;
+        let now = OffsetDateTime::now_utc();
+        let until = match store.hold(&sentinel).await?.and_then(|h| h.keeps(now)) {
+            Some(LockEnd::At(until)) => until,
+            // Looked at again a day later.
+            Some(LockEnd::LegalHold) => now + lock::CLOCK_SKEW + time::Duration::days(1),
+            None => continue,
+        };
+        tracing::info!(cluster = %cluster.name, backup = %b.id, %until, "retention: the store holds a lock the catalog did not know");
+        let catalog = services.catalog.as_ref();
+        catalog.set_backup_lock(&cluster.name, &b.id, until).await?;
+        learned = true;
+    }
+    if learned {
+        plan = preview(services, cluster).await?;
+    }
     if let Some(why) = &plan.paused {
         tracing::warn!(cluster = %cluster.name, %why, "retention: no backup deleted");
     }
+    let mut deleted = HashSet::new();
     for b in &plan.delete_backups {
-        backup::mark_deleting(services.catalog.as_ref(), &cluster.name, &b.id).await?;
-        if deleter.backup(&b.id).await? {
+        let marked = backup::mark_deleting(services.catalog.as_ref(), &cluster.name, &b.id).await;
+        if let Err(BackupError::Locked { end, .. }) = &marked {
+            // Its upload completed, locked, since the plan was made.
+            tracing::info!(cluster = %cluster.name, backup = %b.id, %end, "retention: expired but locked, kept");
+            continue;
+        }
+        marked?;
+        if deleter.backup(&b.id, None).await? {
             tracing::info!(cluster = %cluster.name, backup = %b.id, "retention: backup deleted");
+            deleted.insert(b.id.clone());
         }
     }
+    // The answer says what went, not what the policy hoped.
+    let (gone, stayed): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.delete_backups)
+        .into_iter()
+        .partition(|b| deleted.contains(&b.id));
+    plan.delete_bytes -= stayed.iter().map(|b| b.stored_size).sum::<u64>();
+    plan.delete_backups = gone;
     if let Some(position) = &plan.wal_before {
         let moved = services
             .catalog
@@ -263,19 +296,34 @@ pub async fn purge(
 ) -> Result<Option<(usize, u64)>, RetentionError> {
     let store = services.storage.get(&cluster.target)?;
     let name = &cluster.name;
+    // Nothing goes while anything is locked: by the catalog, or by the store for the
+    // objects it may know better (the backups' sentinels, the settings copy).
+    let now = OffsetDateTime::now_utc();
     let lock_ends = services.catalog.lock_ends(name).await?;
-    if let Some(until) = lock_ends.filter(|_| locked_at(lock_ends, OffsetDateTime::now_utc())) {
-        return Err(RetentionError::Locked(until));
+    if let Some(until) = lock_ends.filter(|_| locked_at(lock_ends, now)) {
+        return Err(RetentionError::Locked(LockEnd::At(until)));
+    }
+    let backups = services.catalog.backups(name).await?;
+    let keys = backups
+        .iter()
+        .map(|b| layout::backup_keys(name, &b.id).sentinel)
+        .chain([layout::settings_key(name)]);
+    for key in keys {
+        if let Some(end) = store.hold(&key).await?.and_then(|h| h.keeps(now)) {
+            return Err(RetentionError::Locked(end));
+        }
     }
     let mut deleter = Deleter::new(services, store, name).await?;
     deleter.finish().await?;
-    let backups = services.catalog.backups(name).await?;
     for b in &backups {
         backup::mark_deleting(services.catalog.as_ref(), name, &b.id).await?;
-        deleter.backup(&b.id).await?;
+        deleter.backup(&b.id, b.retain_until).await?;
     }
     let wal = services.catalog.expire_all_wal(name).await?;
     deleter.wal().await?;
+    if let Some(end) = deleter.locked {
+        return Err(RetentionError::Locked(end));
+    }
     if deleter.failed > 0 {
         return Err(RetentionError::Undeleted(deleter.failed));
     }
@@ -343,6 +391,8 @@ struct Deleter<'a> {
     /// Deletions that failed in this run.
     failed: usize,
     in_a_row: usize,
+    /// How long the last object passed over for its lock stays locked.
+    locked: Option<LockEnd>,
 }
 
 impl<'a> Deleter<'a> {
@@ -360,6 +410,7 @@ impl<'a> Deleter<'a> {
             failed_now: HashSet::new(),
             failed: 0,
             in_a_row: 0,
+            locked: None,
         })
     }
 
@@ -369,12 +420,12 @@ impl<'a> Deleter<'a> {
         let catalog = self.services.catalog.as_ref();
         let silent_since = OffsetDateTime::now_utc() - backup::STALE_UPLOAD;
         for id in catalog.stale_uploads(self.cluster, silent_since).await? {
-            if self.backup(&id).await? {
+            if self.backup(&id, None).await? {
                 tracing::info!(cluster = %self.cluster, backup = %id, "retention: removed an upload whose gateway died");
             }
         }
         for b in catalog.backups(self.cluster).await? {
-            if b.status == BackupStatus::Deleting && self.backup(&b.id).await? {
+            if b.status == BackupStatus::Deleting && self.backup(&b.id, b.retain_until).await? {
                 tracing::info!(cluster = %self.cluster, backup = %b.id, "retention: finished deleting backup");
             }
         }
@@ -382,8 +433,19 @@ impl<'a> Deleter<'a> {
     }
 
     /// Deletes a backup that no plan picks (`deleting`, or an upload given up): its
-    /// objects, sentinel first, then its row; false if an object stays.
-    async fn backup(&mut self, id: &str) -> Result<bool, RetentionError> {
+    /// objects, sentinel first, then its row; false if an object stays. One locked
+    /// `retain_until` by the catalog waits without a request.
+    async fn backup(
+        &mut self,
+        id: &str,
+        retain_until: Option<OffsetDateTime>,
+    ) -> Result<bool, RetentionError> {
+        if let Some(until) = retain_until
+            && locked_at(retain_until, OffsetDateTime::now_utc())
+        {
+            self.locked = Some(LockEnd::At(until));
+            return Ok(false);
+        }
         for key in layout::backup_keys(self.cluster, id).in_deletion_order() {
             if !self.object(key).await? {
                 return Ok(false);
@@ -413,7 +475,8 @@ impl<'a> Deleter<'a> {
             let mut stopped = None;
             for (name, retain_until) in batch {
                 // Still locked: it waits here for a later run, and no request goes out.
-                if locked_at(retain_until, now) {
+                if let Some(until) = retain_until.filter(|_| locked_at(retain_until, now)) {
+                    self.locked = Some(LockEnd::At(until));
                     continue;
                 }
                 match self.object(&layout::wal_key(self.cluster, &name)).await {
@@ -441,8 +504,9 @@ impl<'a> Deleter<'a> {
         }
         let catalog = self.services.catalog.as_ref();
         let error = match self.store.delete(key).await {
-            Err(StorageError::Locked { until, .. }) => {
-                tracing::info!(cluster = %self.cluster, object = %key, %until, "retention: locked, deleted by a later run");
+            Err(StorageError::Locked { end, .. }) => {
+                tracing::info!(cluster = %self.cluster, object = %key, %end, "retention: locked, deleted by a later run");
+                self.locked = Some(end);
                 return Ok(false);
             }
             Ok(()) => {
@@ -486,7 +550,6 @@ pub async fn schedule(services: Services, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::lock;
     use walgate_core::{Lsn, Timeline};
 
     const DAY: Duration = Duration::from_secs(86_400);

@@ -44,7 +44,7 @@ fn wait_listening(port: u16, child: &mut Child, what: &str) {
 
 /// Runs a Python snippet in the emulators' virtualenv (boto3 and the Azure SDK are
 /// there); returns its output lines.
-fn python(code: &str) -> Vec<String> {
+pub fn python(code: &str) -> Vec<String> {
     let out =
         run(Command::new(installed("venv/bin/python")).args(["-c", code])).expect("python helper");
     out.lines().map(str::to_owned).collect()
@@ -124,15 +124,18 @@ impl Moto {
         .join("\n")
     }
 
-    /// Every version and delete marker under `prefix`, as `key version-id` lines: what a
-    /// versioned bucket holds, hidden or not.
+    /// Every version and delete marker under `prefix`, as `key version-id` and
+    /// `key version-id delete-marker` lines, sorted: what a versioned bucket holds,
+    /// hidden or not.
     pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        python(&format!(
+        let mut lines = python(&format!(
             "{}\nr = s3.list_object_versions(Bucket='{bucket}', Prefix='{prefix}')\n\
-             [print(v['Key'], 'version') for v in r.get('Versions', [])]\n\
-             [print(m['Key'], 'delete-marker') for m in r.get('DeleteMarkers', [])]",
+             [print(v['Key'], v['VersionId']) for v in r.get('Versions', [])]\n\
+             [print(m['Key'], m['VersionId'], 'delete-marker') for m in r.get('DeleteMarkers', [])]",
             self.client()
-        ))
+        ));
+        lines.sort();
+        lines
     }
 
     /// The stored bytes of one object.
@@ -294,7 +297,7 @@ pub struct FakeGcs {
 
 impl FakeGcs {
     pub fn start() -> Self {
-        let (server_port, port) = (free_port(), free_port());
+        let server_port = free_port();
         let mut server = Command::new(installed("fake-gcs-server"))
             .args([
                 "-scheme",
@@ -317,14 +320,23 @@ impl FakeGcs {
             .expect("start fake-gcs-server");
         wait_listening(server_port, &mut server, "fake-gcs-server");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("emulators/gcs-xml-writes");
+        // It picks its own port and says which: no other test can take it first.
         let mut writes = Command::new(installed("venv/bin/python"))
             .arg(script)
-            .args([port.to_string(), server_port.to_string()])
-            .stdout(Stdio::null())
+            .args(["0".to_owned(), server_port.to_string()])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start gcs-xml-writes");
-        wait_listening(port, &mut writes, "gcs-xml-writes");
+        let mut line = String::new();
+        let stdout = writes.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read gcs-xml-writes");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("gcs-xml-writes did not start: {line:?}"));
         let dir = tempfile::tempdir().expect("service account dir");
         let account = serde_json::json!({
             "gcs_base_url": format!("http://127.0.0.1:{port}"),

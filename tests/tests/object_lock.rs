@@ -87,6 +87,8 @@ fn a_bucket_that_locks_by_default_is_detected_and_honoured() {
 /// (compliance mode): deleting a backup or the cluster is refused with 409 "locked",
 /// retention set to keep one backup keeps the locked older one too, no delete reaches
 /// the bucket, and the older backup and its WAL still restore to the source's data.
+/// All of it again with a catalog that has forgotten every lock (as one rebuilt by an
+/// older version would): the store's own locks refuse the same.
 #[test]
 fn a_stolen_admin_token_cannot_destroy_locked_backups() {
     let moto = Moto::start();
@@ -165,11 +167,45 @@ fn a_stolen_admin_token_cannot_destroy_locked_backups() {
     let page = gateway.page("/clusters/main", &admin);
     assert!(page.contains(r#"id="object-lock""#), "{page}");
     assert!(page.contains(r#"id="retention-locked""#), "{page}");
-    let mut now = moto.versions("vault", "p/clusters/main/");
-    now.retain(|v| !v.contains("settings.json"));
-    let mut before = stored.clone();
-    before.retain(|v| !v.contains("settings.json"));
-    assert_eq!(now, before, "an object or delete marker changed");
+    let unchanged = || {
+        let mut now = moto.versions("vault", "p/clusters/main/");
+        now.retain(|v| !v.contains("settings.json"));
+        let mut before = stored.clone();
+        before.retain(|v| !v.contains("settings.json"));
+        assert_eq!(now, before, "an object or delete marker changed");
+    };
+    unchanged();
+
+    // The catalog forgets every lock; the store still has them.
+    let catalog = dir.path().join("data/catalog.db");
+    walgate_tests::emulators::python(&format!(
+        "import sqlite3; c = sqlite3.connect('{}'); \
+         c.execute('UPDATE backups SET retain_until = NULL'); \
+         c.execute('UPDATE wal_files SET retain_until = NULL'); c.commit()",
+        catalog.display()
+    ));
+    let (status, refused) = gateway.send(
+        "DELETE",
+        &format!("/v1/clusters/main/backups/{older}"),
+        &admin,
+        vec![],
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("locked")),
+        "{refused}"
+    );
+    let (status, refused) =
+        gateway.send("DELETE", "/v1/clusters/main?confirm=main", &admin, vec![]);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("locked")),
+        "{refused}"
+    );
+    let ran = gateway.run_retention("main", &admin);
+    assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
+    assert_eq!(ran["locked"][0]["id"], older.as_str(), "{ran}");
+    unchanged();
 
     // The older backup and its WAL restore to the data as it was.
     let viewer = gateway.token("main", "viewer");

@@ -446,6 +446,13 @@ pub trait Catalog: Send + Sync + 'static {
         after: Option<&WalFileName>,
         limit: u32,
     ) -> Result<Vec<(WalFileName, Option<OffsetDateTime>)>>;
+    /// Records until when a backup's objects are locked, as the store says.
+    async fn set_backup_lock(
+        &self,
+        cluster: &ClusterName,
+        id: &str,
+        until: OffsetDateTime,
+    ) -> Result<()>;
     /// When the last lock on the cluster's objects ends (write-once targets): of its
     /// WAL, backups and objects waiting for deletion.
     async fn lock_ends(&self, cluster: &ClusterName) -> Result<Option<OffsetDateTime>>;

@@ -246,6 +246,9 @@ pub const DELETE_CLUSTER: &str = "DELETE FROM clusters WHERE name = $1";
 pub const WAL_DELETIONS: &str = "SELECT name, retain_until FROM wal_deletions \
      WHERE cluster = $1 AND name > $2 ORDER BY name LIMIT $3";
 
+pub const SET_BACKUP_LOCK: &str =
+    "UPDATE backups SET retain_until = $3 WHERE cluster = $1 AND id = $2";
+
 /// The latest lock end among cluster `$1`'s objects.
 pub const LOCK_ENDS: [&str; 3] = [
     "SELECT max(retain_until) FROM wal_files WHERE cluster = $1",

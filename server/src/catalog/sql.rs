@@ -481,6 +481,21 @@ where
             .collect()
     }
 
+    async fn set_backup_lock(
+        &self,
+        cluster: &ClusterName,
+        id: &str,
+        until: OffsetDateTime,
+    ) -> Result<()> {
+        query(queries::SET_BACKUP_LOCK)
+            .bind(cluster.as_str())
+            .bind(id)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn lock_ends(&self, cluster: &ClusterName) -> Result<Option<OffsetDateTime>> {
         let mut latest = None;
         for sql in queries::LOCK_ENDS {

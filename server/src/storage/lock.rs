@@ -119,7 +119,7 @@ pub struct S3Lock {
     store: AmazonS3,
     /// `https://host/bucket` (or the virtual-hosted form), without a trailing slash.
     bucket_url: String,
-    /// The target's key prefix, with a trailing slash when not empty.
+    /// The target's key prefix.
     prefix: String,
     region: String,
 }
@@ -163,16 +163,11 @@ impl S3Lock {
             (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
             (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
         };
-        let prefix = prefix.trim_matches('/');
         Ok(S3Lock {
             http,
             store,
             bucket_url,
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
+            prefix: prefix.to_owned(),
             region,
         })
     }
@@ -203,8 +198,13 @@ impl S3Lock {
             _ => None,
         };
         let day = 86_400;
-        let days = tag(&text, "Days").and_then(|d| d.parse::<u64>().ok());
-        let years = tag(&text, "Years").and_then(|y| y.parse::<u64>().ok());
+        // One of the two is given; some servers send the other as 0.
+        let count = |name| {
+            tag(&text, name)
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|&n| n > 0)
+        };
+        let (days, years) = (count("Days"), count("Years"));
         // A year is 365 days to S3, and a leap day would end the lock one day later:
         // count 366 so the catalog never thinks a lock ended before it did.
         let period = days
@@ -234,7 +234,7 @@ impl S3Lock {
              <RetainUntilDate>{until}</RetainUntilDate></Retention>",
             mode.as_s3()
         );
-        let url = format!("{}/{}{key}?retention", self.bucket_url, self.prefix);
+        let url = format!("{}?retention", self.object_url(key));
         let (status, _, body) = self.send(http::Method::PUT, url, body.into()).await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
@@ -243,30 +243,91 @@ impl S3Lock {
         Ok(())
     }
 
-    /// Until when the current version of `key` is locked, if it is: from the lock
-    /// headers of a `HEAD`, which S3 sends to callers allowed to read retention.
-    pub async fn retained_until(&self, key: &Path) -> Result<Option<OffsetDateTime>, StorageError> {
-        let url = format!("{}/{}{key}", self.bucket_url, self.prefix);
-        let (status, headers, _) = self.send(http::Method::HEAD, url, Bytes::new()).await?;
+    /// The lock on the current version of `key`, as the store has it. Fails closed: an
+    /// answer that does not say (S3 leaves the lock out of a `HEAD` for callers not
+    /// allowed to read retention) is an error, never "unlocked".
+    pub async fn hold(&self, key: &Path) -> Result<Hold, StorageError> {
+        let url = self.object_url(key);
+        let (status, headers, _) = self
+            .send(http::Method::HEAD, url.clone(), Bytes::new())
+            .await?;
         if status == http::StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok(Hold::Absent);
         }
         if !status.is_success() {
             return Err(failed("read an object's lock", status, ""));
         }
-        let Some(until) = headers.get("x-amz-object-lock-retain-until-date") else {
-            return Ok(None);
-        };
-        let until = until.to_str().unwrap_or_default();
-        OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
-            .map(Some)
-            .map_err(|e| StorageError::ObjectLock(format!("retain-until date `{until}`: {e}")))
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        if header("x-amz-object-lock-legal-hold") == Some("ON") {
+            return Ok(Hold::LegalHold);
+        }
+        if let Some(until) = header("x-amz-object-lock-retain-until-date") {
+            return parse_date(until).map(Hold::Until);
+        }
+        // No lock in the answer: ask for the retention itself.
+        let (status, _, body) = self
+            .send(http::Method::GET, format!("{url}?retention"), Bytes::new())
+            .await?;
+        let text = String::from_utf8_lossy(&body);
+        if status == http::StatusCode::NOT_FOUND {
+            return Ok(Hold::Unlocked); // NoSuchObjectLockConfiguration
+        }
+        if !status.is_success() {
+            return Err(failed("read an object's lock", status, &text));
+        }
+        match tag(&text, "RetainUntilDate") {
+            Some(until) => parse_date(until).map(Hold::Until),
+            None => Ok(Hold::Unlocked),
+        }
     }
 
+    /// The URL of `key` under the target's prefix, encoded as object_store encodes it,
+    /// so that these requests name the very objects its own requests name.
+    fn object_url(&self, key: &Path) -> String {
+        const PATH: percent_encoding::AsciiSet = percent_encoding::NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let full: Path = Path::from(self.prefix.as_str())
+            .parts()
+            .chain(key.parts())
+            .collect();
+        let encoded = percent_encoding::utf8_percent_encode(full.as_ref(), &PATH);
+        format!("{}/{encoded}", self.bucket_url)
+    }
+
+    /// Sends a signed request, retrying a few times when the store is busy or the
+    /// connection fails (object_store retries its own requests the same way).
     async fn send(
         &self,
         method: http::Method,
         url: String,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), StorageError> {
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1.. {
+            let answer = self.send_once(method.clone(), &url, body.clone()).await;
+            let retry = match &answer {
+                Ok((status, _, _)) => {
+                    status.is_server_error() || *status == http::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(_) => true,
+            };
+            if !retry || attempt == 4 {
+                return answer;
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 4;
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn send_once(
+        &self,
+        method: http::Method,
+        url: &str,
         body: Bytes,
     ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), StorageError> {
         let transport = |e: &dyn std::fmt::Display| StorageError::ObjectLock(e.to_string());
@@ -278,7 +339,7 @@ impl S3Lock {
             .map_err(|e| transport(&e))?;
         let mut request = http::Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(url)
             .header(
                 "content-md5",
                 base64::engine::general_purpose::STANDARD.encode(md5(&body)),
@@ -302,6 +363,50 @@ impl S3Lock {
             .map_err(|e| transport(&e))?;
         Ok((status, headers, body))
     }
+}
+
+/// An object's lock, as the store has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// No such object.
+    Absent,
+    Unlocked,
+    /// Locked until then (perhaps a past date: an ended lock).
+    Until(OffsetDateTime),
+    /// Under a legal hold, which lasts until someone lifts it.
+    LegalHold,
+}
+
+/// When a lock ends, for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockEnd {
+    At(OffsetDateTime),
+    LegalHold,
+}
+
+impl std::fmt::Display for LockEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockEnd::At(t) => write!(f, "until {t}"),
+            LockEnd::LegalHold => f.write_str("by a legal hold"),
+        }
+    }
+}
+
+impl Hold {
+    /// Whether it still keeps the object from deletion at `now`, and until when.
+    pub fn keeps(self, now: OffsetDateTime) -> Option<LockEnd> {
+        match self {
+            Hold::Until(t) if locked_at(Some(t), now) => Some(LockEnd::At(t)),
+            Hold::LegalHold => Some(LockEnd::LegalHold),
+            _ => None,
+        }
+    }
+}
+
+fn parse_date(date: &str) -> Result<OffsetDateTime, StorageError> {
+    OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StorageError::ObjectLock(format!("retain-until date `{date}`: {e}")))
 }
 
 fn md5(data: &[u8]) -> [u8; 16] {
@@ -344,6 +449,43 @@ mod tests {
         ] {
             assert!(Locking::parse(mode, period).is_err(), "{mode} {period:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn object_urls_name_keys_as_object_store_does() {
+        use object_store::signer::Signer as _;
+        let builder = AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_region("eu-west-1")
+            .with_endpoint("http://127.0.0.1:9000")
+            .with_access_key_id("k")
+            .with_secret_access_key("s");
+        let store = builder.clone().build().unwrap();
+        let lock = S3Lock::new(&builder, store.clone(), "b", "a~b//c").unwrap();
+        let key = Path::from("clusters/main/wal/x+y ü.zst");
+        // The key under the prefix, as object_store's prefix store forms it.
+        let full: Path = Path::from("a~b//c").parts().chain(key.parts()).collect();
+        let theirs = store
+            .signed_url(http::Method::GET, &full, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ours = lock.object_url(&key);
+        assert_eq!(ours, format!("http://127.0.0.1:9000{}", theirs.path()));
+        assert!(ours.starts_with("http://127.0.0.1:9000/b/a"), "{ours}");
+    }
+
+    #[test]
+    fn a_lock_keeps_until_its_date_and_a_legal_hold_until_lifted() {
+        let now = OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        assert_eq!(
+            Hold::Until(now + day).keeps(now),
+            Some(LockEnd::At(now + day))
+        );
+        assert_eq!(Hold::Until(now - day).keeps(now), None);
+        assert_eq!(Hold::LegalHold.keeps(now), Some(LockEnd::LegalHold));
+        assert_eq!(Hold::Unlocked.keeps(now), None);
+        assert_eq!(Hold::Absent.keeps(now), None);
     }
 
     #[test]

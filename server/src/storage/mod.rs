@@ -56,13 +56,8 @@ pub enum StorageError {
     Crypt(#[from] CryptError),
     #[error("S3 Object Lock: {0}")]
     ObjectLock(String),
-    #[error(
-        "object {object} is locked until {until} (write-once target): it cannot be deleted before"
-    )]
-    Locked {
-        object: Path,
-        until: time::OffsetDateTime,
-    },
+    #[error("object {object} is locked {end} (write-once target): it cannot be deleted before")]
+    Locked { object: Path, end: lock::LockEnd },
 }
 
 fn hint_suffix(e: &StorageError) -> String {
@@ -303,10 +298,15 @@ impl Store {
             }
             Err(object_store::Error::AlreadyExists { .. }) => {
                 self.sync_local(key).await?;
-                // A writer that failed after its write left it unlocked. Extending a
-                // lock always works; one the operator shortened since cannot be.
+                // A writer that failed after its write may have left it unlocked: lock
+                // it now. Should that fail, it must be locked already (a lock cannot be
+                // shortened, so one set with a longer period stays), or the write fails.
                 if let Err(e) = self.retain(key).await {
-                    tracing::warn!(object = %key, error = %e, "cannot lock an object found in place");
+                    let now = time::OffsetDateTime::now_utc();
+                    match self.hold(key).await? {
+                        Some(held) if held.keeps(now).is_some() => {}
+                        _ => return Err(e),
+                    }
                 }
                 Ok(Put::AlreadyExists)
             }
@@ -472,19 +472,28 @@ impl Store {
         Ok(())
     }
 
+    /// The lock the store has on `key`, on a bucket with Object Lock; `None` elsewhere.
+    pub async fn hold(&self, key: &Path) -> Result<Option<lock::Hold>, StorageError> {
+        let lockable = self.lock().is_some() || self.bucket_lock.get().is_some_and(|b| b.enabled);
+        match &self.s3 {
+            Some(s3) if lockable => Ok(Some(s3.hold(key).await?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Deletes `key`; a missing object is not an error (deletes are retried). On a
-    /// write-once target the object's lock is read first, and a locked object is
+    /// bucket with Object Lock the object's lock is read first, and a locked object is
     /// refused (`Locked`), never sent a delete that would hide it behind a marker.
     pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
-        if let (Some(s3), Some(_)) = (&self.s3, self.lock()) {
-            let now = time::OffsetDateTime::now_utc();
-            let until = s3.retained_until(key).await?;
-            if let Some(until) = until.filter(|_| lock::locked_at(until, now)) {
-                return Err(StorageError::Locked {
-                    object: key.clone(),
-                    until,
-                });
+        match self.hold(key).await? {
+            Some(lock::Hold::Absent) => return Ok(()),
+            Some(held) => {
+                if let Some(end) = held.keeps(time::OffsetDateTime::now_utc()) {
+                    let object = key.clone();
+                    return Err(StorageError::Locked { object, end });
+                }
             }
+            None => {}
         }
         match self.inner.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

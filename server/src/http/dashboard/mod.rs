@@ -171,7 +171,12 @@ async fn cluster_view(
                 .collect(),
             fork_note: restore::default_timeline(&archive).1,
             retention: retention::preview(&state.services, &row).await?,
-            object_lock: state.services.storage.get(&row.target)?.object_lock(),
+            object_lock: state
+                .services
+                .storage
+                .get(&row.target)
+                .ok()
+                .and_then(|s| s.object_lock()),
             next_retention: jobs::next_run(
                 &state.services,
                 retention::LEASE,

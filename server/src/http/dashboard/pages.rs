@@ -421,7 +421,9 @@ fn retention(v: &ClusterView) -> Markup {
                 p.error #retention-paused { "Paused: " (why) }
             }
             @for b in &r.locked {
-                p #retention-locked { "Backup " code { (b.id) } " is expired but locked until " (date(b.retain_until)) ": it stays, with its WAL, until then." }
+                p #retention-locked { "Backup " code { (b.id) } " is expired but locked "
+                    @match b.retain_until { Some(t) => { "until " (date(t)) }, None => "by a legal hold" }
+                    ": it stays, with its WAL, until then." }
             }
             @if r.failing_deletions > 0 {
                 div #deletion-failures {
