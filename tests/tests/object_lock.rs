@@ -129,54 +129,41 @@ fn a_stolen_admin_token_cannot_destroy_locked_backups() {
     assert!(lock.starts_with("COMPLIANCE "), "{lock}");
     let stored = moto.versions("vault", "p/clusters/main/");
 
-    // Everything an admin can do to delete data.
-    let (status, refused) = gateway.send(
-        "DELETE",
-        &format!("/v1/clusters/main/backups/{older}"),
-        &admin,
-        vec![],
-    );
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (409, Some("locked")),
-        "{refused}"
-    );
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("locked until"),
-        "{refused}"
-    );
-    let (status, refused) =
-        gateway.send("DELETE", "/v1/clusters/main?confirm=main", &admin, vec![]);
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (409, Some("locked")),
-        "{refused}"
-    );
-    let policy = serde_json::json!({"keep_last": 1, "min_backups": 1})
-        .to_string()
-        .into_bytes();
-    let (status, plan) = gateway.send("PUT", "/v1/clusters/main/retention", &admin, policy);
-    assert_eq!(status, 200, "{plan}");
-    let ran = gateway.run_retention("main", &admin);
-    assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
-    assert_eq!(ran["locked"][0]["id"], older.as_str(), "{ran}");
-    assert_eq!(ran["keep"], serde_json::json!([newer, older]), "{ran}");
-    let page = gateway.page("/clusters/main", &admin);
-    assert!(page.contains(r#"id="object-lock""#), "{page}");
-    assert!(page.contains(r#"id="retention-locked""#), "{page}");
-    let unchanged = || {
+    // Everything an admin can do to delete data, refused: no object or delete marker
+    // changes, and the older backup stays in the plan.
+    let attempt = || {
+        let backup = format!("/v1/clusters/main/backups/{older}");
+        for path in [backup.as_str(), "/v1/clusters/main?confirm=main"] {
+            let (status, refused) = gateway.send("DELETE", path, &admin, vec![]);
+            assert_eq!(
+                (status, refused["error"].as_str()),
+                (409, Some("locked")),
+                "{path}: {refused}"
+            );
+            let message = refused["message"].as_str().unwrap();
+            assert!(message.contains("locked until"), "{refused}");
+        }
+        let ran = gateway.run_retention("main", &admin);
+        assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
+        assert_eq!(ran["locked"][0]["id"], older.as_str(), "{ran}");
+        assert_eq!(ran["keep"], serde_json::json!([newer, older]), "{ran}");
         let mut now = moto.versions("vault", "p/clusters/main/");
         now.retain(|v| !v.contains("settings.json"));
         let mut before = stored.clone();
         before.retain(|v| !v.contains("settings.json"));
         assert_eq!(now, before, "an object or delete marker changed");
     };
-    unchanged();
+    let policy = serde_json::json!({"keep_last": 1, "min_backups": 1})
+        .to_string()
+        .into_bytes();
+    let (status, plan) = gateway.send("PUT", "/v1/clusters/main/retention", &admin, policy);
+    assert_eq!(status, 200, "{plan}");
+    attempt();
+    let page = gateway.page("/clusters/main", &admin);
+    assert!(page.contains(r#"id="object-lock""#), "{page}");
+    assert!(page.contains(r#"id="retention-locked""#), "{page}");
 
-    // The catalog forgets every lock; the store still has them.
+    // The catalog forgets every lock; the store's locks refuse the same.
     let catalog = dir.path().join("data/catalog.db");
     walgate_tests::emulators::python(&format!(
         "import sqlite3; c = sqlite3.connect('{}'); \
@@ -184,28 +171,7 @@ fn a_stolen_admin_token_cannot_destroy_locked_backups() {
          c.execute('UPDATE wal_files SET retain_until = NULL'); c.commit()",
         catalog.display()
     ));
-    let (status, refused) = gateway.send(
-        "DELETE",
-        &format!("/v1/clusters/main/backups/{older}"),
-        &admin,
-        vec![],
-    );
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (409, Some("locked")),
-        "{refused}"
-    );
-    let (status, refused) =
-        gateway.send("DELETE", "/v1/clusters/main?confirm=main", &admin, vec![]);
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (409, Some("locked")),
-        "{refused}"
-    );
-    let ran = gateway.run_retention("main", &admin);
-    assert_eq!(ran["delete_backups"], serde_json::json!([]), "{ran}");
-    assert_eq!(ran["locked"][0]["id"], older.as_str(), "{ran}");
-    unchanged();
+    attempt();
 
     // The older backup and its WAL restore to the data as it was.
     let viewer = gateway.token("main", "viewer");
