@@ -91,15 +91,58 @@ impl Read for BasebackupOutput {
     }
 }
 
-/// Runs pg_basebackup and streams its tar, zstd-compressed here, to the gateway.
+/// A backup manifest downloaded for `pg_basebackup --incremental`, removed when dropped.
+pub struct ParentManifest {
+    pub path: PathBuf,
+    /// The backup it is of.
+    pub id: String,
+}
+
+impl ParentManifest {
+    /// Downloads the newest complete backup's manifest into a private temporary file.
+    pub fn latest(gateway: &Gateway) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path =
+            std::env::temp_dir().join(format!("walgate-parent-manifest-{}", std::process::id()));
+        // Created here, private, before anything is written into it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        let mut manifest = ParentManifest {
+            path,
+            id: String::new(),
+        };
+        manifest.id = gateway
+            .fetch_manifest("latest", &manifest.path)
+            .context("download the newest backup's manifest (take a full backup first)")?;
+        Ok(manifest)
+    }
+}
+
+impl Drop for ParentManifest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs pg_basebackup and streams its tar, zstd-compressed here, to the gateway; with
+/// `parent`, an incremental backup against that manifest.
 pub fn push(
     gateway: &Gateway,
     level: i32,
     pg_basebackup: &Path,
+    parent: Option<&ParentManifest>,
     extra: &[String],
 ) -> anyhow::Result<Backup> {
-    let mut child = Command::new(pg_basebackup)
-        .args(["-D", "-", "-F", "tar", "-X", "fetch", "--checkpoint=fast"])
+    let mut command = Command::new(pg_basebackup);
+    command.args(["-D", "-", "-F", "tar", "-X", "fetch", "--checkpoint=fast"]);
+    if let Some(parent) = parent {
+        command.arg(format!("--incremental={}", parent.path.display()));
+    }
+    let mut child = command
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -167,8 +210,8 @@ pub fn print_list(backups: &[Backup], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Extracts backup `id` into `dir`, which must be missing or empty.
-pub fn fetch(gateway: &Gateway, id: &str, dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` (private) if it is missing; refuses one that is not empty.
+fn empty_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() && dir.read_dir()?.next().is_some() {
         bail!(
             "{} is not empty: restore into an empty directory",
@@ -178,6 +221,65 @@ pub fn fetch(gateway: &Gateway, id: &str, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Restores `chain` (a full backup, then the incrementals up to the one to restore)
+/// into `dir`: one backup is extracted there; several are extracted side by side into
+/// `<dir>.chain`, all at once, then combined into `dir` by `pg_combinebackup`.
+pub fn restore_chain(
+    gateway: &Gateway,
+    chain: &[String],
+    dir: &Path,
+    pg_combinebackup: &Path,
+) -> anyhow::Result<()> {
+    let [first, rest @ ..] = chain else {
+        bail!("the plan names no backup");
+    };
+    if rest.is_empty() {
+        return fetch(gateway, first, dir);
+    }
+    empty_dir(dir)?;
+    let mut staging = dir.as_os_str().to_owned();
+    staging.push(".chain");
+    let staging = PathBuf::from(staging);
+    empty_dir(&staging)?;
+    let links: Vec<PathBuf> = chain.iter().map(|id| staging.join(id)).collect();
+    let combined = std::thread::scope(|s| {
+        let downloads: Vec<_> = chain
+            .iter()
+            .zip(&links)
+            .map(|(id, link)| s.spawn(move || fetch(gateway, id, link)))
+            .collect();
+        for d in downloads {
+            d.join().expect("a download thread panicked")?;
+        }
+        let status = Command::new(pg_combinebackup)
+            .arg("-o")
+            .arg(dir)
+            .args(&links)
+            .status()
+            .with_context(|| {
+                format!(
+                    "run {} (set --pg-combinebackup to the path of PostgreSQL's own)",
+                    pg_combinebackup.display()
+                )
+            })?;
+        if !status.success() {
+            bail!("pg_combinebackup failed ({status})");
+        }
+        Ok(())
+    });
+    // The extracted links are as large as the data directory: never left behind.
+    let removed =
+        std::fs::remove_dir_all(&staging).with_context(|| format!("remove {}", staging.display()));
+    combined?;
+    removed
+}
+
+/// Extracts backup `id` into `dir`, which must be missing or empty.
+pub fn fetch(gateway: &Gateway, id: &str, dir: &Path) -> anyhow::Result<()> {
+    empty_dir(dir)?;
     let body = gateway.open_backup(id)?;
     let mut progress = Progress::new(crate::parallel::decompress(body), "restore");
     unpack(&mut progress, dir)

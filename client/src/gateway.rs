@@ -270,6 +270,36 @@ impl Gateway {
         }
     }
 
+    /// Writes backup `id`'s `backup_manifest` (`latest`: the newest complete backup's)
+    /// to `dest`, for `pg_basebackup --incremental`; returns the backup's id.
+    pub fn fetch_manifest(&self, id: &str, dest: &Path) -> anyhow::Result<String> {
+        let url = self.cluster_url(&format!("/backups/{id}/manifest"));
+        self.retrying(|timeout| {
+            let got = self.request(self.agent.get(&url), timeout).call();
+            classify(got, |status, r| {
+                if status != 200 {
+                    return Err(Box::new(r));
+                }
+                let backup = r
+                    .headers()
+                    .get("x-walgate-backup")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(id)
+                    .to_owned();
+                let mut body = r.into_body().into_with_config().limit(u64::MAX).reader();
+                let written = std::fs::File::create(dest)
+                    .and_then(|mut f| std::io::copy(&mut body, &mut f).and_then(|_| f.sync_all()));
+                Ok(match written {
+                    Ok(()) => Attempt::Done(backup),
+                    Err(e) => Attempt::Retry(
+                        anyhow::Error::new(e).context(format!("download {url}")),
+                        None,
+                    ),
+                })
+            })
+        })
+    }
+
     /// Opens a backup's stored zstd stream; the caller decodes it.
     pub fn open_backup(&self, id: &str) -> anyhow::Result<Box<dyn Read + Send>> {
         let url = self.cluster_url(&format!("/backups/{id}/archive"));

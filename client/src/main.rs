@@ -103,6 +103,11 @@ enum Command {
         /// Print the stored backup as JSON.
         #[arg(long)]
         json: bool,
+        /// An incremental backup (PostgreSQL 17 and later, with `summarize_wal = on`):
+        /// only the blocks changed since the newest complete backup, whose manifest is
+        /// downloaded for pg_basebackup. Restores combine the chain by themselves.
+        #[arg(long)]
+        incremental: bool,
         /// More pg_basebackup options.
         #[arg(last = true)]
         extra: Vec<String>,
@@ -146,6 +151,14 @@ enum Command {
         /// the same cluster, continuing on a new timeline.
         #[arg(long)]
         drill: bool,
+        /// The pg_combinebackup program (of the cluster's major version), run when the
+        /// plan restores an incremental backup's chain.
+        #[arg(
+            long,
+            env = "WALGATE_PG_COMBINEBACKUP",
+            default_value = "pg_combinebackup"
+        )]
+        pg_combinebackup: PathBuf,
     },
 }
 
@@ -266,14 +279,29 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::BackupPush {
             pg_basebackup,
             json,
+            incremental,
             extra,
         } => {
-            let b = backup::push(&gateway, settings.zstd_level, &pg_basebackup, &extra)?;
+            let parent = incremental
+                .then(|| backup::ParentManifest::latest(&gateway))
+                .transpose()?;
+            let b = backup::push(
+                &gateway,
+                settings.zstd_level,
+                &pg_basebackup,
+                parent.as_ref(),
+                &extra,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
+                let on = b
+                    .parent
+                    .as_ref()
+                    .map(|p| format!(", incremental on {p}"))
+                    .unwrap_or_default();
                 println!(
-                    "stored backup {} ({} bytes, {} stored)",
+                    "stored backup {} ({} bytes, {} stored{on})",
                     b.id, b.size, b.stored_size
                 );
             }
@@ -291,6 +319,7 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
             target_name,
             target_timeline,
             drill,
+            pg_combinebackup,
         } => {
             let token_file = settings
                 .token_file
@@ -318,7 +347,16 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
             for note in &plan.notes {
                 eprintln!("note: {note}");
             }
-            backup::fetch(&gateway, &plan.backup.id, &pgdata)?;
+            let chain: Vec<String> = plan.chain.iter().map(|l| l.id.clone()).collect();
+            if chain.len() > 1 {
+                eprintln!(
+                    "restoring incremental backup {}: combining {} backups ({})",
+                    plan.backup.id,
+                    chain.len(),
+                    chain.join(" → ")
+                );
+            }
+            backup::restore_chain(&gateway, &chain, &pgdata, &pg_combinebackup)?;
             let command = backup::client_restore_command(settings, token_file)?;
             backup::write_recovery(&pgdata, &plan, &command, drill)?;
             eprintln!(

@@ -58,6 +58,11 @@ pub enum ErrorCode {
     /// 409: the backup or cluster is on a write-once target and still locked; nothing
     /// was deleted.
     Locked,
+    /// 409: an incremental backup whose parent is not a complete backup of the cluster
+    /// (none, deleted, being deleted, or of another system); nothing was kept.
+    NoParent,
+    /// 409: incremental backups were taken against this backup; nothing was deleted.
+    HasDependants,
     /// 413: a body larger than the file it names can be.
     TooLarge,
     /// 415: a `Content-Encoding` this request does not take.
@@ -104,6 +109,8 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Deleted => "deleted",
             ErrorCode::Locked => "locked",
+            ErrorCode::NoParent => "no_parent",
+            ErrorCode::HasDependants => "has_dependants",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::UnsupportedEncoding => "unsupported_encoding",
             ErrorCode::NotReachable => "not_reachable",
@@ -304,6 +311,48 @@ pub struct Backup {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// `full`, or `incremental` (restorable only combined with its chain).
+    #[serde(default)]
+    pub kind: BackupKind,
+    /// The backup an incremental was taken against.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// What a restore of this backup combines: its full backup first, then each
+    /// incremental up to this one. Just this one for a full backup.
+    #[serde(default)]
+    pub chain: Vec<String>,
+}
+
+/// Whether a backup is a whole data directory or the changes since its parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    #[default]
+    Full,
+    /// `pg_basebackup --incremental` (PostgreSQL 17 and later): changed blocks only.
+    Incremental,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// One backup of the chain a restore combines, with where to download it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChainLink {
+    pub id: String,
+    pub kind: BackupKind,
+    /// The tar stream to extract, as `GET …/backups/{id}/archive`.
+    pub archive_url: String,
+    pub size: u64,
+    pub stored_size: u64,
 }
 
 /// One timeline of a recovery path and the LSN range replayed from it.
@@ -335,6 +384,13 @@ pub struct RestorePlan {
     /// Settings for postgresql.conf (with `recovery.signal` in the data directory).
     pub recovery_settings: std::collections::BTreeMap<String, String>,
     pub notes: Vec<String>,
+    /// The backups to restore, full first: one for a full backup; for an incremental,
+    /// each link of its chain, to be combined with `pg_combinebackup`.
+    pub chain: Vec<ChainLink>,
+    /// Shell commands (for `bash -euo pipefail`, with `PGDATA` set to an empty or
+    /// missing directory) that download and extract the chain into `$PGDATA` with curl
+    /// and the host's PostgreSQL binaries, and write the recovery settings.
+    pub commands: Vec<String>,
 }
 
 /// A token's record; the token itself is shown once, when issued.

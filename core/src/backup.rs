@@ -29,8 +29,24 @@ pub struct BackupLabel {
     pub label: String,
     pub start_timeline: Timeline,
     /// Set for an incremental backup (PostgreSQL 17's `pg_basebackup --incremental`):
-    /// where its parent's changes end. Such a backup is not restorable on its own.
-    pub incremental_from: Option<Lsn>,
+    /// where its parent started. Such a backup is restorable only combined with its
+    /// parent (`pg_combinebackup`).
+    pub incremental_from: Option<ParentStart>,
+}
+
+/// Where an incremental backup's parent started, as its label names it
+/// (`INCREMENTAL FROM LSN` and `INCREMENTAL FROM TLI`): the parent manifest's first WAL
+/// range, which is the parent's own start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentStart {
+    pub timeline: Timeline,
+    pub lsn: Lsn,
+}
+
+impl std::fmt::Display for ParentStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LSN {} on timeline {}", self.lsn, self.timeline.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,7 +96,15 @@ impl FromStr for BackupLabel {
             label: field("LABEL").unwrap_or_default().to_owned(),
             start_timeline,
             incremental_from: match field("INCREMENTAL FROM LSN") {
-                Ok(lsn) => Some(lsn.parse().map_err(|_| err("bad INCREMENTAL FROM LSN"))?),
+                Ok(lsn) => Some(ParentStart {
+                    lsn: lsn.parse().map_err(|_| err("bad INCREMENTAL FROM LSN"))?,
+                    timeline: field("INCREMENTAL FROM TLI")?
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&t| t != 0)
+                        .map(Timeline)
+                        .ok_or_else(|| err("bad INCREMENTAL FROM TLI"))?,
+                }),
                 Err(_) => None,
             },
         })
@@ -109,6 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_names_where_its_parent_started() {
+        let l: BackupLabel =
+            format!("{LABEL}INCREMENTAL FROM LSN: 0/1000028\nINCREMENTAL FROM TLI: 1\n")
+                .parse()
+                .unwrap();
+        assert_eq!(
+            l.incremental_from,
+            Some(ParentStart {
+                timeline: Timeline(1),
+                lsn: Lsn(0x100_0028)
+            })
+        );
+        assert_eq!(LABEL.parse::<BackupLabel>().unwrap().incremental_from, None);
+    }
+
+    #[test]
     fn refuses_what_is_not_a_label() {
         for bad in [
             "",
@@ -117,6 +157,9 @@ mod tests {
             &LABEL.replace("START TIMELINE: 1", "START TIMELINE: 2"),
             &LABEL.replace("(file 000000010000000000000002)", "(file 00000002.history)"),
             &LABEL.replace("CHECKPOINT LOCATION", "CHECKPOINT"),
+            &format!("{LABEL}INCREMENTAL FROM LSN: 0/1000028\n"),
+            &format!("{LABEL}INCREMENTAL FROM LSN: 0/1000028\nINCREMENTAL FROM TLI: 0\n"),
+            &format!("{LABEL}INCREMENTAL FROM LSN: x\nINCREMENTAL FROM TLI: 1\n"),
         ] {
             assert!(bad.parse::<BackupLabel>().is_err(), "{bad:?}");
         }

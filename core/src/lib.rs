@@ -16,7 +16,7 @@ pub mod timestamp;
 pub mod units;
 pub mod wal;
 
-pub use backup::BackupLabel;
+pub use backup::{BackupLabel, ParentStart};
 pub use lsn::Lsn;
 pub use names::{ClusterName, TargetName};
 pub use page::{LongPageHeader, PageHeaderError};

@@ -25,7 +25,7 @@ use time::macros::format_description;
 use tokio::sync::mpsc;
 use walgate_core::api;
 use walgate_core::{
-    BackupLabel, ClusterName, Lsn, SegmentName, SegmentPosition, SegmentSize, Timeline,
+    BackupLabel, ClusterName, Lsn, ParentStart, SegmentName, SegmentPosition, SegmentSize, Timeline,
 };
 
 use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow};
@@ -68,9 +68,32 @@ pub enum BackupError {
         found: u32,
     },
     #[error(
-        "this is an incremental backup (INCREMENTAL FROM LSN {0}), which is no data directory on its own, and the gateway cannot tie it to its parent yet: take a full backup (pg_basebackup without --incremental)"
+        "this incremental backup was taken against a backup that started at {from}, and cluster `{cluster}` holds no complete backup that did: take it against a manifest the gateway serves (GET /v1/clusters/{cluster}/backups/latest/manifest), or take a full backup"
     )]
-    Incremental(Lsn),
+    NoParent {
+        cluster: ClusterName,
+        from: ParentStart,
+    },
+    #[error(
+        "this incremental backup was taken against backup {parent}, which is {status}: nothing was kept; take it against the newest complete backup (GET …/backups/latest/manifest), or take a full backup"
+    )]
+    ParentNotComplete {
+        parent: String,
+        status: &'static str,
+    },
+    #[error(
+        "this incremental backup is of database system {found}, but backup {parent}, which it names as its parent, is of system {expected}: nothing was kept"
+    )]
+    ParentOfOtherSystem {
+        parent: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "incremental backups were taken against backup {id}: {}; delete them first (newest first), or let retention expire the chain as a whole",
+        dependants.join(", ")
+    )]
+    HasDependants { id: String, dependants: Vec<String> },
     #[error("the request body could not be read (cut upload or bad compression): {0}")]
     Body(io::Error),
     #[error(
@@ -376,11 +399,6 @@ fn parse<R: Read, W: Write>(
             let label: BackupLabel = String::from_utf8_lossy(&text).parse().map_err(
                 |e: walgate_core::backup::BackupLabelError| BackupError::NotABackup(e.to_string()),
             )?;
-            // Refused before anything is stored: kept as if full, it would restore to a
-            // broken data directory.
-            if let Some(from) = label.incremental_from {
-                return Err(BackupError::Incremental(from));
-            }
             send(label)?;
         } else if path == "global/pg_control" {
             let head = read_small(&mut entry.by_ref().take(8), 8, "pg_control")?;
@@ -438,10 +456,102 @@ fn backup_id(at: OffsetDateTime, label: &BackupLabel) -> String {
     format!("{stamp}-{}", label.start_wal)
 }
 
-/// The backup's API form (and sentinel), given the cluster's segment size if known.
+/// A link of a chain that a restore cannot use: a backup's parent is missing, or is not
+/// complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// The backup whose parent is unusable.
+    pub backup: String,
+    pub parent: String,
+    /// `missing`, `uploading` or `deleting`.
+    pub state: &'static str,
+}
+
+impl std::fmt::Display for BrokenLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "incremental backup {} was taken against backup {}, which is {}",
+            self.backup, self.parent, self.state
+        )
+    }
+}
+
+/// The chains of a cluster's backups: which full backup and incrementals a restore of
+/// each combines.
+pub struct Chains<'a> {
+    by_id: std::collections::HashMap<&'a str, &'a BackupRow>,
+}
+
+impl<'a> Chains<'a> {
+    pub fn new(backups: &'a [BackupRow]) -> Self {
+        Chains {
+            by_id: backups.iter().map(|b| (b.id.as_str(), b)).collect(),
+        }
+    }
+
+    /// `b`'s chain, full backup first and `b` last, when every link before `b` is
+    /// complete.
+    pub fn of(&self, b: &'a BackupRow) -> Result<Vec<&'a BackupRow>, BrokenLink> {
+        let mut links = vec![b];
+        let mut at = b;
+        // Parents are older than their children, so a chain cannot loop; the bound
+        // keeps a corrupt catalog from hanging a request.
+        while let Some(parent) = &at.parent {
+            let broken = |state| BrokenLink {
+                backup: at.id.clone(),
+                parent: parent.clone(),
+                state,
+            };
+            let next = *self.by_id.get(parent.as_str()).ok_or(broken("missing"))?;
+            if next.status != BackupStatus::Complete {
+                return Err(broken(next.status.as_str()));
+            }
+            if links.len() > self.by_id.len() {
+                return Err(broken("a link of a loop"));
+            }
+            links.push(next);
+            at = next;
+        }
+        links.reverse();
+        Ok(links)
+    }
+
+    /// The ids of `b`'s chain as far as it goes, full (or first missing link's child)
+    /// first.
+    pub fn ids(&self, b: &'a BackupRow) -> Vec<String> {
+        let mut ids = vec![b.id.clone()];
+        let mut at = b;
+        while let Some(parent) = at.parent.as_deref().and_then(|p| self.by_id.get(p)) {
+            if ids.len() > self.by_id.len() {
+                break;
+            }
+            ids.push(parent.id.clone());
+            at = parent;
+        }
+        ids.reverse();
+        ids
+    }
+
+    /// The backups taken against `id` that are not being deleted.
+    pub fn dependants(&self, id: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .by_id
+            .values()
+            .filter(|b| b.parent.as_deref() == Some(id) && b.status != BackupStatus::Deleting)
+            .map(|b| b.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// The backup's API form (and sentinel), given its cluster's chains and segment size if
+/// known.
 pub fn to_api(
     cluster: &ClusterName,
     b: &BackupRow,
+    chains: &Chains,
     segment_size: Option<SegmentSize>,
 ) -> api::Backup {
     let size = segment_size.unwrap_or(SegmentSize::DEFAULT);
@@ -473,6 +583,12 @@ pub fn to_api(
         has_manifest: b.has_manifest,
         started_at: b.started_at,
         finished_at: b.finished_at,
+        kind: match b.parent {
+            None => api::BackupKind::Full,
+            Some(_) => api::BackupKind::Incremental,
+        },
+        parent: b.parent.clone(),
+        chain: chains.ids(b),
     }
 }
 
@@ -608,6 +724,10 @@ async fn start(
     label: &BackupLabel,
 ) -> Result<(BackupRow, Writer), BackupError> {
     check_start(catalog, cluster, label).await?;
+    let parent = match label.incremental_from {
+        Some(from) => Some(find_parent(catalog, cluster, from).await?),
+        None => None,
+    };
     let now = OffsetDateTime::now_utc();
     let mut row = BackupRow {
         id: backup_id(now, label),
@@ -628,6 +748,7 @@ async fn start(
         started_at: now,
         finished_at: None,
         retain_until: None,
+        parent,
     };
     let registered = catalog.ensure_cluster(cluster, store.target()).await?;
     if &registered.target != store.target() {
@@ -676,6 +797,12 @@ async fn finish(
         Ok(pinned) => check_system(cluster, pinned.as_ref(), &summary).map(|()| pinned),
         Err(e) => Err(e.into()),
     };
+    let checked = match (checked, &row.parent) {
+        (Ok(pinned), Some(parent)) => check_parent(catalog, cluster, parent, &summary)
+            .await
+            .map(|()| pinned),
+        (checked, _) => checked,
+    };
     let pinned = match checked {
         Ok(pinned) => pinned,
         Err(e) => {
@@ -708,8 +835,10 @@ async fn finish(
         return Err(BackupError::DeletedWhileUploading(row.id));
     }
     let segment_size = pinned.and_then(|c| c.segment_size);
-    let sentinel =
-        serde_json::to_vec_pretty(&to_api(cluster, &row, segment_size)).expect("serialisable");
+    let backups = catalog.backups(cluster).await?;
+    let chains = Chains::new(&backups);
+    let sentinel = serde_json::to_vec_pretty(&to_api(cluster, &row, &chains, segment_size))
+        .expect("serialisable");
     store
         .put_new(&keys.sentinel, PutPayload::from(sentinel))
         .await?;
@@ -754,6 +883,64 @@ async fn check_start(
         });
     }
     Ok(())
+}
+
+/// The parent an incremental backup names by its start: the newest complete backup of
+/// the cluster that started there. Two backups can share a start (two taken on a
+/// standby between restartpoints); either is a valid base, since an incremental holds
+/// every block changed since that start.
+async fn find_parent(
+    catalog: &dyn Catalog,
+    cluster: &ClusterName,
+    from: ParentStart,
+) -> Result<String, BackupError> {
+    let backups = catalog.backups(cluster).await?;
+    let mut started_there = backups
+        .iter()
+        .filter(|b| b.start_lsn == from.lsn && b.start_timeline == from.timeline);
+    let first = started_there.clone().next();
+    match started_there.find(|b| b.status == BackupStatus::Complete) {
+        Some(parent) => Ok(parent.id.clone()),
+        None => Err(match first {
+            Some(b) => BackupError::ParentNotComplete {
+                parent: b.id.clone(),
+                status: b.status.as_str(),
+            },
+            None => BackupError::NoParent {
+                cluster: cluster.clone(),
+                from,
+            },
+        }),
+    }
+}
+
+/// An incremental's parent must still be complete as it finishes (an admin or retention
+/// may have deleted it meanwhile), and of the same database system.
+async fn check_parent(
+    catalog: &dyn Catalog,
+    cluster: &ClusterName,
+    parent: &str,
+    summary: &Summary,
+) -> Result<(), BackupError> {
+    let row = catalog.backup(cluster, parent).await?;
+    let not_complete = |status| BackupError::ParentNotComplete {
+        parent: parent.to_owned(),
+        status,
+    };
+    let row = row.ok_or(not_complete("deleted"))?;
+    if row.status != BackupStatus::Complete {
+        return Err(not_complete(row.status.as_str()));
+    }
+    match (row.system_identifier, summary.system_identifier) {
+        (Some(expected), Some(found)) if expected != found => {
+            Err(BackupError::ParentOfOtherSystem {
+                parent: parent.to_owned(),
+                expected,
+                found,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A backup must be of the database system, and so of the major version, whose WAL its
@@ -848,8 +1035,20 @@ pub(crate) async fn mark_deleting(
             return Err(BackupError::Locked { id: row.id, end });
         }
         let from = row.status;
+        if from == BackupStatus::Deleting {
+            return Ok(());
+        }
+        let backups = catalog.backups(cluster).await?;
+        let dependants = Chains::new(&backups).dependants(id);
+        if !dependants.is_empty() {
+            return Err(BackupError::HasDependants {
+                id: row.id,
+                dependants,
+            });
+        }
+        // Refused in the same statement if an incremental was taken against it since.
         row.status = BackupStatus::Deleting;
-        if from == BackupStatus::Deleting || catalog.update_backup(cluster, &row, from).await? {
+        if catalog.update_backup(cluster, &row, from).await? {
             return Ok(());
         }
     }

@@ -227,6 +227,7 @@ async fn backup(
         started_at: sentinel.started_at,
         finished_at: sentinel.finished_at,
         retain_until: lock_end(store, object).await?,
+        parent: sentinel.parent,
     };
     services.catalog.insert_backup(&cluster, &row).await?;
     Ok(Found::Backup)

@@ -17,6 +17,7 @@ use walgate_core::{Lsn, SegmentName, SegmentSize, Timeline, WalFileName};
 
 use crate::Services;
 use crate::archive::ArchiveError;
+use crate::backup::Chains;
 use crate::catalog::{BackupRow, BackupStatus, CatalogError, ClusterRow, WalFilter};
 use walgate_core::{WalFileKind, history};
 
@@ -204,6 +205,8 @@ pub struct Leg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub backup: BackupRow,
+    /// What a restore combines: the full backup first, `backup` last.
+    pub chain: Vec<BackupRow>,
     pub timeline: Timeline,
     pub path: Vec<Leg>,
     /// First and last segment replay needs, with the timeline each is read from.
@@ -409,6 +412,19 @@ pub fn check_chain(archive: &Archive) -> Chain {
         .iter()
         .filter(|b| b.status == BackupStatus::Complete)
         .collect();
+    // An incremental whose chain lacks a link restores nothing, like replay stopped by
+    // a gap.
+    let chains = Chains::new(&archive.backups);
+    let mut unchained = BTreeSet::new();
+    for b in &complete {
+        if let Err(link) = chains.of(b) {
+            problems.push(format!(
+                "{link}: a restore of backup {} cannot be built",
+                b.id
+            ));
+            unchained.insert(b.id.clone());
+        }
+    }
     // Each run of missing segments (first and last, named) with the backups it stops.
     let mut gaps: BTreeMap<(SegmentName, SegmentName), BTreeSet<&str>> = BTreeMap::new();
     let mut more_gaps = 0usize;
@@ -475,6 +491,8 @@ pub fn check_chain(archive: &Archive) -> Chain {
             }
         }
     }
+    chain.replayable.retain(|id| !unchained.contains(id));
+    chain.broken.extend(unchained);
     for ((first, last), backups) in gaps {
         let ids = backups.into_iter().collect::<Vec<_>>().join(", ");
         problems.push(if first == last {
@@ -560,11 +578,12 @@ pub fn plan(
         Target::Time(t) => b.finished_at.is_some_and(|f| f <= *t),
         Target::Latest | Target::Xid(_) | Target::Name(_) => true,
     };
-    let backup = complete
+    let chains = Chains::new(&archive.backups);
+    let (backup, chain) = complete
         .iter()
         .filter(|b| on_path(&path, b) && consistent_before(b))
-        .max_by_key(|b| (b.start_lsn, b.id.clone()))
-        .copied()
+        .filter_map(|&b| Some((b, chains.of(b).ok()?)))
+        .max_by_key(|(b, _)| (b.start_lsn, b.id.clone()))
         .ok_or_else(|| PlanError::NoBackupBeforeTarget {
             timeline,
             detail: match target {
@@ -644,6 +663,7 @@ pub fn plan(
         .collect();
     Ok(Plan {
         backup: backup.clone(),
+        chain: chain.into_iter().cloned().collect(),
         timeline,
         first_wal: archive.segment_name(&path, first),
         last_wal: archive.segment_name(&path, last),
@@ -990,5 +1010,64 @@ mod tests {
             problems.last().unwrap(),
             "… and 400 more missing runs or timelines"
         );
+    }
+
+    /// Timeline 1, segments 2 to 12: full backup f, then i1 on f and i2 on i1.
+    fn chained() -> Archive {
+        let mut backups = vec![
+            backup("i2", 1, 8 * MB16 + 0x28, 8 * MB16 + 0x100, 3000),
+            backup("i1", 1, 5 * MB16 + 0x28, 5 * MB16 + 0x100, 2000),
+            backup("f", 1, 2 * MB16 + 0x28, 2 * MB16 + 0x100, 1000),
+        ];
+        backups[0].parent = Some("i1".into());
+        backups[1].parent = Some("f".into());
+        Archive {
+            segment_size: SegmentSize::DEFAULT,
+            backups,
+            files: (2..=12).map(|n| seg(1, n)).collect(),
+            histories: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
+        }
+    }
+
+    fn chain_ids(p: &Plan) -> Vec<&str> {
+        p.chain.iter().map(|b| b.id.as_str()).collect()
+    }
+
+    #[test]
+    fn plans_name_the_whole_chain_full_first() {
+        let a = chained();
+        let p = plan(&a, &Target::Latest, None).unwrap();
+        assert_eq!(
+            (p.backup.id.as_str(), chain_ids(&p)),
+            ("i2", vec!["f", "i1", "i2"])
+        );
+        assert_eq!(p.first_wal.to_string(), "000000010000000000000008");
+        // A target between the first and the second incremental picks the first.
+        let at = OffsetDateTime::from_unix_timestamp(2500).unwrap();
+        let p = plan(&a, &Target::Time(at), None).unwrap();
+        assert_eq!(chain_ids(&p), ["f", "i1"]);
+        // A chain with a link being deleted is never restored from.
+        let mut a = chained();
+        a.backups[1].status = BackupStatus::Deleting;
+        let p = plan(&a, &Target::Latest, None).unwrap();
+        assert_eq!(chain_ids(&p), ["f"]);
+    }
+
+    #[test]
+    fn a_chain_missing_a_link_is_reported_like_a_gap() {
+        let mut a = chained();
+        assert!(check_chain(&a).problems.is_empty());
+        a.backups.remove(1);
+        let chain = check_chain(&a);
+        assert_eq!(
+            chain.problems,
+            [
+                "incremental backup i2 was taken against backup i1, which is missing: a restore of \
+              backup i2 cannot be built"
+            ]
+        );
+        assert!(chain.broken.contains("i2") && !chain.replayable.contains("i2"));
+        assert!(chain.replayable.contains("f"));
     }
 }

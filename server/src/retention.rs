@@ -13,7 +13,7 @@
 //! store refuses to delete is recorded with the store's answer and retried by later
 //! runs; the run goes on with the others.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use object_store::path::Path;
@@ -70,6 +70,11 @@ pub struct Decision<'a> {
 /// restorable backup out. Backups that do not count stay while newer than the oldest
 /// kept one, and nothing is deleted while a gap stops replay from any backup: a gap is
 /// an incident (or forged WAL) that an operator must see before history goes.
+///
+/// Chains (a full backup and the incrementals taken on it) are kept or deleted whole:
+/// `keep_last` and `min_backups` count chains, the window keeps the chain of the backup
+/// its first moment restores from, and a chain stays whole while any link is locked or
+/// an upload builds on it.
 pub fn decide<'a>(
     policy: &RetentionPolicy,
     backups: &'a [BackupRow],
@@ -95,40 +100,84 @@ pub fn decide<'a>(
     if !chain.broken.is_empty() {
         let broken: Vec<&str> = chain.broken.iter().map(String::as_str).collect();
         return keep_all(Some(format!(
-            "WAL is missing after backup {}: nothing is deleted until the gap is resolved \
-             (see the cluster's verification; delete the backups before the gap once you \
-             accept it)",
+            "backup {} cannot be restored (WAL is missing after it, or a link of its chain): \
+             nothing is deleted until that is resolved (see the cluster's verification; \
+             delete the backups before a gap, or a chain without its link, once you accept \
+             it)",
             broken.join(", ")
         )));
     }
-    // Positions in `complete` of the replayable backups, newest first.
+    // Chains are kept or expire as a whole, so the rules apply to each chain's root:
+    // its full backup (or, for a chain missing a link, its oldest backup left).
+    let position: HashMap<&str, usize> = complete
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.id.as_str(), i))
+        .collect();
+    let chains = backup::Chains::new(backups);
+    let root: Vec<usize> = complete
+        .iter()
+        .map(|b| {
+            let ids = chains.ids(b);
+            ids.iter()
+                .find_map(|id| position.get(id.as_str()).copied())
+                .expect("a backup is in its own chain")
+        })
+        .collect();
+    // Positions in `complete` of the full backups that count, newest first: replayable,
+    // whole chains. Only a full backup starts a chain.
     let counted: Vec<usize> = (0..complete.len())
+        .filter(|&i| root[i] == i && complete[i].parent.is_none())
         .filter(|&i| chain.replayable.contains(&complete[i].id))
         .collect();
-    // The newest replayable backup that finished before the window opened: restores
-    // to the window's first moments start from it. A window reaching past the
-    // calendar's start (u32 days can), or with no such backup, keeps everything.
+    let counted_set: HashSet<usize> = counted.iter().copied().collect();
+    // The newest replayable backup, of any kind, that finished before the window
+    // opened: restores to the window's first moments start from it, so its chain
+    // stays. A window reaching past the calendar's start (u32 days can), or with no
+    // such backup, keeps everything.
     let window_base = policy.window_days.map(|days| {
         now.checked_sub(time::Duration::days(i64::from(days)))
             .and_then(|opens| {
-                counted
-                    .iter()
-                    .copied()
-                    .find(|&i| complete[i].finished_at.is_some_and(|t| t <= opens))
+                (0..complete.len()).find(|&i| {
+                    counted_set.contains(&root[i])
+                        && chain.replayable.contains(&complete[i].id)
+                        && complete[i].finished_at.is_some_and(|t| t <= opens)
+                })
             })
-            .unwrap_or(complete.len())
+            .map_or(complete.len(), |i| root[i])
     });
     let by_count = policy.min_backups.max(policy.keep_last.unwrap_or(0)).max(1) as usize;
-    // The oldest backup kept by count; with fewer replayable than that, all stay.
+    // The oldest chain kept by count; with fewer replayable than that, all stay.
     let oldest_counted = counted.get(by_count - 1).copied().unwrap_or(complete.len());
-    let kept = |i: usize| i <= oldest_counted || window_base.is_some_and(|base| i <= base);
-    let (keep, delete): (Vec<_>, Vec<_>) = complete.iter().enumerate().partition(|(i, _)| kept(*i));
-    let mut keep: Vec<&BackupRow> = keep.into_iter().map(|(_, b)| *b).collect();
-    let (locked, delete): (Vec<&BackupRow>, Vec<&BackupRow>) = delete
-        .into_iter()
-        .map(|(_, b)| *b)
-        .partition(|b| locked_at(b.retain_until, now));
-    keep.extend(&locked);
+    let kept = |root: usize| root <= oldest_counted || window_base.is_some_and(|base| root <= base);
+    // A chain with any link still locked stays whole: deleting its unlocked links
+    // would leave the locked ones unrestorable.
+    let locked_chain: HashSet<usize> = (0..complete.len())
+        .filter(|&i| locked_at(complete[i].retain_until, now))
+        .map(|i| root[i])
+        .collect();
+    // So does one that a running upload builds on.
+    let building: HashSet<usize> = backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Uploading)
+        .filter_map(|b| b.parent.as_deref().and_then(|p| position.get(p)))
+        .map(|&i| root[i])
+        .collect();
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    let mut locked = Vec::new();
+    for (i, b) in complete.iter().enumerate() {
+        if kept(root[i]) || building.contains(&root[i]) {
+            keep.push(*b);
+        } else if locked_chain.contains(&root[i]) {
+            if locked_at(b.retain_until, now) {
+                locked.push(*b);
+            }
+            keep.push(*b);
+        } else {
+            delete.push(*b);
+        }
+    }
     // Uploading backups will need their WAL too.
     let needed = keep.iter().copied().chain(
         backups
@@ -254,10 +303,18 @@ pub async fn run(
     let mut deleted = HashSet::new();
     for b in &plan.delete_backups {
         let marked = backup::mark_deleting(services.catalog.as_ref(), &cluster.name, &b.id).await;
-        if let Err(BackupError::Locked { end, .. }) = &marked {
-            // Its upload completed, locked, since the plan was made.
-            tracing::info!(cluster = %cluster.name, backup = %b.id, %end, "retention: expired but locked, kept");
-            continue;
+        match &marked {
+            Err(BackupError::Locked { end, .. }) => {
+                // Its upload completed, locked, since the plan was made.
+                tracing::info!(cluster = %cluster.name, backup = %b.id, %end, "retention: expired but locked, kept");
+                continue;
+            }
+            Err(BackupError::HasDependants { dependants, .. }) => {
+                // An incremental on it started since the plan was made.
+                tracing::info!(cluster = %cluster.name, backup = %b.id, ?dependants, "retention: expired but incrementals build on it, kept");
+                continue;
+            }
+            _ => {}
         }
         marked?;
         if deleter.backup(&b.id, None).await? {
@@ -786,6 +843,80 @@ mod tests {
         chain.broken.insert("d3".into());
         let d = decided(&policy(Some(1), None, 1), &backups, &chain, now);
         assert!(d.delete.is_empty() && d.wal_before.is_none());
-        assert!(d.paused.unwrap().contains("after backup d3"));
+        assert!(d.paused.unwrap().contains("backup d3 cannot be restored"));
+    }
+
+    /// Two chains, newest first: i2 on i1 on f1 (ages 0 to 2 days), i0 on f0 (3 and 4).
+    fn chains(now: OffsetDateTime) -> Vec<BackupRow> {
+        let links = [
+            ("i2", Some("i1")),
+            ("i1", Some("f1")),
+            ("f1", None),
+            ("i0", Some("f0")),
+            ("f0", None),
+        ];
+        links
+            .iter()
+            .enumerate()
+            .map(|(age, (id, parent))| {
+                let mut b = backup(id, 0x140 - age as u64 * 0x10, age as u64, now);
+                b.parent = parent.map(str::to_owned);
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chains_are_counted_kept_and_expired_whole() {
+        let now = OffsetDateTime::now_utc();
+        let backups = chains(now);
+        let all = replayable(&backups);
+        // keep_last counts chains, not backups.
+        let d = decided(&policy(Some(1), None, 1), &backups, &all, now);
+        assert_eq!(ids(&d.keep), ["i2", "i1", "f1"]);
+        assert_eq!(ids(&d.delete), ["i0", "f0"]);
+        assert_eq!(d.wal_before, position("0000000100000020"));
+        let d = decided(&policy(Some(2), None, 1), &backups, &all, now);
+        assert!(d.delete.is_empty());
+        // The window keeps the chain of the backup its first moment restores from:
+        // opened 3 days ago, that is i0, so f0 stays too.
+        let d = decided(&policy(None, Some(3), 1), &backups, &all, now);
+        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+        let d = decided(&policy(None, Some(2), 1), &backups, &all, now);
+        assert_eq!(ids(&d.delete), ["i0", "f0"]);
+        // A chain whose full backup is not replayable does not count.
+        let mut chain = all.clone();
+        chain.replayable.remove("f1");
+        let d = decided(&policy(Some(1), None, 1), &backups, &chain, now);
+        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+    }
+
+    #[test]
+    fn a_chain_stays_whole_while_a_link_is_locked_or_an_upload_builds_on_it() {
+        let now = OffsetDateTime::now_utc();
+        let mut backups = chains(now);
+        backups[3].retain_until = Some(now + DAY); // i0, not f0
+        let d = decided(
+            &policy(Some(1), None, 1),
+            &backups,
+            &replayable(&backups),
+            now,
+        );
+        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+        assert_eq!(ids(&d.locked), ["i0"]);
+        assert_eq!(d.wal_before, position("0000000100000000"));
+
+        let mut backups = chains(now);
+        let mut upload = backup("u", 0x150, 0, now);
+        upload.status = BackupStatus::Uploading;
+        upload.parent = Some("i0".into());
+        backups.insert(0, upload);
+        let d = decided(
+            &policy(Some(1), None, 1),
+            &backups,
+            &replayable(&backups),
+            now,
+        );
+        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
     }
 }

@@ -178,10 +178,13 @@ async fn scrub_objects(
             break;
         }
     }
-    for b in services.catalog.backups(name).await? {
+    let backups = services.catalog.backups(name).await?;
+    let mut damaged = std::collections::BTreeSet::new();
+    for b in &backups {
         if b.status != BackupStatus::Complete {
             continue;
         }
+        let before = problems.len();
         checked += 1;
         let key = layout::backup_keys(name, &b.id).data;
         let mut sha = Sha256::new();
@@ -204,6 +207,26 @@ async fn scrub_objects(
                 }
             }
             Err(e) => problems.push(format!("backup {}: {e}", b.id)),
+        }
+        if problems.len() > before {
+            damaged.insert(b.id.as_str());
+        }
+    }
+    // A damaged link breaks every restore built on it.
+    let chains = crate::backup::Chains::new(&backups);
+    for b in backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+    {
+        let ids = chains.ids(b);
+        if let Some(bad) = ids[..ids.len() - 1]
+            .iter()
+            .find(|id| damaged.contains(id.as_str()))
+        {
+            problems.push(format!(
+                "backup {}: its chain holds damaged backup {bad}, so it cannot be restored",
+                b.id
+            ));
         }
     }
     Ok((checked, problems))

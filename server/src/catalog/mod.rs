@@ -215,6 +215,8 @@ pub struct BackupRow {
     pub finished_at: Option<OffsetDateTime>,
     /// Until when its objects are locked (write-once targets): the latest of theirs.
     pub retain_until: Option<OffsetDateTime>,
+    /// The backup an incremental was taken against; `None` for a full backup.
+    pub parent: Option<String>,
 }
 
 impl BackupRow {
@@ -247,6 +249,7 @@ impl BackupRow {
             started_at: finished_at,
             finished_at: Some(finished_at),
             retain_until: None,
+            parent: None,
         }
     }
 

@@ -45,7 +45,7 @@ macro_rules! backup_columns {
     () => {
         "id, status, label, method, from_standby, start_lsn, start_timeline, checkpoint_lsn, \
          end_lsn, end_timeline, system_identifier, size, stored_size, sha256, has_manifest, \
-         started_at, finished_at, retain_until"
+         started_at, finished_at, retain_until, parent"
     };
 }
 
@@ -171,15 +171,19 @@ pub const LIST_WAL: &str = concat!(
 pub const INSERT_BACKUP: &str = "INSERT INTO backups (cluster, id, status, label, method, \
        from_standby, start_lsn, start_timeline, checkpoint_lsn, end_lsn, end_timeline, \
        system_identifier, size, stored_size, sha256, has_manifest, started_at, finished_at, \
-       retain_until) \
+       retain_until, parent) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-       $19)";
+       $19, $20)";
 
-/// The mutable fields, if the status is still `$12`.
+/// The mutable fields, if the status is still `$12`. A backup becomes `deleting` only
+/// while no backup that is not being deleted itself was taken against it: checked in
+/// the same statement, so no incremental completes on a parent going away.
 pub const UPDATE_BACKUP: &str = "UPDATE backups SET status = $3, end_lsn = $4, \
        end_timeline = $5, system_identifier = $6, size = $7, stored_size = $8, sha256 = $9, \
        has_manifest = $10, finished_at = $11, retain_until = $13 \
-     WHERE cluster = $1 AND id = $2 AND status = $12";
+     WHERE cluster = $1 AND id = $2 AND status = $12 \
+       AND ($3 <> 'deleting' OR NOT EXISTS (SELECT 1 FROM backups d \
+         WHERE d.cluster = $1 AND d.parent = $2 AND d.status <> 'deleting'))";
 
 pub const DELETE_BACKUP: &str = "DELETE FROM backups WHERE cluster = $1 AND id = $2";
 

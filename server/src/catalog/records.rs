@@ -285,6 +285,7 @@ pub struct BackupRecord {
     started_at: OffsetDateTime,
     finished_at: Option<OffsetDateTime>,
     retain_until: Option<OffsetDateTime>,
+    parent: Option<String>,
 }
 
 impl TryFrom<BackupRecord> for BackupRow {
@@ -311,6 +312,7 @@ impl TryFrom<BackupRecord> for BackupRow {
             started_at: r.started_at,
             finished_at: r.finished_at,
             retain_until: r.retain_until,
+            parent: r.parent,
             id: r.id,
         })
     }

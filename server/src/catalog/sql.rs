@@ -293,6 +293,7 @@ where
             .bind(b.started_at)
             .bind(b.finished_at)
             .bind(b.retain_until)
+            .bind(b.parent.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -199,6 +199,7 @@ async fn suite(c: &dyn Catalog) {
         started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         finished_at: None,
         retain_until: None,
+        parent: None,
     };
     let mut b1 = backup("20261127T010000Z-000000010000000000000002");
     c.insert_backup(&main, &b1).await.unwrap();
@@ -227,6 +228,36 @@ async fn suite(c: &dyn Catalog) {
     );
     assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(b1.clone()));
     assert_eq!(c.backup(&other, &b1.id).await.unwrap(), None);
+    // A backup with an incremental on it is not marked deleting, until the incremental is.
+    let mut inc = backup("20261127T015000Z-000000010000000000000003");
+    inc.parent = Some(b1.id.clone());
+    c.insert_backup(&main, &inc).await.unwrap();
+    assert_eq!(c.backup(&main, &inc.id).await.unwrap(), Some(inc.clone()));
+    let mut deleting = b1.clone();
+    deleting.status = BackupStatus::Deleting;
+    assert!(
+        !c.update_backup(&main, &deleting, BackupStatus::Complete)
+            .await
+            .unwrap(),
+        "a parent is not deleted under its incremental"
+    );
+    inc.status = BackupStatus::Deleting;
+    assert!(
+        c.update_backup(&main, &inc, BackupStatus::Uploading)
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.update_backup(&main, &deleting, BackupStatus::Complete)
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.update_backup(&main, &b1, BackupStatus::Deleting)
+            .await
+            .unwrap()
+    );
+    c.delete_backup(&main, &inc.id).await.unwrap();
     // Only complete backups count, per cluster, for one cluster or the fleet.
     let complete = BackupStats {
         complete: 1,

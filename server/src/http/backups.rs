@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use walgate_core::ClusterName;
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_backup, put_backup, list_backups))
         .routes(routes!(get_backup, delete_backup))
         .routes(routes!(get_archive))
+        .routes(routes!(get_manifest))
         // A backup is as large as the database; it streams to the object store.
         .layer(axum::extract::DefaultBodyLimit::disable())
 }
@@ -41,7 +43,13 @@ async fn api_form(
         .cluster(cluster)
         .await?
         .and_then(|c| c.segment_size);
-    Ok(backup::to_api(cluster, row, size))
+    let backups = state.services.catalog.backups(cluster).await?;
+    Ok(backup::to_api(
+        cluster,
+        row,
+        &backup::Chains::new(&backups),
+        size,
+    ))
 }
 
 /// Upload a base backup.
@@ -144,9 +152,10 @@ async fn list_backups(
         .await?
         .and_then(|c| c.segment_size);
     let rows = state.services.catalog.backups(&cluster).await?;
+    let chains = backup::Chains::new(&rows);
     Ok(Json(
         rows.iter()
-            .map(|b| backup::to_api(&cluster, b, size))
+            .map(|b| backup::to_api(&cluster, b, &chains, size))
             .collect(),
     ))
 }
@@ -182,20 +191,7 @@ async fn get_archive(
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Restorer)?;
     let row = backup::find(state.services.catalog.as_ref(), &cluster, &id).await?;
-    if row.status != crate::catalog::BackupStatus::Complete {
-        return Err(ApiError::not_found(format!(
-            "backup {} is {}, not complete",
-            row.id,
-            row.status.as_str()
-        )));
-    }
-    let registered = state.services.catalog.cluster(&cluster).await?;
-    let stored = state
-        .services
-        .storage
-        .of(registered.as_ref().map(|c| &c.target))?
-        .get(&layout::backup_keys(&cluster, &row.id).data)
-        .await?;
+    let stored = open_object(&state, &cluster, &row, |keys| keys.data).await?;
     let response = stored_response(
         stored,
         &headers,
@@ -223,10 +219,74 @@ async fn get_archive(
     Ok(response)
 }
 
+/// Opens one of a complete backup's stored objects.
+async fn open_object(
+    state: &AppState,
+    cluster: &ClusterName,
+    row: &BackupRow,
+    object: impl FnOnce(layout::BackupKeys) -> object_store::path::Path,
+) -> Result<BoxStream<'static, Result<bytes::Bytes, crate::storage::StorageError>>, ApiError> {
+    if row.status != crate::catalog::BackupStatus::Complete {
+        return Err(ApiError::not_found(format!(
+            "backup {} is {}, not complete",
+            row.id,
+            row.status.as_str()
+        )));
+    }
+    let registered = state.services.catalog.cluster(cluster).await?;
+    let key = object(layout::backup_keys(cluster, &row.id));
+    Ok(state
+        .services
+        .storage
+        .of(registered.as_ref().map(|c| &c.target))?
+        .get(&key)
+        .await?)
+}
+
+/// The backup's `backup_manifest`, for `pg_basebackup --incremental=FILE`: an
+/// incremental taken against it is stored tied to it. `latest` is the newest complete
+/// backup.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/backups/{id}/manifest", tag = "backups",
+    params(("cluster" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 200, content_type = "application/json", body = Vec<u8>),
+        (status = 404, description = "No such backup, or one stored without a manifest", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn get_manifest(
+    State(state): State<AppState>,
+    caller: Caller,
+    BackupPath(cluster, id): BackupPath,
+) -> Result<Response, ApiError> {
+    caller.require(&cluster, Role::Restorer)?;
+    let row = backup::find(state.services.catalog.as_ref(), &cluster, &id).await?;
+    if !row.has_manifest {
+        return Err(ApiError::not_found(format!(
+            "backup {} was stored without a backup_manifest (pg_basebackup --no-manifest): take a full backup to build incrementals on",
+            row.id
+        )));
+    }
+    let stored = open_object(&state, &cluster, &row, |keys| keys.manifest).await?;
+    let mut response = Body::from_stream(stored).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::HeaderName::from_static("x-walgate-backup"),
+        HeaderValue::from_str(&row.id).expect("ids are header-safe"),
+    );
+    Ok(response)
+}
+
 /// Delete a backup (admin).
+///
+/// `409` when incremental backups were taken against it (the answer names them), or
+/// when it is locked on a write-once target.
 #[utoipa::path(delete, path = "/v1/clusters/{cluster}/backups/{id}", tag = "backups",
     params(("cluster" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 async fn delete_backup(
     State(state): State<AppState>,
     caller: Caller,

@@ -195,9 +195,13 @@ impl From<BackupError> for ApiError {
             B::WrongSystem { .. } | B::WrongVersion { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::WrongSystem)
             }
-            B::Duplicate(_) | B::Incremental(_) | B::BeyondArchive { .. } => {
+            B::Duplicate(_) | B::BeyondArchive { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::Conflict)
             }
+            B::NoParent { .. } | B::ParentNotComplete { .. } | B::ParentOfOtherSystem { .. } => {
+                (StatusCode::CONFLICT, ErrorCode::NoParent)
+            }
+            B::HasDependants { .. } => (StatusCode::CONFLICT, ErrorCode::HasDependants),
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::ManifestsBusy => return Self::retry_later(ErrorCode::Busy, e.to_string()),
             B::DeletedWhileUploading(_) => (StatusCode::CONFLICT, ErrorCode::Deleted),

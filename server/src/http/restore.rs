@@ -9,7 +9,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::api::{ErrorBody, ErrorCode, RestorePlan, Role, TimelineLeg};
+use walgate_core::api::{
+    BackupKind, ChainLink, ErrorBody, ErrorCode, RestorePlan, Role, TimelineLeg,
+};
 use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::AppState;
@@ -128,6 +130,45 @@ fn settings(
     s
 }
 
+/// Shell commands that restore `chain` into `$PGDATA` with curl (and, for a chain of
+/// several backups, `pg_combinebackup`), then write `settings`.
+fn commands(chain: &[ChainLink], settings: &BTreeMap<String, String>) -> Vec<String> {
+    let download = |link: &ChainLink, dir: &str| {
+        format!(
+            "curl -sS --fail -H @{} {} | tar -x -C \"{dir}\"",
+            recipe::AUTH_HEADER_FILE,
+            link.archive_url
+        )
+    };
+    let mut commands = vec!["mkdir -p -m 700 \"$PGDATA\"".to_owned()];
+    if let [full] = chain {
+        commands.push(download(full, "$PGDATA"));
+    } else {
+        // Each link is extracted beside the data directory, then combined into it.
+        let dirs: Vec<String> = chain
+            .iter()
+            .map(|l| format!("$PGDATA.chain/{}", l.id))
+            .collect();
+        let quoted: Vec<String> = dirs.iter().map(|d| format!("\"{d}\"")).collect();
+        commands.push(format!("mkdir -p -m 700 {}", quoted.join(" ")));
+        for (link, dir) in chain.iter().zip(&dirs) {
+            commands.push(download(link, dir));
+        }
+        commands.push(format!(
+            "\"${{PG_COMBINEBACKUP:-pg_combinebackup}}\" -o \"$PGDATA\" {}",
+            quoted.join(" ")
+        ));
+        commands.push("rm -rf \"$PGDATA.chain\"".to_owned());
+    }
+    let mut conf = "cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\n".to_owned();
+    for (key, value) in settings {
+        conf += &format!("{key} = '{}'\n", value.replace('\'', "''"));
+    }
+    commands.push(conf + "EOF");
+    commands.push("touch \"$PGDATA/recovery.signal\"".to_owned());
+    commands
+}
+
 /// Plan a restore to the latest state or a point in time.
 ///
 /// `422` when the archive cannot reach the target, with the reason: no backup before it,
@@ -178,9 +219,34 @@ pub(super) fn build(
         None if plan.pinned => plan.timeline.0.to_string(),
         None => "latest".to_owned(),
     };
+    let url = gateway_url(origin);
+    let chain: Vec<ChainLink> = plan
+        .chain
+        .iter()
+        .map(|b| ChainLink {
+            id: b.id.clone(),
+            kind: if b.parent.is_some() {
+                BackupKind::Incremental
+            } else {
+                BackupKind::Full
+            },
+            archive_url: format!("{url}/v1/clusters/{cluster}/backups/{}/archive", b.id),
+            size: b.size,
+            stored_size: b.stored_size,
+        })
+        .collect();
+    let recovery_settings = settings(origin, cluster, &target, &timeline_setting);
     Ok(RestorePlan {
         cluster: cluster.to_string(),
-        backup: crate::backup::to_api(cluster, &plan.backup, Some(archive.segment_size)),
+        commands: commands(&chain, &recovery_settings),
+        chain,
+        recovery_settings,
+        backup: crate::backup::to_api(
+            cluster,
+            &plan.backup,
+            &crate::backup::Chains::new(&archive.backups),
+            Some(archive.segment_size),
+        ),
         target_timeline: plan.timeline.0,
         timelines: plan
             .path
@@ -200,7 +266,6 @@ pub(super) fn build(
             .map(WalFileName::to_string)
             .collect(),
         covered: true,
-        recovery_settings: settings(origin, cluster, &target, &timeline_setting),
         notes: plan.notes,
     })
 }

@@ -22,7 +22,7 @@ use super::clusters::{FleetQuery, fleet_page, to_api};
 use super::error::ApiError;
 use super::extract::ClusterPath;
 use super::forwarded::Origin;
-use super::restore::{PlanQuery, build as build_plan, gateway_url};
+use super::restore::{PlanQuery, build as build_plan};
 use crate::auth::{AuthError, Caller};
 use crate::http::AppState;
 use crate::{fleet, jobs, restore, retention, verify};
@@ -192,7 +192,6 @@ async fn cluster_view(
             .await?,
             errors: state.services.metrics.recent_errors(name.as_str()),
             restore,
-            gateway_url: gateway_url(&origin),
             now,
         })
     };

@@ -247,7 +247,6 @@ pub struct ClusterView {
     pub errors: Vec<RecentError>,
     /// The restore helper's input and its answer.
     pub restore: Option<(String, Result<RestorePlan, ApiError>)>,
-    pub gateway_url: String,
     pub now: OffsetDateTime,
 }
 
@@ -332,10 +331,15 @@ fn backups(backups: &[BackupRow], now: OffsetDateTime) -> Markup {
             @if backups.is_empty() {
                 p.muted { "None yet. Take one with " code { "pg_basebackup -D - -Ft -X fetch | curl -T - …/backups" } "." }
             } @else {
-                table { thead { tr { th { "Id" } th { "Status" } th { "Started" } th { "Took" } th { "Size" } th { "Stored" } th { "WAL from" } } }
+                table { thead { tr { th { "Id" } th { "Kind" } th { "Status" } th { "Started" } th { "Took" } th { "Size" } th { "Stored" } th { "WAL from" } } }
                 tbody { @for b in backups {
-                    tr {
+                    tr id=(format!("backup-{}", b.id)) {
                         td { code { (b.id) } }
+                        td.kind { @match &b.parent {
+                            None => "full",
+                            // A chain reads from each incremental back to its full backup.
+                            Some(p) => { "incremental on " a href=(format!("#backup-{p}")) { code { (p) } } },
+                        } }
                         td { (badge(b.status.as_str())) }
                         td { (when(Some(b.started_at), now)) }
                         td { @if let Some(f) = b.finished_at { (took(f - b.started_at)) } }
@@ -513,34 +517,31 @@ fn restore_helper(v: &ClusterView) -> Markup {
             @match &v.restore {
                 None => {},
                 Some((_, Err(e))) => p.error role="alert" { (e.message) },
-                Some((_, Ok(plan))) => (restore_plan(&v.gateway_url, plan)),
+                Some((_, Ok(plan))) => (restore_plan(plan)),
             }
         }
     }
 }
 
-fn restore_plan(url: &str, plan: &RestorePlan) -> Markup {
-    let settings: String = plan
-        .recovery_settings
-        .iter()
-        .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\'', "''")))
-        .collect();
+fn restore_plan(plan: &RestorePlan) -> Markup {
     let header = walgate_core::recipe::AUTH_HEADER_FILE;
     let commands = format!(
         "# On the host to restore to, as the postgres user, with a restorer token in {header}:\n\
-         mkdir -m 700 \"$PGDATA\"\n\
-         curl -sS --fail -H @{header} {url}/v1/clusters/{cluster}/backups/{id}/archive | tar -x -C \"$PGDATA\"\n\
-         cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\n{settings}EOF\n\
+         set -euo pipefail\n\
+         {}\n\
          # For a restore drill beside production, also (or it archives into the cluster):\n\
          # echo \"archive_mode = off\" >> \"$PGDATA/postgresql.auto.conf\"\n\
-         touch \"$PGDATA/recovery.signal\"\n\
          pg_ctl -D \"$PGDATA\" start\n",
-        cluster = plan.cluster,
-        id = plan.backup.id,
+        plan.commands.join("\n")
     );
     html! {
         p.good { "Reachable: backup " code { (plan.backup.id) } ", then " (plan.segments) " WAL segment(s) from "
             code { (plan.first_wal) } " to " code { (plan.last_wal) } " on timeline " (plan.target_timeline) "." }
+        @if plan.chain.len() > 1 {
+            p { "An incremental backup: the restore combines " (plan.chain.len()) " backups with "
+                code { "pg_combinebackup" } ", full first: "
+                @for (i, link) in plan.chain.iter().enumerate() { @if i > 0 { " → " } code { (link.id) } } "." }
+        }
         @for n in &plan.notes { p.muted { (n) } }
         pre.commands { code { (commands) } }
     }
