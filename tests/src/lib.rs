@@ -22,8 +22,8 @@ pub use pg::{
 };
 pub use process::{free_port, run, tail};
 pub use recipes::{
-    archiving_with_curl, client_command, curl_archive_command, curl_restore_command, restore_plan,
-    write_token_header,
+    archiving_with_curl, client_command, curl_archive_command, curl_restore_command,
+    restore_by_commands, restore_plan, write_token_header,
 };
 pub use wait::{poll_until, wait_until};
 pub use wal::{synthetic_backup, synthetic_segment, synthetic_segment_of};

@@ -123,6 +123,23 @@ macro_rules! on_every_major {
     )+};
 }
 
+/// Like [`on_every_major!`], for what PostgreSQL 17 brought (incremental backups).
+#[macro_export]
+macro_rules! on_majors_since_17 {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn pg17() {
+                super::$name(&$crate::Postgres::major(17))
+            }
+            #[test]
+            fn pg18() {
+                super::$name(&$crate::Postgres::major(18))
+            }
+        }
+    )+};
+}
+
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)

@@ -77,6 +77,37 @@ pub fn restore_plan(
     copy
 }
 
+/// Restores by running a restore plan's own `commands`, with curl reading the token
+/// from `header` and pg_combinebackup from `pg`'s binaries, as a new cluster; recovers
+/// with `extra_conf` added and waits for promotion.
+pub fn restore_by_commands(
+    pg: &Postgres,
+    plan: &serde_json::Value,
+    header: &Path,
+    extra_conf: &str,
+) -> PgCluster {
+    let commands: Vec<&str> = plan["commands"]
+        .as_array()
+        .expect("a plan lists its commands")
+        .iter()
+        .map(|c| c.as_str().expect("a command"))
+        .collect();
+    let script = format!(
+        "set -euo pipefail\nexport PG_COMBINEBACKUP={}\n{}\n",
+        pg.tool("pg_combinebackup").display(),
+        commands.join("\n")
+    )
+    .replace(
+        walgate_core::recipe::AUTH_HEADER_FILE,
+        &header.display().to_string(),
+    );
+    let mut copy = PgCluster::from_shell(pg, &script);
+    copy.append_conf(extra_conf);
+    copy.start();
+    copy.wait_recovered();
+    copy
+}
+
 /// The README's restore_command recipe.
 pub fn curl_restore_command(gateway_url: &str, cluster: &str, header_file: &Path) -> String {
     walgate_core::recipe::curl_restore_command(

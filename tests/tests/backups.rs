@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use walgate_tests::{
     Gateway, PgCluster, Postgres, body_bytes, conf_quote, curl_archive_command,
-    curl_restore_command, gateway_dir, on_every_major, pgbench_checksum, poll_until, run,
-    wait_until,
+    curl_restore_command, gateway_dir, on_every_major, on_majors_since_17, pgbench_checksum,
+    poll_until, run, wait_until,
 };
 
 /// The README's restore recipe, with the header path restore plans use.
@@ -471,39 +471,317 @@ fn point_in_time_recovery_from_restore_plans(pg: &Postgres) {
     assert_eq!(pgbench_checksum(&pg), sum_two);
 }
 
-/// An incremental backup (PostgreSQL 17 and 18) cannot be stored: kept as if full, it
-/// would restore to a broken data directory. Refused with the reason, nothing kept.
-#[test]
-fn incremental_backups_are_refused_until_they_can_be_chained() {
-    for major in [17, 18] {
-        let s = setup_on(&Postgres::major(major));
-        s.source.psql("ALTER SYSTEM SET summarize_wal = on");
-        s.source.psql("SELECT pg_reload_conf()");
-        let full = PgCluster::from_basebackup(&s.source, &["--checkpoint=fast"]);
-        s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
-        let before = (s.list(), s.backup_objects());
-        // The gateway answers once it has read the label, and pg_basebackup then dies of
-        // a broken pipe: curl's status is the pipeline's.
-        let script = format!(
-            "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft -X fetch -c fast --incremental={} \
-             | curl -sS -H @{} -T - -w '\\n%{{http_code}}' {}/v1/clusters/main/backups",
-            s.source.pg.tool("pg_basebackup").display(),
-            s.source.port,
-            full.pgdata.join("backup_manifest").display(),
-            s.header.display(),
-            s.gateway.url
-        );
-        let out = run(Command::new("bash").args(["-c", &script])).unwrap();
-        let (answer, code) = out.trim().rsplit_once('\n').unwrap();
-        assert_eq!(code, "409", "PostgreSQL {major}: {answer}");
-        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
-        let message = answer["message"].as_str().unwrap();
-        assert!(
-            message.contains("incremental backup (INCREMENTAL FROM LSN "),
-            "{message}"
-        );
-        assert_eq!((s.list(), s.backup_objects()), before);
+impl Setup {
+    /// Runs walgate-client as the PostgreSQL owner with an admin token for `main`;
+    /// returns its output.
+    fn client(&self, args: &[&str]) -> String {
+        let token_file = self.source.dir.path().join("token");
+        if !token_file.exists() {
+            walgate_tests::write_pg_owned(&token_file, &self.gateway.token("main", "admin"));
+        }
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "env"])
+            .arg(format!("WALGATE_URL={}", self.gateway.url))
+            .arg("WALGATE_CLUSTER=main")
+            .arg(format!("WALGATE_TOKEN_FILE={}", token_file.display()))
+            .arg(walgate_tests::bin("walgate-client"))
+            .args(args);
+        run(&mut c).unwrap()
     }
+
+    /// `walgate-client backup-push --json` of the source, with `flags` first.
+    fn client_backup(&self, flags: &[&str]) -> serde_json::Value {
+        let tool = self.source.pg.tool("pg_basebackup").display().to_string();
+        let port = self.source.port.to_string();
+        let mut args = vec!["backup-push", "--json", "--pg-basebackup", &tool];
+        args.extend(flags);
+        args.extend(["--", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"]);
+        serde_json::from_str(&self.client(&args)).unwrap()
+    }
+
+    /// Turns on the WAL summaries that incremental backups read.
+    fn summarize_wal(&self) {
+        self.source.psql("ALTER SYSTEM SET summarize_wal = on");
+        self.source.psql("SELECT pg_reload_conf()");
+    }
+
+    /// `pg_basebackup --incremental=manifest | curl -T -`; returns curl's status and body.
+    fn incremental_backup(&self, manifest: &Path, pipe: &str) -> (u16, serde_json::Value) {
+        self.backup(
+            &format!("-X fetch --incremental={} {pipe}", manifest.display()),
+            "",
+        )
+    }
+
+    /// Downloads a backup's manifest with curl, as a host would; returns its path.
+    fn curl_manifest(&self, id: &str) -> std::path::PathBuf {
+        let path = self.source.dir.path().join(format!("manifest-{id}"));
+        run(Command::new("curl")
+            .args(["-sS", "--fail", "-H"])
+            .arg(format!("@{}", self.header.display()))
+            .arg("-o")
+            .arg(&path)
+            .arg(format!(
+                "{}/v1/clusters/main/backups/{id}/manifest",
+                self.gateway.url
+            )))
+        .unwrap();
+        path
+    }
+
+    fn chain_of(plan: &serde_json::Value) -> Vec<String> {
+        plan["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+on_majors_since_17!(
+    incremental_chains_restore_to_points_in_time,
+    incremental_backups_through_curl_only,
+    incremental_refusals_retention_and_damaged_links
+);
+
+/// A full backup, an incremental on it and a second on that, taken with the client
+/// under pgbench; the client restores the chain to the end of the archive and to a time
+/// between the two incrementals, which picks the first.
+fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
+    let s = setup_on(pg);
+    s.summarize_wal();
+    let full = s.client_backup(&[]);
+    assert_eq!(full["kind"], "full", "{full}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    let first = s.client_backup(&["--incremental"]);
+    assert_eq!(
+        (&first["kind"], &first["parent"]),
+        (&serde_json::json!("incremental"), &full["id"]),
+        "{first}"
+    );
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.source.psql("INSERT INTO marker VALUES ('between')");
+    let sum_between = pgbench_checksum(&s.source);
+    // Clock steps between finishes and the target, so the target time falls between.
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = s.source.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    let second = s.client_backup(&["--incremental"]);
+    assert_eq!(second["parent"], first["id"], "{second}");
+    assert_eq!(
+        second["chain"],
+        serde_json::json!([full["id"], first["id"], second["id"]])
+    );
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    s.source.psql("INSERT INTO marker VALUES ('latest')");
+    let sum_latest = pgbench_checksum(&s.source);
+    s.archive_all();
+
+    let (code, plan) = s.plan("");
+    assert_eq!(code, 200, "{plan}");
+    let ids = |b: &[&serde_json::Value]| -> Vec<String> {
+        b.iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(Setup::chain_of(&plan), ids(&[&full, &first, &second]));
+    let (code, plan) = s.plan(&format!("?target_time={between}"));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(Setup::chain_of(&plan), ids(&[&full, &first]));
+
+    let combine = pg.tool("pg_combinebackup").display().to_string();
+    let restore = |target: &str| {
+        let mut restored = PgCluster::from_shell(
+            pg,
+            &format!(
+                "{} restore --pgdata \"$PGDATA\" --drill --pg-combinebackup {combine} {target}",
+                walgate_tests::client_command(
+                    &s.gateway.url,
+                    &s.source,
+                    &s.gateway.token("main", "restorer"),
+                    "",
+                    ""
+                )
+                .trim_end()
+            ),
+        );
+        restored.start();
+        restored.wait_recovered();
+        restored
+    };
+    let latest = restore("");
+    assert_eq!(pgbench_checksum(&latest), sum_latest);
+    let at = restore(&format!("--target-time {between}"));
+    assert_eq!(pgbench_checksum(&at), sum_between);
+    assert_eq!(
+        at.psql("SELECT string_agg(note, ',') FROM marker"),
+        "between"
+    );
+    // The full backup cannot go while incrementals build on it.
+    let (code, body) = s.admin(
+        "DELETE",
+        &format!("/v1/clusters/main/backups/{}", full["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(
+        (code, &body["error"]),
+        (409, &serde_json::json!("has_dependants")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(first["id"].as_str().unwrap()),
+        "{body}"
+    );
+}
+
+/// The same with curl alone: the manifest downloaded, `pg_basebackup --incremental`
+/// piped into curl, and the restore done by the plan's own commands.
+fn incremental_backups_through_curl_only(pg: &Postgres) {
+    let s = setup_on(pg);
+    s.summarize_wal();
+    let (code, full) = s.backup("-X fetch", "");
+    assert_eq!(code, 201, "{full}");
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    let manifest = s.curl_manifest("latest");
+    let (code, inc) = s.incremental_backup(&manifest, "");
+    assert_eq!(code, 201, "{inc}");
+    assert_eq!(
+        (&inc["kind"], &inc["parent"]),
+        (&serde_json::json!("incremental"), &full["id"])
+    );
+    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+    let expected = pgbench_checksum(&s.source);
+    s.archive_all();
+    let (code, plan) = s.plan("");
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["chain"][1]["kind"], "incremental");
+    let restored = walgate_tests::restore_by_commands(pg, &plan, &s.header, "archive_mode = off");
+    assert_eq!(pgbench_checksum(&restored), expected);
+}
+
+/// Incrementals the gateway cannot tie to a complete parent are refused with nothing
+/// kept; retention expires chains whole and what it keeps restores; a damaged link is
+/// reported for the backups built on it.
+fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
+    let s = setup_on(pg);
+    s.summarize_wal();
+    // A parent the gateway never saw: a backup taken past it.
+    let elsewhere = PgCluster::from_basebackup(&s.source, &["--checkpoint=fast"]);
+    let before = (s.list(), s.backup_objects());
+    let (code, body) = s.incremental_backup(&elsewhere.pgdata.join("backup_manifest"), "");
+    assert_eq!(
+        (code, &body["error"]),
+        (409, &serde_json::json!("no_parent")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("holds no complete backup"),
+        "{body}"
+    );
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // A parent deleted after its manifest was downloaded.
+    let (code, gone) = s.backup("-X fetch", "");
+    assert_eq!(code, 201, "{gone}");
+    let manifest = s.curl_manifest(gone["id"].as_str().unwrap());
+    let path = format!("/v1/clusters/main/backups/{}", gone["id"].as_str().unwrap());
+    assert_eq!(s.admin("DELETE", &path, None).0, 204);
+    let before = (s.list(), s.backup_objects());
+    let (code, body) = s.incremental_backup(&manifest, "");
+    assert_eq!(
+        (code, &body["error"]),
+        (409, &serde_json::json!("no_parent")),
+        "{body}"
+    );
+    assert_eq!((s.list(), s.backup_objects()), before);
+
+    // A cut incremental upload leaves nothing.
+    let (code, old_full) = s.backup("-X fetch", "");
+    assert_eq!(code, 201, "{old_full}");
+    s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+    let manifest = s.curl_manifest("latest");
+    let before = (s.list(), s.backup_objects());
+    let (code, body) = s.incremental_backup(&manifest, "| head -c 3000000");
+    assert_eq!(code, 400, "{body}");
+    s.settles_to(&before, "a cut incremental upload");
+
+    // Two chains; keep_last = 1 keeps the newer chain whole and deletes the older one.
+    let (code, old_inc) = s.incremental_backup(&manifest, "");
+    assert_eq!(code, 201, "{old_inc}");
+    s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+    let (code, new_full) = s.backup("-X fetch", "");
+    assert_eq!(code, 201, "{new_full}");
+    s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+    let (code, new_inc) = s.incremental_backup(&s.curl_manifest("latest"), "");
+    assert_eq!(code, 201, "{new_inc}");
+    assert_eq!(new_inc["parent"], new_full["id"]);
+    s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+    let expected = pgbench_checksum(&s.source);
+    s.archive_all();
+    let (code, _) = s.admin(
+        "PUT",
+        "/v1/clusters/main/retention",
+        Some(serde_json::json!({"keep_last": 1})),
+    );
+    assert_eq!(code, 200);
+    let ran = s
+        .gateway
+        .run_retention("main", &s.gateway.token("main", "admin"));
+    let deleted: Vec<&str> = ran["delete_backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            old_inc["id"].as_str().unwrap(),
+            old_full["id"].as_str().unwrap()
+        ],
+        "{ran}"
+    );
+    let left: Vec<serde_json::Value> = s.list().iter().map(|b| b["id"].clone()).collect();
+    assert_eq!(left, [new_inc["id"].clone(), new_full["id"].clone()]);
+    let (code, plan) = s.plan("");
+    assert_eq!(code, 200, "{plan}");
+    let restored = walgate_tests::restore_by_commands(pg, &plan, &s.header, "archive_mode = off");
+    assert_eq!(pgbench_checksum(&restored), expected);
+
+    // A flipped byte in the full backup: a scrub names it, and the incremental on it.
+    let data = s.gateway.data_dir.join(format!(
+        "objects/clusters/main/backups/{}/base.tar.zst",
+        new_full["id"].as_str().unwrap()
+    ));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let token = s.gateway.token("main", "admin");
+    let report: serde_json::Value = serde_json::from_slice(&body_bytes(
+        s.gateway
+            .get("/v1/clusters/main/verify?scrub=true", Some(&token)),
+    ))
+    .unwrap();
+    let problems = report["object_problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "backup {}: its chain holds damaged backup {}",
+            new_inc["id"].as_str().unwrap(),
+            new_full["id"].as_str().unwrap()
+        )),
+        "{report}"
+    );
 }
 
 /// The same with the client: backup-push, backup-list, and restore to an LSN.
