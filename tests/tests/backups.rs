@@ -506,9 +506,9 @@ impl Setup {
     }
 
     /// `pg_basebackup --incremental=manifest | curl -T -`; returns curl's status and body.
-    fn incremental_backup(&self, manifest: &Path, pipe: &str) -> (u16, serde_json::Value) {
+    fn incremental_backup(&self, manifest: &Path) -> (u16, serde_json::Value) {
         self.backup(
-            &format!("-X fetch --incremental={} {pipe}", manifest.display()),
+            &format!("-X fetch --incremental={}", manifest.display()),
             "",
         )
     }
@@ -650,7 +650,7 @@ fn incremental_backups_through_curl_only(pg: &Postgres) {
     assert_eq!(code, 201, "{full}");
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     let manifest = s.curl_manifest("latest");
-    let (code, inc) = s.incremental_backup(&manifest, "");
+    let (code, inc) = s.incremental_backup(&manifest);
     assert_eq!(code, 201, "{inc}");
     assert_eq!(
         (&inc["kind"], &inc["parent"]),
@@ -675,7 +675,7 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
     // A parent the gateway never saw: a backup taken past it.
     let elsewhere = PgCluster::from_basebackup(&s.source, &["--checkpoint=fast"]);
     let before = (s.list(), s.backup_objects());
-    let (code, body) = s.incremental_backup(&elsewhere.pgdata.join("backup_manifest"), "");
+    let (code, body) = s.incremental_backup(&elsewhere.pgdata.join("backup_manifest"));
     assert_eq!(
         (code, &body["error"]),
         (409, &serde_json::json!("no_parent")),
@@ -697,7 +697,7 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
     let path = format!("/v1/clusters/main/backups/{}", gone["id"].as_str().unwrap());
     assert_eq!(s.admin("DELETE", &path, None).0, 204);
     let before = (s.list(), s.backup_objects());
-    let (code, body) = s.incremental_backup(&manifest, "");
+    let (code, body) = s.incremental_backup(&manifest);
     assert_eq!(
         (code, &body["error"]),
         (409, &serde_json::json!("no_parent")),
@@ -705,24 +705,68 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
     );
     assert_eq!((s.list(), s.backup_objects()), before);
 
-    // A cut incremental upload leaves nothing.
+    // A cut incremental upload leaves nothing: cut half-way, or ending cleanly after
+    // one of its files.
     let (code, old_full) = s.backup("-X fetch", "");
     assert_eq!(code, 201, "{old_full}");
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
     let manifest = s.curl_manifest("latest");
+    let tar_file = s.source.dir.path().join("incremental.tar");
+    run(Command::new("bash").args([
+        "-o",
+        "pipefail",
+        "-c",
+        &format!(
+            "{} -h 127.0.0.1 -p {} -U postgres -D - -Ft -X fetch -c fast --incremental={} > {}",
+            pg.tool("pg_basebackup").display(),
+            s.source.port,
+            manifest.display(),
+            tar_file.display()
+        ),
+    ]))
+    .unwrap();
+    let tar = std::fs::read(&tar_file).unwrap();
     let before = (s.list(), s.backup_objects());
-    let (code, body) = s.incremental_backup(&manifest, "| head -c 3000000");
-    assert_eq!(code, 400, "{body}");
+    let addr = s.gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/clusters/main/backups HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        s.gateway.token("main", "archiver"),
+        tar.len()
+    )
+    .unwrap();
+    stream.write_all(&tar[..tar.len() / 2]).unwrap();
+    drop(stream);
     s.settles_to(&before, "a cut incremental upload");
+    let post = |body: &[u8]| {
+        let r = walgate_tests::agent()
+            .post(format!("{}/v1/clusters/main/backups", s.gateway.url))
+            .header(
+                "Authorization",
+                format!("Bearer {}", s.gateway.token("main", "archiver")),
+            )
+            .send(body)
+            .unwrap();
+        let code = r.status().as_u16();
+        (
+            code,
+            serde_json::from_slice::<serde_json::Value>(&body_bytes(r)).unwrap(),
+        )
+    };
+    let (code, body) = post(&cut_after_member(&tar, 5));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!((s.list(), s.backup_objects()), before);
 
     // Two chains; keep_last = 1 keeps the newer chain whole and deletes the older one.
-    let (code, old_inc) = s.incremental_backup(&manifest, "");
+    let (code, old_inc) = post(&tar);
     assert_eq!(code, 201, "{old_inc}");
+    assert_eq!(old_inc["parent"], old_full["id"]);
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
     let (code, new_full) = s.backup("-X fetch", "");
     assert_eq!(code, 201, "{new_full}");
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
-    let (code, new_inc) = s.incremental_backup(&s.curl_manifest("latest"), "");
+    let (code, new_inc) = s.incremental_backup(&s.curl_manifest("latest"));
     assert_eq!(code, 201, "{new_inc}");
     assert_eq!(new_inc["parent"], new_full["id"]);
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
