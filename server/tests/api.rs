@@ -942,28 +942,64 @@ async fn backups_with_the_same_start_are_each_kept() {
     );
     assert_eq!(f.backup_ids("main").await.len(), 3);
 
-    // An incremental backup: refused before anything is stored.
+    // An incremental backup on a parent the cluster does not hold: refused before
+    // anything is stored.
     let before = f.snapshot(&token).await;
-    let incremental = small_backup_labelled(
-        15,
-        "INCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n",
-    );
-    let (status, _, body) = f
-        .send(
+    let incremental = |from: &str| {
+        small_backup_labelled(
+            15,
+            &format!("INCREMENTAL FROM LSN: {from}\nINCREMENTAL FROM TLI: 1\n"),
+        )
+    };
+    let post = |body| {
+        f.send(
             Method::POST,
             "/v1/clusters/main/backups",
             Some(&token),
             &[],
-            incremental,
+            body,
+        )
+    };
+    let (status, _, body) = post(incremental("0/2000028")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(error_code(&body), "no_parent");
+    assert!(
+        body.contains(
+            "started at LSN 0/2000028 on timeline 1, and cluster `main` holds no complete backup"
+        ),
+        "{body}"
+    );
+    assert_eq!(f.snapshot(&token).await, before);
+
+    // On one of them: tied to the newest that started there, which then cannot go
+    // before it.
+    let (status, _, body) = post(incremental("0/3000028")).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let stored: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let parent = &ids[0];
+    assert_eq!(stored["kind"], "incremental");
+    assert_eq!(stored["parent"], parent.as_str());
+    assert_eq!(stored["chain"], serde_json::json!([parent, stored["id"]]));
+    let admin = f.token("main", Role::Admin).await;
+    let (status, _, body) = f
+        .send(
+            Method::DELETE,
+            &format!("/v1/clusters/main/backups/{parent}"),
+            Some(&admin),
+            &[],
+            vec![],
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let body = String::from_utf8(body).unwrap();
-    assert!(
-        body.contains("incremental backup (INCREMENTAL FROM LSN 0/2000028)"),
-        "{body}"
-    );
-    assert_eq!(f.snapshot(&token).await, before);
+    assert_eq!(error_code(&body), "has_dependants");
+    assert!(body.contains(stored["id"].as_str().unwrap()), "{body}");
 }
 
 /// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;
