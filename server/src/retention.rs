@@ -894,29 +894,27 @@ mod tests {
     #[test]
     fn a_chain_stays_whole_while_a_link_is_locked_or_an_upload_builds_on_it() {
         let now = OffsetDateTime::now_utc();
+        let keep_last_1 = |backups: &[BackupRow]| {
+            let d = decided(
+                &policy(Some(1), None, 1),
+                backups,
+                &replayable(backups),
+                now,
+            );
+            assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+            (ids(&d.locked), d.wal_before)
+        };
         let mut backups = chains(now);
         backups[3].retain_until = Some(now + DAY); // i0, not f0
-        let d = decided(
-            &policy(Some(1), None, 1),
-            &backups,
-            &replayable(&backups),
-            now,
-        );
-        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
-        assert_eq!(ids(&d.locked), ["i0"]);
-        assert_eq!(d.wal_before, position("0000000100000000"));
+        let (locked, wal_before) = keep_last_1(&backups);
+        assert_eq!(locked, ["i0"]);
+        assert_eq!(wal_before, position("0000000100000000"));
 
         let mut backups = chains(now);
         let mut upload = backup("u", 0x150, 0, now);
         upload.status = BackupStatus::Uploading;
         upload.parent = Some("i0".into());
         backups.insert(0, upload);
-        let d = decided(
-            &policy(Some(1), None, 1),
-            &backups,
-            &replayable(&backups),
-            now,
-        );
-        assert!(d.delete.is_empty(), "{:?}", ids(&d.delete));
+        keep_last_1(&backups);
     }
 }

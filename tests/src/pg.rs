@@ -101,43 +101,35 @@ fn debian_newest() -> Option<PathBuf> {
 /// its major, and `cargo test pg17` runs one version.
 #[macro_export]
 macro_rules! on_every_major {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn pg15() {
-                super::$name(&$crate::Postgres::major(15))
-            }
-            #[test]
-            fn pg16() {
-                super::$name(&$crate::Postgres::major(16))
-            }
-            #[test]
-            fn pg17() {
-                super::$name(&$crate::Postgres::major(17))
-            }
-            #[test]
-            fn pg18() {
-                super::$name(&$crate::Postgres::major(18))
-            }
-        }
-    )+};
+    ($($name:ident),+ $(,)?) => {
+        $crate::on_majors!([pg15 = 15, pg16 = 16, pg17 = 17, pg18 = 18] $($name),+);
+    };
 }
 
 /// Like [`on_every_major!`], for what PostgreSQL 17 brought (incremental backups).
 #[macro_export]
 macro_rules! on_majors_since_17 {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn pg17() {
-                super::$name(&$crate::Postgres::major(17))
-            }
-            #[test]
-            fn pg18() {
-                super::$name(&$crate::Postgres::major(18))
-            }
-        }
+    ($($name:ident),+ $(,)?) => {
+        $crate::on_majors!([pg17 = 17, pg18 = 18] $($name),+);
+    };
+}
+
+/// One module per function named, with one test per `test = major` pair.
+#[macro_export]
+macro_rules! on_majors {
+    ($majors:tt $($name:ident),+) => {$(
+        $crate::on_majors!(@one $majors $name);
     )+};
+    (@one [$($test:ident = $major:literal),+] $name:ident) => {
+        mod $name {
+            $(
+                #[test]
+                fn $test() {
+                    super::$name(&$crate::Postgres::major($major))
+                }
+            )+
+        }
+    };
 }
 
 fn running_as_root() -> bool {

@@ -801,6 +801,17 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
     assert_eq!(code, 200, "{plan}");
     let restored = walgate_tests::restore_by_commands(pg, &plan, &s.header, "archive_mode = off");
     assert_eq!(pgbench_checksum(&restored), expected);
+    // The cluster page shows the chain: the incremental links to its full backup.
+    let page = s
+        .gateway
+        .page("/clusters/main", &s.gateway.token("main", "admin"));
+    let new_full_id = new_full["id"].as_str().unwrap();
+    assert!(
+        page.contains(&format!(
+            "incremental on <a href=\"#backup-{new_full_id}\">"
+        )),
+        "{page}"
+    );
 
     // A flipped byte in the full backup: a scrub names it, and the incremental on it.
     let data = s.gateway.data_dir.join(format!(
@@ -831,36 +842,12 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
 /// The same with the client: backup-push, backup-list, and restore to an LSN.
 fn client_backup_push_list_and_restore(pg: &Postgres) {
     let s = setup_on(pg);
+    let pushed = s.client_backup(&[]);
     let token_file = s.source.dir.path().join("token");
-    walgate_tests::write_pg_owned(&token_file, &s.gateway.token("main", "admin"));
-    let client = |args: &[&str]| {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", "env"])
-            .arg(format!("WALGATE_URL={}", s.gateway.url))
-            .arg("WALGATE_CLUSTER=main")
-            .arg(format!("WALGATE_TOKEN_FILE={}", token_file.display()))
-            .arg(walgate_tests::bin("walgate-client"))
-            .args(args);
-        run(&mut c).unwrap()
-    };
     let port = s.source.port.to_string();
-    let pushed: serde_json::Value = serde_json::from_str(&client(&[
-        "backup-push",
-        "--json",
-        "--pg-basebackup",
-        &pg.tool("pg_basebackup").display().to_string(),
-        "--",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-    ]))
-    .unwrap();
     assert_eq!(pushed["status"], "complete", "{pushed}");
     let listed: serde_json::Value =
-        serde_json::from_str(&client(&["backup-list", "--json"])).unwrap();
+        serde_json::from_str(&s.client(&["backup-list", "--json"])).unwrap();
     assert_eq!(listed[0]["id"], pushed["id"]);
     let before = (s.list(), s.backup_objects());
 
