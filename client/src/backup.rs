@@ -193,14 +193,15 @@ pub fn print_list(backups: &[Backup], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<42}  {:<8}  {:>10}  {:>10}  {:<24}  END WAL",
-        "ID", "STATUS", "SIZE", "STORED", "START WAL"
+        "{:<42}  {:<8}  {:<11}  {:>10}  {:>10}  {:<24}  END WAL",
+        "ID", "STATUS", "KIND", "SIZE", "STORED", "START WAL"
     );
     for b in backups {
         println!(
-            "{:<42}  {:<8}  {:>10}  {:>10}  {:<24}  {}",
+            "{:<42}  {:<8}  {:<11}  {:>10}  {:>10}  {:<24}  {}",
             b.id,
             b.status,
+            b.kind.as_str(),
             human_bytes(b.size),
             human_bytes(b.stored_size),
             b.start_wal,
