@@ -162,7 +162,7 @@ pub fn push(
         crate::parallel::compress(output, level),
         "backup (compressed)",
     );
-    let sent = gateway.push_backup(&mut compressed);
+    let sent = gateway.push_backup(&mut compressed, parent.map(|p| p.id.as_str()));
     compressed.finish();
     let mut child = child.lock().expect("pg_basebackup");
     // Exited already: it failed (and cut the upload) or it finished. Still running: the
@@ -225,6 +225,9 @@ fn empty_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many links of a chain download at once.
+const DOWNLOADS: usize = 3;
+
 /// Restores `chain` (a full backup, then the incrementals up to the one to restore)
 /// into `dir`: one backup is extracted there; several are extracted side by side into
 /// `<dir>.chain`, all at once, then combined into `dir` by `pg_combinebackup`.
@@ -241,23 +244,35 @@ pub fn restore_chain(
         return fetch(gateway, first, dir);
     }
     empty_dir(dir)?;
-    let mut staging = dir.as_os_str().to_owned();
-    staging.push(".chain");
-    let staging = PathBuf::from(staging);
+    // Beside `dir`, whatever way it was named (a trailing slash, `.`).
+    let dir = dir.canonicalize()?;
+    let mut name = dir
+        .file_name()
+        .context("restore into a directory, not /")?
+        .to_owned();
+    name.push(".chain");
+    let staging = dir.with_file_name(name);
     empty_dir(&staging)?;
     let links: Vec<PathBuf> = chain.iter().map(|id| staging.join(id)).collect();
     let combined = std::thread::scope(|s| {
-        let downloads: Vec<_> = chain
+        // A few links at a time: each decodes on every core already.
+        for wave in chain
             .iter()
             .zip(&links)
-            .map(|(id, link)| s.spawn(move || fetch(gateway, id, link)))
-            .collect();
-        for d in downloads {
-            d.join().expect("a download thread panicked")?;
+            .collect::<Vec<_>>()
+            .chunks(DOWNLOADS)
+        {
+            let downloads: Vec<_> = wave
+                .iter()
+                .map(|&(id, link)| s.spawn(move || fetch(gateway, id, link)))
+                .collect();
+            for d in downloads {
+                d.join().expect("a download thread panicked")?;
+            }
         }
         let status = Command::new(pg_combinebackup)
             .arg("-o")
-            .arg(dir)
+            .arg(&dir)
             .args(&links)
             .status()
             .with_context(|| {

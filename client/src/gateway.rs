@@ -246,10 +246,16 @@ impl Gateway {
     /// Streams a base backup (a tar stream, zstd-compressed) to the gateway. Not retried:
     /// a stream cannot be replayed. Only a send that stalls is bounded: the gateway's
     /// answer may take long, as it completes a large upload.
-    pub fn push_backup(&self, body: &mut dyn Read) -> anyhow::Result<walgate_core::api::Backup> {
+    /// `parent`: the backup an incremental was taken against, which the gateway checks.
+    pub fn push_backup(
+        &self,
+        body: &mut dyn Read,
+        parent: Option<&str>,
+    ) -> anyhow::Result<walgate_core::api::Backup> {
+        let query = parent.map(|p| format!("?parent={p}")).unwrap_or_default();
         let sent = self
             .agent
-            .post(self.cluster_url("/backups"))
+            .post(self.cluster_url(&format!("/backups{query}")))
             .header("Authorization", &self.auth)
             .header("Content-Encoding", "zstd")
             .header("Content-Type", "application/x-tar")
@@ -629,7 +635,7 @@ mod tests {
         let mut backup = std::io::repeat(7).take(256 << 20);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(failing(|| gateway.push_backup(&mut backup)).0);
+            let _ = tx.send(failing(|| gateway.push_backup(&mut backup, None)).0);
         });
         let took = rx.recv_timeout(crate::TEST_DEADLINE);
         assert_between(took.expect("the stalled upload is given up"), 250, HANG_MS);

@@ -59,7 +59,8 @@ pub enum ErrorCode {
     /// was deleted.
     Locked,
     /// 409: an incremental backup whose parent is not a complete backup of the cluster
-    /// (none, deleted, being deleted, or of another system); nothing was kept.
+    /// (none, deleted, being deleted, not the one named, or ending the longest chain
+    /// kept); nothing was kept.
     NoParent,
     /// 409: incremental backups were taken against this backup; nothing was deleted.
     HasDependants,
@@ -386,10 +387,12 @@ pub struct RestorePlan {
     pub notes: Vec<String>,
     /// The backups to restore, full first: one for a full backup; for an incremental,
     /// each link of its chain, to be combined with `pg_combinebackup`.
+    #[serde(default)]
     pub chain: Vec<ChainLink>,
     /// Shell commands (for `bash -euo pipefail`, with `PGDATA` set to an empty or
     /// missing directory) that download and extract the chain into `$PGDATA` with curl
     /// and the host's PostgreSQL binaries, and write the recovery settings.
+    #[serde(default)]
     pub commands: Vec<String>,
 }
 

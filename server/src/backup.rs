@@ -75,6 +75,18 @@ pub enum BackupError {
         from: ParentStart,
     },
     #[error(
+        "the upload names backup {named} as its parent, but its backup_label says it was taken against a backup that started at {from}, which {named} did not (or it is not this cluster's): nothing was kept"
+    )]
+    NotTheNamedParent { named: String, from: ParentStart },
+    #[error(
+        "an incremental backup is a backup without its parent, and a full one has none: ?parent= names {0}, but this backup's label has no INCREMENTAL FROM lines; nothing was kept"
+    )]
+    ParentOfAFullBackup(String),
+    #[error(
+        "backup {parent} ends a chain of {MAX_CHAIN} backups, the longest kept: take a full backup (pg_basebackup without --incremental) and build on that"
+    )]
+    ChainTooLong { parent: String },
+    #[error(
         "this incremental backup was taken against backup {parent}, which is {status}: nothing was kept; take it against the newest complete backup (GET …/backups/latest/manifest), or take a full backup"
     )]
     ParentNotComplete {
@@ -297,6 +309,7 @@ fn read_backup(
         level,
         encoding,
         manifests,
+        parent: _,
     } = upload;
     let label_sent = Arc::new(AtomicBool::new(false));
     let sink = EventSink {
@@ -490,47 +503,49 @@ impl<'a> Chains<'a> {
         }
     }
 
-    /// `b`'s chain, full backup first and `b` last, when every link before `b` is
-    /// complete.
-    pub fn of(&self, b: &'a BackupRow) -> Result<Vec<&'a BackupRow>, BrokenLink> {
+    /// `b`'s chain as far as the catalog has it, full backup (or the oldest link left)
+    /// first and `b` last, and the first link found unusable on the way.
+    fn walk(&self, b: &'a BackupRow) -> (Vec<&'a BackupRow>, Option<BrokenLink>) {
         let mut links = vec![b];
-        let mut at = b;
-        // Parents are older than their children, so a chain cannot loop; the bound
-        // keeps a corrupt catalog from hanging a request.
-        while let Some(parent) = &at.parent {
-            let broken = |state| BrokenLink {
+        let mut broken = None;
+        while let Some(parent) = &links[links.len() - 1].parent {
+            let at = links[links.len() - 1];
+            let link = |state| BrokenLink {
                 backup: at.id.clone(),
                 parent: parent.clone(),
                 state,
             };
-            let next = *self.by_id.get(parent.as_str()).ok_or(broken("missing"))?;
-            if next.status != BackupStatus::Complete {
-                return Err(broken(next.status.as_str()));
-            }
+            // Parents are older than their children, so a chain cannot loop; the bound
+            // keeps a corrupt catalog from hanging a request.
             if links.len() > self.by_id.len() {
-                return Err(broken("a link of a loop"));
-            }
-            links.push(next);
-            at = next;
-        }
-        links.reverse();
-        Ok(links)
-    }
-
-    /// The ids of `b`'s chain as far as it goes, full (or first missing link's child)
-    /// first.
-    pub fn ids(&self, b: &'a BackupRow) -> Vec<String> {
-        let mut ids = vec![b.id.clone()];
-        let mut at = b;
-        while let Some(parent) = at.parent.as_deref().and_then(|p| self.by_id.get(p)) {
-            if ids.len() > self.by_id.len() {
+                broken.get_or_insert(link("a link of a loop"));
                 break;
             }
-            ids.push(parent.id.clone());
-            at = parent;
+            let Some(&next) = self.by_id.get(parent.as_str()) else {
+                broken.get_or_insert(link("missing"));
+                break;
+            };
+            if next.status != BackupStatus::Complete {
+                broken.get_or_insert(link(next.status.as_str()));
+            }
+            links.push(next);
         }
-        ids.reverse();
-        ids
+        links.reverse();
+        (links, broken)
+    }
+
+    /// `b`'s chain, full backup first and `b` last, when every link before `b` is
+    /// complete.
+    pub fn of(&self, b: &'a BackupRow) -> Result<Vec<&'a BackupRow>, BrokenLink> {
+        match self.walk(b) {
+            (links, None) => Ok(links),
+            (_, Some(broken)) => Err(broken),
+        }
+    }
+
+    /// The ids of `b`'s chain as far as the catalog has it, oldest first.
+    pub fn ids(&self, b: &'a BackupRow) -> Vec<String> {
+        self.walk(b).0.iter().map(|l| l.id.clone()).collect()
     }
 
     /// The backups taken against `id` that are not being deleted.
@@ -583,10 +598,7 @@ pub fn to_api(
         has_manifest: b.has_manifest,
         started_at: b.started_at,
         finished_at: b.finished_at,
-        kind: match b.parent {
-            None => api::BackupKind::Full,
-            Some(_) => api::BackupKind::Incremental,
-        },
+        kind: b.kind(),
         parent: b.parent.clone(),
         chain: chains.ids(b),
     }
@@ -611,6 +623,9 @@ pub struct Upload {
     pub encoding: Encoding,
     /// The budget its manifest is read within.
     pub manifests: MemoryBudget,
+    /// The parent the uploader took an incremental against (`?parent=`), checked
+    /// against its label.
+    pub parent: Option<String>,
 }
 
 /// Receives one base backup from `body` and stores it; returns the completed row.
@@ -635,6 +650,7 @@ where
         body
     });
     let reader = channel_reader(body_rx);
+    let named_parent = upload.parent.clone();
     let worker = tokio::task::spawn_blocking(move || read_backup(reader, upload, event_tx));
 
     let mut upload: Option<(BackupRow, Writer)> = None;
@@ -657,7 +673,7 @@ where
         };
         let Some(event) = event else { break };
         let step = match event {
-            Event::Label(label) => start(catalog, store, cluster, &label)
+            Event::Label(label) => start(catalog, store, cluster, &label, named_parent.as_deref())
                 .await
                 .map(|u| upload = Some(u)),
             Event::Data(data) => match upload.as_mut() {
@@ -722,11 +738,13 @@ async fn start(
     store: &Store,
     cluster: &ClusterName,
     label: &BackupLabel,
+    named_parent: Option<&str>,
 ) -> Result<(BackupRow, Writer), BackupError> {
     check_start(catalog, cluster, label).await?;
-    let parent = match label.incremental_from {
-        Some(from) => Some(find_parent(catalog, cluster, from).await?),
-        None => None,
+    let parent = match (label.incremental_from, named_parent) {
+        (Some(from), named) => Some(find_parent(catalog, cluster, from, named).await?),
+        (None, Some(named)) => return Err(BackupError::ParentOfAFullBackup(named.to_owned())),
+        (None, None) => None,
     };
     let now = OffsetDateTime::now_utc();
     let mut row = BackupRow {
@@ -889,30 +907,50 @@ async fn check_start(
 /// the cluster that started there. Two backups can share a start (two taken on a
 /// standby between restartpoints); either is a valid base, since an incremental holds
 /// every block changed since that start.
+/// When the upload names its parent (`?parent=`, as the client does), only that backup.
 async fn find_parent(
     catalog: &dyn Catalog,
     cluster: &ClusterName,
     from: ParentStart,
+    named: Option<&str>,
 ) -> Result<String, BackupError> {
     let backups = catalog.backups(cluster).await?;
     let mut started_there = backups
         .iter()
-        .filter(|b| b.start_lsn == from.lsn && b.start_timeline == from.timeline);
+        .filter(|b| b.start_lsn == from.lsn && b.start_timeline == from.timeline)
+        .filter(|b| named.is_none_or(|n| n == b.id));
     let first = started_there.clone().next();
-    match started_there.find(|b| b.status == BackupStatus::Complete) {
-        Some(parent) => Ok(parent.id.clone()),
-        None => Err(match first {
-            Some(b) => BackupError::ParentNotComplete {
-                parent: b.id.clone(),
-                status: b.status.as_str(),
-            },
-            None => BackupError::NoParent {
-                cluster: cluster.clone(),
-                from,
-            },
-        }),
+    let parent = match started_there.find(|b| b.status == BackupStatus::Complete) {
+        Some(parent) => parent,
+        None => {
+            return Err(match (first, named) {
+                (Some(b), _) => BackupError::ParentNotComplete {
+                    parent: b.id.clone(),
+                    status: b.status.as_str(),
+                },
+                (None, Some(named)) => BackupError::NotTheNamedParent {
+                    named: named.to_owned(),
+                    from,
+                },
+                (None, None) => BackupError::NoParent {
+                    cluster: cluster.clone(),
+                    from,
+                },
+            });
+        }
+    };
+    // Each link costs every listing, plan and check that walks the chain.
+    let links = Chains::new(&backups).ids(parent).len();
+    if links >= MAX_CHAIN {
+        return Err(BackupError::ChainTooLong {
+            parent: parent.id.clone(),
+        });
     }
+    Ok(parent.id.clone())
 }
+
+/// The most backups in a chain: a full backup and its incrementals.
+pub const MAX_CHAIN: usize = 64;
 
 /// An incremental's parent must still be complete as it finishes (an admin or retention
 /// may have deleted it meanwhile), and of the same database system.

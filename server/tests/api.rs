@@ -1000,6 +1000,67 @@ async fn backups_with_the_same_start_are_each_kept() {
     let body = String::from_utf8(body).unwrap();
     assert_eq!(error_code(&body), "has_dependants");
     assert!(body.contains(stored["id"].as_str().unwrap()), "{body}");
+
+    // A parent named by the uploader must be the one its label names, and a full
+    // backup has none; nothing is kept either way.
+    let before = f.snapshot(&token).await;
+    let post_to = |query: String, body| {
+        let f = &f;
+        let token = &token;
+        async move {
+            let uri = format!("/v1/clusters/main/backups{query}");
+            f.send(Method::POST, &uri, Some(token), &[], body).await
+        }
+    };
+    let elsewhere = format!("?parent={}", ids[1]);
+    let (status, _, body) = post_to(elsewhere.clone(), incremental("0/2000028")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(String::from_utf8(body).unwrap().contains("names backup"));
+    let (status, _, body) = post_to(elsewhere, small_backup(15)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("no INCREMENTAL FROM")
+    );
+    let (status, _, _) = post_to("?parent=..%2Fx".into(), incremental("0/3000028")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.snapshot(&token).await, before);
+
+    // Chains are bounded: 64 links at most. Each link starts a segment after its parent.
+    let link = |segno: u64| {
+        let from = ((segno - 1) << 24) + 0x28;
+        walgate_tests::synthetic_backup(
+            15,
+            SYSID,
+            segno,
+            &format!(
+                "INCREMENTAL FROM LSN: {:X}/{:X}\nINCREMENTAL FROM TLI: 1\n",
+                from >> 32,
+                from & 0xFFFF_FFFF
+            ),
+        )
+    };
+    let mut tip = stored["id"].as_str().unwrap().to_owned();
+    for segno in 4..66 {
+        let (status, _, body) = post_to(String::new(), link(segno)).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let b: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(b["parent"], tip.as_str());
+        tip = b["id"].as_str().unwrap().to_owned();
+    }
+    let (status, _, body) = post_to(String::new(), link(66)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("chain of 64 backups")
+    );
 }
 
 /// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;

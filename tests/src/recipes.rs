@@ -93,7 +93,9 @@ pub fn restore_by_commands(
         .map(|c| c.as_str().expect("a command"))
         .collect();
     let script = format!(
-        "set -euo pipefail\nexport PG_COMBINEBACKUP={}\n{}\n",
+        // PGDATA with a trailing slash, as people write it: a chain's links must
+        // still be extracted beside it, not in it.
+        "set -euo pipefail\nexport PG_COMBINEBACKUP={} PGDATA=\"$PGDATA/\"\n{}\n",
         pg.tool("pg_combinebackup").display(),
         commands.join("\n")
     )

@@ -598,7 +598,7 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
         let mut restored = PgCluster::from_shell(
             pg,
             &format!(
-                "{} restore --pgdata \"$PGDATA\" --drill --pg-combinebackup {combine} {target}",
+                "{} restore --pgdata {target} --drill --pg-combinebackup {combine}",
                 walgate_tests::client_command(
                     &s.gateway.url,
                     &s.source,
@@ -613,9 +613,10 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
         restored.wait_recovered();
         restored
     };
-    let latest = restore("");
+    let latest = restore("\"$PGDATA\"");
     assert_eq!(pgbench_checksum(&latest), sum_latest);
-    let at = restore(&format!("--target-time {between}"));
+    // A trailing slash on the directory changes nothing.
+    let at = restore(&format!("\"$PGDATA/\" --target-time {between}"));
     assert_eq!(pgbench_checksum(&at), sum_between);
     assert_eq!(
         at.psql("SELECT string_agg(note, ',') FROM marker"),

@@ -220,6 +220,13 @@ pub struct BackupRow {
 }
 
 impl BackupRow {
+    pub fn kind(&self) -> walgate_core::api::BackupKind {
+        match self.parent {
+            None => walgate_core::api::BackupKind::Full,
+            Some(_) => walgate_core::api::BackupKind::Incremental,
+        }
+    }
+
     /// A complete backup known only by where it starts and ends on `timeline` and when it
     /// finished: what restore planning and retention look at. For tests and benchmarks
     /// that need no stored objects.

@@ -15,7 +15,7 @@ use walgate_core::api::{Backup, ErrorBody, Role};
 use super::AppState;
 use super::encoding::{accepts_zstd, content_encoding, stored_response};
 use super::error::ApiError;
-use super::extract::{BackupPath, ClusterPath};
+use super::extract::{BackupPath, ClusterPath, QueryParams, backup_id};
 use crate::auth::Caller;
 use crate::backup;
 use crate::catalog::BackupRow;
@@ -52,17 +52,28 @@ async fn api_form(
     ))
 }
 
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct UploadQuery {
+    /// For an incremental backup: the id of the backup whose manifest it was taken
+    /// against. Without it, the complete backup that started where the label's
+    /// `INCREMENTAL FROM` lines say is the parent.
+    parent: Option<String>,
+}
+
 /// Upload a base backup.
 ///
 /// The body is one tar stream as `pg_basebackup -D - -Ft -X fetch` writes it, plain or
-/// with `Content-Encoding: zstd` or `gzip`. The answer comes once it is durable.
+/// with `Content-Encoding: zstd` or `gzip`. The answer comes once it is durable. An
+/// incremental backup (`pg_basebackup --incremental`) is stored tied to its parent, a
+/// complete backup of the cluster; `409 no_parent` when there is none.
 #[utoipa::path(post, path = "/v1/clusters/{cluster}/backups", tag = "backups",
-    params(("cluster" = String, Path)),
+    params(("cluster" = String, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
     responses(
         (status = 201, body = Backup),
         (status = 400, description = "Not a base backup, or a cut upload", body = ErrorBody),
-        (status = 409, description = "A backup of another database system, or one deleted while it was uploading", body = ErrorBody),
+        (status = 409, description = "A backup of another database system, an incremental without a complete parent, or one deleted while it was uploading", body = ErrorBody),
         (status = 429, description = "The cluster's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
         (status = 503, description = "The gateway's concurrent upload limit is reached; see Retry-After", body = ErrorBody),
     ),
@@ -71,10 +82,12 @@ async fn post_backup(
     State(state): State<AppState>,
     caller: Caller,
     ClusterPath(cluster): ClusterPath,
+    QueryParams(q): QueryParams<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Archiver)?;
+    let parent = q.parent.as_deref().map(backup_id).transpose()?;
     let encoding = content_encoding(
         &headers,
         &[Encoding::Identity, Encoding::Zstd, Encoding::Gzip],
@@ -106,6 +119,7 @@ async fn post_backup(
             level,
             encoding,
             manifests,
+            parent,
         };
         backup::push(catalog.as_ref(), &store, &name, upload, body).await
     })
@@ -121,7 +135,7 @@ async fn post_backup(
 
 /// Upload a base backup with PUT, as `curl -T -` sends it; the same as POST.
 #[utoipa::path(put, path = "/v1/clusters/{cluster}/backups", tag = "backups",
-    params(("cluster" = String, Path)),
+    params(("cluster" = String, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
     responses((status = 201, body = Backup), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -129,10 +143,11 @@ async fn put_backup(
     state: State<AppState>,
     caller: Caller,
     cluster: ClusterPath,
+    query: QueryParams<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    post_backup(state, caller, cluster, headers, body).await
+    post_backup(state, caller, cluster, query, headers, body).await
 }
 
 /// List backups, newest first.
@@ -249,7 +264,7 @@ async fn open_object(
 #[utoipa::path(get, path = "/v1/clusters/{cluster}/backups/{id}/manifest", tag = "backups",
     params(("cluster" = String, Path), ("id" = String, Path)),
     responses(
-        (status = 200, content_type = "application/json", body = Vec<u8>),
+        (status = 200, content_type = "application/json", body = Object, description = "The backup_manifest as PostgreSQL wrote it"),
         (status = 404, description = "No such backup, or one stored without a manifest", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -260,12 +275,13 @@ async fn get_manifest(
 ) -> Result<Response, ApiError> {
     caller.require(&cluster, Role::Restorer)?;
     let row = backup::find(state.services.catalog.as_ref(), &cluster, &id).await?;
-    if !row.has_manifest {
+    if row.status == crate::catalog::BackupStatus::Complete && !row.has_manifest {
         return Err(ApiError::not_found(format!(
             "backup {} was stored without a backup_manifest (pg_basebackup --no-manifest): take a full backup to build incrementals on",
             row.id
         )));
     }
+    // Refuses a backup that is not complete.
     let stored = open_object(&state, &cluster, &row, |keys| keys.manifest).await?;
     let mut response = Body::from_stream(stored).into_response();
     response.headers_mut().insert(

@@ -198,9 +198,12 @@ impl From<BackupError> for ApiError {
             B::Duplicate(_) | B::BeyondArchive { .. } => {
                 (StatusCode::CONFLICT, ErrorCode::Conflict)
             }
-            B::NoParent { .. } | B::ParentNotComplete { .. } | B::ParentOfOtherSystem { .. } => {
-                (StatusCode::CONFLICT, ErrorCode::NoParent)
-            }
+            B::NoParent { .. }
+            | B::ParentNotComplete { .. }
+            | B::NotTheNamedParent { .. }
+            | B::ParentOfAFullBackup(_)
+            | B::ChainTooLong { .. } => (StatusCode::CONFLICT, ErrorCode::NoParent),
+            B::ParentOfOtherSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
             B::HasDependants { .. } => (StatusCode::CONFLICT, ErrorCode::HasDependants),
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             B::ManifestsBusy => return Self::retry_later(ErrorCode::Busy, e.to_string()),

@@ -93,22 +93,28 @@ impl<S: Send + Sync> FromRequestParts<S> for BackupPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let map = params(parts).await?;
-        let id = param(&map, "id");
-        let ok = !id.is_empty()
-            && id.len() <= 128
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !ok {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadId,
-                format!(
-                    "`{}` is not a backup id (or `latest`)",
-                    id.chars().take(80).collect::<String>()
-                ),
-            ));
-        }
-        Ok(BackupPath(cluster_name(&map)?, id.to_owned()))
+        let id = backup_id(param(&map, "id"))?;
+        Ok(BackupPath(cluster_name(&map)?, id))
     }
+}
+
+/// A backup id (or `latest`) as a request names it: its shape is checked before any
+/// lookup.
+pub fn backup_id(id: &str) -> Result<String, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadId,
+            format!(
+                "`{}` is not a backup id (or `latest`)",
+                id.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    Ok(id.to_owned())
 }
 
 /// A JSON request body; a malformed one gets the gateway's JSON error like any other

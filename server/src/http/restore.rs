@@ -9,9 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::api::{
-    BackupKind, ChainLink, ErrorBody, ErrorCode, RestorePlan, Role, TimelineLeg,
-};
+use walgate_core::api::{ChainLink, ErrorBody, ErrorCode, RestorePlan, Role, TimelineLeg};
 use walgate_core::{ClusterName, Timeline, WalFileName, recipe};
 
 use super::AppState;
@@ -68,6 +66,13 @@ fn target(q: &PlanQuery) -> Result<Target, ApiError> {
     } else if let Some(x) = q.target_xid {
         Target::Xid(x)
     } else if let Some(n) = &q.target_name {
+        // PostgreSQL's names are at most 63 bytes; a control character would also end
+        // a line of the settings (and of the plan's commands) early.
+        if n.is_empty() || n.len() > 63 || n.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "target_name must be a restore point's name: 1 to 63 bytes, no control characters",
+            ));
+        }
         Target::Name(n.clone())
     } else {
         Target::Latest
@@ -140,14 +145,17 @@ fn commands(chain: &[ChainLink], settings: &BTreeMap<String, String>) -> Vec<Str
             link.archive_url
         )
     };
-    let mut commands = vec!["mkdir -p -m 700 \"$PGDATA\"".to_owned()];
+    let mut commands = vec![
+        "mkdir -p -m 700 \"$PGDATA\"".to_owned(),
+        "test -z \"$(ls -A \"$PGDATA\")\" || { echo \"$PGDATA is not empty: restore into an empty directory\" >&2; exit 1; }".to_owned(),
+    ];
     if let [full] = chain {
         commands.push(download(full, "$PGDATA"));
     } else {
         // Each link is extracted beside the data directory, then combined into it.
         let dirs: Vec<String> = chain
             .iter()
-            .map(|l| format!("$PGDATA.chain/{}", l.id))
+            .map(|l| format!("${{PGDATA%/}}.chain/{}", l.id))
             .collect();
         let quoted: Vec<String> = dirs.iter().map(|d| format!("\"{d}\"")).collect();
         commands.push(format!("mkdir -p -m 700 {}", quoted.join(" ")));
@@ -158,7 +166,7 @@ fn commands(chain: &[ChainLink], settings: &BTreeMap<String, String>) -> Vec<Str
             "\"${{PG_COMBINEBACKUP:-pg_combinebackup}}\" -o \"$PGDATA\" {}",
             quoted.join(" ")
         ));
-        commands.push("rm -rf \"$PGDATA.chain\"".to_owned());
+        commands.push("rm -rf \"${PGDATA%/}.chain\"".to_owned());
     }
     let mut conf = "cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\n".to_owned();
     for (key, value) in settings {
@@ -225,11 +233,7 @@ pub(super) fn build(
         .iter()
         .map(|b| ChainLink {
             id: b.id.clone(),
-            kind: if b.parent.is_some() {
-                BackupKind::Incremental
-            } else {
-                BackupKind::Full
-            },
+            kind: b.kind(),
             archive_url: format!("{url}/v1/clusters/{cluster}/backups/{}/archive", b.id),
             size: b.size,
             stored_size: b.stored_size,
@@ -268,4 +272,57 @@ pub(super) fn build(
         covered: true,
         notes: plan.notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_point_names_cannot_break_out_of_a_setting() {
+        let named = |n: &str| {
+            target(&PlanQuery {
+                target_name: Some(n.to_owned()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            named("before-upgrade").unwrap(),
+            Target::Name("before-upgrade".into())
+        );
+        for bad in ["", "x\nEOF\nrm -rf /", &"x".repeat(64)] {
+            assert!(named(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_chain_is_extracted_beside_the_data_directory_then_combined_into_it() {
+        let link = |id: &str, kind| ChainLink {
+            id: id.into(),
+            kind,
+            archive_url: format!("http://gw/v1/clusters/main/backups/{id}/archive"),
+            size: 0,
+            stored_size: 0,
+        };
+        let chain = [
+            link("f", walgate_core::api::BackupKind::Full),
+            link("i", walgate_core::api::BackupKind::Incremental),
+        ];
+        let settings = BTreeMap::from([("restore_command".to_owned(), "it's".to_owned())]);
+        let commands = commands(&chain, &settings);
+        assert_eq!(
+            commands[4],
+            "curl -sS --fail -H @/etc/walgate/auth-header http://gw/v1/clusters/main/backups/i/archive \
+             | tar -x -C \"${PGDATA%/}.chain/i\""
+        );
+        assert_eq!(
+            commands[5],
+            "\"${PG_COMBINEBACKUP:-pg_combinebackup}\" -o \"$PGDATA\" \"${PGDATA%/}.chain/f\" \
+             \"${PGDATA%/}.chain/i\""
+        );
+        assert_eq!(
+            commands[7],
+            "cat >> \"$PGDATA/postgresql.auto.conf\" <<'EOF'\nrestore_command = 'it''s'\nEOF"
+        );
+    }
 }

@@ -526,9 +526,11 @@ fn restore_helper(v: &ClusterView) -> Markup {
 fn restore_plan(plan: &RestorePlan) -> Markup {
     let header = walgate_core::recipe::AUTH_HEADER_FILE;
     let commands = format!(
-        "# On the host to restore to, as the postgres user, with a restorer token in {header}:\n\
-         set -euo pipefail\n\
+        "# On the host to restore to, as the postgres user, with a restorer token in {header}\n\
+         # and PGDATA exported (an empty or missing directory):\n\
+         bash -euo pipefail <<'RESTORE'\n\
          {}\n\
+         RESTORE\n\
          # For a restore drill beside production, also (or it archives into the cluster):\n\
          # echo \"archive_mode = off\" >> \"$PGDATA/postgresql.auto.conf\"\n\
          pg_ctl -D \"$PGDATA\" start\n",
