@@ -270,8 +270,10 @@ pub fn restore_chain(
                 d.join().expect("a download thread panicked")?;
             }
         }
+        // No fsync: PostgreSQL syncs the whole data directory as it starts recovery
+        // from a backup (and `backup-fetch` writes without it too).
         let status = Command::new(pg_combinebackup)
-            .arg("-o")
+            .args(["--no-sync", "-o"])
             .arg(&dir)
             .args(&links)
             .status()

@@ -95,23 +95,59 @@ archived
 # Each restore starts from a missing directory, which the client makes (as postgres, who
 # runs pg_combinebackup), with dirty pages of the last one written.
 rounds=${ROUNDS:-3}
-fresh() { rm -rf "$work/r" "$work/r.chain"; sync; }
+fresh() {
+    as_pg "$pg_bin/pg_ctl" -D "$work/r" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work/r" "$work/r.chain"
+    sync
+}
+trap 'fresh; cleanup' EXIT
+fetch_wal="$client_bin --url $url --cluster bench --token-file $work/token wal-fetch %f %p"
+# recover: start PostgreSQL on the restored directory (the client's recovery settings, or
+# else the full backup's own) and wait until it has replayed the archive to its end and
+# promoted: the time to a usable server.
+recover() {
+    if [[ ! -f $work/r/recovery.signal ]]; then
+        printf "restore_command = '%s'\nrecovery_target_timeline = 'latest'\narchive_mode = off\n" \
+            "$fetch_wal" >>"$work/r/postgresql.auto.conf"
+        touch "$work/r/recovery.signal"
+    fi
+    rport=$(free_port)
+    printf "port = %s\nunix_socket_directories = '%s'\n" "$rport" "$work" >>"$work/r/postgresql.auto.conf"
+    chown -R --reference="$work" "$work/r"
+    as_pg "$pg_bin/pg_ctl" -D "$work/r" -l "$work/r.log" -w -t 600 start >/dev/null
+    until [[ $("$pg_bin/psql" -h 127.0.0.1 -p "$rport" -U postgres -XAtc 'SELECT pg_is_in_recovery()' 2>/dev/null) == f ]]; do
+        sleep 0.05
+    done
+}
 restored() {
     [[ -f $work/r/PG_VERSION && -f $work/r/global/pg_control ]] || { echo "no data directory was restored" >&2; exit 1; }
 }
 for round in $(seq "$rounds"); do
     echo "restore round $round of $rounds" >&2
     fresh
+    s=$(date +%s.%N)
     timed r_full as_pg "$client_bin" backup-fetch "$work/r" "$full_id"
     restored
+    recover
+    e2e_full=$(python3 -c "import time; print(time.time() - $s)")
+    best[e2e_full]=$(python3 -c "print(min(${best[e2e_full]:-1e9}, $e2e_full))")
     fresh
+    s=$(date +%s.%N)
     timed r_chain as_pg "$client_bin" restore --pgdata "$work/r" --drill \
         --pg-combinebackup "$pg_bin/pg_combinebackup" 2>"$work/restore.log"
     restored
     grep -q "combining 2 backups" "$work/restore.log" || { cat "$work/restore.log" >&2; exit 1; }
+    # The combined directory is what the chain's manifest says, but for the recovery
+    # settings.
+    as_pg "$pg_bin/pg_verifybackup" -q -n -i recovery.signal -i postgresql.auto.conf "$work/r"
+    recover
+    e2e_chain=$(python3 -c "import time; print(time.time() - $s)")
+    best[e2e_chain]=$(python3 -c "print(min(${best[e2e_chain]:-1e9}, $e2e_chain))")
+    sum="SELECT sum(abalance) FROM pgbench_accounts"
+    [[ $(psql -c "$sum") == $("$pg_bin/psql" -h 127.0.0.1 -p "$rport" -U postgres -XAtc "$sum") ]] ||
+        { echo "the restored chain's data differs from the source's" >&2; exit 1; }
+    fresh
 done
-# The combined directory is what the chain's manifest says, but for the recovery settings.
-as_pg "$pg_bin/pg_verifybackup" -q -n -i recovery.signal -i postgresql.auto.conf "$work/r"
 
 mib() { python3 -c "print('%.1f MiB' % ($1 / 1048576))"; }
 full_stored=$(field "$work/full.json" stored_size)
@@ -123,6 +159,8 @@ printf '%-48s %14.2f s\n' "incremental backup: time" "${best[incr]}"
 printf '%-48s %16s\n' "incremental backup: size / stored" "$(mib "$(field "$work/incr.json" size)") / $(mib "$incr_stored")"
 printf '%-48s %14.2f s\n' "restore: backup-fetch of the full (best of $rounds)" "${best[r_full]}"
 printf '%-48s %14.2f s\n' "restore: full + incremental (best of $rounds)" "${best[r_chain]}"
+printf '%-48s %14.2f s\n' "to a recovered server: from the full" "${best[e2e_full]}"
+printf '%-48s %14.2f s\n' "to a recovered server: from the chain" "${best[e2e_chain]}"
 printf '\n%-48s %9s %9s\n' ratio value target
 # ratio NAME A B TARGET: A / B against an upper bound.
 ratio() {
@@ -131,3 +169,4 @@ ratio() {
 ratio "incremental stored / full stored" "$incr_stored" "$full_stored" 0.15
 ratio "incremental time / full time" "${best[incr]}" "${best[full]}" 0.4
 ratio "restore full+incremental / full alone" "${best[r_chain]}" "${best[r_full]}" 1.5
+ratio "to a server: chain / full and its WAL" "${best[e2e_chain]}" "${best[e2e_full]}" 1.5

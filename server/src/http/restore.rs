@@ -136,7 +136,8 @@ fn settings(
 }
 
 /// Shell commands that restore `chain` into `$PGDATA` with curl (and, for a chain of
-/// several backups, `pg_combinebackup`), then write `settings`.
+/// several backups, `pg_combinebackup`, without fsync: PostgreSQL syncs the data
+/// directory as it starts recovery from a backup), then write `settings`.
 fn commands(chain: &[ChainLink], settings: &BTreeMap<String, String>) -> Vec<String> {
     let download = |link: &ChainLink, dir: &str| {
         format!(
@@ -163,7 +164,7 @@ fn commands(chain: &[ChainLink], settings: &BTreeMap<String, String>) -> Vec<Str
             commands.push(download(link, dir));
         }
         commands.push(format!(
-            "\"${{PG_COMBINEBACKUP:-pg_combinebackup}}\" -o \"$PGDATA\" {}",
+            "\"${{PG_COMBINEBACKUP:-pg_combinebackup}}\" --no-sync -o \"$PGDATA\" {}",
             quoted.join(" ")
         ));
         commands.push("rm -rf \"${PGDATA%/}.chain\"".to_owned());
@@ -317,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             commands[5],
-            "\"${PG_COMBINEBACKUP:-pg_combinebackup}\" -o \"$PGDATA\" \"${PGDATA%/}.chain/f\" \
+            "\"${PG_COMBINEBACKUP:-pg_combinebackup}\" --no-sync -o \"$PGDATA\" \"${PGDATA%/}.chain/f\" \
              \"${PGDATA%/}.chain/i\""
         );
         assert_eq!(
