@@ -546,8 +546,8 @@ on_majors_since_17!(
 );
 
 /// A full backup, an incremental on it and a second on that, taken with the client
-/// under pgbench; the client restores the chain to the end of the archive and to a time
-/// between the two incrementals, which picks the first.
+/// under pgbench; the client restores the chain to a time after the second, and to a
+/// time between the two incrementals, which picks the first.
 fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
     let s = setup_on(pg);
     s.summarize_wal();
@@ -560,15 +560,21 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
         (&serde_json::json!("incremental"), &full["id"]),
         "{first}"
     );
-    s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
-    s.source.psql("INSERT INTO marker VALUES ('between')");
-    let sum_between = pgbench_checksum(&s.source);
-    // Clock steps between finishes and the target, so the target time falls between.
-    std::thread::sleep(Duration::from_millis(1100));
-    let between = s.source.psql(
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-    );
-    std::thread::sleep(Duration::from_millis(1100));
+    // A target time with a clock step on each side, so that backups' finish times and
+    // the transactions around it fall clearly before or after.
+    let mark = |note: &str| {
+        s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
+        s.source
+            .psql(&format!("INSERT INTO marker VALUES ('{note}')"));
+        let sum = pgbench_checksum(&s.source);
+        std::thread::sleep(Duration::from_millis(1100));
+        let at = s.source.psql(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        (sum, at)
+    };
+    let (sum_between, between) = mark("between");
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
     let second = s.client_backup(&["--incremental"]);
     assert_eq!(second["parent"], first["id"], "{second}");
@@ -576,9 +582,10 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
         second["chain"],
         serde_json::json!([full["id"], first["id"], second["id"]])
     );
+    let (sum_after, after) = mark("after");
     s.source.pgbench(&["-c", "2", "-t", "300", "-n"]);
-    s.source.psql("INSERT INTO marker VALUES ('latest')");
-    let sum_latest = pgbench_checksum(&s.source);
+    s.source
+        .psql("INSERT INTO marker VALUES ('past the target')");
     s.archive_all();
 
     let (code, plan) = s.plan("");
@@ -588,6 +595,9 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
             .map(|v| v["id"].as_str().unwrap().to_owned())
             .collect()
     };
+    assert_eq!(Setup::chain_of(&plan), ids(&[&full, &first, &second]));
+    let (code, plan) = s.plan(&format!("?target_time={after}"));
+    assert_eq!(code, 200, "{plan}");
     assert_eq!(Setup::chain_of(&plan), ids(&[&full, &first, &second]));
     let (code, plan) = s.plan(&format!("?target_time={between}"));
     assert_eq!(code, 200, "{plan}");
@@ -613,8 +623,12 @@ fn incremental_chains_restore_to_points_in_time(pg: &Postgres) {
         restored.wait_recovered();
         restored
     };
-    let latest = restore("\"$PGDATA\"");
-    assert_eq!(pgbench_checksum(&latest), sum_latest);
+    let restored = restore(&format!("\"$PGDATA\" --target-time {after}"));
+    assert_eq!(pgbench_checksum(&restored), sum_after);
+    assert_eq!(
+        restored.psql("SELECT string_agg(note, ',' ORDER BY note) FROM marker"),
+        "after,between"
+    );
     // A trailing slash on the directory changes nothing.
     let at = restore(&format!("\"$PGDATA/\" --target-time {between}"));
     assert_eq!(pgbench_checksum(&at), sum_between);
