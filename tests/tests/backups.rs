@@ -685,7 +685,7 @@ fn incremental_backups_through_curl_only(pg: &Postgres) {
 /// kept; retention expires chains whole and what it keeps restores; a damaged link is
 /// reported for the backups built on it.
 fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
-    let s = setup_on(pg);
+    let mut s = setup_on(pg);
     s.summarize_wal();
     // A parent the gateway never saw: a backup taken past it.
     let elsewhere = PgCluster::from_basebackup(&s.source, &["--checkpoint=fast"]);
@@ -826,6 +826,20 @@ fn incremental_refusals_retention_and_damaged_links(pg: &Postgres) {
             "incremental on <a href=\"#backup-{new_full_id}\">"
         )),
         "{page}"
+    );
+
+    // A catalog rebuilt from the bucket ties the incremental to its parent again.
+    let listed = s.list();
+    s.gateway.kill();
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(s.gateway.data_dir.join(f));
+    }
+    run(&mut s.gateway.command(&["catalog", "rebuild"])).unwrap();
+    s.gateway.restart();
+    assert_eq!(s.list(), listed);
+    assert_eq!(
+        listed[0]["chain"],
+        serde_json::json!([new_full["id"], new_inc["id"]])
     );
 
     // A flipped byte in the full backup: a scrub names it, and the incremental on it.
