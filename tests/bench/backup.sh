@@ -27,16 +27,6 @@ basebackup=("$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D - -Ft
 # Each round runs every contender once, in turn, so that drift on a noisy machine (page
 # cache, checkpoints, other load) touches them alike; the best of $rounds rounds counts.
 rounds=${ROUNDS:-5}
-declare -A best
-# timed NAME COMMAND...: run once and keep the best time under NAME.
-timed() {
-    local name=$1 s t
-    shift
-    s=$(date +%s.%N)
-    "$@"
-    t=$(python3 -c "import time; print(time.time() - $s)")
-    best[$name]=$(python3 -c "print(min(${best[$name]:-1e9}, $t))")
-}
 mibs() { python3 -c "print('%.0f' % ($db_bytes / 1048576 / $1))"; }
 
 for round in $(seq "$rounds"); do

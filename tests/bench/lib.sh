@@ -73,3 +73,18 @@ synchronous_commit = off"
     mapfile -t names < <(ls "$work/segments" | grep -E '^[0-9A-F]{24}$' | head -n "$1")
     bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
 }
+
+# Best times by name over rounds, in seconds.
+declare -A best
+# since START: the seconds since START (a `date +%s.%N`).
+since() { python3 -c "import time; print(time.time() - $1)"; }
+# keep_best NAME SECONDS: keep SECONDS under NAME if it beats the best so far.
+keep_best() { best[$1]=$(python3 -c "print(min(${best[$1]:-1e9}, $2))"); }
+# timed NAME COMMAND...: run once and keep the best time under NAME.
+timed() {
+    local name=$1 s
+    shift
+    s=$(date +%s.%N)
+    "$@"
+    keep_best "$name" "$(since "$s")"
+}
