@@ -87,6 +87,10 @@ pub enum BackupError {
     )]
     ChainTooLong { parent: String },
     #[error(
+        "{0}: an incremental backup on that chain could not be restored, so nothing was kept; take a full backup"
+    )]
+    BrokenChain(BrokenLink),
+    #[error(
         "this incremental backup was taken against backup {parent}, which is {status}: nothing was kept; take it against the newest complete backup (GET …/backups/latest/manifest), or take a full backup"
     )]
     ParentNotComplete {
@@ -939,8 +943,12 @@ async fn find_parent(
             });
         }
     };
+    // A parent whose own chain lacks a link restores nothing, and nor would this.
+    let links = Chains::new(&backups)
+        .of(parent)
+        .map_err(BackupError::BrokenChain)?
+        .len();
     // Each link costs every listing, plan and check that walks the chain.
-    let links = Chains::new(&backups).ids(parent).len();
     if links >= MAX_CHAIN {
         return Err(BackupError::ChainTooLong {
             parent: parent.id.clone(),

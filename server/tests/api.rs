@@ -1061,6 +1061,27 @@ async fn backups_with_the_same_start_are_each_kept() {
             .unwrap()
             .contains("chain of 64 backups")
     );
+
+    // Nor on a backup whose own chain lacks a link (a catalog that lost a row).
+    let mut orphan = walgate::catalog::BackupRow::positioned(
+        "20261204T000000Z-000000010000000000000050",
+        walgate_core::Timeline(1),
+        walgate_core::Lsn((80 << 24) + 0x28),
+        walgate_core::Lsn((80 << 24) + 0x100),
+        time::OffsetDateTime::now_utc(),
+    );
+    orphan.parent = Some("20261203T000000Z-000000010000000000000001".into());
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    f.state.catalog.insert_backup(&main, &orphan).await.unwrap();
+    let (status, _, body) = post_to(String::new(), link(81)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains(
+            "which is missing: an incremental backup on that chain could not be restored"
+        ),
+        "{body}"
+    );
 }
 
 /// WAL uploads past the gateway's WAL memory wait, unread, until an earlier one is done;

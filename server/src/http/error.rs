@@ -202,7 +202,8 @@ impl From<BackupError> for ApiError {
             | B::ParentNotComplete { .. }
             | B::NotTheNamedParent { .. }
             | B::ParentOfAFullBackup(_)
-            | B::ChainTooLong { .. } => (StatusCode::CONFLICT, ErrorCode::NoParent),
+            | B::ChainTooLong { .. }
+            | B::BrokenChain(_) => (StatusCode::CONFLICT, ErrorCode::NoParent),
             B::ParentOfOtherSystem { .. } => (StatusCode::CONFLICT, ErrorCode::WrongSystem),
             B::HasDependants { .. } => (StatusCode::CONFLICT, ErrorCode::HasDependants),
             B::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
