@@ -313,7 +313,6 @@ fn read_backup(
         level,
         encoding,
         manifests,
-        parent: _,
     } = upload;
     let label_sent = Arc::new(AtomicBool::new(false));
     let sink = EventSink {
@@ -627,17 +626,17 @@ pub struct Upload {
     pub encoding: Encoding,
     /// The budget its manifest is read within.
     pub manifests: MemoryBudget,
-    /// The parent the uploader took an incremental against (`?parent=`), checked
-    /// against its label.
-    pub parent: Option<String>,
 }
 
 /// Receives one base backup from `body` and stores it; returns the completed row.
+/// `named_parent`: the backup the uploader took an incremental against (`?parent=`),
+/// checked against its label.
 pub async fn push<S, E>(
     catalog: &dyn Catalog,
     store: &Store,
     cluster: &ClusterName,
     upload: Upload,
+    named_parent: Option<String>,
     body: S,
 ) -> Result<BackupRow, BackupError>
 where
@@ -654,7 +653,6 @@ where
         body
     });
     let reader = channel_reader(body_rx);
-    let named_parent = upload.parent.clone();
     let worker = tokio::task::spawn_blocking(move || read_backup(reader, upload, event_tx));
 
     let mut upload: Option<(BackupRow, Writer)> = None;
@@ -910,8 +908,8 @@ async fn check_start(
 /// The parent an incremental backup names by its start: the newest complete backup of
 /// the cluster that started there. Two backups can share a start (two taken on a
 /// standby between restartpoints); either is a valid base, since an incremental holds
-/// every block changed since that start.
-/// When the upload names its parent (`?parent=`, as the client does), only that backup.
+/// every block changed since that start. When the upload names its parent (`?parent=`,
+/// as the client does), only that backup.
 async fn find_parent(
     catalog: &dyn Catalog,
     cluster: &ClusterName,

@@ -124,10 +124,10 @@ pub fn decide<'a>(
                 .expect("a backup is in its own chain")
         })
         .collect();
-    // Positions in `complete` of the full backups that count, newest first: replayable,
-    // whole chains. Only a full backup starts a chain.
+    // Positions in `complete` of the full backups that count, newest first: replayable
+    // ones. Only a full backup starts a chain.
     let counted: Vec<usize> = (0..complete.len())
-        .filter(|&i| root[i] == i && complete[i].parent.is_none())
+        .filter(|&i| complete[i].parent.is_none())
         .filter(|&i| chain.replayable.contains(&complete[i].id))
         .collect();
     let counted_set: HashSet<usize> = counted.iter().copied().collect();

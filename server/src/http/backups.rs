@@ -119,9 +119,8 @@ async fn post_backup(
             level,
             encoding,
             manifests,
-            parent,
         };
-        backup::push(catalog.as_ref(), &store, &name, upload, body).await
+        backup::push(catalog.as_ref(), &store, &name, upload, parent, body).await
     })
     .await
     .expect("backup upload task panicked")?;
