@@ -133,7 +133,9 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// What a token may do. Each role includes the rights of those before it in this list:
-/// viewer < restorer < archiver < admin.
+/// viewer < restorer < archiver < admin; a driller has a restorer's rights and also
+/// claims and reports restore drills, which no archiver may (a database host must not
+/// be able to report its own archive as proven restorable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -146,10 +148,18 @@ pub enum Role {
     Archiver,
     /// Everything, on every cluster it is scoped to, plus token and cluster management.
     Admin,
+    /// A restore drill runner: a restorer that also claims drills and reports them.
+    Driller,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Restorer, Role::Archiver, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Viewer,
+        Role::Restorer,
+        Role::Archiver,
+        Role::Admin,
+        Role::Driller,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,6 +167,17 @@ impl Role {
             Role::Restorer => "restorer",
             Role::Archiver => "archiver",
             Role::Admin => "admin",
+            Role::Driller => "driller",
+        }
+    }
+
+    /// Whether a token of this role may do what `need` may.
+    pub fn grants(self, need: Role) -> bool {
+        match (self, need) {
+            (Role::Admin, _) => true,
+            (Role::Driller, need) => matches!(need, Role::Viewer | Role::Restorer | Role::Driller),
+            (_, Role::Driller) => false,
+            (have, need) => have >= need,
         }
     }
 }
@@ -167,7 +188,7 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}`: use viewer, restorer, archiver or admin"))
+            .ok_or_else(|| format!("unknown role `{s}`: use viewer, restorer, archiver, admin or driller"))
     }
 }
 
@@ -536,6 +557,195 @@ pub struct VerifyReport {
     pub object_problems: Vec<String>,
 }
 
+/// A cluster's restore drill policy (admin). Left out: the gateway's interval, no check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillPolicy {
+    /// Hours between scheduled drills; 0 schedules none (drills asked for still run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_hours: Option<u32>,
+    /// A query run on the restored copy, which must return at least `min`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<DrillCheck>,
+}
+
+/// A per-cluster check of a drill's restored copy, for example that `orders` has rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillCheck {
+    /// The database to run it in.
+    #[serde(default = "postgres")]
+    pub database: String,
+    /// One query returning one integer, e.g. `select count(*) from orders`. It runs
+    /// read-only, as a role that can read every table and nothing else.
+    pub sql: String,
+    /// The least value the query must return.
+    pub min: i64,
+}
+
+fn postgres() -> String {
+    "postgres".to_owned()
+}
+
+impl DrillPolicy {
+    /// The longest interval: a year. The longest query: 4 KiB.
+    pub const MAX_INTERVAL_HOURS: u32 = 366 * 24;
+    pub const MAX_SQL: usize = 4096;
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.interval_hours.is_some_and(|h| h > Self::MAX_INTERVAL_HOURS) {
+            return Err(format!(
+                "interval_hours must be at most {} (a year)",
+                Self::MAX_INTERVAL_HOURS
+            ));
+        }
+        if let Some(c) = &self.check {
+            if c.sql.trim().is_empty() || c.sql.len() > Self::MAX_SQL || c.sql.contains('\0') {
+                return Err(format!(
+                    "check.sql must be one query of 1 to {} bytes",
+                    Self::MAX_SQL
+                ));
+            }
+            let name_ok = !c.database.is_empty()
+                && c.database.len() < 64
+                && !c.database.chars().any(char::is_control);
+            if !name_ok {
+                return Err("check.database must be a database name (1 to 63 bytes)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a drill ended, or that it is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DrillStatus {
+    Running,
+    /// Restored, recovered to the end of the archive, and every check passed.
+    Ok,
+    /// The archive could not be restored as promised; `reason` says why.
+    Failed,
+    /// The runner could not try (no binaries for the major, no scratch space): says
+    /// nothing about the archive.
+    Skipped,
+}
+
+impl DrillStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillStatus::Running => "running",
+            DrillStatus::Ok => "ok",
+            DrillStatus::Failed => "failed",
+            DrillStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::str::FromStr for DrillStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Running, Self::Ok, Self::Failed, Self::Skipped]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown drill status `{s}`"))
+    }
+}
+
+/// One restore drill: a backup restored by a runner, recovered to the end of the
+/// archive with archiving off, started and checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Drill {
+    pub id: String,
+    pub cluster: String,
+    /// The runner that claimed it.
+    pub runner: String,
+    pub status: DrillStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    pub outcome: DrillOutcome,
+}
+
+/// What a runner found, as it reports it when the drill ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillOutcome {
+    /// The backup restored (the last link of its chain).
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// The LSN replay reached: proven restorable up to here.
+    #[serde(default)]
+    pub lsn: Option<String>,
+    #[serde(default)]
+    pub timeline: Option<u32>,
+    /// The commit time of the last transaction replayed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub restorable_to: Option<OffsetDateTime>,
+    /// Downloading and extracting the backup (and combining its chain).
+    #[serde(default)]
+    pub restore_seconds: Option<f64>,
+    /// From starting PostgreSQL to its accepting connections after recovery.
+    #[serde(default)]
+    pub replay_seconds: Option<f64>,
+    /// Why it failed or was skipped, in words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A cluster's drills: its policy as it applies, and the newest drills first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DrillHistory {
+    pub cluster: String,
+    /// Hours between scheduled drills (the cluster's own, or the gateway's); 0: none.
+    pub interval_hours: u32,
+    pub check: Option<DrillCheck>,
+    /// A drill asked for and not yet started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub requested_at: Option<OffsetDateTime>,
+    /// The newest successful drill.
+    pub last_ok: Option<Drill>,
+    /// The newest hundred drills, newest first.
+    pub drills: Vec<Drill>,
+}
+
+/// A drill runner asking for work (`POST /v1/drills/claim`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillClaim {
+    /// The runner's name (its host, by default): its drills are recorded under it, and
+    /// one that starts again fails the drills it left running.
+    pub runner: String,
+    /// The PostgreSQL majors it has binaries for.
+    pub majors: Vec<u32>,
+}
+
+/// A drill handed to a runner: restore `plan`, recover, check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DrillAssignment {
+    pub drill: String,
+    pub cluster: String,
+    pub pg_version: u32,
+    /// Renew the lease (`POST /v1/drills/{id}/lease`) well within this; a drill whose
+    /// lease runs out is failed, and its cluster may be claimed again.
+    pub lease_seconds: u64,
+    pub check: Option<DrillCheck>,
+    /// To the end of the archive on the live timeline.
+    pub plan: RestorePlan,
+    /// The newest segment archived on the plan's timeline: replay must reach it.
+    pub archive_end_wal: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,6 +799,14 @@ mod tests {
     fn roles_are_ordered_by_rights() {
         assert!(Role::Viewer < Role::Restorer && Role::Restorer < Role::Archiver);
         assert!(Role::Archiver < Role::Admin);
+        for have in Role::ALL {
+            assert!(have.grants(have) && have.grants(Role::Viewer), "{have:?}");
+            assert!(Role::Admin.grants(have));
+        }
+        assert!(Role::Driller.grants(Role::Restorer));
+        assert!(!Role::Driller.grants(Role::Archiver) && !Role::Driller.grants(Role::Admin));
+        assert!(!Role::Archiver.grants(Role::Driller) && !Role::Restorer.grants(Role::Driller));
+        assert!(Role::Archiver.grants(Role::Restorer) && !Role::Archiver.grants(Role::Admin));
         assert_eq!("archiver".parse::<Role>(), Ok(Role::Archiver));
         assert!("root".parse::<Role>().is_err());
         assert_eq!(

@@ -172,7 +172,7 @@ impl Caller {
     }
 
     pub fn require_role(&self, need: Role) -> Result<(), AuthError> {
-        if self.role < need {
+        if !self.role.grants(need) {
             return Err(AuthError::Forbidden {
                 have: self.role.as_str(),
                 need: need.as_str(),

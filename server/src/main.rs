@@ -117,7 +117,8 @@ enum TokenCommand {
         /// Cluster the token may access; repeat for several, or `*` for all.
         #[arg(long = "cluster", required = true, value_name = "NAME")]
         clusters: Vec<String>,
-        /// viewer (read metadata), restorer (+ fetch WAL), archiver (+ push WAL), admin (all).
+        /// viewer (read metadata), restorer (+ fetch WAL), archiver (+ push WAL), admin (all),
+        /// driller (a restorer that also runs restore drills: `walgate-client drill-runner`).
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// Lifetime, e.g. `90d` or `12h` [default: does not expire; revoke it instead].

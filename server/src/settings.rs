@@ -124,6 +124,13 @@ pub struct Settings {
     #[arg(long, env = "WALGATE_VERIFY_INTERVAL", value_name = "DURATION",
           default_value = "1h", value_parser = humantime::parse_duration)]
     pub verify_interval: Duration,
+    /// How often each cluster is restore-drilled (restored, recovered and started by a
+    /// `walgate-client drill-runner`) unless it sets its own interval; `0` schedules
+    /// none (drills asked for through the API still run). Once a runner has been seen,
+    /// a cluster with no successful drill within this plus a day is `late`.
+    #[arg(long, env = "WALGATE_DRILL_INTERVAL", value_name = "DURATION",
+          default_value = "7d", value_parser = humantime::parse_duration)]
+    pub drill_interval: Duration,
     /// How many base backups one cluster may upload at once; more get 429 with
     /// Retry-After. WAL is never limited.
     #[arg(long, env = "WALGATE_MAX_BACKUP_UPLOADS_PER_CLUSTER", value_name = "N",

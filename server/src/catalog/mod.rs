@@ -87,6 +87,69 @@ pub struct ClusterRow {
     pub target: TargetName,
     /// Its own status thresholds; `None` follows the gateway's.
     pub thresholds: Option<api::StatusThresholds>,
+    /// Its own restore drill policy; `None` follows the gateway's.
+    pub drill_policy: Option<api::DrillPolicy>,
+    /// A drill asked for and not yet started.
+    pub drill_requested_at: Option<OffsetDateTime>,
+}
+
+/// One restore drill as the catalog keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRow {
+    pub id: String,
+    pub cluster: ClusterName,
+    pub runner: String,
+    pub status: api::DrillStatus,
+    pub started_at: OffsetDateTime,
+    /// A running drill whose lease ends is failed: its runner stopped reporting.
+    pub lease_until: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub outcome: api::DrillOutcome,
+}
+
+impl DrillRow {
+    pub fn to_api(&self) -> api::Drill {
+        api::Drill {
+            id: self.id.clone(),
+            cluster: self.cluster.to_string(),
+            runner: self.runner.clone(),
+            status: self.status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            outcome: self.outcome.clone(),
+        }
+    }
+}
+
+/// A drill runner the gateway has heard from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRow {
+    pub name: String,
+    pub majors: Vec<u32>,
+    /// Drills are expected of every cluster from a runner's first contact on.
+    pub first_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+}
+
+/// Which drill [`Catalog::last_drills`] finds of each cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastDrill {
+    /// Of any status, running too: when it was last tried.
+    Any,
+    /// That ended `ok` or `failed`: what the archive's state is.
+    Judged,
+    /// That ended `ok`.
+    Ok,
+}
+
+impl LastDrill {
+    fn statuses(self) -> [&'static str; 3] {
+        match self {
+            LastDrill::Any => ["running", "ok", "failed"],
+            LastDrill::Judged => ["ok", "failed", "failed"],
+            LastDrill::Ok => ["ok", "ok", "ok"],
+        }
+    }
 }
 
 /// WAL files before a position: how many, their stored bytes, the first and last name.
@@ -509,6 +572,46 @@ pub trait Catalog: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<TokenRow>>;
     /// Marks a token revoked; false when no such token exists.
     async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<bool>;
+
+    /// Sets (`None`: clears) the cluster's drill policy; false if no such cluster.
+    async fn set_drill_policy(
+        &self,
+        cluster: &ClusterName,
+        policy: Option<&api::DrillPolicy>,
+    ) -> Result<bool>;
+    /// Asks for a drill of the cluster (an earlier request stands); false if no such
+    /// cluster.
+    async fn request_drill(&self, cluster: &ClusterName, at: OffsetDateTime) -> Result<bool>;
+    /// Fails the running drills whose lease ended before `now`, with `outcome`.
+    async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome)
+    -> Result<u64>;
+    /// Fails the drills `runner` left running, with `outcome`.
+    async fn abandon_drills(
+        &self,
+        runner: &str,
+        at: OffsetDateTime,
+        outcome: &api::DrillOutcome,
+    ) -> Result<u64>;
+    /// Records a running drill, and answers the cluster's request for one; false (and
+    /// nothing recorded) when a drill of the cluster is already running.
+    async fn start_drill(&self, drill: &DrillRow) -> Result<bool>;
+    /// Extends a running drill's lease; false if it is not running any more.
+    async fn renew_drill(&self, id: &str, until: OffsetDateTime) -> Result<bool>;
+    /// Ends a running drill; false if it was not running.
+    async fn finish_drill(
+        &self,
+        id: &str,
+        status: api::DrillStatus,
+        at: OffsetDateTime,
+        outcome: &api::DrillOutcome,
+    ) -> Result<bool>;
+    async fn drill(&self, id: &str) -> Result<Option<DrillRow>>;
+    /// The cluster's newest `limit` drills, newest first.
+    async fn drills(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<DrillRow>>;
+    /// Each cluster's newest drill of the kind `which`.
+    async fn last_drills(&self, which: LastDrill) -> Result<Vec<DrillRow>>;
+    async fn record_runner(&self, runner: &RunnerRow) -> Result<()>;
+    async fn runners(&self) -> Result<Vec<RunnerRow>>;
 }
 
 /// Opens (creating if needed) and migrates the catalog at `url`.

@@ -22,7 +22,7 @@ pub const NAME_POSITION: &str = name_position!();
 macro_rules! cluster_columns {
     () => {
         "name, system_identifier, segment_size, pg_version, created_at, retention, target, \
-         thresholds"
+         thresholds, drill_policy, drill_requested_at"
     };
 }
 
@@ -208,6 +208,8 @@ pub const SET_RETENTION: &str = "UPDATE clusters SET retention = $2 WHERE name =
 
 pub const SET_THRESHOLDS: &str = "UPDATE clusters SET thresholds = $2 WHERE name = $1";
 
+pub const SET_DRILL_POLICY: &str = "UPDATE clusters SET drill_policy = $2 WHERE name = $1";
+
 pub const WAL_BEFORE: &str = concat!(
     "SELECT count(*) AS files, CAST(coalesce(sum(stored_size), 0) AS BIGINT) AS bytes, \
        min(name) AS first, max(name) AS last FROM wal_files WHERE ",
@@ -238,8 +240,9 @@ pub const CLUSTER_HOLDS: &str = "SELECT (SELECT count(*) FROM wal_files WHERE cl
        + (SELECT count(*) FROM wal_deletions WHERE cluster = $1)";
 
 /// A cluster's rows beside `clusters` itself, deleted with it.
-pub const DELETE_CLUSTER_ROWS: [&str; 3] = [
+pub const DELETE_CLUSTER_ROWS: [&str; 4] = [
     "DELETE FROM verifications WHERE cluster = $1",
+    "DELETE FROM drills WHERE cluster = $1",
     "DELETE FROM wal_stats WHERE cluster = $1",
     "DELETE FROM deletion_failures WHERE cluster = $1",
 ];
@@ -340,3 +343,64 @@ mod tests {
         assert!(EXPIRE_WAL.iter().all(|sql| sql.contains(NAME_POSITION)));
     }
 }
+
+macro_rules! drill_columns {
+    () => {
+        "id, cluster, runner, status, started_at, lease_until, finished_at, outcome"
+    };
+}
+
+/// `$2`: when; an earlier request stands.
+pub const REQUEST_DRILL: &str = "UPDATE clusters \
+     SET drill_requested_at = COALESCE(drill_requested_at, $2) WHERE name = $1";
+
+/// Fails with outcome `$2` the running drills whose lease ended before `$1`.
+pub const EXPIRE_DRILLS: &str = "UPDATE drills SET status = 'failed', \
+       finished_at = lease_until, outcome = $2 WHERE status = 'running' AND lease_until < $1";
+
+/// Fails with outcome `$3` (at `$2`) the drills runner `$1` left running.
+pub const ABANDON_DRILLS: &str = "UPDATE drills SET status = 'failed', \
+       finished_at = $2, outcome = $3 WHERE status = 'running' AND runner = $1";
+
+/// Nothing when the cluster already has a running drill (the `drills_running` index).
+pub const START_DRILL: &str = concat!(
+    "INSERT INTO drills (",
+    drill_columns!(),
+    ") VALUES ($1, $2, $3, 'running', $4, $5, NULL, '{}') ON CONFLICT DO NOTHING"
+);
+
+/// Clears the request a drill of the cluster `$1` started at `$2` answers.
+pub const ANSWER_DRILL_REQUEST: &str = "UPDATE clusters SET drill_requested_at = NULL \
+     WHERE name = $1 AND drill_requested_at <= $2";
+
+pub const RENEW_DRILL: &str =
+    "UPDATE drills SET lease_until = $2 WHERE id = $1 AND status = 'running'";
+
+/// `$2` status, `$3` when, `$4` outcome: only a drill still running.
+pub const FINISH_DRILL: &str = "UPDATE drills SET status = $2, finished_at = $3, outcome = $4 \
+     WHERE id = $1 AND status = 'running'";
+
+pub const DRILL: &str = concat!("SELECT ", drill_columns!(), " FROM drills WHERE id = $1");
+
+/// A cluster's newest `$2` drills.
+pub const DRILLS: &str = concat!(
+    "SELECT ",
+    drill_columns!(),
+    " FROM drills WHERE cluster = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+);
+
+/// Each cluster's newest drill whose status is `$1`, `$2` or `$3`.
+pub const LAST_DRILLS: &str = concat!(
+    "SELECT ",
+    drill_columns!(),
+    " FROM drills d WHERE d.status IN ($1, $2, $3) AND d.started_at = \
+       (SELECT max(e.started_at) FROM drills e WHERE e.cluster = d.cluster \
+          AND e.status IN ($1, $2, $3))"
+);
+
+pub const RECORD_RUNNER: &str = "INSERT INTO drill_runners (name, majors, first_seen, last_seen) \
+     VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO UPDATE SET majors = excluded.majors, \
+       last_seen = excluded.last_seen";
+
+pub const RUNNERS: &str =
+    "SELECT name, majors, first_seen, last_seen FROM drill_runners ORDER BY name";

@@ -59,6 +59,8 @@ pub struct ClusterRecord {
     retention: Option<String>,
     target: String,
     thresholds: Option<String>,
+    drill_policy: Option<String>,
+    drill_requested_at: Option<OffsetDateTime>,
 }
 
 impl TryFrom<ClusterRecord> for ClusterRow {
@@ -80,6 +82,8 @@ impl TryFrom<ClusterRecord> for ClusterRow {
             retention: json("retention policy", r.retention)?,
             target: r.target.parse().map_err(corrupt)?,
             thresholds: json("thresholds", r.thresholds)?,
+            drill_policy: json("drill policy", r.drill_policy)?,
+            drill_requested_at: r.drill_requested_at,
         })
     }
 }
@@ -358,4 +362,61 @@ pub fn settings(value: Option<&impl serde::Serialize>) -> Option<String> {
 /// A verification report as stored.
 pub fn report_json(report: &api::VerifyReport) -> String {
     serde_json::to_string(report).expect("reports serialize")
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DrillRecord {
+    id: String,
+    cluster: String,
+    runner: String,
+    status: String,
+    started_at: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    finished_at: Option<OffsetDateTime>,
+    outcome: String,
+}
+
+impl TryFrom<DrillRecord> for super::DrillRow {
+    type Error = CatalogError;
+
+    fn try_from(r: DrillRecord) -> Result<Self> {
+        Ok(super::DrillRow {
+            id: r.id,
+            cluster: parse_cluster(&r.cluster)?,
+            runner: r.runner,
+            status: r.status.parse().map_err(corrupt)?,
+            started_at: r.started_at,
+            lease_until: r.lease_until,
+            finished_at: r.finished_at,
+            outcome: serde_json::from_str(&r.outcome)
+                .map_err(|e| corrupt(format!("drill outcome: {e}")))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RunnerRecord {
+    name: String,
+    majors: String,
+    first_seen: OffsetDateTime,
+    last_seen: OffsetDateTime,
+}
+
+impl TryFrom<RunnerRecord> for super::RunnerRow {
+    type Error = CatalogError;
+
+    fn try_from(r: RunnerRecord) -> Result<Self> {
+        Ok(super::RunnerRow {
+            name: r.name,
+            majors: serde_json::from_str(&r.majors)
+                .map_err(|e| corrupt(format!("runner majors: {e}")))?,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+        })
+    }
+}
+
+/// A drill's outcome as stored.
+pub fn outcome_json(outcome: &api::DrillOutcome) -> String {
+    serde_json::to_string(outcome).expect("a drill outcome always serializes")
 }

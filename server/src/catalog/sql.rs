@@ -20,12 +20,13 @@ use walgate_core::{ClusterName, SegmentPosition, SegmentSize, TargetName, WalFil
 
 use super::records::{
     BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, DeletionFailureRecord,
-    DeletionStatsRecord, PositionRecord, StatsRecord, TokenRecord, VolumeRecord, WalRecord,
-    WalSpanRecord, parse_name, report, report_json, settings,
+    DeletionStatsRecord, DrillRecord, PositionRecord, RunnerRecord, StatsRecord, TokenRecord,
+    VolumeRecord, WalRecord, WalSpanRecord, outcome_json, parse_name, report, report_json,
+    settings,
 };
 use super::{
-    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, Inserted, Result,
-    TokenRow, WalFilter, WalRow, WalSpan, queries,
+    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, DrillRow, Inserted, LastDrill,
+    Result, RunnerRow, TokenRow, WalFilter, WalRow, WalSpan, queries,
 };
 
 /// What the two backends do differently in the shared code.
@@ -116,6 +117,8 @@ where
     for<'r> TokenRecord: FromRow<'r, DB::Row>,
     for<'r> DeletionFailureRecord: FromRow<'r, DB::Row>,
     for<'r> DeletionStatsRecord: FromRow<'r, DB::Row>,
+    for<'r> DrillRecord: FromRow<'r, DB::Row>,
+    for<'r> RunnerRecord: FromRow<'r, DB::Row>,
 {
     fn backend(&self) -> &'static str {
         DB::BACKEND
@@ -664,5 +667,148 @@ where
             .execute(&self.pool)
             .await?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn set_drill_policy(
+        &self,
+        cluster: &ClusterName,
+        policy: Option<&api::DrillPolicy>,
+    ) -> Result<bool> {
+        set_setting(
+            &self.pool,
+            queries::SET_DRILL_POLICY,
+            cluster,
+            settings(policy),
+        )
+        .await
+    }
+
+    async fn request_drill(&self, cluster: &ClusterName, at: OffsetDateTime) -> Result<bool> {
+        let done = query(queries::REQUEST_DRILL)
+            .bind(cluster.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn expire_drills(
+        &self,
+        now: OffsetDateTime,
+        outcome: &api::DrillOutcome,
+    ) -> Result<u64> {
+        let done = query(queries::EXPIRE_DRILLS)
+            .bind(now)
+            .bind(outcome_json(outcome))
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn abandon_drills(
+        &self,
+        runner: &str,
+        at: OffsetDateTime,
+        outcome: &api::DrillOutcome,
+    ) -> Result<u64> {
+        let done = query(queries::ABANDON_DRILLS)
+            .bind(runner)
+            .bind(at)
+            .bind(outcome_json(outcome))
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn start_drill(&self, d: &DrillRow) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = query(queries::START_DRILL)
+            .bind(&d.id)
+            .bind(d.cluster.as_str())
+            .bind(&d.runner)
+            .bind(d.started_at)
+            .bind(d.lease_until)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&done) != 1 {
+            return Ok(false);
+        }
+        query(queries::ANSWER_DRILL_REQUEST)
+            .bind(d.cluster.as_str())
+            .bind(d.started_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn renew_drill(&self, id: &str, until: OffsetDateTime) -> Result<bool> {
+        let done = query(queries::RENEW_DRILL)
+            .bind(id)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn finish_drill(
+        &self,
+        id: &str,
+        status: api::DrillStatus,
+        at: OffsetDateTime,
+        outcome: &api::DrillOutcome,
+    ) -> Result<bool> {
+        let done = query(queries::FINISH_DRILL)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(at)
+            .bind(outcome_json(outcome))
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn drill(&self, id: &str) -> Result<Option<DrillRow>> {
+        let found: Option<DrillRecord> = query_as(queries::DRILL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        found.map(TryInto::try_into).transpose()
+    }
+
+    async fn drills(&self, cluster: &ClusterName, limit: u32) -> Result<Vec<DrillRow>> {
+        let rows: Vec<DrillRecord> = query_as(queries::DRILLS)
+            .bind(cluster.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn last_drills(&self, which: LastDrill) -> Result<Vec<DrillRow>> {
+        let [a, b, c] = which.statuses();
+        let rows: Vec<DrillRecord> = query_as(queries::LAST_DRILLS)
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn record_runner(&self, r: &RunnerRow) -> Result<()> {
+        query(queries::RECORD_RUNNER)
+            .bind(&r.name)
+            .bind(serde_json::to_string(&r.majors).expect("numbers serialize"))
+            // The first contact's time is kept by the statement itself.
+            .bind(r.last_seen)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn runners(&self) -> Result<Vec<RunnerRow>> {
+        let rows: Vec<RunnerRecord> = query_as(queries::RUNNERS).fetch_all(&self.pool).await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 }
