@@ -188,7 +188,9 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role `{s}`: use viewer, restorer, archiver, admin or driller"))
+            .ok_or_else(|| {
+                format!("unknown role `{s}`: use viewer, restorer, archiver, admin or driller")
+            })
     }
 }
 
@@ -295,6 +297,12 @@ pub struct Cluster {
     pub last_verified_at: Option<OffsetDateTime>,
     /// Problems the last verification found.
     pub verify_problems: Option<u64>,
+    /// The newest successful restore drill: proven restorable up to its LSN and time.
+    #[serde(default)]
+    pub last_ok_drill: Option<Drill>,
+    /// The newest drill that ended `ok` or `failed`.
+    #[serde(default)]
+    pub last_drill: Option<Drill>,
 }
 
 /// A base backup's metadata. Also stored, as the backup's sentinel object, next to its
@@ -399,6 +407,10 @@ pub struct RestorePlan {
     /// First and last WAL segment replay reads, and how many.
     pub first_wal: String,
     pub last_wal: String,
+    /// The newest segment archived on the target timeline: past `last_wal` when a gap
+    /// stops replay short of it (the notes say so).
+    #[serde(default)]
+    pub archive_end_wal: String,
     pub segments: u64,
     pub history_files: Vec<String>,
     /// Every segment from `first_wal` to `last_wal` is archived.
@@ -595,7 +607,10 @@ impl DrillPolicy {
     pub const MAX_SQL: usize = 4096;
 
     pub fn check(&self) -> Result<(), String> {
-        if self.interval_hours.is_some_and(|h| h > Self::MAX_INTERVAL_HOURS) {
+        if self
+            .interval_hours
+            .is_some_and(|h| h > Self::MAX_INTERVAL_HOURS)
+        {
             return Err(format!(
                 "interval_hours must be at most {} (a year)",
                 Self::MAX_INTERVAL_HOURS
@@ -669,7 +684,16 @@ pub struct Drill {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
-    #[serde(flatten)]
+    pub outcome: DrillOutcome,
+}
+
+/// How a drill ended, as its runner reports it (`POST /v1/drills/{id}/result`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DrillReport {
+    /// `ok`, `failed` or `skipped`.
+    pub status: DrillStatus,
     pub outcome: DrillOutcome,
 }
 
@@ -740,10 +764,9 @@ pub struct DrillAssignment {
     /// lease runs out is failed, and its cluster may be claimed again.
     pub lease_seconds: u64,
     pub check: Option<DrillCheck>,
-    /// To the end of the archive on the live timeline.
+    /// To the end of the archive on the live timeline: replay must reach its
+    /// `archive_end_wal`.
     pub plan: RestorePlan,
-    /// The newest segment archived on the plan's timeline: replay must reach it.
-    pub archive_end_wal: String,
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use walgate_core::ClusterName;
-use walgate_core::api::VerifyReport;
+use walgate_core::api::{DrillStatus, VerifyReport};
 
 use crate::Services;
-use crate::catalog::{BackupStats, CatalogError, ClusterRow, ClusterStats};
+use crate::catalog::{BackupStats, CatalogError, ClusterRow, ClusterStats, DrillRow, LastDrill};
 
 /// When a cluster counts as late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,47 @@ pub struct ClusterState {
     pub verified: Option<Verified>,
     /// Objects retention failed to delete: how many, and since when.
     pub undeleted: Option<(u64, OffsetDateTime)>,
+    pub drills: Drills,
+}
+
+/// What restore drills say of a cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drills {
+    /// The newest drill that ended `ok` or `failed`.
+    pub last: Option<DrillRow>,
+    /// The newest successful one.
+    pub last_ok: Option<DrillRow>,
+    /// From when a successful drill is expected every so often: once a runner has been
+    /// seen and the cluster has a backup. `None`: not expected (no runner, or no
+    /// scheduled drills).
+    pub expected: Option<(OffsetDateTime, Duration)>,
+}
+
+impl Drills {
+    /// Why the drills make the cluster `failing` or `late`, if they do.
+    fn judge(&self, now: OffsetDateTime, failing: &mut Vec<String>, late: &mut Vec<String>) {
+        if let Some(d) = self
+            .last
+            .as_ref()
+            .filter(|d| d.status == DrillStatus::Failed)
+        {
+            let why = d.outcome.reason.as_deref().unwrap_or("no reason given");
+            failing.push(format!("the last restore drill failed: {why}"));
+        }
+        let Some((since, every)) = self.expected else {
+            return;
+        };
+        let proven = self.last_ok.as_ref().and_then(|d| d.finished_at);
+        if now > proven.unwrap_or(since) + every + crate::drill::GRACE {
+            late.push(match proven {
+                Some(at) => format!(
+                    "no successful restore drill for {}",
+                    words((now - at).unsigned_abs())
+                ),
+                None => "never proven restorable by a restore drill".to_owned(),
+            });
+        }
+    }
 }
 
 /// What the last verification found.
@@ -127,6 +168,7 @@ impl ClusterState {
             }
             Some(_) => {}
         }
+        self.drills.judge(now, &mut failing, &mut late);
         if !failing.is_empty() {
             failing.extend(late);
             (Status::Failing, failing)
@@ -169,6 +211,12 @@ pub async fn load(
         .into_iter()
         .map(|r| (r.cluster.clone(), r))
         .collect();
+    let by_cluster = |rows: Vec<DrillRow>| -> HashMap<ClusterName, DrillRow> {
+        rows.into_iter().map(|d| (d.cluster.clone(), d)).collect()
+    };
+    let mut last = by_cluster(services.catalog.last_drills(LastDrill::Judged).await?);
+    let mut last_ok = by_cluster(services.catalog.last_drills(LastDrill::Ok).await?);
+    let runners_since = runners_since(services).await?;
     Ok(services
         .catalog
         .clusters()
@@ -179,9 +227,48 @@ pub async fn load(
             let b = backups.remove(&cluster.name).unwrap_or_default();
             let v = verified.remove(cluster.name.as_str());
             let u = undeleted.remove(&cluster.name);
-            ClusterState::new(cluster, stats, b, v, u)
+            let d = drills(
+                services,
+                &cluster,
+                &b,
+                runners_since,
+                last.remove(&cluster.name),
+                last_ok.remove(&cluster.name),
+            );
+            ClusterState::new(cluster, stats, b, v, u, d)
         })
         .collect())
+}
+
+/// When the first drill runner was seen, if any was.
+async fn runners_since(services: &Services) -> Result<Option<OffsetDateTime>, CatalogError> {
+    Ok(services
+        .catalog
+        .runners()
+        .await?
+        .iter()
+        .map(|r| r.first_seen)
+        .min())
+}
+
+fn drills(
+    services: &Services,
+    cluster: &ClusterRow,
+    backups: &BackupStats,
+    runners_since: Option<OffsetDateTime>,
+    last: Option<DrillRow>,
+    last_ok: Option<DrillRow>,
+) -> Drills {
+    let every = crate::drill::interval(services, cluster);
+    let expected = match (runners_since, backups.oldest) {
+        (Some(runners), Some(backup)) if !every.is_zero() => Some((runners.max(backup), every)),
+        _ => None,
+    };
+    Drills {
+        last,
+        last_ok,
+        expected,
+    }
 }
 
 /// One cluster, without reading the rest of the fleet.
@@ -201,12 +288,25 @@ pub async fn load_one(
         .map(|f| f.first_failed_at)
         .min()
         .map(|since| (failures.len() as u64, since));
+    let backups = backups.map(|(_, b)| b).unwrap_or_default();
+    let recent = services.catalog.drills(name, crate::drill::HISTORY).await?;
+    let last = recent
+        .iter()
+        .find(|d| matches!(d.status, DrillStatus::Ok | DrillStatus::Failed))
+        .cloned();
+    let mut last_ok = recent.into_iter().find(|d| d.status == DrillStatus::Ok);
+    if last_ok.is_none() {
+        last_ok = services
+            .catalog
+            .last_drills(LastDrill::Ok)
+            .await?
+            .into_iter()
+            .find(|d| &d.cluster == name);
+    }
+    let runners = runners_since(services).await?;
+    let drills = drills(services, &cluster, &backups, runners, last, last_ok);
     Ok(Some(ClusterState::new(
-        cluster,
-        stats,
-        backups.map(|(_, b)| b).unwrap_or_default(),
-        verified,
-        undeleted,
+        cluster, stats, backups, verified, undeleted, drills,
     )))
 }
 
@@ -217,9 +317,11 @@ impl ClusterState {
         backups: BackupStats,
         verified: Option<VerifyReport>,
         undeleted: Option<(u64, OffsetDateTime)>,
+        drills: Drills,
     ) -> Self {
         ClusterState {
             undeleted,
+            drills,
             backups,
             cluster,
             stats,
@@ -255,7 +357,10 @@ mod tests {
                 retention: None,
                 target: walgate_core::TargetName::default_name(),
                 thresholds: None,
+                drill_policy: None,
+                drill_requested_at: None,
             },
+            drills: Drills::default(),
             stats: ClusterStats {
                 last_archived_at: wal_min.map(|m| now - time::Duration::minutes(m)),
                 ..Default::default()

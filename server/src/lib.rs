@@ -5,7 +5,7 @@
 //! - [`services`]: the catalog ([`catalog`], SQLite or PostgreSQL), the object stores
 //!   ([`storage`]), tokens ([`auth`]), limits and metrics, and the work done with them:
 //!   [`archive`] (what it takes to archive a WAL file safely), [`backup`], [`restore`],
-//!   [`retention`], [`verify`], [`rebuild`] and [`fleet`]. [`catalog`] and [`storage`]
+//!   [`retention`], [`verify`], [`drill`], [`rebuild`] and [`fleet`]. [`catalog`] and [`storage`]
 //!   import neither each other nor anything above them;
 //! - [`http`]: routes, extractors, the one error mapping, and the state only requests need.
 #![forbid(unsafe_code)]
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod backup;
 pub mod catalog;
 pub mod connections;
+pub mod drill;
 pub mod fleet;
 pub mod http;
 pub mod jobs;

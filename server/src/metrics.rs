@@ -266,7 +266,7 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
     let now = OffsetDateTime::now_utc();
     let age = |t: OffsetDateTime| (now - t).as_seconds_f64().max(0.0);
     type Gauge = fn(&ClusterState, &dyn Fn(OffsetDateTime) -> f64) -> Option<f64>;
-    let gauges: [(&str, &str, Gauge); 14] = [
+    let gauges: [(&str, &str, Gauge); 18] = [
         ("walgate_wal_files", "WAL files archived.", |f, _| {
             Some(f.stats.wal_files as f64)
         }),
@@ -332,6 +332,43 @@ fn render_fleet(out: &mut String, services: &Services, fleet: &[ClusterState]) {
             "walgate_deletions_failing_since_timestamp_seconds",
             "When the oldest of the failing deletions first failed (absent if none).",
             |f, _| f.undeleted.map(|(_, t)| t.unix_timestamp() as f64),
+        ),
+        (
+            "walgate_drill_last_success_timestamp_seconds",
+            "When the newest successful restore drill finished; 0 if none has yet while drills are expected (absent if they are not).",
+            |f, _| match (&f.drills.last_ok, f.drills.expected) {
+                (Some(d), _) => d.finished_at.map(|t| t.unix_timestamp() as f64),
+                (None, Some(_)) => Some(0.0),
+                (None, None) => None,
+            },
+        ),
+        (
+            "walgate_drill_expected_within_seconds",
+            "How long a cluster may go without a successful drill before it is late: its drill interval plus a day (absent if drills are not expected).",
+            |f, _| {
+                f.drills
+                    .expected
+                    .map(|(_, every)| (every + crate::drill::GRACE).as_secs_f64())
+            },
+        ),
+        (
+            "walgate_drill_last_failed",
+            "1 if the newest drill that ended `ok` or `failed` failed (absent if none has).",
+            |f, _| {
+                f.drills.last.as_ref().map(|d| {
+                    f64::from(u8::from(d.status == walgate_core::api::DrillStatus::Failed))
+                })
+            },
+        ),
+        (
+            "walgate_drill_last_success_duration_seconds",
+            "How long the newest successful drill took to restore and replay: the measured recovery time.",
+            |f, _| {
+                f.drills.last_ok.as_ref().map(|d| {
+                    d.outcome.restore_seconds.unwrap_or(0.0)
+                        + d.outcome.replay_seconds.unwrap_or(0.0)
+                })
+            },
         ),
     ];
     for (name, help, value) in gauges {

@@ -212,6 +212,9 @@ pub struct Plan {
     /// First and last segment replay needs, with the timeline each is read from.
     pub first_wal: SegmentName,
     pub last_wal: SegmentName,
+    /// The newest segment archived on the target timeline: past `last_wal` when a
+    /// gap stops replay short of it.
+    pub archive_end: SegmentName,
     pub segments: u64,
     pub history_files: Vec<WalFileName>,
     pub notes: Vec<String>,
@@ -655,6 +658,24 @@ pub fn plan(
         }
         last = want;
     }
+    let last_wal = archive.segment_name(&path, last);
+    let archive_end = archive
+        .files
+        .iter()
+        .filter_map(|f| match f {
+            WalFileName::Segment(s) if s.timeline == timeline => Some(*s),
+            _ => None,
+        })
+        .max()
+        .filter(|&end| end > last_wal)
+        .unwrap_or(last_wal);
+    if matches!(target, Target::Latest) && archive_end > last_wal {
+        notes.push(format!(
+            "the archive has a gap: {} is not archived, so replay stops at {last_wal} although \
+             WAL up to {archive_end} is archived",
+            archive.segment_name(&path, last + 1)
+        ));
+    }
     let history_files = path
         .iter()
         .filter(|l| l.timeline > Timeline(1))
@@ -666,7 +687,8 @@ pub fn plan(
         chain: chain.into_iter().cloned().collect(),
         timeline,
         first_wal: archive.segment_name(&path, first),
-        last_wal: archive.segment_name(&path, last),
+        last_wal,
+        archive_end,
         segments: last - first + 1,
         path,
         history_files,

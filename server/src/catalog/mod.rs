@@ -583,8 +583,7 @@ pub trait Catalog: Send + Sync + 'static {
     /// cluster.
     async fn request_drill(&self, cluster: &ClusterName, at: OffsetDateTime) -> Result<bool>;
     /// Fails the running drills whose lease ended before `now`, with `outcome`.
-    async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome)
-    -> Result<u64>;
+    async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome) -> Result<u64>;
     /// Fails the drills `runner` left running, with `outcome`.
     async fn abandon_drills(
         &self,

@@ -326,24 +326,6 @@ pub mod postgres {
         wal_volume!("to_char(archived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_position_index_is_on_the_expression_queries_use() {
-        for migration in [
-            include_str!("../../../migrations/sqlite/0005_wal_position.sql"),
-            include_str!("../../../migrations/postgres/0005_wal_position.sql"),
-        ] {
-            let index = format!("ON wal_files (cluster, {NAME_POSITION})");
-            assert!(migration.contains(&index), "{migration}");
-        }
-        assert!(WAL_BEFORE.contains(&format!("{NAME_POSITION} < $2")));
-        assert!(EXPIRE_WAL.iter().all(|sql| sql.contains(NAME_POSITION)));
-    }
-}
-
 macro_rules! drill_columns {
     () => {
         "id, cluster, runner, status, started_at, lease_until, finished_at, outcome"
@@ -404,3 +386,21 @@ pub const RECORD_RUNNER: &str = "INSERT INTO drill_runners (name, majors, first_
 
 pub const RUNNERS: &str =
     "SELECT name, majors, first_seen, last_seen FROM drill_runners ORDER BY name";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_position_index_is_on_the_expression_queries_use() {
+        for migration in [
+            include_str!("../../../migrations/sqlite/0005_wal_position.sql"),
+            include_str!("../../../migrations/postgres/0005_wal_position.sql"),
+        ] {
+            let index = format!("ON wal_files (cluster, {NAME_POSITION})");
+            assert!(migration.contains(&index), "{migration}");
+        }
+        assert!(WAL_BEFORE.contains(&format!("{NAME_POSITION} < $2")));
+        assert!(EXPIRE_WAL.iter().all(|sql| sql.contains(NAME_POSITION)));
+    }
+}

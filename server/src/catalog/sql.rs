@@ -25,8 +25,8 @@ use super::records::{
     settings,
 };
 use super::{
-    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, DrillRow, Inserted, LastDrill,
-    Result, RunnerRow, TokenRow, WalFilter, WalRow, WalSpan, queries,
+    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, DrillRow, Inserted,
+    LastDrill, Result, RunnerRow, TokenRow, WalFilter, WalRow, WalSpan, queries,
 };
 
 /// What the two backends do differently in the shared code.
@@ -692,11 +692,7 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    async fn expire_drills(
-        &self,
-        now: OffsetDateTime,
-        outcome: &api::DrillOutcome,
-    ) -> Result<u64> {
+    async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome) -> Result<u64> {
         let done = query(queries::EXPIRE_DRILLS)
             .bind(now)
             .bind(outcome_json(outcome))

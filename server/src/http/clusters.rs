@@ -40,6 +40,8 @@ pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
         storage_bytes: c.storage_bytes(),
         last_verified_at: c.verified.as_ref().map(|v| v.at),
         verify_problems: c.verified.as_ref().map(|v| v.problems as u64),
+        last_ok_drill: c.drills.last_ok.as_ref().map(|d| d.to_api()),
+        last_drill: c.drills.last.as_ref().map(|d| d.to_api()),
         name: c.cluster.name.to_string(),
         system_identifier: c.cluster.system_identifier.map(|s| s.to_string()),
         segment_size: c.cluster.segment_size.map(SegmentSize::bytes),

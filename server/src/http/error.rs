@@ -9,6 +9,7 @@ use crate::archive::ArchiveError;
 use crate::auth::AuthError;
 use crate::backup::BackupError;
 use crate::catalog::CatalogError;
+use crate::drill::DrillError;
 use crate::limits::Busy;
 use crate::restore::LoadError;
 use crate::retention::RetentionError;
@@ -237,6 +238,18 @@ impl From<RetentionError> for ApiError {
 
 /// How long a refused backup upload should wait before trying again.
 const BACKUP_RETRY_AFTER: u32 = 60;
+
+impl From<DrillError> for ApiError {
+    fn from(e: DrillError) -> Self {
+        let (status, code) = match &e {
+            DrillError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            DrillError::NotRunning(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            DrillError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            DrillError::Catalog(c) => return Self::catalog(c),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
 
 impl From<Busy> for ApiError {
     fn from(e: Busy) -> Self {

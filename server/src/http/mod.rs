@@ -4,6 +4,7 @@
 mod backups;
 mod clusters;
 mod dashboard;
+mod drills;
 mod encoding;
 pub mod error;
 mod extract;
@@ -71,6 +72,7 @@ impl AppState {
         (name = "clusters", description = "The fleet"),
         (name = "tokens", description = "API tokens"),
         (name = "retention", description = "Retention policies and runs"),
+        (name = "drills", description = "Restore drills: restores proven by starting PostgreSQL"),
         (name = "probes", description = "Health and readiness"),
     )
 )]
@@ -195,6 +197,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(retention::router())
         .merge(verify::router())
+        .merge(drills::router())
         .merge(health::router())
         .merge(metrics::router())
 }

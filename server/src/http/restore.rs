@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct PlanQuery {
+pub(crate) struct PlanQuery {
     /// Recover to this time, with its zone: RFC 3339 (2026-11-27T06:45:00Z) or
     /// PostgreSQL's text as `select now()` prints it (2026-11-27 06:45:00.123456+00).
     pub target_time: Option<String>,
@@ -264,6 +264,7 @@ pub(super) fn build(
             .collect(),
         first_wal: plan.first_wal.to_string(),
         last_wal: plan.last_wal.to_string(),
+        archive_end_wal: plan.archive_end.to_string(),
         segments: plan.segments,
         history_files: plan
             .history_files
