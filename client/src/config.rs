@@ -151,9 +151,22 @@ impl File {
     }
 }
 
+/// The cluster of settings for work on every cluster the token covers (a drill
+/// runner): each piece of work names its own.
+const FLEET: &str = "fleet";
+
 impl Flags {
     /// Merges flags, environment and the config file, and reads the token.
     pub fn resolve(&self) -> anyhow::Result<Settings> {
+        self.resolve_for(true)
+    }
+
+    /// [`Flags::resolve`] for work on many clusters, which needs no `WALGATE_CLUSTER`.
+    pub fn resolve_fleet(&self) -> anyhow::Result<Settings> {
+        self.resolve_for(false)
+    }
+
+    fn resolve_for(&self, needs_cluster: bool) -> anyhow::Result<Settings> {
         let file = match &self.config {
             Some(path) => File::read(path)?,
             None => File {
@@ -167,9 +180,11 @@ impl Flags {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("gateway URL `{url}` must start with http:// or https://");
         }
-        let cluster: String = file
-            .or(self.cluster.clone(), "WALGATE_CLUSTER")?
-            .context("no cluster: set WALGATE_CLUSTER or pass --cluster")?;
+        let cluster: String = match file.or(self.cluster.clone(), "WALGATE_CLUSTER")? {
+            Some(c) => c,
+            None if !needs_cluster => FLEET.to_owned(),
+            None => bail!("no cluster: set WALGATE_CLUSTER or pass --cluster"),
+        };
         let cluster = cluster
             .parse()
             .map_err(|e: walgate_core::names::ClusterNameError| {
@@ -263,6 +278,18 @@ impl Settings {
 }
 
 impl Settings {
+    /// The same settings for another cluster (a drill runner works on many).
+    pub fn for_cluster(&self, cluster: ClusterName) -> Settings {
+        Settings {
+            url: self.url.clone(),
+            cluster,
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+            ca_file: self.ca_file.clone(),
+            ..*self
+        }
+    }
+
     /// The environment that gives a child `walgate-client` these same settings.
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![

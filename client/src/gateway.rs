@@ -243,6 +243,32 @@ impl Gateway {
         })
     }
 
+    /// POSTs `body` as JSON to `path` from the gateway's root (`/v1/drills/claim`),
+    /// retrying while the gateway is unreachable; `None` for `204 No Content`.
+    pub fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Option<T>> {
+        let url = format!("{}{path}", self.base);
+        let body = serde_json::to_vec(body)?;
+        self.retrying(|timeout| {
+            let sent = self
+                .request(self.agent.post(&url), timeout)
+                .header("Content-Type", "application/json")
+                .send(&body[..]);
+            classify(sent, |status, r| match status {
+                200..=202 => Ok(match json(r) {
+                    Attempt::Done(v) => Attempt::Done(Some(v)),
+                    Attempt::Fail(e) => Attempt::Fail(e),
+                    Attempt::Retry(e, w) => Attempt::Retry(e, w),
+                }),
+                204 => Ok(Attempt::Done(None)),
+                _ => Err(Box::new(r)),
+            })
+        })
+    }
+
     /// Streams a base backup (a tar stream, zstd-compressed) to the gateway. Not retried:
     /// a stream cannot be replayed. Only a send that stalls is bounded: the gateway's
     /// answer may take long, as it completes a large upload.

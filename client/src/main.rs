@@ -7,6 +7,7 @@
 mod backup;
 mod check;
 mod config;
+mod drill;
 mod durable;
 mod gateway;
 mod parallel;
@@ -160,6 +161,52 @@ enum Command {
         )]
         pg_combinebackup: PathBuf,
     },
+    /// Prove clusters restorable: run the restore drills the gateway schedules.
+    ///
+    /// Claims a due drill, restores the cluster's newest backup (or chain) into the
+    /// scratch directory, starts PostgreSQL on it with archiving off so that it
+    /// recovers to the end of the archive, checks it (a query, and the cluster's own
+    /// check if it has one), reports what it proved and how long it took, and removes
+    /// the copy. One drill at a time; runs until stopped. Needs a token of role
+    /// `driller` (WALGATE_CLUSTER is not needed), e.g. in a systemd unit:
+    ///
+    ///   walgate-client drill-runner --scratch /var/lib/walgate-drills
+    DrillRunner {
+        /// Where drills restore, on a file system with room for the largest backup
+        /// (twice that for an incremental chain); each drill's directory is removed
+        /// after it, and any a crash left are removed at start.
+        #[arg(long, env = "WALGATE_DRILL_SCRATCH", value_name = "DIR")]
+        scratch: PathBuf,
+        /// PostgreSQL binaries of one major, MAJOR=DIR (repeat, or separate with
+        /// commas); only clusters of these majors are drilled. [default: every
+        /// /usr/lib/postgresql/MAJOR/bin]
+        #[arg(long = "pg-bin", env = "WALGATE_DRILL_PG_BIN", value_name = "MAJOR=DIR",
+              value_delimiter = ',', value_parser = drill::parse_bin)]
+        pg_bins: Vec<(u32, PathBuf)>,
+        /// The name drills are recorded under; a runner that starts again fails the
+        /// drills it left running under it. [default: the host name]
+        #[arg(long, env = "WALGATE_DRILL_RUNNER", value_name = "NAME")]
+        name: Option<String>,
+        /// The role drills connect as: the restored clusters' superuser.
+        #[arg(long, env = "WALGATE_DRILL_PG_USER", default_value = "postgres")]
+        pg_user: String,
+        /// Seconds between asking for work when no drill is due.
+        #[arg(long, env = "WALGATE_DRILL_POLL_SECONDS", default_value_t = 60)]
+        poll_seconds: u64,
+        /// Give up on a recovery that takes longer than this many seconds.
+        #[arg(
+            long,
+            env = "WALGATE_DRILL_MAX_REPLAY_SECONDS",
+            default_value_t = 86_400
+        )]
+        max_replay_seconds: u64,
+        /// Exit once no drill is due, instead of waiting for the next.
+        #[arg(long)]
+        once: bool,
+        /// Also print each drill's report as a JSON line on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What PostgreSQL reads from a restore_command that could not ask the gateway outside
@@ -246,6 +293,36 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::DrillRunner {
+            scratch,
+            pg_bins,
+            name,
+            pg_user,
+            poll_seconds,
+            max_replay_seconds,
+            once,
+            json,
+        } => {
+            let run = || -> anyhow::Result<()> {
+                let runner = drill::Runner {
+                    settings: cli.flags.resolve_fleet()?,
+                    scratch: std::path::absolute(&scratch)?,
+                    bins: drill::binaries(pg_bins)?,
+                    name: name.unwrap_or_else(drill::host_name),
+                    pg_user,
+                    max_replay: std::time::Duration::from_secs(max_replay_seconds),
+                    json,
+                };
+                runner.run(once, std::time::Duration::from_secs(poll_seconds.max(1)))
+            };
+            match run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("walgate-client: drill-runner: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         command => match cli
             .flags
             .resolve()
@@ -269,7 +346,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes a query value.
-fn encode(v: &str) -> String {
+pub(crate) fn encode(v: &str) -> String {
     utf8_percent_encode(v, QUERY_VALUE).to_string()
 }
 
@@ -380,7 +457,8 @@ fn backup_command(settings: &Settings, command: Command) -> anyhow::Result<()> {
         | Command::WalPush { .. }
         | Command::WalFetch { .. }
         | Command::WalPushAhead { .. }
-        | Command::WalPrefetch { .. } => unreachable!("handled in main"),
+        | Command::WalPrefetch { .. }
+        | Command::DrillRunner { .. } => unreachable!("handled in main"),
     }
     Ok(())
 }

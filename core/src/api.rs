@@ -760,6 +760,8 @@ pub struct DrillAssignment {
     pub drill: String,
     pub cluster: String,
     pub pg_version: u32,
+    /// Bytes per WAL segment.
+    pub segment_size: u64,
     /// Renew the lease (`POST /v1/drills/{id}/lease`) well within this; a drill whose
     /// lease runs out is failed, and its cluster may be claimed again.
     pub lease_seconds: u64,

@@ -154,6 +154,7 @@ async fn claim(
                     drill: started.id,
                     cluster: row.name.to_string(),
                     pg_version: row.pg_version.unwrap_or_default(),
+                    segment_size: archive.segment_size.bytes(),
                     lease_seconds: drill::LEASE.as_secs(),
                     check: row.drill_policy.and_then(|p| p.check),
                     plan,
