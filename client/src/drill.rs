@@ -71,7 +71,7 @@ impl Runner {
             .unwrap_or_default();
         if abandoned["abandoned"].as_u64().unwrap_or(0) > 0 {
             eprintln!(
-                "drill-runner: {} drill(s) this runner left running were recorded as failed",
+                "drill-runner: {} drill(s) this runner left running were recorded as skipped",
                 abandoned["abandoned"]
             );
         }

@@ -20,6 +20,10 @@ pub const LEASE: Duration = Duration::from_secs(600);
 /// How many drills a cluster's history shows.
 pub const HISTORY: u32 = 100;
 
+/// After a skipped drill (the runner could not try, crashed or went silent), how soon
+/// the cluster is due again, at most.
+pub const RETRY_SKIPPED: Duration = Duration::from_secs(3600);
+
 /// Past its interval, how long a cluster may go without a successful drill before it
 /// is `late` (and the alert fires).
 pub const GRACE: Duration = Duration::from_secs(86_400);
@@ -129,7 +133,13 @@ pub async fn due(
             if every.is_zero() {
                 return None;
             }
-            let next = last.map_or(OffsetDateTime::UNIX_EPOCH, |(_, at)| *at + every);
+            let next = last.map_or(OffsetDateTime::UNIX_EPOCH, |(status, at)| {
+                let wait = match status {
+                    DrillStatus::Skipped => every.min(RETRY_SKIPPED),
+                    _ => every,
+                };
+                *at + wait
+            });
             (next <= now).then_some((next, c))
         })
         .collect();
@@ -137,7 +147,8 @@ pub async fn due(
     Ok(due.into_iter().map(|(_, c)| c).collect())
 }
 
-/// Fails the running drills whose runner stopped renewing their lease.
+/// Ends the running drills whose runner stopped renewing their lease: skipped, since
+/// the runner failed, not the archive.
 async fn expire(services: &Services, now: OffsetDateTime) -> Result<(), DrillError> {
     let outcome = DrillOutcome {
         reason: Some(format!(
@@ -149,7 +160,7 @@ async fn expire(services: &Services, now: OffsetDateTime) -> Result<(), DrillErr
     };
     let expired = services.catalog.expire_drills(now, &outcome).await?;
     if expired > 0 {
-        tracing::warn!(expired, "failed drills whose runner went silent");
+        tracing::warn!(expired, "ended the drills whose runner went silent");
     }
     Ok(())
 }
@@ -250,7 +261,8 @@ fn check_outcome(status: DrillStatus, o: &DrillOutcome) -> Result<(), DrillError
     Ok(())
 }
 
-/// Fails the drills a runner left running: it started again, so they will never end.
+/// Ends the drills a runner left running (it started again, so they will never end) as
+/// skipped: the runner failed, not the archive.
 pub async fn abandon(services: &Services, runner: &str) -> Result<u64, DrillError> {
     check_claim(&DrillClaim {
         runner: runner.to_owned(),

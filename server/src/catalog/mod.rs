@@ -143,11 +143,11 @@ pub enum LastDrill {
 }
 
 impl LastDrill {
-    fn statuses(self) -> [&'static str; 3] {
+    fn statuses(self) -> [&'static str; 4] {
         match self {
-            LastDrill::Any => ["running", "ok", "failed"],
-            LastDrill::Judged => ["ok", "failed", "failed"],
-            LastDrill::Ok => ["ok", "ok", "ok"],
+            LastDrill::Any => ["running", "ok", "failed", "skipped"],
+            LastDrill::Judged => ["ok", "failed", "failed", "failed"],
+            LastDrill::Ok => ["ok", "ok", "ok", "ok"],
         }
     }
 }
@@ -582,9 +582,9 @@ pub trait Catalog: Send + Sync + 'static {
     /// Asks for a drill of the cluster (an earlier request stands); false if no such
     /// cluster.
     async fn request_drill(&self, cluster: &ClusterName, at: OffsetDateTime) -> Result<bool>;
-    /// Fails the running drills whose lease ended before `now`, with `outcome`.
+    /// Ends as skipped the running drills whose lease ended before `now`, with `outcome`.
     async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome) -> Result<u64>;
-    /// Fails the drills `runner` left running, with `outcome`.
+    /// Ends as skipped the drills `runner` left running, with `outcome`.
     async fn abandon_drills(
         &self,
         runner: &str,

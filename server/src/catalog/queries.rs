@@ -336,12 +336,13 @@ macro_rules! drill_columns {
 pub const REQUEST_DRILL: &str = "UPDATE clusters \
      SET drill_requested_at = COALESCE(drill_requested_at, $2) WHERE name = $1";
 
-/// Fails with outcome `$2` the running drills whose lease ended before `$1`.
-pub const EXPIRE_DRILLS: &str = "UPDATE drills SET status = 'failed', \
+/// Ends as skipped (the runner failed, not the archive), with outcome `$2`, the running
+/// drills whose lease ended before `$1`.
+pub const EXPIRE_DRILLS: &str = "UPDATE drills SET status = 'skipped', \
        finished_at = lease_until, outcome = $2 WHERE status = 'running' AND lease_until < $1";
 
-/// Fails with outcome `$3` (at `$2`) the drills runner `$1` left running.
-pub const ABANDON_DRILLS: &str = "UPDATE drills SET status = 'failed', \
+/// Ends as skipped, with outcome `$3` (at `$2`), the drills runner `$1` left running.
+pub const ABANDON_DRILLS: &str = "UPDATE drills SET status = 'skipped', \
        finished_at = $2, outcome = $3 WHERE status = 'running' AND runner = $1";
 
 /// Nothing when the cluster already has a running drill (the `drills_running` index).
@@ -371,13 +372,13 @@ pub const DRILLS: &str = concat!(
     " FROM drills WHERE cluster = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
 );
 
-/// Each cluster's newest drill whose status is `$1`, `$2` or `$3`.
+/// Each cluster's newest drill whose status is `$1`, `$2`, `$3` or `$4`.
 pub const LAST_DRILLS: &str = concat!(
     "SELECT ",
     drill_columns!(),
-    " FROM drills d WHERE d.status IN ($1, $2, $3) AND d.started_at = \
+    " FROM drills d WHERE d.status IN ($1, $2, $3, $4) AND d.started_at = \
        (SELECT max(e.started_at) FROM drills e WHERE e.cluster = d.cluster \
-          AND e.status IN ($1, $2, $3))"
+          AND e.status IN ($1, $2, $3, $4))"
 );
 
 pub const RECORD_RUNNER: &str = "INSERT INTO drill_runners (name, majors, first_seen, last_seen) \

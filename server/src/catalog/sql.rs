@@ -782,11 +782,12 @@ where
     }
 
     async fn last_drills(&self, which: LastDrill) -> Result<Vec<DrillRow>> {
-        let [a, b, c] = which.statuses();
+        let [a, b, c, d] = which.statuses();
         let rows: Vec<DrillRecord> = query_as(queries::LAST_DRILLS)
             .bind(a)
             .bind(b)
             .bind(c)
+            .bind(d)
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(TryInto::try_into).collect()

@@ -181,12 +181,12 @@ struct RunnerQuery {
 
 #[derive(Serialize, ToSchema)]
 struct Abandoned {
-    /// Drills of the runner that were running, now failed.
+    /// Drills of the runner that were running, now ended as skipped.
     abandoned: u64,
 }
 
-/// A runner starting (driller): the drills it left running are failed, since it will
-/// never report them.
+/// A runner starting (driller): the drills it left running end as skipped, since it
+/// will never report them.
 #[utoipa::path(post, path = "/v1/drills/abandon", tag = "drills", params(RunnerQuery),
     responses((status = 200, body = Abandoned), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -198,7 +198,7 @@ async fn abandon(
     caller.require_role(Role::Driller)?;
     let abandoned = drill::abandon(&state.services, &q.runner).await?;
     if abandoned > 0 {
-        tracing::warn!(runner = %q.runner, abandoned, "runner restarted: failed the drills it left running");
+        tracing::warn!(runner = %q.runner, abandoned, "runner restarted: ended the drills it left running");
     }
     Ok(Json(Abandoned { abandoned }))
 }
