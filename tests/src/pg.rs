@@ -330,6 +330,9 @@ impl PgCluster {
     /// Switches to a new WAL segment and waits until the one in use before, and every
     /// one before it, is archived; returns that segment's name.
     pub fn archive_current(&self) -> String {
+        // A record first: a switch with nothing written since the last one (a backup
+        // just ended) would leave the segment open, and the wait would never end.
+        self.psql("SELECT pg_logical_emit_message(false, 'walgate-test', 'switch')");
         let last = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
         self.psql("SELECT pg_switch_wal()");
         self.wait_for(
