@@ -194,6 +194,13 @@ fn drills_prove_the_archive_and_never_write_to_it(pg: &Postgres) {
     let cluster = s.cluster();
     assert_eq!(cluster["last_ok_drill"]["outcome"]["lsn"], lsn, "{cluster}");
     assert_eq!(cluster["status"], "ok", "{cluster}");
+    // The dashboard says it, on the fleet page and the cluster's.
+    let fleet = s.gateway.page("/", &s.admin);
+    assert!(fleet.contains("Proven restorable"), "{fleet}");
+    assert!(fleet.contains("(restore took "), "{fleet}");
+    let page = s.gateway.page("/clusters/main", &s.admin);
+    assert!(page.contains("Proven restorable up to"), "{page}");
+    assert!(page.contains(lsn) && page.contains("Drill now"), "{page}");
     // Nothing is due again until the interval has passed.
     assert!(s.drill_once().is_empty());
 

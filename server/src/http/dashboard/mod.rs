@@ -25,7 +25,7 @@ use super::forwarded::Origin;
 use super::restore::{PlanQuery, build as build_plan};
 use crate::auth::{AuthError, Caller};
 use crate::http::AppState;
-use crate::{fleet, jobs, restore, retention, verify};
+use crate::{drill, fleet, jobs, restore, retention, verify};
 
 /// The cookie that holds the visitor's token.
 const COOKIE: &str = "walgate_session";
@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/clusters/{cluster}", get(cluster_view))
+        .route("/clusters/{cluster}/drill", post(request_drill))
         .route("/api", get(explorer))
         .route("/assets/{file}", get(asset))
 }
@@ -191,6 +192,7 @@ async fn cluster_view(
             )
             .await?,
             errors: state.services.metrics.recent_errors(name.as_str()),
+            drills: drill::history(&state.services, &row).await?,
             restore,
             now,
         })
@@ -324,6 +326,31 @@ async fn login(
                 pages::login(next, Some(&e.to_string())),
             )
         }
+    }
+}
+
+/// The cluster page's "Drill now" (admin): the next free runner takes it.
+async fn request_drill(
+    State(state): State<AppState>,
+    Visitor(caller): Visitor,
+    ClusterPath(name): ClusterPath,
+    Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
+) -> Response {
+    if !same_site(&headers, &origin) {
+        return cross_site();
+    }
+    let asked = async {
+        caller.require(&name, Role::Admin)?;
+        if !drill::request(&state.services, &name).await? {
+            return Err(ApiError::not_found(format!("no cluster `{name}`")));
+        }
+        tracing::info!(cluster = %name, by = %caller.token_id, "restore drill asked for on the dashboard");
+        Ok::<_, ApiError>(())
+    };
+    match asked.await {
+        Ok(()) => Redirect::to(&format!("/clusters/{name}#drills")).into_response(),
+        Err(e) => error_page(e),
     }
 }
 

@@ -4,7 +4,9 @@
 use maud::{DOCTYPE, Markup, html};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use walgate_core::api::{Cluster, RestorePlan, RetentionPlan, VerifyReport};
+use walgate_core::api::{
+    Cluster, Drill, DrillHistory, DrillStatus, RestorePlan, RetentionPlan, VerifyReport,
+};
 use walgate_core::units::human_bytes;
 
 use super::chart;
@@ -130,7 +132,7 @@ fn fleet_link(q: &FleetQuery, f: impl FnOnce(&mut FleetQuery)) -> String {
 }
 
 /// Column headings of the fleet table with the sort key each orders by.
-const COLUMNS: [(&str, Option<&str>); 9] = [
+const COLUMNS: [(&str, Option<&str>); 10] = [
     ("Cluster", Some("name")),
     ("State", Some("state")),
     ("Last WAL", Some("last_wal")),
@@ -139,6 +141,7 @@ const COLUMNS: [(&str, Option<&str>); 9] = [
     ("Recovery window", Some("window")),
     ("Storage", Some("storage")),
     ("Last verify", Some("verified")),
+    ("Proven restorable", None),
     ("Target", None),
 ];
 
@@ -206,6 +209,7 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
                                 } }
                                 td.num { (human_bytes(c.storage_bytes)) }
                                 td { (verified(c, now)) }
+                                td.proven { (proven(c, now)) }
                                 td { (c.target) }
                             }
                         }
@@ -223,6 +227,90 @@ fn verified(c: &Cluster, now: OffsetDateTime) -> Markup {
             None => span.muted { "never" },
             Some(0) => { (when(c.last_verified_at, now)) " · ok" },
             Some(n) => { (when(c.last_verified_at, now)) " · " span.bad { (n) " problem(s)" } },
+        }
+    }
+}
+
+/// What the newest successful restore drill proved: "up to <time> (restore took …)".
+fn proven(c: &Cluster, now: OffsetDateTime) -> Markup {
+    let failed = c
+        .last_drill
+        .as_ref()
+        .is_some_and(|d| d.status == DrillStatus::Failed);
+    html! {
+        @match &c.last_ok_drill {
+            Some(d) => {
+                "up to " (when(d.outcome.restorable_to.or(d.finished_at), now))
+                " (restore took " (seconds(drill_seconds(d))) ")"
+            },
+            None => span.muted { "never" },
+        }
+        @if failed { " · " span.bad { "last drill failed" } }
+    }
+}
+
+/// A drill's restore and replay: the recovery time it measured.
+fn drill_seconds(d: &Drill) -> f64 {
+    d.outcome.restore_seconds.unwrap_or(0.0) + d.outcome.replay_seconds.unwrap_or(0.0)
+}
+
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        took(time::Duration::seconds_f64(s))
+    }
+}
+
+fn drills(cluster: &str, v: &ClusterView) -> Markup {
+    let h = &v.drills;
+    let now = v.now;
+    html! {
+        section #drills {
+            h2 { "Restore drills" }
+            p {
+                @match h.interval_hours {
+                    0 => "No scheduled drills",
+                    n if n % 24 == 0 => { "A drill every " (n / 24) " day(s)" },
+                    n => { "A drill every " (n) " hour(s)" },
+                }
+                @if let Some(c) = &h.check { ", checking " code { (c.sql) } " ≥ " (c.min) " in " code { (c.database) } }
+                ". "
+                @match &h.last_ok {
+                    Some(d) => { "Proven restorable up to " (when(d.outcome.restorable_to.or(d.finished_at), now))
+                        @if let Some(lsn) = &d.outcome.lsn { " (LSN " code { (lsn) } ")" }
+                        "; the restore took " (seconds(drill_seconds(d))) "." },
+                    None => span.muted { "Never proven restorable by a drill." },
+                }
+            }
+            form.inline method="post" action={ "/clusters/" (cluster) "/drill" } {
+                button type="submit" { "Drill now" }
+                @if let Some(at) = h.requested_at { " " span.muted { "asked for " (when(Some(at), now)) } }
+            }
+            @if !h.drills.is_empty() {
+                table.drills {
+                    thead { tr { th { "Started" } th { "Result" } th { "Runner" } th { "Backup" }
+                        th { "Reached" } th { "Restore" } th { "Replay" } th { "Why" } } }
+                    tbody {
+                        @for d in &h.drills {
+                            tr data-status=(d.status.as_str()) {
+                                td { (when(Some(d.started_at), now)) }
+                                td { span class={ "badge " (match d.status {
+                                    DrillStatus::Ok => "ok",
+                                    DrillStatus::Failed => "failing",
+                                    DrillStatus::Running | DrillStatus::Skipped => "late",
+                                }) } { (d.status.as_str()) } }
+                                td { (d.runner) }
+                                td { @if let Some(b) = &d.outcome.backup { a href={ "#backup-" (b) } { code { (b) } } } }
+                                td { @if let Some(lsn) = &d.outcome.lsn { code { (lsn) } } }
+                                td.num { @if let Some(s) = d.outcome.restore_seconds { (seconds(s)) } }
+                                td.num { @if let Some(s) = d.outcome.replay_seconds { (seconds(s)) } }
+                                td { @if let Some(r) = &d.outcome.reason { span.reasons { (r) } } }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -245,6 +333,7 @@ pub struct ClusterView {
     pub verification: Option<VerifyReport>,
     pub next_verify: Option<OffsetDateTime>,
     pub errors: Vec<RecentError>,
+    pub drills: DrillHistory,
     /// The restore helper's input and its answer.
     pub restore: Option<(String, Result<RestorePlan, ApiError>)>,
     pub now: OffsetDateTime,
@@ -290,6 +379,7 @@ pub fn cluster(caller: &Caller, v: &ClusterView) -> Markup {
             (timelines(v))
             (retention(v))
             (verification(&c.name, v))
+            (drills(&c.name, v))
             (errors(&v.errors, now))
             (restore_helper(v))
         },
