@@ -261,9 +261,9 @@ fn check_outcome(status: DrillStatus, o: &DrillOutcome) -> Result<(), DrillError
     Ok(())
 }
 
-/// Ends the drills a runner left running (it started again, so they will never end) as
-/// skipped: the runner failed, not the archive.
-pub async fn abandon(services: &Services, runner: &str) -> Result<u64, DrillError> {
+/// Ends the drills a runner left running on the clusters `scope` covers (it started
+/// again, so they will never end) as skipped: the runner failed, not the archive.
+pub async fn abandon(services: &Services, scope: &Scope, runner: &str) -> Result<u64, DrillError> {
     check_claim(&DrillClaim {
         runner: runner.to_owned(),
         majors: vec![0],
@@ -274,11 +274,26 @@ pub async fn abandon(services: &Services, runner: &str) -> Result<u64, DrillErro
         )),
         ..Default::default()
     };
-    let n = services
-        .catalog
-        .abandon_drills(runner, OffsetDateTime::now_utc(), &outcome)
-        .await?;
-    Ok(n)
+    // A running drill is its cluster's newest: none starts while one runs.
+    let mut ended = 0;
+    for d in services.catalog.last_drills(LastDrill::Any).await? {
+        let left = d.status == DrillStatus::Running && d.runner == runner;
+        if left
+            && scope.covers(&d.cluster)
+            && services
+                .catalog
+                .finish_drill(
+                    &d.id,
+                    DrillStatus::Skipped,
+                    OffsetDateTime::now_utc(),
+                    &outcome,
+                )
+                .await?
+        {
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
 
 /// Asks for a drill of the cluster as soon as a runner is free.
@@ -301,22 +316,55 @@ pub async fn set_policy(
     Ok(services.catalog.set_drill_policy(cluster, policy).await?)
 }
 
+/// A cluster's newest drills, and of all its drills the newest to end `ok` or `failed`
+/// and the newest to end `ok`.
+pub struct Recent {
+    pub drills: Vec<DrillRow>,
+    pub last: Option<DrillRow>,
+    pub last_ok: Option<DrillRow>,
+}
+
+pub async fn recent(services: &Services, cluster: &ClusterName) -> Result<Recent, CatalogError> {
+    let drills = services.catalog.drills(cluster, HISTORY).await?;
+    let newest = |which: LastDrill, rows: &[DrillRow]| {
+        rows.iter()
+            .find(|d| match which {
+                LastDrill::Ok => d.status == DrillStatus::Ok,
+                _ => matches!(d.status, DrillStatus::Ok | DrillStatus::Failed),
+            })
+            .cloned()
+    };
+    let mut found = [LastDrill::Judged, LastDrill::Ok].map(|w| newest(w, &drills));
+    for (which, slot) in [LastDrill::Judged, LastDrill::Ok]
+        .into_iter()
+        .zip(&mut found)
+    {
+        if slot.is_none() {
+            // Older than the history kept at hand.
+            *slot = services
+                .catalog
+                .last_drills(which)
+                .await?
+                .into_iter()
+                .find(|d| &d.cluster == cluster);
+        }
+    }
+    let [last, last_ok] = found;
+    Ok(Recent {
+        drills,
+        last,
+        last_ok,
+    })
+}
+
 /// A cluster's drill policy and history.
 pub async fn history(
     services: &Services,
     cluster: &ClusterRow,
 ) -> Result<DrillHistory, DrillError> {
-    let drills = services.catalog.drills(&cluster.name, HISTORY).await?;
-    let mut last_ok = drills.iter().find(|d| d.status == DrillStatus::Ok).cloned();
-    if last_ok.is_none() {
-        // Older than the history shown.
-        last_ok = services
-            .catalog
-            .last_drills(LastDrill::Ok)
-            .await?
-            .into_iter()
-            .find(|d| d.cluster == cluster.name);
-    }
+    let Recent {
+        drills, last_ok, ..
+    } = recent(services, &cluster.name).await?;
     Ok(DrillHistory {
         cluster: cluster.name.to_string(),
         interval_hours: (interval(services, cluster).as_secs() / 3600) as u32,

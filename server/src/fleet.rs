@@ -289,20 +289,7 @@ pub async fn load_one(
         .min()
         .map(|since| (failures.len() as u64, since));
     let backups = backups.map(|(_, b)| b).unwrap_or_default();
-    let recent = services.catalog.drills(name, crate::drill::HISTORY).await?;
-    let last = recent
-        .iter()
-        .find(|d| matches!(d.status, DrillStatus::Ok | DrillStatus::Failed))
-        .cloned();
-    let mut last_ok = recent.into_iter().find(|d| d.status == DrillStatus::Ok);
-    if last_ok.is_none() {
-        last_ok = services
-            .catalog
-            .last_drills(LastDrill::Ok)
-            .await?
-            .into_iter()
-            .find(|d| &d.cluster == name);
-    }
+    let crate::drill::Recent { last, last_ok, .. } = crate::drill::recent(services, name).await?;
     let runners = runners_since(services).await?;
     let drills = drills(services, &cluster, &backups, runners, last, last_ok);
     Ok(Some(ClusterState::new(

@@ -1729,3 +1729,894 @@ async fn restore_plans_do_not_echo_hostile_hosts() {
         }
     }
 }
+
+// Restore drills: who may claim, lease and report them, what a claim hands out and
+// when, and that every bad report or claim is refused with nothing recorded.
+
+use walgate_core::api::{DrillAssignment, DrillHistory, DrillStatus};
+
+/// A cluster a drill runner can claim: segments 3 and 4 of PostgreSQL 15 (which pin its
+/// version) and a complete backup started in segment 3.
+async fn drillable(f: &Fixture, archiver: &str, cluster: &str) {
+    for segno in [3u64, 4] {
+        let name = format!("0000000100000000{segno:08X}");
+        let (s, b) = f
+            .put(archiver, cluster, &name, segment(SYSID, 1, segno, 1))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let uri = format!("/v1/clusters/{cluster}/backups");
+    let (s, _, b) = f
+        .send(Method::POST, &uri, Some(archiver), &[], small_backup(15))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&b));
+}
+
+/// A request with a JSON body sent as is; the status and the answer as text.
+async fn send_json(
+    f: &Fixture,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: &[u8],
+) -> (StatusCode, String) {
+    let headers = [("content-type", "application/json")];
+    let (s, _, b) = f
+        .send(method, uri, Some(token), &headers, body.to_vec())
+        .await;
+    (s, String::from_utf8_lossy(&b).into_owned())
+}
+
+/// `POST /v1/drills/claim`; the assignment on a `200`.
+async fn claim(
+    f: &Fixture,
+    token: &str,
+    runner: &str,
+    majors: &[u32],
+) -> (StatusCode, Option<DrillAssignment>, String) {
+    let body = serde_json::json!({ "runner": runner, "majors": majors }).to_string();
+    let (s, b) = send_json(f, Method::POST, "/v1/drills/claim", token, body.as_bytes()).await;
+    let assignment = (s == StatusCode::OK).then(|| serde_json::from_str(&b).unwrap());
+    (s, assignment, b)
+}
+
+/// A claim that must hand out a drill of `cluster`.
+async fn claim_of(f: &Fixture, token: &str, runner: &str, cluster: &str) -> DrillAssignment {
+    let (s, a, b) = claim(f, token, runner, &[15]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let a = a.unwrap();
+    assert_eq!(a.cluster, cluster);
+    a
+}
+
+/// `POST /v1/drills/{id}/result` with `report` as it is.
+async fn report(
+    f: &Fixture,
+    token: &str,
+    id: &str,
+    report: &serde_json::Value,
+) -> (StatusCode, String) {
+    let uri = format!("/v1/drills/{id}/result");
+    send_json(f, Method::POST, &uri, token, report.to_string().as_bytes()).await
+}
+
+async fn lease(f: &Fixture, token: &str, id: &str) -> StatusCode {
+    let uri = format!("/v1/drills/{id}/lease");
+    f.call(Method::POST, &uri, Some(token)).await.0
+}
+
+/// A successful drill's report.
+fn ok_report() -> serde_json::Value {
+    serde_json::json!({
+        "status": "ok",
+        "outcome": {
+            "lsn": "0/4000060",
+            "timeline": 1,
+            "restore_seconds": 2.0,
+            "replay_seconds": 0.5,
+        }
+    })
+}
+
+fn failed_report(reason: &str) -> serde_json::Value {
+    serde_json::json!({ "status": "failed", "outcome": { "reason": reason } })
+}
+
+async fn drill_history(f: &Fixture, token: &str, cluster: &str) -> DrillHistory {
+    let uri = format!("/v1/clusters/{cluster}/drills");
+    let (s, _, b) = f.call(Method::GET, &uri, Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+async fn cluster_info(f: &Fixture, token: &str, cluster: &str) -> walgate_core::api::Cluster {
+    let uri = format!("/v1/clusters/{cluster}");
+    let (s, _, b) = f.call(Method::GET, &uri, Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+/// Asks for a drill of `cluster` now (admin).
+async fn ask_for_drill(f: &Fixture, admin: &str, cluster: &str) -> DrillHistory {
+    let uri = format!("/v1/clusters/{cluster}/drills");
+    let (s, _, b) = f.call(Method::POST, &uri, Some(admin)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&b));
+    serde_json::from_slice(&b).unwrap()
+}
+
+/// The runners the gateway has heard from: names and majors.
+async fn runners(f: &Fixture) -> Vec<(String, Vec<u32>)> {
+    let rows = f.state.catalog.runners().await.unwrap();
+    rows.into_iter().map(|r| (r.name, r.majors)).collect()
+}
+
+/// Only drillers claim, renew and report drills, and only of their clusters; a driller
+/// reads and fetches like a restorer but may not archive or administer.
+#[tokio::test]
+async fn drills_are_for_drillers_of_their_own_clusters() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    for c in ["a", "b"] {
+        drillable(&f, &archiver, c).await;
+    }
+    let restorer = f.token("*", Role::Restorer).await;
+    let viewer = f.token("*", Role::Viewer).await;
+    let driller_a = f.token("a", Role::Driller).await;
+    let driller_b = f.token("b", Role::Driller).await;
+
+    for t in [&archiver, &restorer, &viewer] {
+        let (s, _, b) = claim(&f, t, "r1", &[15]).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert_eq!(error_code(&b), "forbidden");
+        let (s, _, _) = f
+            .call(Method::POST, "/v1/drills/abandon?runner=r1", Some(t))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    assert!(
+        runners(&f).await.is_empty(),
+        "a refused claim records no runner"
+    );
+
+    // `a`'s driller gets `a`, and then nothing: `a` is running, `b` is not its own.
+    let a = claim_of(&f, &driller_a, "ra", "a").await;
+    let (s, _, b) = claim(&f, &driller_a, "ra2", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let b_drill = claim_of(&f, &driller_b, "rb", "b").await;
+
+    for t in [&archiver, &restorer, &viewer] {
+        assert_eq!(lease(&f, t, &a.drill).await, StatusCode::FORBIDDEN);
+        let (s, b) = report(&f, t, &a.drill, &ok_report()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    }
+    // Another cluster's drill is as good as absent.
+    assert_eq!(
+        lease(&f, &driller_a, &b_drill.drill).await,
+        StatusCode::NOT_FOUND
+    );
+    let (s, b) = report(&f, &driller_a, &b_drill.drill, &failed_report("x")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(!b.contains("\"b\""), "names nothing of `b`: {b}");
+    assert_eq!(
+        lease(&f, &driller_a, "0123abcd").await,
+        StatusCode::NOT_FOUND
+    );
+    for (id, cluster) in [(&a.drill, "a"), (&b_drill.drill, "b")] {
+        let d = f.state.catalog.drill(id).await.unwrap().unwrap();
+        assert_eq!(
+            (d.cluster.as_str(), d.status, d.outcome.reason),
+            (cluster, DrillStatus::Running, None)
+        );
+    }
+    // Each driller reports its own.
+    let (s, b) = report(&f, &driller_b, &b_drill.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        lease(&f, &driller_a, &a.drill).await,
+        StatusCode::NO_CONTENT
+    );
+
+    // What a driller may and may not do besides.
+    let (s, b) = f
+        .put(
+            &driller_a,
+            "a",
+            "000000010000000000000005",
+            segment(SYSID, 1, 5, 1),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, _) = f.get(&driller_a, "a", "000000010000000000000003").await;
+    assert_eq!(s, StatusCode::OK, "a driller restores, so it fetches WAL");
+    let policy = br#"{"interval_hours": 1}"#;
+    let (s, b) = send_json(
+        &f,
+        Method::PUT,
+        "/v1/clusters/a/drills/policy",
+        &driller_a,
+        policy,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    for (method, uri) in [
+        (Method::DELETE, "/v1/clusters/a/drills/policy"),
+        (Method::POST, "/v1/clusters/a/drills"),
+        (Method::GET, "/v1/clusters/b/drills"),
+    ] {
+        let (s, _, _) = f.call(method.clone(), uri, Some(&driller_a)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {uri}");
+    }
+    let history = drill_history(&f, &driller_a, "a").await;
+    assert_eq!(history.requested_at, None);
+    assert_eq!(history.drills[0].status, DrillStatus::Running);
+}
+
+/// Runner names are global, but a driller's token is not: one scoped to `a` must not end
+/// the drills of `b` by naming `b`'s runner.
+#[tokio::test]
+async fn a_driller_abandons_no_drill_outside_its_scope() {
+    let f = Fixture::new().await;
+    let archiver = f.token("b", Role::Archiver).await;
+    drillable(&f, &archiver, "b").await;
+    let driller_a = f.token("a", Role::Driller).await;
+    let driller_b = f.token("b", Role::Driller).await;
+    let b = claim_of(&f, &driller_b, "rb", "b").await;
+    let (s, _, body) = f
+        .call(
+            Method::POST,
+            "/v1/drills/abandon?runner=rb",
+            Some(&driller_a),
+        )
+        .await;
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        s == StatusCode::FORBIDDEN || body.contains(r#""abandoned":0"#),
+        "{s} {body}"
+    );
+    let d = f.state.catalog.drill(&b.drill).await.unwrap().unwrap();
+    assert_eq!(d.status, DrillStatus::Running, "{:?}", d.outcome);
+}
+
+/// A claim hands out the plan to the end of the archive and holds the cluster until the
+/// drill is reported; an ok drill shows in the history and the cluster, after which the
+/// cluster is not due again until its interval passes, or an admin asks for one.
+#[tokio::test]
+async fn a_drill_is_claimed_renewed_reported_and_shown() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    let viewer = f.token("main", Role::Viewer).await;
+    let admin = f.token("main", Role::Admin).await;
+
+    let before = drill_history(&f, &viewer, "main").await;
+    assert_eq!(before.interval_hours, 7 * 24);
+    assert!(before.drills.is_empty() && before.last_ok.is_none());
+    assert_eq!(before.requested_at, None);
+
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    assert_eq!((a.pg_version, a.segment_size), (15, SEG as u64));
+    assert_eq!(a.lease_seconds, 600);
+    assert_eq!(a.check, None);
+    let backups = f.backup_ids("main").await;
+    assert_eq!(a.plan.cluster, "main");
+    let chain: Vec<&str> = a.plan.chain.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(chain, [backups[0].as_str()]);
+    assert_eq!(a.plan.first_wal, "000000010000000000000003");
+    assert_eq!(a.plan.last_wal, "000000010000000000000004");
+    assert_eq!(a.plan.archive_end_wal, a.plan.last_wal);
+    assert!(a.plan.covered);
+
+    let running = drill_history(&f, &viewer, "main").await;
+    assert_eq!(running.drills.len(), 1);
+    let d = &running.drills[0];
+    assert_eq!(
+        (d.id.as_str(), d.runner.as_str(), d.status, d.finished_at),
+        (a.drill.as_str(), "r1", DrillStatus::Running, None)
+    );
+    assert_eq!(runners(&f).await, [("r1".to_owned(), vec![15])]);
+
+    // One running drill per cluster.
+    let (s, _, b) = claim(&f, &driller, "r2", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_eq!(drill_history(&f, &viewer, "main").await.drills.len(), 1);
+
+    let leased = f
+        .state
+        .catalog
+        .drill(&a.drill)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_until;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::NO_CONTENT);
+    let renewed = f
+        .state
+        .catalog
+        .drill(&a.drill)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease_until;
+    assert!(renewed > leased, "{renewed} after {leased}");
+
+    let mut ok = ok_report();
+    ok["outcome"]["backup"] = backups[0].clone().into();
+    let (s, b) = report(&f, &driller, &a.drill, &ok).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let done: walgate_core::api::Drill = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (done.id.as_str(), done.status),
+        (a.drill.as_str(), DrillStatus::Ok)
+    );
+    assert!(done.finished_at.is_some_and(|t| t >= done.started_at));
+    assert_eq!(done.outcome.lsn.as_deref(), Some("0/4000060"));
+    assert_eq!(done.outcome.backup.as_ref(), Some(&backups[0]));
+    assert_eq!(done.outcome.restore_seconds, Some(2.0));
+
+    let history = drill_history(&f, &viewer, "main").await;
+    assert_eq!(history.drills, std::slice::from_ref(&done));
+    assert_eq!(history.last_ok, Some(done.clone()));
+    let c = cluster_info(&f, &viewer, "main").await;
+    assert_eq!(c.last_ok_drill, Some(done.clone()));
+    assert_eq!(c.last_drill, Some(done.clone()));
+    assert_eq!(c.status, "ok", "{:?}", c.status_reasons);
+
+    // Drilled: not due for a week.
+    let (s, _, b) = claim(&f, &driller, "r1", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    // Unless asked for: at once, and the claim answers the request.
+    let asked = ask_for_drill(&f, &admin, "main").await;
+    let at = asked.requested_at.expect("the request is shown");
+    assert_eq!(
+        drill_history(&f, &viewer, "main").await.requested_at,
+        Some(at)
+    );
+    let again = claim_of(&f, &driller, "r2", "main").await;
+    assert_ne!(again.drill, a.drill);
+    let history = drill_history(&f, &viewer, "main").await;
+    assert_eq!(history.requested_at, None);
+    assert_eq!(history.drills.len(), 2);
+    assert_eq!(
+        (history.drills[0].id.as_str(), history.drills[0].status),
+        (again.drill.as_str(), DrillStatus::Running)
+    );
+    assert_eq!(
+        history.last_ok,
+        Some(done),
+        "the running drill proves nothing yet"
+    );
+}
+
+/// A runner is handed only clusters it has binaries for, and only clusters with a
+/// complete backup.
+#[tokio::test]
+async fn drill_runners_get_only_clusters_of_their_majors_with_a_backup() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let (s, b) = f
+        .put(&archiver, "bare", NAME, segment(SYSID, 1, 1, 1))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let driller = f.token("*", Role::Driller).await;
+
+    let (s, _, b) = claim(&f, &driller, "new", &[16, 17]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_eq!(runners(&f).await, [("new".to_owned(), vec![16, 17])]);
+    let viewer = f.token("*", Role::Viewer).await;
+    assert!(drill_history(&f, &viewer, "main").await.drills.is_empty());
+
+    let a = claim_of(&f, &driller, "new", "main").await;
+    assert_eq!(a.pg_version, 15);
+    assert_eq!(runners(&f).await, [("new".to_owned(), vec![15])]);
+    // `bare` has WAL of 15 but no backup: nothing to drill.
+    let (s, _, b) = claim(&f, &driller, "other", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(drill_history(&f, &viewer, "bare").await.drills.is_empty());
+}
+
+/// Every value of a report, a claim and a policy is checked; a refused one is a `400`
+/// that records nothing, and the drill can still be reported afterwards.
+#[tokio::test]
+async fn bad_drill_input_is_refused_and_changes_nothing() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    let admin = f.token("main", Role::Admin).await;
+
+    // The longest interval and query are taken, then a policy that stands.
+    let longest = serde_json::json!({
+        "interval_hours": 8784,
+        "check": { "sql": "x".repeat(4096), "min": 1 }
+    });
+    let uri = "/v1/clusters/main/drills/policy";
+    let put = |body: Vec<u8>| {
+        let f = &f;
+        let admin = &admin;
+        async move { send_json(f, Method::PUT, uri, admin, &body).await }
+    };
+    let (s, b) = put(longest.to_string().into_bytes()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let policy = serde_json::json!({
+        "interval_hours": 24,
+        "check": { "sql": "select count(*) from orders", "min": 1 }
+    });
+    let (s, b) = put(policy.to_string().into_bytes()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let set: DrillHistory = serde_json::from_str(&b).unwrap();
+    assert_eq!(set.interval_hours, 24);
+    let check = set.check.expect("the check is kept");
+    assert_eq!((check.database.as_str(), check.min), ("postgres", 1));
+
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    assert_eq!(a.check, Some(check), "the runner is told the check");
+
+    let state = || {
+        let f = &f;
+        let admin = &admin;
+        async move {
+            let h = drill_history(f, admin, "main").await;
+            (serde_json::to_string(&h).unwrap(), runners(f).await)
+        }
+    };
+    let before = state().await;
+    let lsn = "0/4000060";
+    let bad_reports = [
+        serde_json::json!({"status": "running", "outcome": {"lsn": lsn}}),
+        serde_json::json!({"status": "ok", "outcome": {}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": "garbage"}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": "0/ZZ"}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": lsn, "restore_seconds": -1.0}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": lsn, "replay_seconds": 1e12}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": lsn, "backup": "b".repeat(200)}}),
+        serde_json::json!({"status": "failed", "outcome": {"reason": "x".repeat(5000)}}),
+        serde_json::json!({"status": "failed", "outcome": {}}),
+        serde_json::json!({"status": "failed", "outcome": {"reason": ""}}),
+        serde_json::json!({"status": "skipped", "outcome": {}}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": lsn}, "extra": 1}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": lsn, "colour": "red"}}),
+        serde_json::json!({"status": "exploded", "outcome": {"reason": "x"}}),
+        serde_json::json!({"status": "ok"}),
+        serde_json::json!({"status": "ok", "outcome": {"lsn": 42}}),
+    ];
+    for bad in &bad_reports {
+        let (s, b) = report(&f, &driller, &a.drill, bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert_eq!(state().await, before, "{bad}");
+    }
+    let result_uri = format!("/v1/drills/{}/result", a.drill);
+    for garbage in [&b"not json"[..], b"{", b"", b"[]", b"null"] {
+        let (s, b) = send_json(&f, Method::POST, &result_uri, &driller, garbage).await;
+        assert_eq!(
+            s,
+            StatusCode::BAD_REQUEST,
+            "{}: {b}",
+            String::from_utf8_lossy(garbage)
+        );
+        assert_eq!(state().await, before);
+    }
+
+    let bad_claims = [
+        serde_json::json!({"runner": "", "majors": [15]}),
+        serde_json::json!({"runner": "a/b", "majors": [15]}),
+        serde_json::json!({"runner": "../r1", "majors": [15]}),
+        serde_json::json!({"runner": "a b", "majors": [15]}),
+        serde_json::json!({"runner": "r\n1", "majors": [15]}),
+        serde_json::json!({"runner": "r".repeat(129), "majors": [15]}),
+        serde_json::json!({"runner": "r2", "majors": []}),
+        serde_json::json!({"runner": "r2", "majors": vec![15; 33]}),
+        serde_json::json!({"runner": "r2", "majors": [15], "extra": true}),
+        serde_json::json!({"runner": "r2"}),
+        serde_json::json!({"runner": "r2", "majors": [-15]}),
+    ];
+    for bad in &bad_claims {
+        let (s, b) = send_json(
+            &f,
+            Method::POST,
+            "/v1/drills/claim",
+            &driller,
+            bad.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert_eq!(state().await, before, "{bad}");
+    }
+    for garbage in [&b"runner=r2"[..], b"{\"runner\":", b""] {
+        let (s, b) = send_json(&f, Method::POST, "/v1/drills/claim", &driller, garbage).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert_eq!(state().await, before);
+    }
+    for uri in [
+        "/v1/drills/abandon",
+        "/v1/drills/abandon?runner=",
+        "/v1/drills/abandon?runner=r%201",
+        "/v1/drills/abandon?runner=a%2Fb",
+    ] {
+        let (s, _, _) = f.call(Method::POST, uri, Some(&driller)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(state().await, before, "{uri}");
+    }
+
+    let bad_policies = [
+        serde_json::json!({"interval_hours": 8785}),
+        serde_json::json!({"interval_hours": u64::from(u32::MAX) + 1}),
+        serde_json::json!({"interval_hours": -1}),
+        serde_json::json!({"check": {"sql": "", "min": 1}}),
+        serde_json::json!({"check": {"sql": "  \n ", "min": 1}}),
+        serde_json::json!({"check": {"sql": "x".repeat(4097), "min": 1}}),
+        serde_json::json!({"check": {"sql": "select 1\u{0}", "min": 1}}),
+        serde_json::json!({"check": {"sql": "select 1", "min": 1, "database": ""}}),
+        serde_json::json!({"check": {"sql": "select 1", "min": 1, "database": "d".repeat(64)}}),
+        serde_json::json!({"check": {"sql": "select 1"}}),
+        serde_json::json!({"interval": 5}),
+        serde_json::json!({"check": {"sql": "select 1", "min": 1, "as": "root"}}),
+    ];
+    for bad in &bad_policies {
+        let (s, b) = put(bad.to_string().into_bytes()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert_eq!(state().await, before, "{bad}");
+    }
+    for garbage in [&b"{"[..], b"interval_hours=1", b"", b"[]"] {
+        let (s, b) = put(garbage.to_vec()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert_eq!(state().await, before);
+    }
+
+    // The drill was never touched: it still renews and reports.
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::NO_CONTENT);
+    let (s, b) = report(&f, &driller, &a.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// A drill ends once: a second report, or a lease after it ended, is a `409` and the
+/// first report stands.
+#[tokio::test]
+async fn a_drill_ends_once_and_its_first_report_stands() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    let why = "segment 000000010000000000000004 is damaged";
+    let (s, b) = report(&f, &driller, &a.drill, &failed_report(why)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let first: walgate_core::api::Drill = serde_json::from_str(&b).unwrap();
+    assert_eq!(first.status, DrillStatus::Failed);
+    assert_eq!(first.outcome.reason.as_deref(), Some(why));
+
+    for again in [ok_report(), failed_report("another reason")] {
+        let (s, b) = report(&f, &driller, &a.drill, &again).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+        assert_eq!(error_code(&b), "conflict");
+        assert!(b.contains("not running any more"), "{b}");
+    }
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::CONFLICT);
+    let history = drill_history(&f, &driller, "main").await;
+    assert_eq!(history.drills, [first]);
+    assert_eq!(history.last_ok, None);
+}
+
+/// A runner starting again ends the drills it left running, as skipped (it failed, not
+/// the archive): they say nothing of the cluster. A failed drill makes the cluster
+/// `failing`, until a drill succeeds.
+#[tokio::test]
+async fn abandoned_drills_are_skipped_and_failed_ones_make_the_cluster_failing() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    let admin = f.token("main", Role::Admin).await;
+    let abandon = |runner: &'static str| {
+        let f = &f;
+        let driller = &driller;
+        async move {
+            let uri = format!("/v1/drills/abandon?runner={runner}");
+            let (s, _, b) = f.call(Method::POST, &uri, Some(driller)).await;
+            assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()["abandoned"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    assert_eq!(
+        abandon("r2").await,
+        0,
+        "another runner's drill is left alone"
+    );
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::NO_CONTENT);
+    assert_eq!(abandon("r1").await, 1);
+    let history = drill_history(&f, &admin, "main").await;
+    let d = &history.drills[0];
+    assert_eq!(
+        (d.id.as_str(), d.status),
+        (a.drill.as_str(), DrillStatus::Skipped)
+    );
+    assert!(d.finished_at.is_some());
+    let reason = d.outcome.reason.as_deref().unwrap();
+    assert!(reason.contains("runner `r1`"), "{reason}");
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::CONFLICT);
+    let (s, b) = report(&f, &driller, &a.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(abandon("r1").await, 0);
+    let c = cluster_info(&f, &admin, "main").await;
+    assert_eq!(c.status, "ok", "{:?}", c.status_reasons);
+    assert_eq!(c.last_drill, None, "a skipped drill is no verdict");
+
+    ask_for_drill(&f, &admin, "main").await;
+    let b2 = claim_of(&f, &driller, "r1", "main").await;
+    let why = "recovery stopped at 0/3000060: 000000010000000000000004 is damaged";
+    let (s, b) = report(&f, &driller, &b2.drill, &failed_report(why)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let c = cluster_info(&f, &admin, "main").await;
+    assert_eq!(c.status, "failing");
+    assert!(
+        c.status_reasons
+            .iter()
+            .any(|r| r.contains("restore drill failed") && r.contains(why)),
+        "{:?}",
+        c.status_reasons
+    );
+    assert_eq!(c.last_drill.map(|d| d.id), Some(b2.drill));
+    assert_eq!(c.last_ok_drill, None);
+    let (_, _, fleet) = f.call(Method::GET, "/v1/clusters", Some(&admin)).await;
+    let fleet: Vec<walgate_core::api::Cluster> = serde_json::from_slice(&fleet).unwrap();
+    assert_eq!(fleet[0].status, "failing", "the fleet's view agrees");
+
+    ask_for_drill(&f, &admin, "main").await;
+    let c3 = claim_of(&f, &driller, "r1", "main").await;
+    let (s, b) = report(&f, &driller, &c3.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let c = cluster_info(&f, &admin, "main").await;
+    assert_eq!(c.status, "ok", "{:?}", c.status_reasons);
+}
+
+/// A cluster whose newest backup cannot be restored (the segment it starts in is not
+/// archived) gets a failed drill at claim time, with the reason, and the claim goes on
+/// to the next cluster.
+#[tokio::test]
+async fn a_claim_fails_the_drill_of_an_archive_with_a_gap() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "good").await;
+    let (s, b) = f.put(&archiver, "gap", NAME, segment(SYSID, 1, 1, 1)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let gap: walgate_core::ClusterName = "gap".parse().unwrap();
+    f.state
+        .catalog
+        .insert_backup(&gap, &backup_row("g", 5, 0))
+        .await
+        .unwrap();
+    let viewer = f.token("*", Role::Viewer).await;
+    let driller = f.token("*", Role::Driller).await;
+
+    // `gap` sorts first: tried, failed, and the claim hands out `good`.
+    claim_of(&f, &driller, "r1", "good").await;
+    let history = drill_history(&f, &viewer, "gap").await;
+    assert_eq!(history.drills.len(), 1);
+    let d = &history.drills[0];
+    assert_eq!((d.status, d.runner.as_str()), (DrillStatus::Failed, "r1"));
+    assert!(d.finished_at.is_some());
+    let reason = d.outcome.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("the archive cannot be restored")
+            && reason.contains("000000010000000000000005"),
+        "{reason}"
+    );
+    let c = cluster_info(&f, &viewer, "gap").await;
+    assert_eq!(c.status, "failing");
+    assert!(
+        c.status_reasons
+            .iter()
+            .any(|r| r.contains("restore drill failed")),
+        "{:?}",
+        c.status_reasons
+    );
+
+    // Nothing else is due: `good` runs, `gap` just failed.
+    let (s, _, b) = claim(&f, &driller, "r2", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_eq!(drill_history(&f, &viewer, "gap").await.drills.len(), 1);
+    // Asked for again, by a driller of `gap` alone: failed again, and a 204.
+    let admin = f.token("gap", Role::Admin).await;
+    ask_for_drill(&f, &admin, "gap").await;
+    let only_gap = f.token("gap", Role::Driller).await;
+    let (s, _, b) = claim(&f, &only_gap, "r3", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let history = drill_history(&f, &viewer, "gap").await;
+    assert_eq!(history.drills.len(), 2);
+    assert_eq!(history.drills[0].status, DrillStatus::Failed);
+    assert_eq!(history.requested_at, None);
+}
+
+/// A drill whose lease ran out is ended by the next claim, as skipped with the reason,
+/// and no longer holds its cluster; a skipped drill is retried within the hour, not at
+/// once.
+#[tokio::test]
+async fn drills_whose_runner_went_silent_are_ended_by_the_next_claim() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    let admin = f.token("main", Role::Admin).await;
+    let catalog = f.state.catalog.as_ref();
+
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    // Asked for while it runs: the running drill holds the cluster.
+    ask_for_drill(&f, &admin, "main").await;
+    let (s, _, b) = claim(&f, &driller, "r2", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(
+        drill_history(&f, &admin, "main")
+            .await
+            .requested_at
+            .is_some()
+    );
+
+    let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    assert!(catalog.renew_drill(&a.drill, past).await.unwrap());
+    let b2 = claim_of(&f, &driller, "r2", "main").await;
+    let old = catalog.drill(&a.drill).await.unwrap().unwrap();
+    assert_eq!(old.status, DrillStatus::Skipped);
+    let reason = old.outcome.reason.as_deref().unwrap();
+    assert!(reason.contains("stopped reporting"), "{reason}");
+    assert!(
+        old.finished_at
+            .is_some_and(|t| t <= time::OffsetDateTime::now_utc())
+    );
+    assert_eq!(lease(&f, &driller, &a.drill).await, StatusCode::CONFLICT);
+    let (s, b) = report(&f, &driller, &a.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(drill_history(&f, &admin, "main").await.requested_at, None);
+
+    // Silent too: ended, and the cluster waits (up to an hour) before it is tried again.
+    assert!(catalog.renew_drill(&b2.drill, past).await.unwrap());
+    let (s, _, b) = claim(&f, &driller, "r3", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let history = drill_history(&f, &admin, "main").await;
+    let statuses: Vec<DrillStatus> = history.drills.iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [DrillStatus::Skipped, DrillStatus::Skipped]);
+    let c = cluster_info(&f, &admin, "main").await;
+    assert_eq!(c.status, "ok", "{:?}", c.status_reasons);
+
+    // A lease renewed in time is not ended by a claim.
+    ask_for_drill(&f, &admin, "main").await;
+    let c3 = claim_of(&f, &driller, "r3", "main").await;
+    let (s, _, b) = claim(&f, &driller, "r4", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let d = catalog.drill(&c3.drill).await.unwrap().unwrap();
+    assert_eq!(d.status, DrillStatus::Running);
+}
+
+/// Once a runner has been seen, each cluster's drill gauges show: 0 until a drill
+/// succeeds, then when it did; and whether the newest verdict was a failure.
+#[tokio::test]
+async fn metrics_show_drills_once_a_runner_is_seen() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let viewer = f.token("*", Role::Viewer).await;
+    let admin = f.token("main", Role::Admin).await;
+    let driller = f.token("*", Role::Driller).await;
+    let metrics = || {
+        let f = &f;
+        let viewer = &viewer;
+        async move {
+            let (s, _, b) = f.call(Method::GET, "/metrics", Some(viewer)).await;
+            assert_eq!(s, StatusCode::OK);
+            String::from_utf8(b).unwrap()
+        }
+    };
+    let success = "walgate_drill_last_success_timestamp_seconds{cluster=\"main\"}";
+    let failed = "walgate_drill_last_failed{cluster=\"main\"}";
+    let m = metrics().await;
+    assert!(!m.contains(success), "no runner yet:\n{m}");
+    assert!(!m.contains(failed));
+
+    // A runner with other binaries claims nothing, but is seen.
+    let (s, _, b) = claim(&f, &driller, "r1", &[99]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let m = metrics().await;
+    assert!(m.contains(&format!("{success} 0\n")), "{m}");
+    assert!(
+        m.contains("walgate_drill_expected_within_seconds{cluster=\"main\"} 691200\n"),
+        "a week and a day:\n{m}"
+    );
+    assert!(!m.contains(failed), "{m}");
+
+    let a = claim_of(&f, &driller, "r1", "main").await;
+    let (s, b) = report(&f, &driller, &a.drill, &ok_report()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ok: walgate_core::api::Drill = serde_json::from_str(&b).unwrap();
+    let at = ok.finished_at.unwrap().unix_timestamp();
+    let m = metrics().await;
+    assert!(m.contains(&format!("{success} {at}\n")), "{m}");
+    assert!(m.contains(&format!("{failed} 0\n")), "{m}");
+    assert!(
+        m.contains("walgate_drill_last_success_duration_seconds{cluster=\"main\"} 2.5\n"),
+        "{m}"
+    );
+
+    ask_for_drill(&f, &admin, "main").await;
+    let b2 = claim_of(&f, &driller, "r1", "main").await;
+    let (s, b) = report(&f, &driller, &b2.drill, &failed_report("broken")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let m = metrics().await;
+    assert!(m.contains(&format!("{failed} 1\n")), "{m}");
+    assert!(
+        m.contains(&format!("{success} {at}\n")),
+        "the last success stands:\n{m}"
+    );
+    assert!(
+        m.contains("walgate_cluster_status{cluster=\"main\",status=\"failing\"} 1"),
+        "{m}"
+    );
+}
+
+/// A drill asked for comes before scheduled ones; a cluster with an interval of 0 is
+/// never scheduled (nor expected to be drilled) but is drilled when asked; removing its
+/// policy brings the gateway's interval back.
+#[tokio::test]
+async fn asked_for_drills_come_first_and_an_interval_of_zero_schedules_none() {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    for c in ["a", "b", "c"] {
+        drillable(&f, &archiver, c).await;
+    }
+    let admin = f.token("*", Role::Admin).await;
+    let viewer = f.token("*", Role::Viewer).await;
+    let driller = f.token("*", Role::Driller).await;
+    let (s, b) = send_json(
+        &f,
+        Method::PUT,
+        "/v1/clusters/c/drills/policy",
+        &admin,
+        br#"{"interval_hours": 0}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let h: DrillHistory = serde_json::from_str(&b).unwrap();
+    assert_eq!((h.interval_hours, h.check), (0, None));
+
+    ask_for_drill(&f, &admin, "b").await;
+    claim_of(&f, &driller, "r1", "b").await;
+    claim_of(&f, &driller, "r2", "a").await;
+    let (s, _, b) = claim(&f, &driller, "r3", &[15]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(drill_history(&f, &viewer, "c").await.drills.is_empty());
+    let (_, _, m) = f.call(Method::GET, "/metrics", Some(&viewer)).await;
+    let m = String::from_utf8(m).unwrap();
+    let gauge = "walgate_drill_last_success_timestamp_seconds";
+    assert!(m.contains(&format!("{gauge}{{cluster=\"a\"}} 0\n")), "{m}");
+    assert!(!m.contains(&format!("{gauge}{{cluster=\"c\"}}")), "{m}");
+
+    ask_for_drill(&f, &admin, "c").await;
+    claim_of(&f, &driller, "r3", "c").await;
+    let (s, _, _) = f
+        .call(Method::DELETE, "/v1/clusters/c/drills/policy", Some(&admin))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(drill_history(&f, &viewer, "c").await.interval_hours, 7 * 24);
+
+    for (method, uri) in [
+        (Method::GET, "/v1/clusters/nope/drills"),
+        (Method::POST, "/v1/clusters/nope/drills"),
+        (Method::DELETE, "/v1/clusters/nope/drills/policy"),
+    ] {
+        let (s, _, _) = f.call(method.clone(), uri, Some(&admin)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {uri}");
+    }
+    let (s, b) = send_json(
+        &f,
+        Method::PUT,
+        "/v1/clusters/nope/drills/policy",
+        &admin,
+        br#"{"interval_hours": 1}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+}

@@ -584,13 +584,6 @@ pub trait Catalog: Send + Sync + 'static {
     async fn request_drill(&self, cluster: &ClusterName, at: OffsetDateTime) -> Result<bool>;
     /// Ends as skipped the running drills whose lease ended before `now`, with `outcome`.
     async fn expire_drills(&self, now: OffsetDateTime, outcome: &api::DrillOutcome) -> Result<u64>;
-    /// Ends as skipped the drills `runner` left running, with `outcome`.
-    async fn abandon_drills(
-        &self,
-        runner: &str,
-        at: OffsetDateTime,
-        outcome: &api::DrillOutcome,
-    ) -> Result<u64>;
     /// Records a running drill, and answers the cluster's request for one; false (and
     /// nothing recorded) when a drill of the cluster is already running.
     async fn start_drill(&self, drill: &DrillRow) -> Result<bool>;

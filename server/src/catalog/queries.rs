@@ -341,10 +341,6 @@ pub const REQUEST_DRILL: &str = "UPDATE clusters \
 pub const EXPIRE_DRILLS: &str = "UPDATE drills SET status = 'skipped', \
        finished_at = lease_until, outcome = $2 WHERE status = 'running' AND lease_until < $1";
 
-/// Ends as skipped, with outcome `$3` (at `$2`), the drills runner `$1` left running.
-pub const ABANDON_DRILLS: &str = "UPDATE drills SET status = 'skipped', \
-       finished_at = $2, outcome = $3 WHERE status = 'running' AND runner = $1";
-
 /// Nothing when the cluster already has a running drill (the `drills_running` index).
 pub const START_DRILL: &str = concat!(
     "INSERT INTO drills (",

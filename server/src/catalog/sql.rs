@@ -701,21 +701,6 @@ where
         Ok(DB::rows_affected(&done))
     }
 
-    async fn abandon_drills(
-        &self,
-        runner: &str,
-        at: OffsetDateTime,
-        outcome: &api::DrillOutcome,
-    ) -> Result<u64> {
-        let done = query(queries::ABANDON_DRILLS)
-            .bind(runner)
-            .bind(at)
-            .bind(outcome_json(outcome))
-            .execute(&self.pool)
-            .await?;
-        Ok(DB::rows_affected(&done))
-    }
-
     async fn start_drill(&self, d: &DrillRow) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = query(queries::START_DRILL)

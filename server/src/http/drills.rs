@@ -9,19 +9,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::ClusterName;
 use walgate_core::api::{
     Drill, DrillAssignment, DrillClaim, DrillHistory, DrillOutcome, DrillPolicy, DrillReport,
     DrillStatus, ErrorBody, ErrorCode, Role,
 };
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, JsonBody, QueryParams};
 use super::forwarded::Origin;
 use super::restore::PlanQuery;
+use super::{AppState, cluster};
 use crate::auth::Caller;
-use crate::catalog::ClusterRow;
 use crate::drill;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,15 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(abandon))
         .routes(routes!(renew))
         .routes(routes!(report))
-}
-
-async fn cluster(state: &AppState, name: &ClusterName) -> Result<ClusterRow, ApiError> {
-    state
-        .services
-        .catalog
-        .cluster(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))
 }
 
 /// The cluster's drill policy as it applies, and its newest drills first.
@@ -185,8 +174,8 @@ struct Abandoned {
     abandoned: u64,
 }
 
-/// A runner starting (driller): the drills it left running end as skipped, since it
-/// will never report them.
+/// A runner starting (driller): the drills it left running, on the clusters the token
+/// covers, end as skipped, since it will never report them.
 #[utoipa::path(post, path = "/v1/drills/abandon", tag = "drills", params(RunnerQuery),
     responses((status = 200, body = Abandoned), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -196,7 +185,7 @@ async fn abandon(
     QueryParams(q): QueryParams<RunnerQuery>,
 ) -> Result<Json<Abandoned>, ApiError> {
     caller.require_role(Role::Driller)?;
-    let abandoned = drill::abandon(&state.services, &q.runner).await?;
+    let abandoned = drill::abandon(&state.services, &caller.scope, &q.runner).await?;
     if abandoned > 0 {
         tracing::warn!(runner = %q.runner, abandoned, "runner restarted: ended the drills it left running");
     }

@@ -202,6 +202,19 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(metrics::router())
 }
 
+/// The cluster named in a path, or a 404.
+async fn cluster(
+    state: &AppState,
+    name: &walgate_core::ClusterName,
+) -> Result<crate::catalog::ClusterRow, error::ApiError> {
+    state
+        .services
+        .catalog
+        .cluster(name)
+        .await?
+        .ok_or_else(|| error::ApiError::not_found(format!("no cluster `{name}`")))
+}
+
 /// The whole application, testable without a socket.
 pub fn app(state: AppState) -> Router {
     let router = routes()

@@ -7,14 +7,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use walgate_core::ClusterName;
 use walgate_core::api::{ErrorBody, RetentionPlan, RetentionPolicy, Role};
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::{ClusterPath, JsonBody, QueryParams};
+use super::{AppState, cluster};
 use crate::auth::Caller;
-use crate::catalog::ClusterRow;
 use crate::retention;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,15 +20,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_policy, delete_policy))
         .routes(routes!(preview))
         .routes(routes!(run))
-}
-
-async fn cluster(state: &AppState, name: &ClusterName) -> Result<ClusterRow, ApiError> {
-    state
-        .services
-        .catalog
-        .cluster(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))
 }
 
 /// Set the cluster's own retention policy (admin); it replaces the fleet default.
