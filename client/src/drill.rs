@@ -531,7 +531,13 @@ impl Psql<'_> {
     /// The cluster's own check, run read-only as a role that may read every table and
     /// nothing else: an admin's query cannot reach the runner's files or programs.
     fn check(&self, check: &DrillCheck, drill: &str) -> Result<(), Failure> {
-        let role = format!("walgate_drill_{}", &drill[..drill.len().min(12)]);
+        // The drill id comes from the gateway: only its letters and digits reach SQL.
+        let id: String = drill
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        let role = format!("walgate_drill_{}", id.to_ascii_lowercase());
         self.query(
             "postgres",
             &format!("create role {role} login; grant pg_read_all_data to {role}"),
