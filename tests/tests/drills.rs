@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, Postgres, gateway_dir, on_majors, pg_owned_tempdir, run, wait_until,
+    Gateway, PgCluster, Postgres, gateway_dir, on_every_major, pg_owned_tempdir, run, wait_until,
     write_pg_owned,
 };
 
@@ -153,7 +153,11 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-on_majors!([pg15 = 15, pg18 = 18] drills_prove_the_archive_and_never_write_to_it, drills_fail_on_gaps_and_damaged_backups, a_killed_runner_is_cleaned_up_after);
+on_every_major!(
+    drills_prove_the_archive_and_never_write_to_it,
+    drills_fail_on_gaps_and_damaged_backups,
+    a_killed_runner_is_cleaned_up_after
+);
 
 /// A drill restores the newest backup, replays to the end of the archive, runs the
 /// cluster's check, records the LSN it reached, and leaves the archive exactly as it
