@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use walgate_tests::{
-    Gateway, PgCluster, Postgres, gateway_dir, on_every_major, pg_owned_tempdir, run, wait_until,
-    write_pg_owned,
+    Gateway, PgCluster, Postgres, gateway_dir, on_every_major, on_majors_since_17,
+    pg_owned_tempdir, run, wait_until, write_pg_owned,
 };
 
 struct Setup {
@@ -29,6 +29,11 @@ fn setup(pg: &Postgres) -> Setup {
     let gateway = Gateway::start(&dir.path().join("data"), &[]);
     let admin = gateway.token("main", "admin");
     let source = walgate_tests::archiving_with_curl(pg, &gateway.url, &admin);
+    if pg.major >= 17 {
+        // The WAL summaries an incremental backup on the first one reads.
+        source.psql("ALTER SYSTEM SET summarize_wal = on");
+        source.psql("SELECT pg_reload_conf()");
+    }
     source.pgbench(&["-i", "-s", "2", "-q"]);
     let scratch = pg_owned_tempdir("walgate-drills-");
     let token_file = source.dir.path().join("driller-token");
@@ -41,7 +46,7 @@ fn setup(pg: &Postgres) -> Setup {
         scratch,
         token_file,
     };
-    s.client_backup();
+    s.client_backup(&[]);
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
     s
 }
@@ -67,7 +72,8 @@ impl Setup {
         c
     }
 
-    fn client_backup(&self) {
+    /// A backup taken by the client with `flags`; returns its id.
+    fn client_backup(&self, flags: &[&str]) -> String {
         let token = self.source.dir.path().join("admin-token");
         write_pg_owned(&token, &self.admin);
         let tool = self.source.pg.tool("pg_basebackup");
@@ -75,11 +81,12 @@ impl Setup {
         let mut c = self.client(&[]);
         c.env("WALGATE_CLUSTER", "main")
             .env("WALGATE_TOKEN_FILE", &token)
-            .arg("backup-push")
-            .arg("--pg-basebackup")
+            .args(["backup-push", "--json", "--pg-basebackup"])
             .arg(tool)
+            .args(flags)
             .args(["--", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"]);
-        run(&mut c).unwrap();
+        let backup: serde_json::Value = serde_json::from_str(&run(&mut c).unwrap()).unwrap();
+        backup["id"].as_str().unwrap().to_owned()
     }
 
     fn runner_args(&self) -> Vec<String> {
@@ -275,16 +282,8 @@ fn drills_fail_on_gaps_and_damaged_backups(pg: &Postgres) {
     assert!(s.drill_dirs().is_empty(), "{:?}", s.drill_dirs());
 
     // A new backup past the gap makes the archive whole from there; then damage it.
-    s.client_backup();
+    let newest = s.client_backup(&[]);
     s.source.archive_current();
-    let backups: serde_json::Value = {
-        let token = s.gateway.token("main", "viewer");
-        serde_json::from_slice(&walgate_tests::body_bytes(
-            s.gateway.get("/v1/clusters/main/backups", Some(&token)),
-        ))
-        .unwrap()
-    };
-    let newest = backups[0]["id"].as_str().unwrap().to_owned();
     s.request_drill();
     assert_eq!(s.drill_once()[0]["status"], "ok", "the new backup restores");
 
@@ -390,6 +389,34 @@ fn a_killed_runner_is_cleaned_up_after(pg: &Postgres) {
         "{history}"
     );
     assert_eq!(s.cluster()["status"], "ok");
+}
+
+on_majors_since_17!(an_incremental_chain_is_drilled);
+
+/// A full backup and an incremental on it: the drill restores the chain through
+/// pg_combinebackup, replays past the incremental and names it as the backup proven.
+fn an_incremental_chain_is_drilled(pg: &Postgres) {
+    let mut s = setup(pg);
+    let incremental = s.client_backup(&["--incremental"]);
+    s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
+    let reached_at_least = s.source.psql("SELECT pg_current_wal_insert_lsn()");
+    s.source.archive_current();
+    s.source.stop();
+    let before = s.gateway.objects();
+
+    let reports = s.drill_once();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(
+        report["outcome"]["backup"],
+        incremental.as_str(),
+        "{report}"
+    );
+    let lsn = report["outcome"]["lsn"].as_str().unwrap();
+    assert!(lsn_value(lsn) >= lsn_value(&reached_at_least), "{report}");
+    assert_eq!(s.gateway.objects(), before, "a drill wrote to the archive");
+    assert!(s.drill_dirs().is_empty(), "{:?}", s.drill_dirs());
 }
 
 fn lsn_value(lsn: &str) -> u64 {
