@@ -27,13 +27,15 @@ client_bin=$target/client/walgate-client
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_pg [EXTRA SETTINGS]: initdb and start a cluster on a free port; sets $port.
+# start_pg [EXTRA SETTINGS] [SERVER OPTIONS]: initdb and start a cluster on a free port;
+# sets $port. SETTINGS go into postgresql.conf, so a base backup carries them; OPTIONS
+# (`-c name=value ...`) only into this server's command line.
 start_pg() {
     as_pg "$pg_bin/initdb" -U postgres -A trust -D "$work/pg" >/dev/null
     port=$(free_port)
     printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n%s\n" \
         "$port" "$work" "${1:-}" >>"$work/pg/postgresql.conf"
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -o "${2:-}" -w start >/dev/null
 }
 
 psql() { "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -At "$@"; }
