@@ -6,13 +6,20 @@
 #   archive (all segments .ready, as after an outage or under a write burst):
 #     walgate-client wal-push (push-ahead) vs the README's curl archive_command,
 #     on loopback and through a proxy adding 5 ms each way (10 ms RTT);
-#     and the backlog drain on loopback vs serial `zstd -3` + fsync of the same files.
+#     and the backlog drain on loopback vs serial `zstd -1` + fsync of the same files, also
+#     with the gateway pinned to one core and the archiver and client to the other
+#     (taskset), as when the gateway has a machine of its own.
 #   fetch (restore_command for each segment in order):
-#     walgate-client wal-fetch (prefetch) vs the README's curl restore_command, on
+#     walgate-client wal-fetch (prefetch) vs the README's curl restore_command (and, on
+#     loopback, the same with --compressed: zstd on the wire, decoded by curl), on
 #     loopback and through the proxy; and on loopback vs serial `zstd -d` of the files,
 #     without and with an fsync of each (the fetch loop keeps each file under its own
 #     name with a durable rename, tests/src/bin/durable-rename.rs, as PostgreSQL does
 #     with a restored segment).
+#
+# Then one GET (raw, and with --compressed) and one HEAD of each archived segment, a curl
+# each, their medians. Each contender's CPU per segment (its processes', and the
+# gateway's) comes from /proc.
 #
 # The proxy (tests/src/bin/delay-proxy.rs) is checked first: the round trip it adds, and
 # its bandwidth next to a direct connection.
@@ -67,8 +74,9 @@ bw_proxy=$(best_of 3 download "$www_proxy")
 # --- the contenders ---
 auth=$work/auth-header
 archive_recipe() { echo "curl -sS --fail --retry 3 -H @$auth -T %p $1/v1/clusters/$2/wal/%f"; }
+# restore_recipe URL CLUSTER [CURL FLAGS]
 restore_recipe() {
-    echo "c=\$(curl -sS --retry 5 --retry-connrefused --retry-max-time 60 -H @$auth -o \"%p.part\" -w \"%{http_code}\" $1/v1/clusters/$2/wal/%f); case \$c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac"
+    echo "c=\$(curl ${3:-}-sS --retry 5 --retry-connrefused --retry-max-time 60 -H @$auth -o \"%p.part\" -w \"%{http_code}\" $1/v1/clusters/$2/wal/%f); case \$c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac"
 }
 client() { echo "WALGATE_URL=$1 WALGATE_CLUSTER=$2 WALGATE_TOKEN_FILE=$work/token $client_bin $3"; }
 
@@ -115,11 +123,21 @@ fetch() {
         true
     )
 }
-zstd3() {
+zstd1() {
     mkdir "$work/out"
     for n in "${names[@]}"; do
-        zstd -q -3 "$work/segments/$n" -o "$work/out/$n.zst" && sync "$work/out/$n.zst" "$work/out"
+        zstd -q -1 "$work/segments/$n" -o "$work/out/$n.zst" && sync "$work/out/$n.zst" "$work/out"
     done
+}
+# pinned COMMAND...: the gateway on core 1, COMMAND and its children on core 0, as when the
+# gateway runs on a machine of its own.
+pinned() {
+    taskset -a -p -c 1 "$gw_pid" >/dev/null
+    (
+        taskset -p -c 0 $BASHPID >/dev/null
+        "$@"
+    )
+    taskset -a -p -c 0-1 "$gw_pid" >/dev/null
 }
 zstd_d() {
     mkdir "$work/out"
@@ -133,19 +151,28 @@ zstd_d_sync() {
     done
 }
 
-declare -A best
-# timed NAME [PREPARE] COMMAND...: keeps the best segments/s under NAME.
+declare -A best cpu_here cpu_gw
+# cpu PID: the CPU time in ms a process has used, and (for this shell) its waited-for
+# children: utime + stime + cutime + cstime, from /proc.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15 + $16 + $17) * 1000 / hz }' "/proc/$1/stat"; }
+# timed NAME COMMAND...: keeps the best segments/s under NAME, and the least CPU per
+# segment of the contender's processes (cpu_here) and of the gateway (cpu_gw).
 timed() {
-    local name=$1 s e
+    local name=$1 s e here gw
     shift
     # Each contender starts with the files of the one before removed, and nothing left
     # to write back.
     rm -rf "$work/out" "$work/restore"
     sync
+    here=$(cpu $$) gw=$(cpu "$gw_pid")
     s=$(date +%s.%N)
     "$@"
     e=$(date +%s.%N)
+    here=$(python3 -c "print(($(cpu $$) - $here) / ${#names[@]})")
+    gw=$(python3 -c "print(($(cpu "$gw_pid") - $gw) / ${#names[@]})")
     best[$name]=$(python3 -c "print(max(${best[$name]:-0}, ${#names[@]} / ($e - $s)))")
+    cpu_here[$name]=$(python3 -c "print(min(${cpu_here[$name]:-1e9}, $here))")
+    cpu_gw[$name]=$(python3 -c "print(min(${cpu_gw[$name]:-1e9}, $gw))")
 }
 
 # The archive every fetch reads from.
@@ -158,8 +185,10 @@ for round in $(seq "$rounds"); do
     stage; timed push_client_lo archive "$(client "$url" "client-lo-$round" "wal-push %p")"
     stage; timed push_curl_wan archive "$(archive_recipe "$wan_url" "curl-wan-$round")"
     stage; timed push_client_wan archive "$(client "$wan_url" "client-wan-$round" "wal-push %p")"
-    timed zstd3 zstd3
+    stage; timed push_client_pin pinned archive "$(client "$url" "client-pin-$round" "wal-push %p")"
+    timed zstd1 pinned zstd1
     timed fetch_curl_lo fetch "$(restore_recipe "$url" source)"
+    timed fetch_curlz_lo fetch "$(restore_recipe "$url" source "--compressed ")"
     timed fetch_client_lo fetch "$(client "$url" source "wal-fetch %f %p")"
     timed fetch_curl_wan fetch "$(restore_recipe "$wan_url" source)"
     timed fetch_client_wan fetch "$(client "$wan_url" source "wal-fetch %f %p")"
@@ -167,8 +196,27 @@ for round in $(seq "$rounds"); do
     timed zstd_d_sync zstd_d_sync
 done
 
+# --- single requests: the median of one GET (raw, and zstd with --compressed) and HEAD
+# of each archived segment in turn, a new curl each time ---
+declare -A median
+one_request() { # one_request NAME CURL FLAGS...: the median time_total over the segments
+    local t=()
+    for n in "${names[@]}"; do
+        t+=("$(curl -sS --fail -o /dev/null -w '%{time_total}' -H @"$auth" "${@:2}" "$url/v1/clusters/source/wal/$n")")
+    done
+    median[$1]=$(printf '%s\n' "${t[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] * 1000 }')
+}
+gw=$(cpu "$gw_pid")
+one_request get
+get_cpu=$(python3 -c "print(($(cpu "$gw_pid") - $gw) / ${#names[@]})")
+one_request get_zstd --compressed
+one_request head -I
+
 ratio() { python3 -c "print('%.2fx' % (${best[$1]} / ${best[$2]}))"; }
-row() { printf '%-52s %8.1f %8.0f   %s\n' "$1" "${best[$2]}" "$(python3 -c "print(${best[$2]} * 16)")" "$3"; }
+row() {
+    printf '%-52s %8.1f %8.0f %6.1f %6.1f   %s\n' "$1" "${best[$2]}" "$(python3 -c "print(${best[$2]} * 16)")" \
+        "${cpu_here[$2]}" "${cpu_gw[$2]}" "$3"
+}
 echo
 printf 'proxy: a fresh connection and GET takes %.1f ms direct, %.1f ms through the proxy (+%.1f ms; 2 RTT = %d ms)\n' \
     "$(python3 -c "print($rtt_direct*1000)")" "$(python3 -c "print($rtt_proxy*1000)")" \
@@ -176,14 +224,19 @@ printf 'proxy: a fresh connection and GET takes %.1f ms direct, %.1f ms through 
 printf 'proxy: 512 MiB download at %.0f MiB/s direct, %.0f MiB/s through the proxy (%.2fx)\n' \
     "$(python3 -c "print(512/$bw_direct)")" "$(python3 -c "print(512/$bw_proxy)")" "$(python3 -c "print($bw_direct/$bw_proxy)")"
 echo
-printf '%-52s %8s %8s   %s\n' "${#names[@]} segments, one process each, best of $rounds" "seg/s" "MiB/s" "ratio"
-row "archive, loopback: curl archive_command" push_curl_lo ""
+printf 'one request per segment, median of %d: GET %.1f ms (gateway CPU %.1f ms), GET --compressed %.1f ms, HEAD %.1f ms\n' \
+    "${#names[@]}" "${median[get]}" "$get_cpu" "${median[get_zstd]}" "${median[head]}"
+echo
+printf '%-52s %8s %8s %6s %6s   %s\n' "${#names[@]} segments, one process each, best of $rounds" "seg/s" "MiB/s" "CPU ms" "gw ms" "ratio"
+row "archive, loopback: curl archive_command" push_curl_lo "$(ratio push_curl_lo zstd1) zstd -1 + fsync (target >= 1)"
 row "archive, loopback: walgate-client wal-push" push_client_lo "$(ratio push_client_lo push_curl_lo) curl (target >= 1)"
 row "archive, 10 ms RTT: curl archive_command" push_curl_wan ""
 row "archive, 10 ms RTT: walgate-client wal-push" push_client_wan "$(ratio push_client_wan push_curl_wan) curl (target >= 3)"
-row "backlog: zstd -3 + fsync, serial" zstd3 ""
-row "backlog: walgate-client wal-push (loopback)" push_client_lo "$(ratio push_client_lo zstd3) zstd -3 + fsync (target >= 3)"
-row "fetch, loopback: curl restore_command" fetch_curl_lo ""
+row "backlog: zstd -1 + fsync, serial, one core" zstd1 ""
+row "backlog: walgate-client wal-push (loopback)" push_client_lo "$(ratio push_client_lo zstd1) zstd -1 + fsync"
+row "backlog, gateway on a core of its own: wal-push" push_client_pin "$(ratio push_client_pin zstd1) zstd -1 + fsync (target >= 2.5)"
+row "fetch, loopback: curl restore_command" fetch_curl_lo "$(ratio fetch_curl_lo zstd_d) zstd -d (target >= 0.8)"
+row "fetch, loopback: curl --compressed restore_command" fetch_curlz_lo "$(ratio fetch_curlz_lo zstd_d) zstd -d"
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo fetch_curl_lo) curl"
 row "fetch: zstd -d, serial" zstd_d ""
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo zstd_d) zstd -d (target >= 0.9)"
