@@ -71,7 +71,8 @@ pub fn stored_response(
     } else {
         let mut decoder = ZstdDecoder::new(StreamReader::new(stored));
         decoder.multiple_members(true);
-        let decoded = ReaderStream::new(decoder).map_err(|e| {
+        // Large pieces: the default 4 KiB made 4096 body frames of a 16 MiB segment.
+        let decoded = ReaderStream::with_capacity(decoder, 256 << 10).map_err(|e| {
             tracing::error!(error = %e, "a stored object could not be decoded");
             e
         });
