@@ -114,6 +114,38 @@ impl Setup {
             .collect()
     }
 
+    /// Archives everything, stops the source and drills once: the drill succeeds,
+    /// replays past all the source wrote, and leaves the archive and scratch directory
+    /// as they were. Returns its report and the archive's objects.
+    fn drill_to_the_end(
+        &mut self,
+    ) -> (
+        serde_json::Value,
+        Vec<(PathBuf, u64, std::time::SystemTime)>,
+    ) {
+        let reached_at_least = self.source.psql("SELECT pg_current_wal_insert_lsn()");
+        let last = self.source.archive_current();
+        self.source.stop();
+        let before = self.gateway.objects();
+        let mut reports = self.drill_once();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let report = reports.remove(0);
+        assert_eq!(report["status"], "ok", "{report}");
+        let lsn = report["outcome"]["lsn"].as_str().unwrap();
+        assert!(
+            lsn_value(lsn) >= lsn_value(&reached_at_least),
+            "reached {lsn}, archived up to {reached_at_least} ({last})"
+        );
+        // The drill's copy promoted itself to a new timeline: nothing of it was archived.
+        assert_eq!(
+            self.gateway.objects(),
+            before,
+            "a drill wrote to the archive"
+        );
+        assert!(self.drill_dirs().is_empty(), "{:?}", self.drill_dirs());
+        (report, before)
+    }
+
     fn api(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
         let (status, answer) = self.gateway.send(
             method,
@@ -177,26 +209,11 @@ fn drills_prove_the_archive_and_never_write_to_it(pg: &Postgres) {
         serde_json::json!({"check": {"sql": "select count(*) from pgbench_accounts", "min": 200000}}),
     );
     s.source.psql("CREATE TABLE marker AS SELECT 1 AS one");
-    let reached_at_least = s.source.psql("SELECT pg_current_wal_insert_lsn()");
-    let last = s.source.archive_current();
-    s.source.stop();
-    let before = s.gateway.objects();
-
-    let reports = s.drill_once();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let report = &reports[0];
-    assert_eq!(report["status"], "ok", "{report}");
+    let (report, before) = s.drill_to_the_end();
     let lsn = report["outcome"]["lsn"].as_str().unwrap();
-    assert!(
-        lsn_value(lsn) >= lsn_value(&reached_at_least),
-        "reached {lsn}, archived up to {reached_at_least} ({last})"
-    );
     assert!(report["outcome"]["restorable_to"].is_string(), "{report}");
     assert!(report["outcome"]["restore_seconds"].as_f64().unwrap() > 0.0);
     assert!(report["outcome"]["replay_seconds"].as_f64().unwrap() > 0.0);
-    // The drill's copy promoted itself to a new timeline: nothing of it was archived.
-    assert_eq!(s.gateway.objects(), before, "a drill wrote to the archive");
-    assert!(s.drill_dirs().is_empty(), "{:?}", s.drill_dirs());
 
     let history = s.history();
     assert_eq!(history["drills"][0]["status"], "ok", "{history}");
@@ -399,24 +416,12 @@ fn an_incremental_chain_is_drilled(pg: &Postgres) {
     let mut s = setup(pg);
     let incremental = s.client_backup(&["--incremental"]);
     s.source.pgbench(&["-c", "2", "-t", "200", "-n"]);
-    let reached_at_least = s.source.psql("SELECT pg_current_wal_insert_lsn()");
-    s.source.archive_current();
-    s.source.stop();
-    let before = s.gateway.objects();
-
-    let reports = s.drill_once();
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let report = &reports[0];
-    assert_eq!(report["status"], "ok", "{report}");
+    let (report, _) = s.drill_to_the_end();
     assert_eq!(
         report["outcome"]["backup"],
         incremental.as_str(),
         "{report}"
     );
-    let lsn = report["outcome"]["lsn"].as_str().unwrap();
-    assert!(lsn_value(lsn) >= lsn_value(&reached_at_least), "{report}");
-    assert_eq!(s.gateway.objects(), before, "a drill wrote to the archive");
-    assert!(s.drill_dirs().is_empty(), "{:?}", s.drill_dirs());
 }
 
 fn lsn_value(lsn: &str) -> u64 {
