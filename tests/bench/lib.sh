@@ -46,7 +46,7 @@ pgbench() { "$pg_bin/pgbench" -h 127.0.0.1 -p "$port" -U postgres "$@" postgres 
 start_gateway() {
     "$target/release/walgate" serve --data-dir "$work/gw" --listen 127.0.0.1:0 >"$work/gw.addr" 2>"$work/gw.log" &
     gw_pid=$!
-    until grep -q listening "$work/gw.addr" 2>/dev/null; do sleep 0.05; done
+    until grep -q "listening on .*:[0-9][0-9]*$" "$work/gw.addr" 2>/dev/null; do sleep 0.05; done
     url=$(sed 's/.*listening on //' "$work/gw.addr")
     token=$("$target/release/walgate" token issue --data-dir "$work/gw" --cluster '*' --role admin 2>/dev/null)
     printf '%s' "$token" >"$work/token"

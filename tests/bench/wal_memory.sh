@@ -5,7 +5,8 @@
 #
 # UPLOADS hosts (one cluster each) send one incompressible 16 MiB segment each, all at
 # once with curl: raw (the gateway compresses) and zstd (as walgate-client sends). For
-# each, the gateway's peak RSS (VmHWM) and the wall time of the whole burst.
+# each, the gateway's peak RSS (VmHWM), the wall time of the whole burst, its RSS after a
+# minute idle, and how many seconds it took to fall under 100 MiB.
 #
 #   tests/bench/wal_memory.sh [UPLOADS=64]
 set -euo pipefail
@@ -50,19 +51,28 @@ burst() {
     for p in "${pids[@]}"; do wait "$p" || { echo "an upload failed" >&2; exit 1; }; done
     e=$(date +%s.%N)
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
+    # Then idle: the RSS each second for a minute, and the first second it is under 100 MiB.
+    local now under=never
+    for second in $(seq 60); do
+        sleep 1
+        now=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+        if [[ $under == never ]] && ((now < 100 << 10)); then under=$second; fi
+    done
     kill "$gw_pid"
     wait "$gw_pid" 2>/dev/null || true
-    echo "$((rss / 1024)) $(python3 -c "print(round($e - $s, 2))")"
+    echo "$((rss / 1024)) $(python3 -c "print(round($e - $s, 2))") $((now / 1024)) $under"
 }
 
 printf '%s uploads of an incompressible 16 MiB segment at once, one cluster each\n' "$uploads"
-printf '%-34s %14s %14s %10s\n' "" "peak RSS MiB" "seconds" "seg/s"
+printf '%-34s %14s %10s %10s %14s %10s\n' "" "peak RSS MiB" "seconds" "seg/s" "RSS 60 s after" "< 100 MiB"
 for encoding in raw zstd; do
-    read -r rss_base t_base < <(burst 64GiB "$encoding")
-    read -r rss t < <(burst 512MiB "$encoding")
-    row() { printf '%-34s %14s %14s %10.1f\n' "$1" "$2" "$3" "$(python3 -c "print($uploads / $3)")"; }
-    row "$encoding, WALGATE_WAL_MEMORY=64GiB" "$rss_base" "$t_base"
-    row "$encoding, default (512MiB)" "$rss" "$t"
+    read -r rss_base t_base idle_base under_base < <(burst 64GiB "$encoding")
+    read -r rss t idle under < <(burst 512MiB "$encoding")
+    row() {
+        printf '%-34s %14s %10s %10.1f %14s %10s\n' "$1" "$2" "$3" "$(python3 -c "print($uploads / $3)")" "$4" "$([[ $5 == never ]] && echo never || echo "$5 s")"
+    }
+    row "$encoding, WALGATE_WAL_MEMORY=64GiB" "$rss_base" "$t_base" "$idle_base" "$under_base"
+    row "$encoding, default (512MiB)" "$rss" "$t" "$idle" "$under"
     printf '%-34s %13.2fx %13.2fx\n' "  default / 64GiB" \
         "$(python3 -c "print($rss / $rss_base)")" "$(python3 -c "print($t / $t_base)")"
 done
