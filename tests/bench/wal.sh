@@ -75,7 +75,7 @@ bw_proxy=$(best_of 3 download "$www_proxy")
 # --- the contenders ---
 auth=$work/auth-header
 archive_recipe() { echo "curl -sS --fail --retry 3 -H @$auth -T %p $1/v1/clusters/$2/wal/%f"; }
-# restore_recipe URL CLUSTER [CURL FLAGS]
+# restore_recipe URL CLUSTER [CURL FLAGS]: the README's, with FLAGS added.
 restore_recipe() {
     echo "c=\$(curl ${3:-}-sS --retry 5 --retry-connrefused --retry-max-time 60 -H @$auth -o \"%p.part\" -w \"%{http_code}\" $1/v1/clusters/$2/wal/%f); case \$c in 200) mv \"%p.part\" \"%p\";; 404) rm -f \"%p.part\"; exit 1;; *) rm -f \"%p.part\"; exit 200;; esac"
 }
@@ -240,7 +240,7 @@ row "backlog: zstd -1 + fsync, serial, one core" zstd1 ""
 row "backlog: walgate-client wal-push (loopback)" push_client_lo "$(ratio push_client_lo zstd1) zstd -1 + fsync"
 row "backlog, gateway on a core of its own: wal-push" push_client_pin "$(ratio push_client_pin zstd1) zstd -1 + fsync (target >= 2.5)"
 row "fetch, loopback: curl restore_command" fetch_curl_lo "$(ratio fetch_curl_lo zstd_d) zstd -d (target >= 0.8)"
-row "fetch, loopback: curl --compressed restore_command" fetch_curlz_lo "$(ratio fetch_curlz_lo zstd_d) zstd -d"
+row "fetch, loopback: the same with curl --compressed" fetch_curlz_lo "$(ratio fetch_curlz_lo zstd_d) zstd -d"
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo fetch_curl_lo) curl"
 row "fetch: zstd -d, serial" zstd_d ""
 row "fetch, loopback: walgate-client wal-fetch" fetch_client_lo "$(ratio fetch_client_lo zstd_d) zstd -d (target >= 0.9)"
