@@ -91,24 +91,21 @@ fn file_stream(
             Ok::<_, std::io::Error>((file, Bytes::from(chunk)))
         })
     };
-    futures_util::stream::try_unfold(
-        (Some(file), range.start),
-        move |(file, at)| async move {
-            let Some(file) = file.filter(|_| at < range.end) else {
-                return Ok(None);
-            };
-            let (file, chunk) = read(file, at, range.end)
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r)
-                .map_err(|e| object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })?;
-            let next = at + chunk.len() as u64;
-            Ok(Some((chunk, (Some(file), next))))
-        },
-    )
+    futures_util::stream::try_unfold((Some(file), range.start), move |(file, at)| async move {
+        let Some(file) = file.filter(|_| at < range.end) else {
+            return Ok(None);
+        };
+        let (file, chunk) = read(file, at, range.end)
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })?;
+        let next = at + chunk.len() as u64;
+        Ok(Some((chunk, (Some(file), next))))
+    })
     .boxed()
 }
 
@@ -693,7 +690,7 @@ mod tests {
     async fn local_files_stream_in_large_pieces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("object");
-        let bytes: Vec<u8> = (0..(2_500_000u32)).map(|i| (i % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
         let open = || std::fs::File::open(&path).unwrap();
         let collect = |s: BoxStream<'static, Result<Bytes, StorageError>>| async move {
@@ -701,16 +698,22 @@ mod tests {
             Ok::<_, StorageError>(pieces)
         };
 
-        let pieces = collect(file_stream(open(), 0..bytes.len() as u64)).await.unwrap();
+        let pieces = collect(file_stream(open(), 0..bytes.len() as u64))
+            .await
+            .unwrap();
         assert_eq!(pieces.len(), 3);
         assert_eq!(pieces.concat(), bytes);
-        let part = collect(file_stream(open(), 1_000_000..2_100_000)).await.unwrap();
+        let part = collect(file_stream(open(), 1_000_000..2_100_000))
+            .await
+            .unwrap();
         assert_eq!(part.concat(), &bytes[1_000_000..2_100_000]);
         assert!(collect(file_stream(open(), 5..5)).await.unwrap().is_empty());
 
         let cut = collect(file_stream(open(), 0..bytes.len() as u64 + 10)).await;
         assert!(
-            cut.unwrap_err().to_string().contains("ended before its recorded size"),
+            cut.unwrap_err()
+                .to_string()
+                .contains("ended before its recorded size"),
             "a short file must fail"
         );
     }
