@@ -66,7 +66,6 @@ fn hint_suffix(e: &StorageError) -> String {
         .unwrap_or_default()
 }
 
-/// Decrypts `stored` (whose first bytes are `head`) as it is read.
 /// The bytes of a local object in `range`, read in pieces of `FILE_CHUNK`. (object_store
 /// reads a local file 8 KiB per blocking task: about 190 tasks for a compressed WAL
 /// segment, and more time spent handing them over than reading.)
@@ -75,27 +74,26 @@ fn file_stream(
     range: std::ops::Range<u64>,
 ) -> BoxStream<'static, Result<Bytes, StorageError>> {
     const FILE_CHUNK: u64 = 1 << 20;
-    let read = |mut file: std::fs::File, at: u64, end: u64| {
-        tokio::task::spawn_blocking(move || {
-            use std::io::{Read as _, Seek as _};
-            file.seek(std::io::SeekFrom::Start(at))?;
-            let want = (end - at).min(FILE_CHUNK);
-            let mut chunk = Vec::with_capacity(want as usize);
-            (&mut file).take(want).read_to_end(&mut chunk)?;
-            if (chunk.len() as u64) < want {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the object ended before its recorded size",
-                ));
-            }
-            Ok::<_, std::io::Error>((file, Bytes::from(chunk)))
-        })
-    };
-    futures_util::stream::try_unfold((Some(file), range.start), move |(file, at)| async move {
-        let Some(file) = file.filter(|_| at < range.end) else {
+    /// The next piece, from `at`, on a blocking thread; hands the file back.
+    fn read(mut file: std::fs::File, at: u64, end: u64) -> std::io::Result<(std::fs::File, Bytes)> {
+        use std::io::{Read as _, Seek as _};
+        file.seek(std::io::SeekFrom::Start(at))?;
+        let want = (end - at).min(FILE_CHUNK);
+        let mut chunk = Vec::with_capacity(want as usize);
+        (&mut file).take(want).read_to_end(&mut chunk)?;
+        if (chunk.len() as u64) < want {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the object ended before its recorded size",
+            ));
+        }
+        Ok((file, Bytes::from(chunk)))
+    }
+    futures_util::stream::try_unfold((file, range.start), move |(file, at)| async move {
+        if at >= range.end {
             return Ok(None);
-        };
-        let (file, chunk) = read(file, at, range.end)
+        }
+        let (file, chunk) = tokio::task::spawn_blocking(move || read(file, at, range.end))
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r)
@@ -104,11 +102,12 @@ fn file_stream(
                 source: Box::new(e),
             })?;
         let next = at + chunk.len() as u64;
-        Ok(Some((chunk, (Some(file), next))))
+        Ok(Some((chunk, (file, next))))
     })
     .boxed()
 }
 
+/// Decrypts `stored` (whose first bytes are `head`) as it is read.
 fn unseal_stream(
     unsealer: Unsealer,
     head: Bytes,
