@@ -302,11 +302,9 @@ fn zstd_limit(limit: u64) -> u64 {
 }
 
 /// Compression workers per upload. PostgreSQL's archiver sends one file at a time and
-/// waits for each, so one upload's latency is what limits archiving: spread it, over
-/// the cores but one, which hashes the body as it arrives. (On two cores, two workers
-/// and the hash only fought over them: 40 ms of CPU per raw segment, and no faster.)
+/// waits for each, so one upload's latency is what limits archiving: spread it.
 pub(crate) fn compression_workers() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 4) as u32)
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
 }
 
 /// The blocking half: decode, check, and compress (or keep the client's zstd). A raw
@@ -319,9 +317,12 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
         Encoding::Identity => {
             let mut out =
                 zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
-            if compression_workers() > 1 {
-                out.multithread(compression_workers())
-                    .map_err(ArchiveError::Body)?;
+            // One core hashes the body as it arrives: compress on the others. (On two
+            // cores, two workers and the hash fought over them: 40 ms of CPU per raw
+            // segment, and no faster.)
+            let workers = compression_workers().saturating_sub(1);
+            if workers > 1 {
+                out.multithread(workers).map_err(ArchiveError::Body)?;
             }
             let (header, size) = check(&e, body, &mut out, |_| {})?;
             let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
