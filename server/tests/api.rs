@@ -1737,6 +1737,16 @@ use walgate_core::api::{DrillAssignment, DrillHistory, DrillStatus};
 
 /// A cluster a drill runner can claim: segments 3 and 4 of PostgreSQL 15 (which pin its
 /// version) and a complete backup started in segment 3.
+/// A gateway whose cluster `main` can be drilled, and a driller token over every
+/// cluster.
+async fn drill_fixture() -> (Fixture, String) {
+    let f = Fixture::new().await;
+    let archiver = f.token("*", Role::Archiver).await;
+    drillable(&f, &archiver, "main").await;
+    let driller = f.token("*", Role::Driller).await;
+    (f, driller)
+}
+
 async fn drillable(f: &Fixture, archiver: &str, cluster: &str) {
     for segno in [3u64, 4] {
         let name = format!("0000000100000000{segno:08X}");
@@ -1982,10 +1992,7 @@ async fn a_driller_abandons_no_drill_outside_its_scope() {
 /// cluster is not due again until its interval passes, or an admin asks for one.
 #[tokio::test]
 async fn a_drill_is_claimed_renewed_reported_and_shown() {
-    let f = Fixture::new().await;
-    let archiver = f.token("*", Role::Archiver).await;
-    drillable(&f, &archiver, "main").await;
-    let driller = f.token("*", Role::Driller).await;
+    let (f, driller) = drill_fixture().await;
     let viewer = f.token("main", Role::Viewer).await;
     let admin = f.token("main", Role::Admin).await;
 
@@ -2121,10 +2128,7 @@ async fn drill_runners_get_only_clusters_of_their_majors_with_a_backup() {
 /// that records nothing, and the drill can still be reported afterwards.
 #[tokio::test]
 async fn bad_drill_input_is_refused_and_changes_nothing() {
-    let f = Fixture::new().await;
-    let archiver = f.token("*", Role::Archiver).await;
-    drillable(&f, &archiver, "main").await;
-    let driller = f.token("*", Role::Driller).await;
+    let (f, driller) = drill_fixture().await;
     let admin = f.token("main", Role::Admin).await;
 
     // The longest interval and query are taken, then a policy that stands.
@@ -2275,10 +2279,7 @@ async fn bad_drill_input_is_refused_and_changes_nothing() {
 /// first report stands.
 #[tokio::test]
 async fn a_drill_ends_once_and_its_first_report_stands() {
-    let f = Fixture::new().await;
-    let archiver = f.token("*", Role::Archiver).await;
-    drillable(&f, &archiver, "main").await;
-    let driller = f.token("*", Role::Driller).await;
+    let (f, driller) = drill_fixture().await;
     let a = claim_of(&f, &driller, "r1", "main").await;
     let why = "segment 000000010000000000000004 is damaged";
     let (s, b) = report(&f, &driller, &a.drill, &failed_report(why)).await;
@@ -2304,10 +2305,7 @@ async fn a_drill_ends_once_and_its_first_report_stands() {
 /// `failing`, until a drill succeeds.
 #[tokio::test]
 async fn abandoned_drills_are_skipped_and_failed_ones_make_the_cluster_failing() {
-    let f = Fixture::new().await;
-    let archiver = f.token("*", Role::Archiver).await;
-    drillable(&f, &archiver, "main").await;
-    let driller = f.token("*", Role::Driller).await;
+    let (f, driller) = drill_fixture().await;
     let admin = f.token("main", Role::Admin).await;
     let abandon = |runner: &'static str| {
         let f = &f;
@@ -2438,10 +2436,7 @@ async fn a_claim_fails_the_drill_of_an_archive_with_a_gap() {
 /// once.
 #[tokio::test]
 async fn drills_whose_runner_went_silent_are_ended_by_the_next_claim() {
-    let f = Fixture::new().await;
-    let archiver = f.token("*", Role::Archiver).await;
-    drillable(&f, &archiver, "main").await;
-    let driller = f.token("*", Role::Driller).await;
+    let (f, driller) = drill_fixture().await;
     let admin = f.token("main", Role::Admin).await;
     let catalog = f.state.catalog.as_ref();
 
