@@ -205,8 +205,10 @@ pub struct WalFile {
     pub size: u64,
     /// Size stored, after compression.
     pub stored_size: u64,
-    /// SHA-256 of the file as PostgreSQL wrote it, hexadecimal.
-    pub sha256: String,
+    /// Digest of the file as PostgreSQL wrote it, named by its algorithm:
+    /// `blake3:<64 hex digits>` (`b3sum` checks a restored file), or `sha256:<64 hex
+    /// digits>` for files archived before walgate hashed with BLAKE3.
+    pub digest: String,
     #[serde(with = "time::serde::rfc3339")]
     pub archived_at: OffsetDateTime,
 }

@@ -66,19 +66,19 @@ async fn fill(url: &str, state: &Services, clusters: u64, files: u64) {
                 .unwrap();
         }
     }
-    let sha = "0".repeat(64);
+    let digest = format!("blake3:{}", "0".repeat(64));
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         for name in &names {
             sqlx::query(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) \
-                 INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
+                 INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, digest, archived_at) \
                  SELECT $1, printf('00000001%08X%08X', i / 256, i % 256), 'segment', 1, 16777216, 1048576, $3, \
                         '2026-11-27T00:00:00Z' FROM n",
             )
             .bind(name.as_str())
             .bind(files as i64)
-            .bind(&sha)
+            .bind(&digest)
             .execute(&pool)
             .await
             .unwrap();
@@ -86,13 +86,13 @@ async fn fill(url: &str, state: &Services, clusters: u64, files: u64) {
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
         sqlx::query(
-            "INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, sha256, archived_at) \
+            "INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, digest, archived_at) \
              SELECT c.name, '00000001' || lpad(upper(to_hex(i / 256)), 8, '0') || lpad(upper(to_hex(i % 256)), 8, '0'), \
                     'segment', 1, 16777216, 1048576, $2, now() \
              FROM clusters c, generate_series(0, $1 - 1) i",
         )
         .bind(files as i64)
-        .bind(&sha)
+        .bind(&digest)
         .execute(&pool)
         .await
         .unwrap();

@@ -17,16 +17,16 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use object_store::PutPayload;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use walgate_core::{ClusterName, LongPageHeader, PageHeaderError, SegmentSize, WalFileName};
 
 use crate::Services;
-use crate::catalog::{CatalogError, ClusterRow, Inserted, WalRow};
+use crate::catalog::{Algorithm, CatalogError, ClusterRow, ContentDigest, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, layout};
 use crate::stream::{
-    Chunks, Encoding, HashWriter, Limited, Tee, channel_reader, drain, forward, refuse_trailing,
+    Chunks, Encoding, FRAME, FrameEncoder, Limited, Tee, channel_reader, drain, forward,
+    refuse_trailing,
 };
 
 /// Largest timeline or backup history file accepted; PostgreSQL's are a few hundred bytes.
@@ -101,12 +101,12 @@ pub enum ArchiveError {
     #[error("the request body could not be read (cut upload or bad zstd encoding): {0}")]
     Body(io::Error),
     #[error(
-        "{name} is already archived with different content (stored sha256 {stored}, sent {sent}): this may be split brain between two primaries or corruption; nothing was overwritten"
+        "{name} is already archived with different content (stored {stored}, sent {sent}): this may be split brain between two primaries or corruption; nothing was overwritten"
     )]
     Conflict {
         name: WalFileName,
-        stored: crate::catalog::Sha256,
-        sent: crate::catalog::Sha256,
+        stored: ContentDigest,
+        sent: ContentDigest,
     },
     #[error(
         "{name} was archived before and retention is deleting it now: retry once the deletion has finished"
@@ -169,8 +169,7 @@ impl Identity {
 struct Encoded {
     header: Option<LongPageHeader>,
     size: u64,
-    /// Set when the worker decoded the body; a raw body is hashed as it arrives.
-    sha256: Option<crate::catalog::Sha256>,
+    digest: ContentDigest,
     payload: PutPayload,
     stored_size: u64,
 }
@@ -262,8 +261,8 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// The most memory receiving a file can take, for the WAL memory budget, with the chunks
 /// in flight: for a zstd body, the body as stored (at most its declared length) and the
-/// decoder's window; for a raw body, its compressed copy (the whole file when it does not
-/// compress) and the multi-threaded compressor's buffers, about as much again. A
+/// decoder's window; for a raw body, its compressed copy (a little over the file when it
+/// does not compress) and the worker's frame buffers and compressor. A
 /// cluster's first segment may claim any segment size up to 1 GiB in its header: its
 /// declared length bounds it, and without one it may be at most 16 MiB (see `check`).
 fn memory_needed(
@@ -283,7 +282,7 @@ fn memory_needed(
                 .min(zstd_limit(size));
             body + size.min(1 << ZSTD_WINDOW_LOG_MAX)
         }
-        _ => 2 * declared_len.unwrap_or(size).min(size),
+        _ => zstd_limit(declared_len.unwrap_or(size).min(size)) + (2 << 20),
     };
     buffers + (1 << 20)
 }
@@ -301,35 +300,20 @@ fn zstd_limit(limit: u64) -> u64 {
     limit + limit / 128 + (64 << 10)
 }
 
-/// Compression workers per upload. PostgreSQL's archiver sends one file at a time and
-/// waits for each, so one upload's latency is what limits archiving: spread it.
-pub(crate) fn compression_workers() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
-}
-
-/// The blocking half: decode, check, and compress (or keep the client's zstd). A raw
-/// body is hashed on the async side as it arrives; a zstd body is hashed here, decoded.
+/// The blocking half: decode, check, hash, and compress (or keep the client's zstd).
 fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, ArchiveError> {
     match encoding {
         Encoding::Gzip => Err(ArchiveError::Body(io::Error::other(
             "WAL files are accepted raw or as zstd, not gzip",
         ))),
         Encoding::Identity => {
-            let mut out =
-                zstd::Encoder::new(Chunks::default(), e.level).map_err(ArchiveError::Body)?;
-            // One core hashes the body as it arrives: compress on the others. (On two
-            // cores, two workers and the hash fought over them: 40 ms of CPU per raw
-            // segment, and no faster.)
-            let workers = compression_workers().saturating_sub(1);
-            if workers > 1 {
-                out.multithread(workers).map_err(ArchiveError::Body)?;
-            }
-            let (header, size) = check(&e, body, &mut out, |_| {})?;
+            let mut out = FrameEncoder::new(e.level).map_err(ArchiveError::Body)?;
+            let (header, size, digest) = check(&e, body, &mut out, |_| {})?;
             let (payload, stored_size) = out.finish().map_err(ArchiveError::Body)?.into_payload();
             Ok(Encoded {
                 header,
                 size,
-                sha256: None,
+                digest,
                 payload,
                 stored_size,
             })
@@ -351,11 +335,12 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(ArchiveError::Body)?;
-            let mut sha = HashWriter(Sha256::new());
             // A segment's header tells its real size: bound the body by that, not by
             // the largest segment size there is.
-            let (header, size) = check(&e, decoder, &mut sha, |size| max.set(zstd_limit(size)))
-                .map_err(too_large)?;
+            let (header, size, digest) = check(&e, decoder, &mut io::sink(), |size| {
+                max.set(zstd_limit(size))
+            })
+            .map_err(too_large)?;
             refuse_trailing(&mut tee)
                 .map_err(ArchiveError::Body)
                 .map_err(too_large)?;
@@ -363,7 +348,7 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
             Ok(Encoded {
                 header,
                 size,
-                sha256: Some(sha.0.finalize().into()),
+                digest,
                 payload,
                 stored_size,
             })
@@ -371,36 +356,39 @@ fn encode(e: Expect, body: impl Read, encoding: Encoding) -> Result<Encoded, Arc
     }
 }
 
-/// Reads the whole file into `out`, checking a segment's page header first and its size
-/// at the end. Returns the header and the size.
+/// Reads the whole file into `out` a [`FRAME`] at a time, hashing it, checking a
+/// segment's page header first and its size at the end. Returns the header, the size
+/// and the digest.
 fn check(
     e: &Expect,
     mut body: impl Read,
     out: &mut impl Write,
     on_segment_size: impl FnOnce(u64),
-) -> Result<(Option<LongPageHeader>, u64), ArchiveError> {
+) -> Result<(Option<LongPageHeader>, u64, ContentDigest), ArchiveError> {
     let mut limit = size_limit(e.name, e.pinned);
     let mut size = 0u64;
     let mut header = None;
+    let mut buf = vec![0u8; FRAME];
+    // A segment's header is checked as soon as it arrives; it then begins the first frame.
+    let mut filled = 0;
     if e.name.wal_segment().is_some() {
-        let mut first = [0u8; LongPageHeader::LEN];
-        let got = read_up_to(&mut body, &mut first).map_err(ArchiveError::Body)?;
-        let h = check_header(e, &first[..got])?;
+        filled =
+            read_up_to(&mut body, &mut buf[..LongPageHeader::LEN]).map_err(ArchiveError::Body)?;
+        let h = check_header(e, &buf[..filled])?;
         // Its memory was reserved for the default size (see `memory_needed`).
         if e.pinned.is_none() && e.declared_len.is_none() && h.segment_size > SegmentSize::DEFAULT {
             return Err(ArchiveError::FirstSegmentUnsized { name: e.name });
         }
         limit = h.segment_size.bytes();
         on_segment_size(limit);
-        out.write_all(&first).map_err(ArchiveError::Body)?;
-        size = first.len() as u64;
         header = Some(h);
     }
     // A history file is read back to plan restores: it must parse (it is small).
     let mut history = matches!(e.name, WalFileName::History(_)).then(Vec::new);
-    let mut buf = vec![0u8; 256 << 10];
+    let mut hasher = Algorithm::CURRENT.hasher();
     loop {
-        let n = body.read(&mut buf).map_err(ArchiveError::Body)?;
+        let n = filled + read_up_to(&mut body, &mut buf[filled..]).map_err(ArchiveError::Body)?;
+        filled = 0;
         if n == 0 {
             break;
         }
@@ -411,6 +399,7 @@ fn check(
                 limit,
             });
         }
+        hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(ArchiveError::Body)?;
         if let Some(h) = &mut history {
             h.extend_from_slice(&buf[..n]);
@@ -450,7 +439,7 @@ fn check(
         None if size == 0 => return Err(ArchiveError::Empty { name: e.name }),
         _ => {}
     }
-    Ok((header, size))
+    Ok((header, size, hasher.finish()))
 }
 
 /// One WAL file a client is sending.
@@ -533,14 +522,7 @@ where
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
     let reader = channel_reader(rx);
     let worker = tokio::task::spawn_blocking(move || encode(expect, reader, encoding));
-    // A raw body is hashed here while the worker compresses: the two overlap.
-    let mut sha = (encoding == Encoding::Identity).then(Sha256::new);
-    forward(&mut body, tx, |chunk| {
-        if let Some(sha) = sha.as_mut() {
-            sha.update(chunk);
-        }
-    })
-    .await;
+    forward(&mut body, tx).await;
     let encoded = match worker.await.expect("archive worker panicked") {
         Ok(encoded) => encoded,
         Err(e) => {
@@ -559,19 +541,17 @@ where
         name,
         size: encoded.size,
         stored_size: encoded.stored_size,
-        sha256: match (encoded.sha256, sha) {
-            (Some(decoded), _) => decoded,
-            (None, Some(raw)) => raw.finalize().into(),
-            (None, None) => unreachable!("a raw body is hashed while it is read"),
-        },
+        digest: encoded.digest,
         archived_at: OffsetDateTime::now_utc(),
         retain_until: None,
     };
     if let Some(stored) = catalog.wal(cluster, &name).await? {
-        return same_content(stored, &row).map(|row| Archived {
-            row,
-            created: false,
-        });
+        return same_content(stored, &row, &encoded.payload)
+            .await
+            .map(|row| Archived {
+                row,
+                created: false,
+            });
     }
     let registered = match existing_cluster {
         Some(row) => row,
@@ -597,7 +577,7 @@ where
 
     let store = storage.get(&registered.target)?;
     let key = layout::wal_key(cluster, &name);
-    if store.put_new(&key, encoded.payload).await? == Put::AlreadyExists {
+    if store.put_new(&key, encoded.payload.clone()).await? == Put::AlreadyExists {
         // Left by retention on its way out: the deleter would take it from under a new
         // row, so wait until it is gone.
         if catalog.wal_deleting(cluster, &name).await? {
@@ -605,12 +585,14 @@ where
         }
         // Left by a push that crashed before its catalog row, or a concurrent push:
         // adopt it only if it holds exactly this file.
-        let stored = read_stored(store, &key).await?.sha256;
-        if stored != row.sha256 {
+        let stored = read_stored(store, &key, row.digest.algorithm())
+            .await?
+            .digest;
+        if stored != row.digest {
             return Err(ArchiveError::Conflict {
                 name,
                 stored,
-                sent: row.sha256,
+                sent: row.digest,
             });
         }
     }
@@ -620,10 +602,14 @@ where
             services.verify_soon.stored(services, cluster, &name);
             Ok(Archived { row, created: true })
         }
-        Inserted::Existing(stored) => same_content(stored, &row).map(|row| Archived {
-            row,
-            created: false,
-        }),
+        Inserted::Existing(stored) => {
+            same_content(stored, &row, &encoded.payload)
+                .await
+                .map(|row| Archived {
+                    row,
+                    created: false,
+                })
+        }
         Inserted::Deleting => Err(ArchiveError::BeingDeleted { name }),
     }
 }
@@ -653,14 +639,34 @@ async fn check_position(
     Ok(())
 }
 
-fn same_content(stored: WalRow, sent: &WalRow) -> Result<WalRow, ArchiveError> {
-    if stored.sha256 == sent.sha256 {
+/// Whether the file sent (`payload`, as it would be stored) is the one archived as
+/// `stored`. A row hashed before BLAKE3 holds SHA-256: the file sent is hashed again, in
+/// that algorithm.
+async fn same_content(
+    stored: WalRow,
+    sent: &WalRow,
+    payload: &PutPayload,
+) -> Result<WalRow, ArchiveError> {
+    let algorithm = stored.digest.algorithm();
+    let sent_digest = if sent.digest.algorithm() == algorithm {
+        sent.digest
+    } else {
+        let compressed = payload.iter().fold(Vec::new(), |mut all, chunk| {
+            all.extend_from_slice(chunk);
+            all
+        });
+        tokio::task::spawn_blocking(move || decode(&compressed, algorithm))
+            .await
+            .expect("hash worker panicked")?
+            .digest
+    };
+    if stored.digest == sent_digest {
         Ok(stored)
     } else {
         Err(ArchiveError::Conflict {
             name: sent.name,
-            stored: stored.sha256,
-            sent: sent.sha256,
+            stored: stored.digest,
+            sent: sent_digest,
         })
     }
 }
@@ -679,41 +685,44 @@ pub async fn read_text(
     Ok(out)
 }
 
-/// A stored WAL object read back: its decompressed content's hash and size, and its
+/// A stored WAL object read back: its decompressed content's digest and size, and its
 /// first bytes (a segment's long page header).
 pub(crate) struct StoredWal {
-    pub sha256: crate::catalog::Sha256,
+    pub digest: ContentDigest,
     pub size: u64,
     /// The compressed size (before any encryption at rest).
     pub stored_size: u64,
     pub head: Vec<u8>,
 }
 
-/// Reads a stored WAL object back, decompressing and hashing it, for the duplicate
-/// check, the scrub and the catalog rebuild.
+/// Reads a stored WAL object back, decompressing and hashing it in `algorithm`, for the
+/// duplicate check, the scrub and the catalog rebuild.
 pub(crate) async fn read_stored(
     store: &Store,
     key: &object_store::path::Path,
+    algorithm: Algorithm,
 ) -> Result<StoredWal, ArchiveError> {
     let compressed = store.get_all(key).await?;
-    let stored_size = compressed.len() as u64;
-    tokio::task::spawn_blocking(move || {
-        let mut dec = zstd::Decoder::new(&compressed[..]).map_err(ArchiveError::Stored)?;
-        let mut head = vec![0u8; LongPageHeader::LEN];
-        let got = read_up_to(&mut dec, &mut head).map_err(ArchiveError::Stored)?;
-        head.truncate(got);
-        let mut sha = HashWriter(Sha256::new());
-        sha.0.update(&head);
-        let rest = io::copy(&mut dec, &mut sha).map_err(ArchiveError::Stored)?;
-        Ok(StoredWal {
-            sha256: sha.0.finalize().into(),
-            size: got as u64 + rest,
-            stored_size,
-            head,
-        })
+    tokio::task::spawn_blocking(move || decode(&compressed, algorithm))
+        .await
+        .expect("hash worker panicked")
+}
+
+/// Decodes a compressed WAL file, hashing its content in `algorithm`.
+fn decode(compressed: &[u8], algorithm: Algorithm) -> Result<StoredWal, ArchiveError> {
+    let mut dec = zstd::Decoder::new(compressed).map_err(ArchiveError::Stored)?;
+    let mut head = vec![0u8; LongPageHeader::LEN];
+    let got = read_up_to(&mut dec, &mut head).map_err(ArchiveError::Stored)?;
+    head.truncate(got);
+    let mut hasher = algorithm.hasher();
+    hasher.update(&head);
+    let rest = io::copy(&mut dec, &mut hasher).map_err(ArchiveError::Stored)?;
+    Ok(StoredWal {
+        digest: hasher.finish(),
+        size: got as u64 + rest,
+        stored_size: compressed.len() as u64,
+        head,
     })
-    .await
-    .expect("hash worker panicked")
 }
 
 #[cfg(test)]
@@ -729,10 +738,12 @@ mod tests {
             pg_version: Some(17),
         };
         let mib = 1u64 << 20;
-        // Pinned: twice the segment for a raw body, the body and a window for zstd.
+        // Pinned: its compressed copy at worst and the frame buffers for a raw body, the
+        // body and a window for zstd.
+        let raw = 19 * mib + (192 << 10);
         assert_eq!(
             memory_needed(name, Some(pinned), Encoding::Identity, None),
-            33 * mib
+            raw
         );
         assert_eq!(
             memory_needed(name, Some(pinned), Encoding::Zstd, Some(4 * mib)),
@@ -742,16 +753,13 @@ mod tests {
         // without one it may be no larger than 16 MiB.
         assert_eq!(
             memory_needed(name, None, Encoding::Identity, Some(1 << 30)),
-            2049 * mib
+            1035 * mib + (64 << 10)
         );
         assert_eq!(
             memory_needed(name, None, Encoding::Identity, Some(16 * mib)),
-            33 * mib
+            raw
         );
-        assert_eq!(
-            memory_needed(name, None, Encoding::Identity, None),
-            33 * mib
-        );
+        assert_eq!(memory_needed(name, None, Encoding::Identity, None), raw);
         assert!(memory_needed(name, None, Encoding::Zstd, None) < 26 * mib);
     }
 }

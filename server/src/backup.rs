@@ -256,6 +256,12 @@ struct Framed<W: Write> {
     level: i32,
 }
 
+/// Compression workers per backup upload: a backup streamed raw is one long stream, and
+/// its speed is that of its compression, so spread it.
+fn compression_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
+}
+
 impl<W: Write> Framed<W> {
     fn new(out: W, level: i32) -> io::Result<Self> {
         Ok(Framed {
@@ -267,7 +273,7 @@ impl<W: Write> Framed<W> {
 
     fn encoder(out: W, level: i32) -> io::Result<zstd::Encoder<'static, W>> {
         let mut e = zstd::Encoder::new(out, level)?;
-        e.multithread(crate::archive::compression_workers())?;
+        e.multithread(compression_workers())?;
         e.include_checksum(true)?;
         Ok(e)
     }
@@ -649,7 +655,7 @@ where
         let mut body = body;
         // The HTTP layer's backup pace allows an hour of silence: pg_basebackup sends
         // nothing while its checkpoint runs, which may take minutes.
-        forward(&mut body, body_tx, |_| {}).await;
+        forward(&mut body, body_tx).await;
         body
     });
     let reader = channel_reader(body_rx);

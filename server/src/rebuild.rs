@@ -18,7 +18,7 @@ use walgate_core::api::Backup;
 use walgate_core::{ClusterName, LongPageHeader, Lsn, Timeline, WalFileName};
 
 use crate::Services;
-use crate::catalog::{BackupRow, BackupStatus, WalRow};
+use crate::catalog::{Algorithm, BackupRow, BackupStatus, WalRow};
 use crate::retention::OwnSettings;
 use crate::storage::lock::Hold;
 use crate::storage::{Listed, Store, layout};
@@ -149,7 +149,7 @@ async fn wal(
         return Ok(Found::Nothing); // a staging file or a stranger
     };
     let name: WalFileName = name.parse()?;
-    let stored = crate::archive::read_stored(store, &object.key).await?;
+    let stored = crate::archive::read_stored(store, &object.key, Algorithm::CURRENT).await?;
     register(services, store, &cluster).await?;
     if name.wal_segment().is_some() {
         let h = LongPageHeader::parse(&stored.head).context("page header")?;
@@ -167,7 +167,7 @@ async fn wal(
         name,
         size: stored.size,
         stored_size: stored.stored_size,
-        sha256: stored.sha256,
+        digest: stored.digest,
         archived_at: object.modified,
         retain_until: lock_end(store, object).await?,
     };

@@ -165,11 +165,11 @@ async fn scrub_objects(
         for row in &page {
             checked += 1;
             let key = layout::wal_key(name, &row.name);
-            match crate::archive::read_stored(store, &key).await {
-                Ok(stored) if stored.sha256 == row.sha256 => {}
+            match crate::archive::read_stored(store, &key, row.digest.algorithm()).await {
+                Ok(stored) if stored.digest == row.digest => {}
                 Ok(stored) => problems.push(format!(
-                    "{}: content sha256 {} differs from the catalog's {}",
-                    row.name, stored.sha256, row.sha256
+                    "{}: content digest {} differs from the catalog's {}",
+                    row.name, stored.digest, row.digest
                 )),
                 Err(e) => problems.push(format!("{}: {e}", row.name)),
             }

@@ -827,6 +827,113 @@ async fn verify_finds_gaps_and_damaged_objects() {
     assert_eq!(report(body), r);
 }
 
+/// A file archived before BLAKE3, its catalog row holding SHA-256, is still served,
+/// verified, and compared with a re-push in SHA-256: the same content is a 200, other
+/// content a 409 naming both SHA-256 digests, and nothing is rewritten.
+#[tokio::test]
+async fn files_hashed_with_sha256_before_stay_verifiable_and_comparable() {
+    use sha2::Digest;
+    use walgate::catalog::{ContentDigest, Sha256, WalRow};
+
+    let f = Fixture::new().await;
+    let archiver = f.token("main", Role::Archiver).await;
+    let admin = f.token("main", Role::Admin).await;
+    let (s, b) = f
+        .put(&archiver, "main", NAME, segment(SYSID, 1, 1, 1))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Segment 2 as an older gateway left it: a SHA-256 row and its object.
+    let old = segment(SYSID, 1, 2, 2);
+    let name = "000000010000000000000002";
+    let stored = zstd::encode_all(&old[..], 1).unwrap();
+    std::fs::write(
+        f.objects.join(format!("clusters/main/wal/{name}.zst")),
+        &stored,
+    )
+    .unwrap();
+    let sha = Sha256(sha2::Sha256::digest(&old).into());
+    let row = WalRow {
+        name: name.parse().unwrap(),
+        size: old.len() as u64,
+        stored_size: stored.len() as u64,
+        digest: ContentDigest::Sha256(sha),
+        archived_at: time::OffsetDateTime::now_utc(),
+        retain_until: None,
+    };
+    let main = "main".parse().unwrap();
+    f.state.catalog.insert_wal(&main, &row).await.unwrap();
+
+    let (s, headers, body) = f
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/main/wal/{name}"),
+            Some(&archiver),
+        )
+        .await;
+    assert_eq!((s, body == old), (StatusCode::OK, true));
+    assert_eq!(headers["etag"], format!("\"sha256:{sha}\""));
+    assert_eq!(headers["x-walgate-digest"], format!("sha256:{sha}"));
+    let (_, headers, _) = f
+        .call(
+            Method::HEAD,
+            &format!("/v1/clusters/main/wal/{NAME}"),
+            Some(&archiver),
+        )
+        .await;
+    let blake3 = blake3::hash(&segment(SYSID, 1, 1, 1)).to_hex().to_string();
+    assert_eq!(headers["x-walgate-digest"], format!("blake3:{blake3}"));
+
+    let before = f.snapshot(&archiver).await;
+    let (s, b) = f.put(&archiver, "main", name, old.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let other = segment(SYSID, 1, 2, 3);
+    let (s, b) = f.put(&archiver, "main", name, other.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let sent = Sha256(sha2::Sha256::digest(&other).into());
+    assert!(
+        b.contains(&format!("stored sha256:{sha}, sent sha256:{sent}")),
+        "{b}"
+    );
+    assert_eq!(f.snapshot(&archiver).await, before);
+
+    let (s, _, body) = f
+        .call(
+            Method::GET,
+            "/v1/clusters/main/verify?scrub=true",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r: walgate_core::api::VerifyReport = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (r.objects_checked, r.object_problems),
+        (2, Vec::<String>::new())
+    );
+    // Damaged, it is found in its own algorithm.
+    let mut bytes = stored.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(
+        f.objects.join(format!("clusters/main/wal/{name}.zst")),
+        &bytes,
+    )
+    .unwrap();
+    let (_, _, body) = f
+        .call(
+            Method::GET,
+            "/v1/clusters/main/verify?scrub=true",
+            Some(&admin),
+        )
+        .await;
+    let r: walgate_core::api::VerifyReport = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r.object_problems.len(), 1, "{:?}", r.object_problems);
+    assert!(
+        r.object_problems[0].contains(name),
+        "{:?}",
+        r.object_problems
+    );
+}
+
 /// Base backup uploads beyond a cluster's limit get 429 and beyond the gateway's 503,
 /// both with Retry-After; other clusters, and WAL, are not held up.
 #[tokio::test]
@@ -1089,9 +1196,9 @@ async fn backups_with_the_same_start_are_each_kept() {
 /// stored, and is counted as waiting meanwhile.
 #[tokio::test]
 async fn wal_uploads_past_the_memory_budget_wait_their_turn() {
-    // Room for one raw 16 MiB segment (33 MiB), not two; the first upload's body trickles
+    // Room for one raw 16 MiB segment (19 MiB), not two; the first upload's body trickles
     // in every 100 ms, far inside the idle limit however busy the machine.
-    let f = Fixture::serving(&["--wal-memory=40MiB", "--wal-idle-timeout=5s"]).await;
+    let f = Fixture::serving(&["--wal-memory=30MiB", "--wal-idle-timeout=5s"]).await;
     let token = f.token("*", Role::Archiver).await;
     let first = segment(SYSID, 1, 1, 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);

@@ -43,10 +43,10 @@ SQL
 # In slices of 100 clusters: one statement per slice, so each slice's trigger runs once.
 for ((from = 1; from <= clusters; from += 100)); do
     psql -d walgate <<SQL
-INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, sha256, archived_at)
+INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, digest, archived_at)
 SELECT format('db-%s', lpad(c::text, 4, '0')),
        '00000001' || upper(lpad(to_hex(n / 256), 8, '0') || lpad(to_hex(n % 256), 8, '0')),
-       'segment', 1, 16777216, 2000000 + (n % 1000) * 1000, repeat('ab', 32),
+       'segment', 1, 16777216, 2000000 + (n % 1000) * 1000, 'blake3:' || repeat('ab', 32),
        -- One segment a minute; every 7th cluster stopped archiving two hours ago.
        now() - ($per_cluster - n) * interval '1 minute'
              - CASE WHEN c % 7 = 0 THEN interval '2 hours' ELSE interval '0' END

@@ -467,7 +467,7 @@ fn a_trickling_upload_does_not_starve_other_clusters() {
     let gateway = Gateway::start_serving(
         &dir.path().join("data"),
         &[],
-        &["--wal-idle-timeout", "10s", "--wal-memory", "40MiB"],
+        &["--wal-idle-timeout", "10s", "--wal-memory", "30MiB"],
     );
     let addr = gateway.url.trim_start_matches("http://").to_owned();
     let slow = gateway.token("slow", "archiver");

@@ -6,6 +6,7 @@
 //! every stored object can be found again from its key, so it can be rebuilt from the
 //! object store.
 
+mod digest;
 mod postgres;
 mod queries;
 mod records;
@@ -23,6 +24,7 @@ use walgate_core::{
 
 use walgate_core::TargetName;
 
+pub use digest::{Algorithm, ContentDigest, ContentHasher, DigestError};
 pub use postgres::PostgresCatalog;
 pub use sha256::{Sha256, Sha256Error};
 pub use sql::{Backend, SqlCatalog};
@@ -168,7 +170,7 @@ pub struct WalRow {
     pub size: u64,
     pub stored_size: u64,
     /// Of the file's content, uncompressed.
-    pub sha256: Sha256,
+    pub digest: ContentDigest,
     pub archived_at: OffsetDateTime,
     /// Until when its object is locked (write-once targets).
     pub retain_until: Option<OffsetDateTime>,
@@ -182,7 +184,7 @@ impl WalRow {
             timeline: self.name.timeline().0,
             size: self.size,
             stored_size: self.stored_size,
-            sha256: self.sha256.to_string(),
+            digest: self.digest.to_string(),
             archived_at: self.archived_at,
         }
     }

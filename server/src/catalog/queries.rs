@@ -37,7 +37,7 @@ macro_rules! stats_columns {
 
 macro_rules! wal_columns {
     () => {
-        "name, size, stored_size, sha256, archived_at, retain_until"
+        "name, size, stored_size, digest, archived_at, retain_until"
     };
 }
 
@@ -147,7 +147,7 @@ pub const NEWEST_POSITION: &str = concat!(
 );
 
 pub const INSERT_WAL: &str = "INSERT INTO wal_files \
-       (cluster, name, kind, timeline, size, stored_size, sha256, archived_at, retain_until) \
+       (cluster, name, kind, timeline, size, stored_size, digest, archived_at, retain_until) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (cluster, name) DO NOTHING";
 

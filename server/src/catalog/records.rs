@@ -10,8 +10,8 @@ use walgate_core::api::{self, VerifyReport};
 use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
 
 use super::{
-    BackupRow, BackupStats, CatalogError, ClusterRow, ClusterStats, Result, Sha256, TokenRow,
-    WalRow, WalSpan,
+    BackupRow, BackupStats, CatalogError, ClusterRow, ClusterStats, DigestError, Result, Sha256,
+    TokenRow, WalRow, WalSpan,
 };
 
 fn corrupt<E: std::fmt::Display>(e: E) -> CatalogError {
@@ -167,7 +167,7 @@ pub struct WalRecord {
     name: String,
     size: i64,
     stored_size: i64,
-    sha256: String,
+    digest: String,
     archived_at: OffsetDateTime,
     retain_until: Option<OffsetDateTime>,
 }
@@ -180,7 +180,7 @@ impl TryFrom<WalRecord> for WalRow {
             name: parse_name(&r.name)?,
             size: unsigned(r.size),
             stored_size: unsigned(r.stored_size),
-            sha256: parse_sha(&r.sha256)?,
+            digest: r.digest.parse().map_err(|e: DigestError| corrupt(e))?,
             archived_at: r.archived_at,
             retain_until: r.retain_until,
         })

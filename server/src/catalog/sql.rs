@@ -220,7 +220,7 @@ where
             .bind(i64::from(row.name.timeline().0))
             .bind(row.size as i64)
             .bind(row.stored_size as i64)
-            .bind(row.sha256.to_string())
+            .bind(row.digest.to_string())
             .bind(row.archived_at)
             .bind(row.retain_until)
             .execute(&mut *tx)

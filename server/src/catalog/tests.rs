@@ -13,7 +13,7 @@ fn wal(name: &str, sha: u8) -> WalRow {
         name: name.parse().unwrap(),
         size: 16 << 20,
         stored_size: 1000,
-        sha256: Sha256([sha; 32]),
+        digest: ContentDigest::Blake3([sha; 32]),
         archived_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
         retain_until: None,
     }
@@ -80,6 +80,13 @@ async fn suite(c: &dyn Catalog) {
         c.newest_position(&far).await.unwrap(),
         Some("0000000100000005".parse().unwrap())
     );
+    // A row hashed before BLAKE3 keeps its SHA-256.
+    let old = WalRow {
+        digest: ContentDigest::Sha256(Sha256([7; 32])),
+        ..wal("000000010000000000000009", 0)
+    };
+    c.insert_wal(&far, &old).await.unwrap();
+    assert_eq!(c.wal(&far, &old.name).await.unwrap(), Some(old.clone()));
     c.expire_all_wal(&far).await.unwrap();
     let gone = names(c.wal_deletions(&far, None, 10).await.unwrap());
     c.forget_wal_deletions(&far, &gone).await.unwrap();

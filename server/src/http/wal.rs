@@ -97,15 +97,15 @@ async fn find(
 }
 
 fn file_headers(row: &WalRow) -> [(header::HeaderName, HeaderValue); 2] {
-    let sha = row.sha256.to_string();
+    let digest = row.digest.to_string();
     [
         (
             header::ETAG,
-            HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is a valid header"),
+            HeaderValue::from_str(&format!("\"{digest}\"")).expect("a valid header"),
         ),
         (
-            header::HeaderName::from_static("x-walgate-sha256"),
-            HeaderValue::from_str(&sha).expect("hex"),
+            header::HeaderName::from_static("x-walgate-digest"),
+            HeaderValue::from_str(&digest).expect("a valid header"),
         ),
     ]
 }

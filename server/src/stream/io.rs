@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use object_store::PutPayload;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -55,13 +54,68 @@ impl Chunks {
     }
 }
 
-/// A `Write` that only hashes.
-pub struct HashWriter(pub Sha256);
+/// Bytes of a file per zstd frame when the gateway compresses it (WAL sent raw), as the
+/// client does: each frame is compressed whole from one buffer that stays in the CPU's
+/// cache, which costs a third less than zstd's streaming mode fed the network's small
+/// chunks (it copies them into a ring buffer and matches across its wrap). The ratio is
+/// within 3% of one frame, and readers decode concatenated frames as one file.
+pub const FRAME: usize = 256 << 10;
 
-impl Write for HashWriter {
+/// A `Write` that compresses into independent, checksummed zstd frames of [`FRAME`]
+/// bytes each, collected in [`Chunks`]. Call [`FrameEncoder::finish`] at the end.
+pub struct FrameEncoder {
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Input short of a frame.
+    pending: Vec<u8>,
+    /// One frame's output, reused.
+    frame: Vec<u8>,
+    out: Chunks,
+}
+
+impl FrameEncoder {
+    pub fn new(level: i32) -> io::Result<Self> {
+        let mut compressor = zstd::bulk::Compressor::new(level)?;
+        compressor.include_checksum(true)?;
+        Ok(FrameEncoder {
+            compressor,
+            pending: Vec::new(),
+            frame: Vec::with_capacity(zstd::zstd_safe::compress_bound(FRAME)),
+            out: Chunks::default(),
+        })
+    }
+
+    fn compress(&mut self, input: &[u8]) -> io::Result<()> {
+        self.frame.clear();
+        self.compressor.compress_to_buffer(input, &mut self.frame)?;
+        self.out.write_all(&self.frame)
+    }
+
+    /// Compresses what is left into a last, shorter frame.
+    pub fn finish(mut self) -> io::Result<Chunks> {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.compress(&pending)?;
+        }
+        Ok(self.out)
+    }
+}
+
+impl Write for FrameEncoder {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+        // Whole frames straight from the caller's buffer, the rest kept for later.
+        if self.pending.is_empty() && buf.len() >= FRAME {
+            self.compress(&buf[..FRAME])?;
+            return Ok(FRAME);
+        }
+        let n = buf.len().min(FRAME - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == FRAME {
+            let pending = std::mem::take(&mut self.pending);
+            self.compress(&pending)?;
+            self.pending = pending;
+            self.pending.clear();
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -134,5 +188,36 @@ impl<R: Read> Read for Limited<R> {
             ));
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_decode_to_what_was_written_whatever_the_writes() {
+        let input: Vec<u8> = (0..FRAME * 3 + 1234).map(|i| (i / 7 % 251) as u8).collect();
+        for piece in [1000, FRAME, FRAME + 1, input.len()] {
+            let mut e = FrameEncoder::new(1).unwrap();
+            input.chunks(piece).for_each(|c| e.write_all(c).unwrap());
+            let (payload, len) = e.finish().unwrap().into_payload();
+            let stored: Vec<u8> = payload.iter().flat_map(|b| b.to_vec()).collect();
+            assert_eq!(stored.len() as u64, len);
+            assert_eq!(
+                zstd::decode_all(&stored[..]).unwrap(),
+                input,
+                "pieces of {piece}"
+            );
+            // Four frames, each whole in itself.
+            let mut rest = &stored[..];
+            let mut frames = 0;
+            while !rest.is_empty() {
+                let n = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+                rest = &rest[n..];
+                frames += 1;
+            }
+            assert_eq!(frames, 4, "pieces of {piece}");
+        }
     }
 }

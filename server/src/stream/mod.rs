@@ -6,5 +6,5 @@ pub mod io;
 pub mod pump;
 
 pub use encoding::Encoding;
-pub use io::{Chunks, HashWriter, Limited, Tee, channel_reader, refuse_trailing};
+pub use io::{Chunks, FRAME, FrameEncoder, Limited, Tee, channel_reader, refuse_trailing};
 pub use pump::{drain, forward};

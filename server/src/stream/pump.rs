@@ -46,20 +46,13 @@ fn to_io<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
 }
 
 /// Forwards a request body to a worker's channel until the body ends or fails (the
-/// error is forwarded too), or the worker stops reading. `inspect` sees each chunk on
-/// the way.
-pub async fn forward<S, E>(
-    body: &mut S,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    mut inspect: impl FnMut(&Bytes),
-) where
+/// error is forwarded too), or the worker stops reading.
+pub async fn forward<S, E>(body: &mut S, tx: mpsc::Sender<io::Result<Bytes>>)
+where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error + Send + Sync + 'static,
 {
     while let Some(chunk) = next_within(body, None).await {
-        if let Ok(c) = &chunk {
-            inspect(c);
-        }
         let failed = chunk.is_err();
         // A closed channel means the worker has refused the body: stop reading.
         if tx.send(chunk).await.is_err() || failed {
