@@ -207,8 +207,15 @@ pub struct WalFile {
     pub stored_size: u64,
     /// Digest of the file as PostgreSQL wrote it, named by its algorithm:
     /// `blake3:<64 hex digits>` (`b3sum` checks a restored file), or `sha256:<64 hex
-    /// digits>` for files archived before walgate hashed with BLAKE3.
+    /// digits>` for files archived before walgate hashed with BLAKE3. (Gateways before
+    /// then did not send it.)
+    #[serde(default)]
     pub digest: String,
+    /// Deprecated, use `digest`: the SHA-256 in hexadecimal of a file archived before
+    /// BLAKE3, else empty. Kept because clients before BLAKE3 require the field in an
+    /// acknowledgement, so that upgrading the gateway first keeps them archiving.
+    #[serde(default)]
+    pub sha256: String,
     #[serde(with = "time::serde::rfc3339")]
     pub archived_at: OffsetDateTime,
 }
@@ -776,6 +783,30 @@ pub struct DrillAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Gateways and clients are upgraded one host at a time: a WAL acknowledgement from a
+    /// gateway before BLAKE3 still reads, and a new one still carries the field a client
+    /// before BLAKE3 requires.
+    #[test]
+    fn wal_acknowledgements_read_across_the_blake3_change() {
+        let old = r#"{"name": "000000010000000000000001", "kind": "segment", "timeline": 1,
+            "size": 16777216, "stored_size": 100, "sha256": "ab", "archived_at": "2026-12-01T00:00:00Z"}"#;
+        let ack: WalFile = serde_json::from_str(old).unwrap();
+        assert_eq!((ack.size, ack.digest.as_str()), (16 << 20, ""));
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct BeforeBlake3 {
+            name: String,
+            size: u64,
+            sha256: String,
+        }
+        let new = WalFile {
+            digest: format!("blake3:{}", "0".repeat(64)),
+            sha256: String::new(),
+            ..ack
+        };
+        serde_json::from_str::<BeforeBlake3>(&serde_json::to_string(&new).unwrap()).unwrap();
+    }
 
     #[test]
     fn error_codes_are_sent_as_their_names_and_unknown_ones_still_read() {

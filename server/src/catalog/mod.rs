@@ -185,6 +185,10 @@ impl WalRow {
             size: self.size,
             stored_size: self.stored_size,
             digest: self.digest.to_string(),
+            sha256: match self.digest {
+                ContentDigest::Sha256(sha) => sha.to_string(),
+                ContentDigest::Blake3(_) => String::new(),
+            },
             archived_at: self.archived_at,
         }
     }
