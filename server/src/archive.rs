@@ -25,7 +25,7 @@ use crate::Services;
 use crate::catalog::{Algorithm, CatalogError, ClusterRow, ContentDigest, Inserted, WalRow};
 use crate::storage::{Put, StorageError, Store, layout};
 use crate::stream::{
-    Chunks, Encoding, FRAME, FrameEncoder, Limited, Tee, channel_reader, drain, forward,
+    Chunks, Encoding, FRAME, FrameEncoder, IN_FLIGHT, Limited, Tee, channel_reader, drain, forward,
     refuse_trailing,
 };
 
@@ -517,9 +517,7 @@ where
         waited: idle_timeout,
     })?;
 
-    // Up to 64 chunks in flight (hyper yields at most 16 KiB or so each): bounded, yet
-    // deep enough that the worker rarely waits for the network or the network for it.
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
     let reader = channel_reader(rx);
     let worker = tokio::task::spawn_blocking(move || encode(expect, reader, encoding));
     forward(&mut body, tx).await;

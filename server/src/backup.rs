@@ -32,7 +32,7 @@ use crate::catalog::{BackupRow, BackupStatus, Catalog, CatalogError, ClusterRow}
 use crate::limits::{MemoryBudget, Reserved};
 use crate::storage::lock::{LockEnd, locked_at};
 use crate::storage::{StorageError, Store, Writer, layout};
-use crate::stream::{Encoding, Tee, channel_reader, drain, forward, refuse_trailing};
+use crate::stream::{Encoding, IN_FLIGHT, Tee, channel_reader, drain, forward, refuse_trailing};
 
 /// Largest `backup_label` and `backup_manifest` read into memory.
 const MAX_LABEL: u64 = 64 << 10;
@@ -649,7 +649,7 @@ where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let (body_tx, body_rx) = mpsc::channel::<io::Result<Bytes>>(64);
+    let (body_tx, body_rx) = mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
     let (event_tx, mut events) = mpsc::channel::<Event>(8);
     let pump = tokio::spawn(async move {
         let mut body = body;

@@ -7,4 +7,4 @@ pub mod pump;
 
 pub use encoding::Encoding;
 pub use io::{Chunks, FRAME, FrameEncoder, Limited, Tee, channel_reader, refuse_trailing};
-pub use pump::{drain, forward};
+pub use pump::{IN_FLIGHT, drain, forward};
