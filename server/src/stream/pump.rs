@@ -72,9 +72,12 @@ where
                 batch.extend_from_slice(&first);
                 while batch.len() < BATCH {
                     match body.next().now_or_never() {
-                        Some(Some(Ok(more))) => batch.extend_from_slice(&more),
-                        Some(Some(Err(e))) => {
-                            next = Some(Err(to_io(e)));
+                        Some(Some(Ok(more))) if batch.len() + more.len() <= BATCH => {
+                            batch.extend_from_slice(&more)
+                        }
+                        // Too much for this batch, or an error: next time.
+                        Some(Some(more)) => {
+                            next = Some(more.map_err(to_io));
                             break;
                         }
                         Some(None) => {
@@ -113,5 +116,59 @@ where
             Some(Ok(chunk)) => read += chunk.len() as u64,
             Some(Err(_)) | None => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `forward` sends on for `chunks`, all there at once.
+    async fn forwarded(chunks: Vec<io::Result<Bytes>>) -> Vec<io::Result<Bytes>> {
+        let (tx, mut rx) = mpsc::channel(IN_FLIGHT);
+        let mut body = futures_util::stream::iter(chunks);
+        let sent = tokio::spawn(async move { forward(&mut body, tx).await });
+        let mut got = vec![];
+        while let Some(chunk) = rx.recv().await {
+            got.push(chunk);
+        }
+        sent.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn chunks_there_already_go_on_in_batches_in_order() {
+        let data: Vec<u8> = (0..BATCH * 3).map(|i| (i % 251) as u8).collect();
+        let mut chunks: Vec<_> = data
+            .chunks(10_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        // A chunk larger than a batch goes on as it is.
+        chunks.push(Ok(Bytes::from(vec![7u8; BATCH + 1])));
+        let got = forwarded(chunks).await;
+        let got: Vec<Bytes> = got.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            got.len(),
+            5,
+            "three batches, the rest of the last, the large chunk"
+        );
+        assert!(got[..4].iter().all(|b| b.len() <= BATCH));
+        assert_eq!(got[4].len(), BATCH + 1);
+        let joined: Vec<u8> = got[..4].iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(joined, data);
+    }
+
+    #[tokio::test]
+    async fn an_error_follows_what_came_before_it_and_ends_the_body() {
+        let chunks = vec![
+            Ok(Bytes::from_static(b"abc")),
+            Ok(Bytes::from_static(b"def")),
+            Err(io::Error::other("cut")),
+            Ok(Bytes::from_static(b"never")),
+        ];
+        let got = forwarded(chunks).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().as_ref(), b"abcdef");
+        assert_eq!(got[1].as_ref().unwrap_err().to_string(), "cut");
     }
 }
