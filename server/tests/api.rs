@@ -132,6 +132,14 @@ impl Fixture {
         body
     }
 
+    /// A scrub of cluster `main`, as `admin` asks for it.
+    async fn scrub(&self, admin: &str) -> walgate_core::api::VerifyReport {
+        let uri = "/v1/clusters/main/verify?scrub=true";
+        let (s, _, body) = self.call(Method::GET, uri, Some(admin)).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
     /// The ids of `cluster`'s backups in the catalog, newest first.
     async fn backup_ids(&self, cluster: &str) -> Vec<String> {
         let cluster: walgate_core::ClusterName = cluster.parse().unwrap();
@@ -799,15 +807,7 @@ async fn verify_finds_gaps_and_damaged_objects() {
     bytes[mid] ^= 0xFF;
     std::fs::write(&damaged, bytes).unwrap();
     std::fs::remove_file(wal.join("000000010000000000000007.zst")).unwrap();
-    let (s, _, body) = f
-        .call(
-            Method::GET,
-            "/v1/clusters/main/verify?scrub=true",
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let r = report(body);
+    let r = f.scrub(&admin).await;
     assert!(r.scrubbed && !r.ok);
     assert_eq!(
         r.objects_checked, 7,
@@ -896,15 +896,7 @@ async fn files_hashed_with_sha256_before_stay_verifiable_and_comparable() {
     );
     assert_eq!(f.snapshot(&archiver).await, before);
 
-    let (s, _, body) = f
-        .call(
-            Method::GET,
-            "/v1/clusters/main/verify?scrub=true",
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let r: walgate_core::api::VerifyReport = serde_json::from_slice(&body).unwrap();
+    let r = f.scrub(&admin).await;
     assert_eq!(
         (r.objects_checked, r.object_problems),
         (2, Vec::<String>::new())
@@ -918,14 +910,7 @@ async fn files_hashed_with_sha256_before_stay_verifiable_and_comparable() {
         &bytes,
     )
     .unwrap();
-    let (_, _, body) = f
-        .call(
-            Method::GET,
-            "/v1/clusters/main/verify?scrub=true",
-            Some(&admin),
-        )
-        .await;
-    let r: walgate_core::api::VerifyReport = serde_json::from_slice(&body).unwrap();
+    let r = f.scrub(&admin).await;
     assert_eq!(r.object_problems.len(), 1, "{:?}", r.object_problems);
     assert!(
         r.object_problems[0].contains(name),
