@@ -36,7 +36,7 @@ echo "loading $clusters clusters x $per_cluster WAL files..." >&2
 SECONDS=0
 psql -d walgate <<SQL
 INSERT INTO clusters (name, system_identifier, segment_size, pg_version, created_at, target)
-SELECT format('db-%s', lpad(c::text, 4, '0')), 7300000000000000000 + c, 16777216, 15,
+SELECT format('db-%s', lpad(c::text, ${#clusters}, '0')), 7300000000000000000 + c, 16777216, 15,
        now() - interval '30 days', 'default'
 FROM generate_series(1, $clusters) c;
 SQL
@@ -44,7 +44,7 @@ SQL
 for ((from = 1; from <= clusters; from += 100)); do
     psql -d walgate <<SQL
 INSERT INTO wal_files (cluster, name, kind, timeline, size, stored_size, digest, archived_at)
-SELECT format('db-%s', lpad(c::text, 4, '0')),
+SELECT format('db-%s', lpad(c::text, ${#clusters}, '0')),
        '00000001' || upper(lpad(to_hex(n / 256), 8, '0') || lpad(to_hex(n % 256), 8, '0')),
        'segment', 1, 16777216, 2000000 + (n % 1000) * 1000, 'blake3:' || repeat('ab', 32),
        -- One segment a minute; every 7th cluster stopped archiving two hours ago.
@@ -59,7 +59,7 @@ INSERT INTO backups (cluster, id, status, label, method, from_standby, start_lsn
                      start_timeline, checkpoint_lsn, end_lsn, end_timeline,
                      system_identifier, size, stored_size, sha256, has_manifest,
                      started_at, finished_at)
-SELECT format('db-%s', lpad(c::text, 4, '0')),
+SELECT format('db-%s', lpad(c::text, ${#clusters}, '0')),
        to_char(now() - d * interval '1 day', 'YYYYMMDD"T"HH24MISS"Z"') || '-000000010000000000000001',
        'complete', 'nightly', 'streamed', 0, 16777256, 1, 16777256, 16781312, 1,
        7300000000000000000 + c, 30000000000, 9000000000 + d * 1000, repeat('cd', 32), 1,
@@ -68,8 +68,8 @@ FROM generate_series(1, $clusters) c, generate_series(0, 6) d
 -- Every 11th cluster has no backup for two days.
 WHERE c % 11 <> 0 OR d >= 2;
 INSERT INTO verifications (cluster, verified_at, ok, report)
-SELECT format('db-%s', lpad(c::text, 4, '0')), now(), (c % 13 <> 0)::int,
-       json_build_object('cluster', format('db-%s', lpad(c::text, 4, '0')),
+SELECT format('db-%s', lpad(c::text, ${#clusters}, '0')), now(), (c % 13 <> 0)::int,
+       json_build_object('cluster', format('db-%s', lpad(c::text, ${#clusters}, '0')),
                          'verified_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                          'ok', c % 13 <> 0,
                          'chain_problems', CASE WHEN c % 13 = 0
