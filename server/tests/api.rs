@@ -1709,6 +1709,56 @@ async fn dashboard_pages_follow_the_token_scope() {
     assert!(h["location"].to_str().unwrap().starts_with("/login"));
 }
 
+/// The fleet page shows a hundred clusters at a time, in the order and filters asked
+/// for, with links to the pages around it.
+#[tokio::test]
+async fn the_fleet_page_shows_a_page_at_a_time() {
+    let f = Fixture::new().await;
+    let target = f.state.storage.default_target();
+    for i in 0..105 {
+        let name = format!("c-{i:03}").parse().unwrap();
+        f.state.catalog.ensure_cluster(&name, target).await.unwrap();
+    }
+    let viewer = f.token("*", Role::Viewer).await;
+    let cookie = format!("walgate_session={viewer}");
+    let fleet = async |uri: &str| {
+        let (s, _, b) = f
+            .send(Method::GET, uri, None, &[("cookie", &cookie)], vec![])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        let body = String::from_utf8(b).unwrap();
+        let rows: Vec<String> = body
+            .split(r#"data-cluster=""#)
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap().to_owned())
+            .collect();
+        (rows, body)
+    };
+
+    let (rows, body) = fleet("/?sort=name").await;
+    assert_eq!((rows.len(), rows[0].as_str()), (100, "c-000"));
+    assert!(body.contains("Clusters 1–100 of 105"), "{body}");
+    assert!(body.contains("offset=100") && body.contains(r#"rel="next""#));
+    assert!(!body.contains(r#"rel="prev""#));
+
+    let (rows, body) = fleet("/?sort=name&offset=100").await;
+    assert_eq!(rows, ["c-100", "c-101", "c-102", "c-103", "c-104"]);
+    assert!(body.contains("Clusters 101–105 of 105"), "{body}");
+    assert!(body.contains(r#"rel="prev""#) && !body.contains(r#"rel="next""#));
+
+    // The order and the search are the server's; a page may ask for up to 1,000.
+    let (rows, _) = fleet("/?sort=name&desc=true&limit=2").await;
+    assert_eq!(rows, ["c-104", "c-103"]);
+    let (rows, body) = fleet("/?search=c-10&limit=3&offset=3").await;
+    assert_eq!(rows, ["c-103", "c-104"]);
+    assert!(body.contains("Clusters 4–5 of 5"), "{body}");
+    let (rows, _) = fleet("/?limit=5000").await;
+    assert_eq!(rows.len(), 105);
+    let (rows, body) = fleet("/?offset=500").await;
+    assert!(rows.is_empty());
+    assert!(body.contains("past the last of 105 clusters"), "{body}");
+}
+
 /// Sign-in and sign-out take form posts from the gateway's own pages only: a browser
 /// names the page's site in `Origin` (or `Sec-Fetch-Site`), and another site's form
 /// is refused. Clients that are no browsers (curl) send neither and are served.

@@ -116,7 +116,13 @@ async fn fleet_view(
     Visitor(caller): Visitor,
     q: Result<Query<FleetQuery>, QueryRejection>,
 ) -> Result<Response, Response> {
-    let Query(q) = q.map_err(bad_query)?;
+    let Query(mut q) = q.map_err(bad_query)?;
+    // A page of the fleet at a time: a table of ten thousand rows is no one's view.
+    q.limit = Some(
+        q.limit
+            .unwrap_or(pages::FLEET_PAGE)
+            .clamp(1, pages::FLEET_PAGE_MAX),
+    );
     let fleet = fleet_page(&state, &caller, &q).await.map_err(error_page)?;
     Ok(page(StatusCode::OK, pages::fleet(&caller, &q, &fleet)))
 }

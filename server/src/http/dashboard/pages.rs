@@ -125,6 +125,11 @@ pub fn login(next: &str, refused: Option<&str>) -> Markup {
 }
 
 /// The query string for the fleet table with `q` changed by `f`.
+/// Clusters per page of the fleet table, unless the query asks for more (up to
+/// [`FLEET_PAGE_MAX`]).
+pub const FLEET_PAGE: usize = 100;
+pub const FLEET_PAGE_MAX: usize = 1000;
+
 fn fleet_link(q: &FleetQuery, f: impl FnOnce(&mut FleetQuery)) -> String {
     let mut q = q.clone();
     f(&mut q);
@@ -155,11 +160,11 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
         html! {
             h1 { "Fleet" }
             nav.states aria-label="Filter by state" {
-                a href=(fleet_link(q, |q| q.status = None)) class=[q.status.is_none().then_some("on")] {
+                a href=(fleet_link(q, |q| { q.status = None; q.offset = 0; })) class=[q.status.is_none().then_some("on")] {
                     "all " b { (total) }
                 }
                 @for (s, n) in Status::ALL.iter().zip(page.by_status) {
-                    a href=(fleet_link(q, |q| q.status = Some(s.as_str().into())))
+                    a href=(fleet_link(q, |q| { q.status = Some(s.as_str().into()); q.offset = 0; }))
                         class=[(q.status.as_deref() == Some(s.as_str())).then_some("on")]
                         data-state=(s.as_str()) {
                         (badge(s.as_str())) " " b { (n) }
@@ -173,7 +178,10 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
                 @if let Some(s) = &q.sort { input type="hidden" name="sort" value=(s); }
                 button type="submit" { "Filter" }
             }
-            @if page.clusters.is_empty() {
+            @if page.clusters.is_empty() && page.matched > 0 {
+                p.muted { "This page is past the last of " (page.matched) " clusters: "
+                    a href=(fleet_link(q, |q| q.offset = 0)) { "go to the first page" } "." }
+            } @else if page.clusters.is_empty() {
                 p.muted { "No cluster matches. Clusters appear with their first WAL push or when an admin registers one." }
             } @else {
                 table.fleet {
@@ -182,7 +190,7 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
                             th {
                                 @if let Some(key) = key {
                                     @let on = key == sort;
-                                    a href=(fleet_link(q, |q| { q.sort = Some(key.into()); q.desc = on && !q.desc; }))
+                                    a href=(fleet_link(q, |q| { q.sort = Some(key.into()); q.desc = on && !q.desc; q.offset = 0; }))
                                         class=[on.then_some("sorted")] {
                                         (title) @if on { @if q.desc { " ▼" } @else { " ▲" } }
                                     }
@@ -215,10 +223,30 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
                         }
                     }
                 }
-                p.muted { (page.clusters.len()) " of " (page.matched) " shown." }
+                (pager(q, page))
             }
         },
     )
+}
+
+/// Which clusters of those matched the page shows, and links to the pages around it.
+fn pager(q: &FleetQuery, page: &FleetPage) -> Markup {
+    let step = q.limit.unwrap_or(FLEET_PAGE);
+    let first = q.offset + 1;
+    let last = q.offset + page.clusters.len();
+    html! {
+        nav.pager aria-label="Pages" {
+            @if q.offset > 0 {
+                a rel="prev" href=(fleet_link(q, |q| q.offset = q.offset.saturating_sub(step))) { "← Previous" }
+                " "
+            }
+            span.muted { "Clusters " (first) "–" (last) " of " (page.matched) }
+            @if last < page.matched {
+                " "
+                a rel="next" href=(fleet_link(q, |q| q.offset = last)) { "Next →" }
+            }
+        }
+    }
 }
 
 fn verified(c: &Cluster, now: OffsetDateTime) -> Markup {
