@@ -40,6 +40,13 @@ fn setup_on(pg: &Postgres) -> Setup {
     let header = source.dir.path().join("auth-header");
     source.pgbench(&["-i", "-s", "2", "-q"]);
     source.psql("CREATE TABLE marker (note text)");
+    // The gateway knows the cluster once its first segment is archived (pgbench wrote
+    // more than one): tests start from there, not from a race with the archiver.
+    source.wait_for(
+        "the first segment archived",
+        Duration::from_secs(120),
+        || source.psql("SELECT archived_count FROM pg_stat_archiver") != "0",
+    );
     Setup {
         _dir: dir,
         gateway,
