@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// The next chunk of `body`, or a `TimedOut` error once it has sent nothing for `idle`.
@@ -67,13 +67,15 @@ where
     while let Some(chunk) = next.take() {
         let chunk = match chunk {
             Ok(first) if first.len() < BATCH => {
-                // Gather what is there already, without waiting for more.
-                let mut batch = BytesMut::with_capacity(BATCH);
-                batch.extend_from_slice(&first);
-                while batch.len() < BATCH {
+                // Gather what is there already, without waiting for more. A chunk alone
+                // (a slow link's) goes on as it is, uncopied.
+                let mut len = first.len();
+                let mut pieces = vec![first];
+                while len < BATCH {
                     match body.next().now_or_never() {
-                        Some(Some(Ok(more))) if batch.len() + more.len() <= BATCH => {
-                            batch.extend_from_slice(&more)
+                        Some(Some(Ok(more))) if len + more.len() <= BATCH => {
+                            len += more.len();
+                            pieces.push(more);
                         }
                         // Too much for this batch, or an error: next time.
                         Some(Some(more)) => {
@@ -87,7 +89,10 @@ where
                         None => break,
                     }
                 }
-                Ok(batch.freeze())
+                Ok(match pieces.len() {
+                    1 => pieces.swap_remove(0),
+                    _ => Bytes::from(pieces.concat()),
+                })
             }
             other => other,
         };
@@ -170,5 +175,13 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].as_ref().unwrap().as_ref(), b"abcdef");
         assert_eq!(got[1].as_ref().unwrap_err().to_string(), "cut");
+    }
+
+    #[tokio::test]
+    async fn a_chunk_alone_goes_on_uncopied() {
+        let chunk = Bytes::from(vec![1u8; 1000]);
+        let got = forwarded(vec![Ok(chunk.clone())]).await;
+        let sent = got[0].as_ref().unwrap();
+        assert_eq!(sent.as_ptr(), chunk.as_ptr(), "the same buffer");
     }
 }
