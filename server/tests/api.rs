@@ -1757,6 +1757,8 @@ async fn the_fleet_page_shows_a_page_at_a_time() {
     let (rows, body) = fleet("/?offset=500").await;
     assert!(rows.is_empty());
     assert!(body.contains("past the last of 105 clusters"), "{body}");
+    let (rows, _) = fleet(&format!("/?offset={}", usize::MAX)).await;
+    assert!(rows.is_empty());
 }
 
 /// Sign-in and sign-out take form posts from the gateway's own pages only: a browser

@@ -124,12 +124,12 @@ pub fn login(next: &str, refused: Option<&str>) -> Markup {
     )
 }
 
-/// The query string for the fleet table with `q` changed by `f`.
 /// Clusters per page of the fleet table, unless the query asks for more (up to
 /// [`FLEET_PAGE_MAX`]).
 pub const FLEET_PAGE: usize = 100;
 pub const FLEET_PAGE_MAX: usize = 1000;
 
+/// The query string for the fleet table with `q` changed by `f`.
 fn fleet_link(q: &FleetQuery, f: impl FnOnce(&mut FleetQuery)) -> String {
     let mut q = q.clone();
     f(&mut q);
@@ -232,8 +232,9 @@ pub fn fleet(caller: &Caller, q: &FleetQuery, page: &FleetPage) -> Markup {
 /// Which clusters of those matched the page shows, and links to the pages around it.
 fn pager(q: &FleetQuery, page: &FleetPage) -> Markup {
     let step = q.limit.unwrap_or(FLEET_PAGE);
-    let first = q.offset + 1;
-    let last = q.offset + page.clusters.len();
+    // The offset is the visitor's: any number.
+    let first = q.offset.saturating_add(1);
+    let last = q.offset.saturating_add(page.clusters.len());
     html! {
         nav.pager aria-label="Pages" {
             @if q.offset > 0 {
