@@ -8,31 +8,59 @@ use time::OffsetDateTime;
 use crate::Services;
 use crate::catalog::{CatalogError, ClusterRow};
 
-/// Runs `job` for every cluster every `interval`, while this replica holds the job's
-/// lease. A failure for one cluster is logged and the next run retries it. Runs for the
-/// life of the server.
+/// A job's turns: one every `interval`, on the replica holding its lease.
+pub struct Turns {
+    job: &'static str,
+    holder: String,
+    interval: Duration,
+    tick: tokio::time::Interval,
+}
+
+impl Turns {
+    pub fn new(job: &'static str, interval: Duration) -> Self {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Turns {
+            job,
+            holder: uuid::Uuid::new_v4().simple().to_string(),
+            interval,
+            tick,
+        }
+    }
+
+    /// Waits for the next turn this replica holds the lease for.
+    pub async fn next(&mut self, services: &Services) {
+        let job = self.job;
+        loop {
+            self.tick.tick().await;
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            // Held for two intervals: a replica that dies lets another take over.
+            let until = now + 2 * self.interval.as_secs().max(1) as i64;
+            match services
+                .catalog
+                .take_lease(job, &self.holder, now, until)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(job, error = %e, "cannot take the lease"),
+            }
+        }
+    }
+}
+
+/// Runs `job` for every cluster every `interval`, on one replica at a time ([`Turns`]).
+/// A failure for one cluster is logged and the next run retries it. Runs for the life
+/// of the server.
 pub async fn every_cluster<E: std::fmt::Display>(
     services: Services,
     job: &'static str,
     interval: Duration,
     run: impl AsyncFn(&Services, &ClusterRow) -> Result<(), E>,
 ) {
-    let holder = uuid::Uuid::new_v4().simple().to_string();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turns = Turns::new(job, interval);
     loop {
-        tick.tick().await;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        // Held for two intervals: a replica that dies lets another take over.
-        let until = now + 2 * interval.as_secs().max(1) as i64;
-        match services.catalog.take_lease(job, &holder, now, until).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(job, error = %e, "cannot take the lease");
-                continue;
-            }
-        }
+        turns.next(&services).await;
         let clusters = match services.catalog.clusters().await {
             Ok(c) => c,
             Err(e) => {

@@ -10,10 +10,11 @@ use walgate_core::api::VerifyReport;
 
 use crate::Services;
 use crate::archive::ArchiveError;
-use crate::catalog::{BackupStatus, ClusterRow, WalFilter};
+use crate::catalog::{BackupStatus, CatalogError, ClusterRow, Seen, WalFilter};
 use crate::restore::{self, LoadError};
 use crate::storage::layout;
-use walgate_core::{ClusterName, Timeline, WalFileKind, WalFileName};
+use std::collections::BTreeSet;
+use walgate_core::{ClusterName, SegmentName, SegmentSize, Timeline, WalFileKind, WalFileName};
 
 /// Verifies `cluster` (and scrubs it when asked), records the report and returns it.
 pub async fn verify(
@@ -21,6 +22,8 @@ pub async fn verify(
     cluster: &ClusterRow,
     scrub: bool,
 ) -> Result<VerifyReport, LoadError> {
+    // Read first: whatever changes while the archive is read shows as a change next time.
+    let changes = services.catalog.changes(&cluster.name).await?;
     let archive = restore::load(services, cluster).await?;
     let chain_problems = restore::check_chain(&archive).problems;
     let forks: Vec<String> = restore::forks(&archive)
@@ -34,9 +37,7 @@ pub async fn verify(
     };
     let report = VerifyReport {
         cluster: cluster.name.to_string(),
-        verified_at: OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .expect("0 is a valid nanosecond"),
+        verified_at: now(),
         ok: chain_problems.is_empty() && object_problems.is_empty() && forks.is_empty(),
         chain_problems,
         forks,
@@ -44,14 +45,149 @@ pub async fn verify(
         objects_checked,
         object_problems,
     };
+    let seen = Seen {
+        changes,
+        newest: last_segment(&archive.files),
+    };
     services
         .catalog
-        .record_verification(&cluster.name, &report)
+        .record_verification(&cluster.name, &report, &seen)
         .await?;
     if !report.ok {
         tracing::warn!(cluster = %cluster.name, chain = ?report.chain_problems, forks = ?report.forks, objects = ?report.object_problems, "verification found problems");
     }
     Ok(report)
+}
+
+/// The file whose name sorts last, if it is a segment: where the next run may go on
+/// from. Anything else there (a history file of a timeline without segments yet, a
+/// backup history file) makes the next run read the whole archive again.
+fn last_segment(files: &BTreeSet<WalFileName>) -> Option<SegmentName> {
+    match files.iter().max_by_key(|f| f.to_string())? {
+        WalFileName::Segment(s) => Some(*s),
+        _ => None,
+    }
+}
+
+/// The most names an appended-only check reads; past that, the whole archive is read.
+const APPENDED_MAX: u32 = 100_000;
+
+/// Verifies `cluster` from its last verification (`seen`, when it was `ok`) by reading
+/// only the files named after the newest segment it saw. That holds the verdict when the
+/// only changes since are segments carrying that timeline on without a gap (and backup
+/// history files): no file was deleted, none was added anywhere else, and no backup
+/// changed, which the counters prove, read in the same statement as the names. The
+/// chain was whole up to that segment and still is; no timeline or history file was
+/// added, so no fork either. Anything else returns `None`, for a whole verification.
+async fn verify_appended(
+    services: &Services,
+    cluster: &ClusterRow,
+    seen: &Seen,
+) -> Result<Option<VerifyReport>, CatalogError> {
+    let Some(mut newest) = seen.newest else {
+        return Ok(None);
+    };
+    let after = WalFileName::Segment(newest);
+    let (changes, names) = services
+        .catalog
+        .appended(&cluster.name, &after, APPENDED_MAX)
+        .await?;
+    let before = &seen.changes;
+    let only_appended = changes.wal_deleted == before.wal_deleted
+        && changes.backups == before.backups
+        && changes.wal_inserted.checked_sub(before.wal_inserted) == Some(names.len() as u64)
+        && names.len() < APPENDED_MAX as usize;
+    if !only_appended {
+        return Ok(None);
+    }
+    let size = cluster.segment_size.unwrap_or(SegmentSize::DEFAULT);
+    for name in &names {
+        match *name {
+            WalFileName::Segment(s)
+                if s.timeline == newest.timeline
+                    && s.segment_no(size) == newest.segment_no(size).map(|n| n + 1) =>
+            {
+                newest = s;
+            }
+            WalFileName::BackupHistory { segment, .. } if segment.timeline == newest.timeline => {}
+            _ => return Ok(None),
+        }
+    }
+    let report = VerifyReport {
+        cluster: cluster.name.to_string(),
+        verified_at: now(),
+        ok: true,
+        chain_problems: vec![],
+        forks: vec![],
+        scrubbed: false,
+        objects_checked: 0,
+        object_problems: vec![],
+    };
+    // The next run goes on from the newest segment, and so reads any backup history
+    // file after it again: the counters then disagree, and it reads the whole archive.
+    let seen = Seen {
+        changes,
+        newest: Some(newest),
+    };
+    services
+        .catalog
+        .record_verification(&cluster.name, &report, &seen)
+        .await?;
+    Ok(Some(report))
+}
+
+/// What a scheduled run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// Clusters unchanged since their last verification: its findings were renewed.
+    pub unchanged: u64,
+    /// Clusters verified from their last run, reading only the files appended since.
+    pub appended: u64,
+    /// Clusters whose whole archive was read.
+    pub whole: u64,
+    /// Clusters whose verification failed to run (logged; the next run retries).
+    pub failed: u64,
+}
+
+/// One scheduled run over the fleet. Its catalog work grows with what changed since
+/// the last run, not with the archive: one statement renews every unchanged cluster's
+/// report, clusters that only received new segments have those read, and only the rest
+/// (retention ran, a backup finished, a timeline switched, a segment arrived out of
+/// order, or a problem was found last time) are read whole.
+pub async fn sweep(services: &Services) -> Result<Sweep, CatalogError> {
+    let mut sweep = Sweep {
+        unchanged: services.catalog.refresh_verifications(now()).await?,
+        ..Sweep::default()
+    };
+    for stale in services.catalog.stale_verifications().await? {
+        let run = async {
+            let Some(cluster) = services.catalog.cluster(&stale.cluster).await? else {
+                return Ok(None);
+            };
+            if let Some(seen) = stale.seen.as_ref().filter(|_| stale.ok)
+                && verify_appended(services, &cluster, seen).await?.is_some()
+            {
+                return Ok(Some(true));
+            }
+            verify(services, &cluster, false).await.map(|_| Some(false))
+        };
+        match run.await {
+            Ok(Some(true)) => sweep.appended += 1,
+            Ok(Some(false)) => sweep.whole += 1,
+            Ok(None) => {}
+            Err::<_, LoadError>(e) => {
+                sweep.failed += 1;
+                tracing::error!(cluster = %stale.cluster, error = %e, "scheduled verification failed; the next run retries");
+            }
+        }
+    }
+    Ok(sweep)
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond")
 }
 
 /// Verification brought forward for clusters whose archive just changed shape, so that a
@@ -136,10 +272,23 @@ pub const LEASE: &str = "verify";
 /// Verifies every cluster's WAL chain (no scrub) every `interval`, on one replica at a
 /// time.
 pub async fn schedule(services: Services, interval: std::time::Duration) {
-    crate::jobs::every_cluster(services, LEASE, interval, async |services, cluster| {
-        verify(services, cluster, false).await.map(drop)
-    })
-    .await
+    let mut turns = crate::jobs::Turns::new(LEASE, interval);
+    loop {
+        turns.next(&services).await;
+        let started = std::time::Instant::now();
+        match sweep(&services).await {
+            Ok(s) => tracing::info!(
+                job = LEASE,
+                unchanged = s.unchanged,
+                appended = s.appended,
+                whole = s.whole,
+                failed = s.failed,
+                ms = started.elapsed().as_millis() as u64,
+                "verify: scheduled run done"
+            ),
+            Err(e) => tracing::warn!(job = LEASE, error = %e, "verify: scheduled run failed"),
+        }
+    }
 }
 
 /// Re-reads every WAL object (decoded, against the content hash) and every complete

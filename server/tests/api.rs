@@ -1637,7 +1637,11 @@ async fn cluster_status_follows_archive_backups_and_verification() {
         objects_checked: 0,
         object_problems: vec![],
     };
-    catalog.record_verification(&main, &report).await.unwrap();
+    let seen = walgate::catalog::Seen::default();
+    catalog
+        .record_verification(&main, &report, &seen)
+        .await
+        .unwrap();
     let (_, _, body) = f.call(Method::GET, "/v1/clusters/main", Some(&admin)).await;
     let (state, why) = status(&body);
     assert_eq!(state, "failing");
@@ -2758,4 +2762,104 @@ async fn asked_for_drills_come_first_and_an_interval_of_zero_schedules_none() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+}
+
+/// Scheduled verification reads what changed since its last run, and still finds a gap
+/// wherever it appears: after the newest segment it saw, or in the middle of what it
+/// had already verified. On both catalog backends.
+#[tokio::test]
+async fn scheduled_verification_reads_changes_and_finds_new_gaps() {
+    let sqlite = Fixture::new().await;
+    let url = format!(
+        "sqlite://{}",
+        sqlite._dir.path().join("catalog.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sweeps_find_new_gaps(&sqlite, async |sql: &'static str| {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    })
+    .await;
+
+    let mut pg = walgate_tests::PgCluster::init(&[]);
+    pg.start();
+    pg.psql("CREATE DATABASE walgate");
+    let postgres = Fixture::serving(&["--catalog-url", &pg.url("walgate")]).await;
+    sweeps_find_new_gaps(&postgres, async |sql: &'static str| {
+        pg.psql_in("walgate", sql);
+    })
+    .await;
+}
+
+/// The sweeps of [`scheduled_verification_reads_changes_and_finds_new_gaps`]; `sql` runs
+/// a statement on the gateway's catalog, as damage from outside would.
+async fn sweeps_find_new_gaps(f: &Fixture, sql: impl AsyncFn(&'static str)) {
+    use walgate::verify::{Sweep, sweep};
+    let archiver = f.token("main", Role::Archiver).await;
+    let main: walgate_core::ClusterName = "main".parse().unwrap();
+    let push = async |segnos: &[u64]| {
+        for &segno in segnos {
+            let name = format!("0000000100000000{segno:08X}");
+            let body = segment(SYSID, 1, segno, segno as u8);
+            let (s, b) = f.put(&archiver, "main", &name, body).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+    };
+    let last = async || {
+        let report = f.state.catalog.last_verification(&main).await.unwrap();
+        report.expect("a verification")
+    };
+    push(&[1, 2, 3]).await;
+    f.state
+        .catalog
+        .insert_backup(&main, &backup_row("b", 1, 1))
+        .await
+        .unwrap();
+    let whole = Sweep {
+        whole: 1,
+        ..Sweep::default()
+    };
+    assert_eq!(sweep(&f.state).await.unwrap(), whole, "never verified");
+    let first = last().await;
+    assert!(first.ok, "{first:?}");
+
+    // Nothing changed: renewed in one statement, findings kept.
+    let unchanged = Sweep {
+        unchanged: 1,
+        ..Sweep::default()
+    };
+    assert_eq!(sweep(&f.state).await.unwrap(), unchanged);
+    assert_eq!(last().await.chain_problems, first.chain_problems);
+
+    // New segments carrying the timeline on: only they are read.
+    push(&[4, 5]).await;
+    let appended = Sweep {
+        appended: 1,
+        ..Sweep::default()
+    };
+    assert_eq!(sweep(&f.state).await.unwrap(), appended);
+    assert!(last().await.ok);
+    assert_eq!(sweep(&f.state).await.unwrap(), unchanged);
+
+    // A gap after the newest segment seen.
+    push(&[7]).await;
+    assert_eq!(sweep(&f.state).await.unwrap(), whole);
+    let found = last().await;
+    assert!(!found.ok);
+    assert_eq!(
+        found.chain_problems,
+        ["000000010000000000000006 is missing: replay from backup b stops before it"]
+    );
+    // Nothing changed since: the findings stand, unread.
+    assert_eq!(sweep(&f.state).await.unwrap(), unchanged);
+    push(&[6]).await;
+    assert_eq!(sweep(&f.state).await.unwrap(), whole);
+    assert!(last().await.ok);
+
+    // A gap in the middle of what was verified, made behind the gateway's back.
+    sql("DELETE FROM wal_files WHERE name = '000000010000000000000003'").await;
+    assert_eq!(sweep(&f.state).await.unwrap(), whole);
+    assert_eq!(
+        last().await.chain_problems,
+        ["000000010000000000000003 is missing: replay from backup b stops before it"]
+    );
 }

@@ -215,6 +215,35 @@ pub struct ClusterStats {
     pub last_archived_at: Option<OffsetDateTime>,
 }
 
+/// How much a cluster's archive has changed: counters the catalog's triggers keep, which
+/// only grow. What a verification saw of them tells the next run whether it may skip
+/// the cluster, read only what was appended, or must read it all again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub wal_inserted: u64,
+    pub wal_deleted: u64,
+    /// Backups created, deleted or changing status.
+    pub backups: u64,
+}
+
+/// What a verification read: the counters as they were before it began, and the newest
+/// segment, when the newest file was one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub changes: Changes,
+    pub newest: Option<SegmentName>,
+}
+
+/// A cluster whose archive changed since its last verification, or never verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub cluster: ClusterName,
+    /// Whether that verification found the archive whole.
+    pub ok: bool,
+    /// What it saw; `None` without a verification, or one from before the counters.
+    pub seen: Option<Seen>,
+}
+
 /// A cluster's complete backups, for the fleet view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupStats {
@@ -563,12 +592,27 @@ pub trait Catalog: Send + Sync + 'static {
     /// Until when (unix seconds) `job`'s lease was last taken, if ever.
     async fn lease_until(&self, job: &str) -> Result<Option<i64>>;
 
-    /// Keeps a cluster's latest verification, replacing the one before.
+    /// Keeps a cluster's latest verification, replacing the one before, with what it saw.
     async fn record_verification(
         &self,
         cluster: &ClusterName,
         report: &api::VerifyReport,
+        seen: &Seen,
     ) -> Result<()>;
+    /// A cluster's change counters.
+    async fn changes(&self, cluster: &ClusterName) -> Result<Changes>;
+    /// The names after `after` in name order (at most `limit`) with the counters, read
+    /// together in one snapshot.
+    async fn appended(
+        &self,
+        cluster: &ClusterName,
+        after: &WalFileName,
+        limit: u32,
+    ) -> Result<(Changes, Vec<WalFileName>)>;
+    /// Marks verified at `at` every report whose cluster has not changed since; how many.
+    async fn refresh_verifications(&self, at: OffsetDateTime) -> Result<u64>;
+    /// The clusters [`Catalog::refresh_verifications`] cannot vouch for, in name order.
+    async fn stale_verifications(&self) -> Result<Vec<Stale>>;
     async fn last_verification(&self, cluster: &ClusterName) -> Result<Option<api::VerifyReport>>;
     /// Every cluster's latest verification.
     async fn verifications(&self) -> Result<Vec<api::VerifyReport>>;

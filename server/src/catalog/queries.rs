@@ -290,14 +290,75 @@ pub const TAKE_LEASE: &str = "INSERT INTO job_leases (job, holder, until) VALUES
 
 pub const LEASE_UNTIL: &str = "SELECT until FROM job_leases WHERE job = $1";
 
+/// `$5`..`$8`: the counters and newest segment the verification saw.
 pub const RECORD_VERIFICATION: &str = "INSERT INTO verifications \
-       (cluster, verified_at, ok, report) VALUES ($1, $2, $3, $4) \
+       (cluster, verified_at, ok, report, wal_inserted, wal_deleted, backup_changes, newest) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
      ON CONFLICT (cluster) DO UPDATE SET verified_at = excluded.verified_at, \
-       ok = excluded.ok, report = excluded.report";
+       ok = excluded.ok, report = excluded.report, wal_inserted = excluded.wal_inserted, \
+       wal_deleted = excluded.wal_deleted, backup_changes = excluded.backup_changes, \
+       newest = excluded.newest";
 
-pub const LAST_VERIFICATION: &str = "SELECT report FROM verifications WHERE cluster = $1";
+/// The column, not the report's copy, says when: [`REFRESH_VERIFICATIONS`] moves it alone.
+pub const LAST_VERIFICATION: &str =
+    "SELECT verified_at, report FROM verifications WHERE cluster = $1";
 
-pub const VERIFICATIONS: &str = "SELECT report FROM verifications";
+pub const VERIFICATIONS: &str = "SELECT verified_at, report FROM verifications";
+
+/// A cluster's counters (`$1`), zero before it has a `wal_stats` row.
+macro_rules! changes_of {
+    ($column:literal) => {
+        concat!(
+            "COALESCE((SELECT w.",
+            $column,
+            " FROM wal_stats w WHERE w.cluster = verifications.cluster), 0)"
+        )
+    };
+}
+
+/// Marks verified at `$1` every report whose cluster's archive is as its verification
+/// saw it: its findings still hold. One statement, so a change committed meanwhile is
+/// either seen here or left for the next run.
+pub const REFRESH_VERIFICATIONS: &str = concat!(
+    "UPDATE verifications SET verified_at = $1 WHERE wal_inserted = ",
+    changes_of!("inserted"),
+    " AND wal_deleted = ",
+    changes_of!("deleted"),
+    " AND backup_changes = ",
+    changes_of!("backup_changes")
+);
+
+/// Clusters whose archive changed since their last verification, or never verified,
+/// with what that verification saw.
+pub const STALE_VERIFICATIONS: &str = "SELECT c.name AS cluster, v.ok AS ok, \
+       v.wal_inserted AS wal_inserted, v.wal_deleted AS wal_deleted, \
+       v.backup_changes AS backup_changes, v.newest AS newest \
+     FROM clusters c LEFT JOIN verifications v ON v.cluster = c.name \
+       LEFT JOIN wal_stats w ON w.cluster = c.name \
+     WHERE v.wal_inserted IS NULL OR v.wal_deleted IS NULL OR v.backup_changes IS NULL \
+       OR v.wal_inserted <> COALESCE(w.inserted, 0) OR v.wal_deleted <> COALESCE(w.deleted, 0) \
+       OR v.backup_changes <> COALESCE(w.backup_changes, 0) \
+     ORDER BY c.name";
+
+/// Cluster `$1`'s counters, one row even before it has a `wal_stats` row.
+macro_rules! changes {
+    () => {
+        "SELECT CAST(COALESCE(max(inserted), 0) AS BIGINT) AS inserted, \
+           CAST(COALESCE(max(deleted), 0) AS BIGINT) AS deleted, \
+           CAST(COALESCE(max(backup_changes), 0) AS BIGINT) AS backup_changes \
+         FROM wal_stats WHERE cluster = $1"
+    };
+}
+
+pub const CHANGES: &str = changes!();
+
+/// [`CHANGES`] with the names after `$2`, at most `$3`: one statement, so they agree.
+pub const APPENDED: &str = concat!(
+    "SELECT s.inserted AS inserted, s.deleted AS deleted, \
+       s.backup_changes AS backup_changes, f.name AS name FROM (",
+    changes!(),
+    ") s LEFT JOIN wal_files f ON f.cluster = $1 AND f.name > $2 ORDER BY f.name LIMIT $3"
+);
 
 pub const INSERT_TOKEN: &str = "INSERT INTO tokens \
        (id, clusters, role, description, created_at, expires_at) \

@@ -7,11 +7,11 @@
 
 use time::OffsetDateTime;
 use walgate_core::api::{self, VerifyReport};
-use walgate_core::{ClusterName, Lsn, SegmentSize, Timeline, WalFileName};
+use walgate_core::{ClusterName, Lsn, SegmentName, SegmentSize, Timeline, WalFileName};
 
 use super::{
-    BackupRow, BackupStats, CatalogError, ClusterRow, ClusterStats, DigestError, Result, Sha256,
-    TokenRow, WalRow, WalSpan,
+    BackupRow, BackupStats, CatalogError, Changes, ClusterRow, ClusterStats, DigestError, Result,
+    Seen, Sha256, Stale, TokenRow, WalRow, WalSpan,
 };
 
 fn corrupt<E: std::fmt::Display>(e: E) -> CatalogError {
@@ -349,9 +349,94 @@ impl TryFrom<TokenRecord> for TokenRow {
     }
 }
 
-/// A stored verification report (JSON).
-pub fn report(json: &str) -> Result<VerifyReport> {
-    serde_json::from_str(json).map_err(|e| corrupt(format!("verification report: {e}")))
+/// A stored verification report (JSON) and when it was last found to hold.
+#[derive(sqlx::FromRow)]
+pub struct ReportRecord {
+    verified_at: OffsetDateTime,
+    report: String,
+}
+
+impl TryFrom<ReportRecord> for VerifyReport {
+    type Error = CatalogError;
+
+    fn try_from(r: ReportRecord) -> Result<Self> {
+        let mut report: VerifyReport = serde_json::from_str(&r.report)
+            .map_err(|e| corrupt(format!("verification report: {e}")))?;
+        report.verified_at = r.verified_at;
+        Ok(report)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct StaleRecord {
+    cluster: String,
+    ok: Option<i64>,
+    wal_inserted: Option<i64>,
+    wal_deleted: Option<i64>,
+    backup_changes: Option<i64>,
+    newest: Option<String>,
+}
+
+impl TryFrom<StaleRecord> for Stale {
+    type Error = CatalogError;
+
+    fn try_from(r: StaleRecord) -> Result<Self> {
+        let seen = match (r.wal_inserted, r.wal_deleted, r.backup_changes) {
+            (Some(inserted), Some(deleted), Some(backups)) => Some(Seen {
+                changes: Changes {
+                    wal_inserted: unsigned(inserted),
+                    wal_deleted: unsigned(deleted),
+                    backups: unsigned(backups),
+                },
+                newest: r.newest.as_deref().map(parse_segment).transpose()?,
+            }),
+            _ => None,
+        };
+        Ok(Stale {
+            cluster: r.cluster.parse().map_err(corrupt)?,
+            ok: r.ok == Some(1),
+            seen,
+        })
+    }
+}
+
+/// A cluster's change counters.
+#[derive(sqlx::FromRow)]
+pub struct ChangesRecord {
+    inserted: i64,
+    deleted: i64,
+    backup_changes: i64,
+}
+
+impl From<&ChangesRecord> for Changes {
+    fn from(r: &ChangesRecord) -> Self {
+        Changes {
+            wal_inserted: unsigned(r.inserted),
+            wal_deleted: unsigned(r.deleted),
+            backups: unsigned(r.backup_changes),
+        }
+    }
+}
+
+/// A row of [`super::queries::APPENDED`]: the counters, and a name after the cursor.
+#[derive(sqlx::FromRow)]
+pub struct AppendedRecord {
+    #[sqlx(flatten)]
+    pub changes: ChangesRecord,
+    name: Option<String>,
+}
+
+impl AppendedRecord {
+    pub fn name(&self) -> Result<Option<WalFileName>> {
+        self.name.as_deref().map(parse_name).transpose()
+    }
+}
+
+fn parse_segment(s: &str) -> Result<SegmentName> {
+    match parse_name(s)? {
+        WalFileName::Segment(segment) => Ok(segment),
+        other => Err(corrupt(format!("{other} is not a segment"))),
+    }
 }
 
 /// A settings column's JSON.

@@ -19,14 +19,15 @@ use walgate_core::api::{self, RetentionPolicy, StatusThresholds, VerifyReport};
 use walgate_core::{ClusterName, SegmentPosition, SegmentSize, TargetName, WalFileName};
 
 use super::records::{
-    BackupRecord, BackupStatsRecord, ClusterRecord, ClusterStatsRecord, DeletionFailureRecord,
-    DeletionStatsRecord, DrillRecord, PositionRecord, RunnerRecord, StatsRecord, TokenRecord,
-    VolumeRecord, WalRecord, WalSpanRecord, outcome_json, parse_name, report, report_json,
-    settings,
+    AppendedRecord, BackupRecord, BackupStatsRecord, ChangesRecord, ClusterRecord,
+    ClusterStatsRecord, DeletionFailureRecord, DeletionStatsRecord, DrillRecord, PositionRecord,
+    ReportRecord, RunnerRecord, StaleRecord, StatsRecord, TokenRecord, VolumeRecord, WalRecord,
+    WalSpanRecord, outcome_json, parse_name, report_json, settings,
 };
 use super::{
-    BackupRow, BackupStats, BackupStatus, Catalog, ClusterRow, ClusterStats, DrillRow, Inserted,
-    LastDrill, Result, RunnerRow, TokenRow, WalFilter, WalRow, WalSpan, queries,
+    BackupRow, BackupStats, BackupStatus, Catalog, Changes, ClusterRow, ClusterStats, DrillRow,
+    Inserted, LastDrill, Result, RunnerRow, Seen, Stale, TokenRow, WalFilter, WalRow, WalSpan,
+    queries,
 };
 
 /// What the two backends do differently in the shared code.
@@ -119,6 +120,10 @@ where
     for<'r> DeletionStatsRecord: FromRow<'r, DB::Row>,
     for<'r> DrillRecord: FromRow<'r, DB::Row>,
     for<'r> RunnerRecord: FromRow<'r, DB::Row>,
+    for<'r> ReportRecord: FromRow<'r, DB::Row>,
+    for<'r> StaleRecord: FromRow<'r, DB::Row>,
+    for<'r> AppendedRecord: FromRow<'r, DB::Row>,
+    for<'r> ChangesRecord: FromRow<'r, DB::Row>,
 {
     fn backend(&self) -> &'static str {
         DB::BACKEND
@@ -608,30 +613,83 @@ where
         &self,
         cluster: &ClusterName,
         report: &VerifyReport,
+        seen: &Seen,
     ) -> Result<()> {
+        let c = &seen.changes;
         query(queries::RECORD_VERIFICATION)
             .bind(cluster.as_str())
             .bind(report.verified_at)
             .bind(i64::from(report.ok))
             .bind(report_json(report))
+            .bind(c.wal_inserted as i64)
+            .bind(c.wal_deleted as i64)
+            .bind(c.backups as i64)
+            .bind(seen.newest.map(|s| s.to_string()))
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     async fn last_verification(&self, cluster: &ClusterName) -> Result<Option<VerifyReport>> {
-        let json: Option<String> = query_scalar(queries::LAST_VERIFICATION)
+        let found: Option<ReportRecord> = query_as(queries::LAST_VERIFICATION)
             .bind(cluster.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        json.as_deref().map(report).transpose()
+        found.map(TryInto::try_into).transpose()
     }
 
     async fn verifications(&self) -> Result<Vec<VerifyReport>> {
-        let json: Vec<String> = query_scalar(queries::VERIFICATIONS)
+        let rows: Vec<ReportRecord> = query_as(queries::VERIFICATIONS)
             .fetch_all(&self.pool)
             .await?;
-        json.iter().map(|j| report(j)).collect()
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn changes(&self, cluster: &ClusterName) -> Result<Changes> {
+        let row: ChangesRecord = query_as(queries::CHANGES)
+            .bind(cluster.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((&row).into())
+    }
+
+    async fn appended(
+        &self,
+        cluster: &ClusterName,
+        after: &WalFileName,
+        limit: u32,
+    ) -> Result<(Changes, Vec<WalFileName>)> {
+        let rows: Vec<AppendedRecord> = query_as(queries::APPENDED)
+            .bind(cluster.as_str())
+            .bind(after.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            // `limit` 0: the counters alone.
+            return Ok((self.changes(cluster).await?, vec![]));
+        };
+        let changes = (&first.changes).into();
+        let mut names = Vec::with_capacity(rows.len());
+        for row in &rows {
+            names.extend(row.name()?);
+        }
+        Ok((changes, names))
+    }
+
+    async fn refresh_verifications(&self, at: OffsetDateTime) -> Result<u64> {
+        let done = query(queries::REFRESH_VERIFICATIONS)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn stale_verifications(&self) -> Result<Vec<Stale>> {
+        let rows: Vec<StaleRecord> = query_as(queries::STALE_VERIFICATIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     async fn insert_token(&self, t: &TokenRow) -> Result<()> {

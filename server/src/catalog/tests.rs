@@ -19,6 +19,31 @@ fn wal(name: &str, sha: u8) -> WalRow {
     }
 }
 
+/// An uploading backup of the cluster pinned to `sysid`.
+fn backup(id: &str, sysid: u64) -> BackupRow {
+    BackupRow {
+        id: id.into(),
+        status: BackupStatus::Uploading,
+        label: "nightly".into(),
+        method: "streamed".into(),
+        from_standby: true,
+        start_lsn: walgate_core::Lsn(0x200_0028),
+        start_timeline: walgate_core::Timeline(1),
+        checkpoint_lsn: walgate_core::Lsn(0x200_0060),
+        end_lsn: None,
+        end_timeline: None,
+        system_identifier: Some(sysid),
+        size: 0,
+        stored_size: 0,
+        sha256: None,
+        has_manifest: false,
+        started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        finished_at: None,
+        retain_until: None,
+        parent: None,
+    }
+}
+
 /// The names of files waiting for deletion.
 fn names(pending: Vec<(WalFileName, Option<OffsetDateTime>)>) -> Vec<WalFileName> {
     pending.into_iter().map(|(name, _)| name).collect()
@@ -187,32 +212,14 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(fleet[1].1, ClusterStats::default());
 
     // Backups: newest first by id, updated in place, deleted.
-    let backup = |id: &str| BackupRow {
-        id: id.into(),
-        status: BackupStatus::Uploading,
-        label: "nightly".into(),
-        method: "streamed".into(),
-        from_standby: true,
-        start_lsn: walgate_core::Lsn(0x200_0028),
-        start_timeline: walgate_core::Timeline(1),
-        checkpoint_lsn: walgate_core::Lsn(0x200_0060),
-        end_lsn: None,
-        end_timeline: None,
-        system_identifier: Some(big_sysid),
-        size: 0,
-        stored_size: 0,
-        sha256: None,
-        has_manifest: false,
-        started_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
-        finished_at: None,
-        retain_until: None,
-        parent: None,
-    };
-    let mut b1 = backup("20261127T010000Z-000000010000000000000002");
+    let mut b1 = backup("20261127T010000Z-000000010000000000000002", big_sysid);
     c.insert_backup(&main, &b1).await.unwrap();
-    c.insert_backup(&main, &backup("20261127T020000Z-000000010000000000000004"))
-        .await
-        .unwrap();
+    c.insert_backup(
+        &main,
+        &backup("20261127T020000Z-000000010000000000000004", big_sysid),
+    )
+    .await
+    .unwrap();
     assert!(c.insert_backup(&main, &b1).await.is_err(), "ids are unique");
     let uploading = b1.clone();
     b1.status = BackupStatus::Complete;
@@ -236,7 +243,7 @@ async fn suite(c: &dyn Catalog) {
     assert_eq!(c.backup(&main, &b1.id).await.unwrap(), Some(b1.clone()));
     assert_eq!(c.backup(&other, &b1.id).await.unwrap(), None);
     // A backup with an incremental on it is not marked deleting, until the incremental is.
-    let mut inc = backup("20261127T015000Z-000000010000000000000003");
+    let mut inc = backup("20261127T015000Z-000000010000000000000003", big_sysid);
     inc.parent = Some(b1.id.clone());
     c.insert_backup(&main, &inc).await.unwrap();
     assert_eq!(c.backup(&main, &inc.id).await.unwrap(), Some(inc.clone()));
@@ -453,10 +460,11 @@ async fn retention_suite(c: &dyn Catalog) {
         objects_checked: 0,
         object_problems: vec![],
     };
-    c.record_verification(&main, &report).await.unwrap();
+    let seen = Seen::default();
+    c.record_verification(&main, &report, &seen).await.unwrap();
     report.ok = true;
     report.chain_problems.clear();
-    c.record_verification(&main, &report).await.unwrap();
+    c.record_verification(&main, &report, &seen).await.unwrap();
     assert_eq!(
         c.last_verification(&main).await.unwrap(),
         Some(report.clone())
@@ -571,6 +579,148 @@ async fn retention_suite(c: &dyn Catalog) {
     assert!(!c.delete_cluster(&main).await.unwrap(), "already gone");
 }
 
+/// The change counters and what verifications saw of them: a refresh renews exactly the
+/// reports whose cluster is as it was, and every kind of change shows.
+async fn changes_suite(c: &dyn Catalog) {
+    let counted: ClusterName = "counted".parse().unwrap();
+    let idle: ClusterName = "idle".parse().unwrap();
+    for name in [&counted, &idle] {
+        c.ensure_cluster(name, &TargetName::default_name())
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.changes(&idle).await.unwrap(), Changes::default());
+    for n in 1..=3 {
+        let name = format!("0000000100000000000000{n:02}");
+        c.insert_wal(&counted, &wal(&name, n)).await.unwrap();
+    }
+    // A second insert of the same name changes nothing.
+    c.insert_wal(&counted, &wal("000000010000000000000003", 3))
+        .await
+        .unwrap();
+    let three = Changes {
+        wal_inserted: 3,
+        ..Changes::default()
+    };
+    assert_eq!(c.changes(&counted).await.unwrap(), three);
+
+    let report = |cluster: &ClusterName, at: OffsetDateTime| walgate_core::api::VerifyReport {
+        cluster: cluster.to_string(),
+        verified_at: at,
+        ok: true,
+        chain_problems: vec![],
+        forks: vec![],
+        scrubbed: false,
+        objects_checked: 0,
+        object_problems: vec![],
+    };
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let newest: SegmentName = "000000010000000000000003".parse().unwrap();
+    let seen = Seen {
+        changes: three,
+        newest: Some(newest),
+    };
+    c.record_verification(&counted, &report(&counted, t0), &seen)
+        .await
+        .unwrap();
+    // `idle` was never verified; `counted` is as its verification saw it.
+    let never = Stale {
+        cluster: idle.clone(),
+        ok: false,
+        seen: None,
+    };
+    assert_eq!(
+        stale(c, ["counted", "idle"]).await,
+        std::slice::from_ref(&never)
+    );
+    let t1 = t0 + time::Duration::hours(1);
+    let renewed = c.refresh_verifications(t1).await.unwrap();
+    assert!(renewed >= 1, "{renewed}");
+    let last = c.last_verification(&counted).await.unwrap().unwrap();
+    assert_eq!(last, report(&counted, t1), "renewed, findings kept");
+
+    // Appended: counted, and read after the cursor in the same statement.
+    c.insert_wal(&counted, &wal("000000010000000000000004", 4))
+        .await
+        .unwrap();
+    c.insert_wal(
+        &counted,
+        &wal("000000010000000000000002.00000028.backup", 5),
+    )
+    .await
+    .unwrap();
+    let (now, names) = c
+        .appended(&counted, &WalFileName::Segment(newest), 10)
+        .await
+        .unwrap();
+    assert_eq!(now.wal_inserted, 5);
+    assert_eq!(names, ["000000010000000000000004".parse().unwrap()]);
+    let (_, one) = c
+        .appended(&counted, &"000000010000000000000001".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1, "at most the limit");
+    let changed = Stale {
+        cluster: counted.clone(),
+        ok: true,
+        seen: Some(seen.clone()),
+    };
+    assert_eq!(stale(c, ["counted", "idle"]).await, [changed, never]);
+    c.refresh_verifications(t1 + time::Duration::hours(1))
+        .await
+        .unwrap();
+    let last = c.last_verification(&counted).await.unwrap().unwrap();
+    assert_eq!(last.verified_at, t1, "a changed cluster is not renewed");
+
+    // Deletions and backups count as changes, whatever the totals say.
+    let one_change = async |c: &dyn Catalog, change: &str| {
+        let now = c.changes(&counted).await.unwrap();
+        let seen = Seen {
+            changes: now,
+            newest: None,
+        };
+        assert_eq!(stale(c, ["counted"]).await.len(), 1, "{change} is a change");
+        c.record_verification(&counted, &report(&counted, t1), &seen)
+            .await
+            .unwrap();
+        assert_eq!(stale(c, ["counted"]).await, [], "after {change}");
+        now
+    };
+    let before = one_change(c, "an insert").await;
+    c.expire_wal(&counted, "0000000000000002".parse().unwrap())
+        .await
+        .unwrap();
+    let after = one_change(c, "an expiry").await;
+    assert_eq!(after.wal_deleted, before.wal_deleted + 1);
+    let b = backup("20261127T010000Z-000000010000000000000002", 1);
+    c.insert_backup(&counted, &b).await.unwrap();
+    let before = one_change(c, "a new backup").await;
+    assert_eq!(before.backups, after.backups + 1);
+    c.beat_backup(&counted, &b.id, t1).await.unwrap();
+    assert_eq!(
+        c.changes(&counted).await.unwrap(),
+        before,
+        "a heartbeat is none"
+    );
+    assert!(
+        c.update_backup(&counted, &b, BackupStatus::Uploading)
+            .await
+            .unwrap()
+    );
+    let after = one_change(c, "a status").await;
+    c.delete_backup(&counted, &b.id).await.unwrap();
+    assert_eq!(one_change(c, "a deletion").await.backups, after.backups + 1);
+    assert_eq!(after.backups, before.backups + 1);
+}
+
+/// The stale verifications among `clusters`.
+async fn stale<const N: usize>(c: &dyn Catalog, clusters: [&str; N]) -> Vec<Stale> {
+    let all = c.stale_verifications().await.unwrap();
+    all.into_iter()
+        .filter(|s| clusters.contains(&s.cluster.as_str()))
+        .collect()
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,6 +730,7 @@ async fn sqlite_backend() {
     assert_eq!(c.backend(), "sqlite");
     suite(c.as_ref()).await;
     retention_suite(c.as_ref()).await;
+    changes_suite(c.as_ref()).await;
 }
 
 #[tokio::test]
@@ -591,6 +742,7 @@ async fn postgres_backend() {
     assert_eq!(c.backend(), "postgres");
     suite(c.as_ref()).await;
     retention_suite(c.as_ref()).await;
+    changes_suite(c.as_ref()).await;
     // Migrations are idempotent: opening again applies nothing and loses nothing.
     let c = open(&pg.url("walgate_catalog")).await.unwrap();
     assert_eq!(c.tokens().await.unwrap().len(), 2);
