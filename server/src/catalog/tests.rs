@@ -702,14 +702,24 @@ async fn changes_suite(c: &dyn Catalog) {
         before,
         "a heartbeat is none"
     );
+    let done = BackupRow {
+        status: BackupStatus::Complete,
+        stored_size: 5,
+        finished_at: Some(t1),
+        ..b.clone()
+    };
     assert!(
-        c.update_backup(&counted, &b, BackupStatus::Uploading)
+        c.update_backup(&counted, &done, BackupStatus::Uploading)
             .await
             .unwrap()
     );
     let after = one_change(c, "a status").await;
+    let stats = c.backup_stats(Some(&counted)).await.unwrap();
+    assert_eq!((stats[0].1.complete, stats[0].1.newest), (1, Some((t1, 5))));
     c.delete_backup(&counted, &b.id).await.unwrap();
     assert_eq!(one_change(c, "a deletion").await.backups, after.backups + 1);
+    let stats = c.backup_stats(Some(&counted)).await.unwrap();
+    assert!(stats.is_empty(), "no complete backup left: {stats:?}");
     assert_eq!(after.backups, before.backups + 1);
 }
 
