@@ -29,6 +29,11 @@ pub(super) fn to_api(state: &AppState, c: ClusterState) -> Cluster {
         &state.services.settings.thresholds(),
         time::OffsetDateTime::now_utc(),
     );
+    judged_to_api(&c, status, reasons)
+}
+
+/// A cluster as the API shows it, judged `status` for `reasons`.
+fn judged_to_api(c: &ClusterState, status: fleet::Status, reasons: Vec<String>) -> Cluster {
     Cluster {
         status: status.as_str().to_owned(),
         status_reasons: reasons,
@@ -107,12 +112,12 @@ pub(super) const SORT_KEYS: [&str; 8] = [
 ];
 
 /// Failing first: the order operators read a fleet in.
-fn severity(status: &str) -> u8 {
+fn severity(status: fleet::Status) -> u8 {
     match status {
-        "failing" => 0,
-        "late" => 1,
-        "new" => 2,
-        _ => 3,
+        fleet::Status::Failing => 0,
+        fleet::Status::Late => 1,
+        fleet::Status::New => 2,
+        fleet::Status::Ok => 3,
     }
 }
 
@@ -150,40 +155,50 @@ pub(super) async fn fleet_page(
         q.search.as_ref().is_none_or(|s| name.contains(s.as_str()))
             && name.parse().is_ok_and(|n| caller.scope.covers(&n))
     };
+    let now = time::OffsetDateTime::now_utc();
+    let thresholds = state.services.settings.thresholds();
     let mut by_status = [0; 4];
-    let mut list: Vec<Cluster> = fleet::load(&state.services, &visible)
-        .await?
-        .into_iter()
-        .map(|c| to_api(state, c))
-        .inspect(|c| {
-            let i = fleet::Status::ALL
-                .iter()
-                .position(|s| s.as_str() == c.status);
-            by_status[i.expect("statuses come from Status")] += 1;
-        })
-        .filter(|c| q.status.as_ref().is_none_or(|s| &c.status == s))
-        .collect();
-    list.sort_by(|a, b| {
+    let list: Vec<(ClusterState, fleet::Status, Vec<String>)> =
+        fleet::load(&state.services, &visible)
+            .await?
+            .into_iter()
+            .map(|c| {
+                let (status, reasons) = c.status(&thresholds, now);
+                let i = fleet::Status::ALL.iter().position(|s| *s == status);
+                by_status[i.expect("statuses come from Status")] += 1;
+                (c, status, reasons)
+            })
+            .filter(|(_, status, _)| q.status.as_ref().is_none_or(|s| status.as_str() == s))
+            .collect();
+    // The fleet is sorted by reference and only the page is converted: at 10,000
+    // clusters, moving whole entries about was a tenth of the request.
+    let mut order: Vec<&(ClusterState, fleet::Status, Vec<String>)> = list.iter().collect();
+    order.sort_by(|(a, a_status, _), (b, b_status, _)| {
+        let newest = |c: &ClusterState| c.backups.newest;
         let by = match sort {
             "name" => std::cmp::Ordering::Equal,
-            "last_wal" => a.last_archived_at.cmp(&b.last_archived_at),
-            "last_backup" => a.last_backup_at.cmp(&b.last_backup_at),
-            "backup_size" => a.last_backup_stored_bytes.cmp(&b.last_backup_stored_bytes),
-            "window" => a.recovery_window_start.cmp(&b.recovery_window_start),
-            "storage" => a.storage_bytes.cmp(&b.storage_bytes),
-            "verified" => a.last_verified_at.cmp(&b.last_verified_at),
-            _ => severity(&a.status).cmp(&severity(&b.status)),
+            "last_wal" => a.stats.last_archived_at.cmp(&b.stats.last_archived_at),
+            "last_backup" => newest(a).map(|n| n.0).cmp(&newest(b).map(|n| n.0)),
+            "backup_size" => newest(a).map(|n| n.1).cmp(&newest(b).map(|n| n.1)),
+            "window" => a.backups.oldest.cmp(&b.backups.oldest),
+            "storage" => a.storage_bytes().cmp(&b.storage_bytes()),
+            "verified" => {
+                let at = |c: &ClusterState| c.verified.as_ref().map(|v| v.at);
+                at(a).cmp(&at(b))
+            }
+            _ => severity(*a_status).cmp(&severity(*b_status)),
         };
-        by.then_with(|| a.name.cmp(&b.name))
+        by.then_with(|| a.cluster.name.cmp(&b.cluster.name))
     });
     if q.desc {
-        list.reverse();
+        order.reverse();
     }
-    let matched = list.len();
-    let clusters = list
+    let matched = order.len();
+    let clusters = order
         .into_iter()
         .skip(q.offset)
         .take(q.limit.unwrap_or(usize::MAX))
+        .map(|(c, status, reasons)| judged_to_api(c, *status, reasons.clone()))
         .collect();
     Ok(FleetPage {
         clusters,
