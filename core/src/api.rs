@@ -578,6 +578,22 @@ pub struct VerifyReport {
     pub object_problems: Vec<String>,
 }
 
+impl VerifyReport {
+    /// The report of a chain check that found nothing wrong.
+    pub fn clean(cluster: impl Into<String>, verified_at: OffsetDateTime) -> Self {
+        VerifyReport {
+            cluster: cluster.into(),
+            verified_at,
+            ok: true,
+            chain_problems: vec![],
+            forks: vec![],
+            scrubbed: false,
+            objects_checked: 0,
+            object_problems: vec![],
+        }
+    }
+}
+
 /// A cluster's restore drill policy (admin). Left out: the gateway's interval, no check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

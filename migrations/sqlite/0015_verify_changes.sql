@@ -19,18 +19,28 @@ CREATE TABLE backup_stats (
     changes        INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
--- A cluster's row, recomputed from its backups (`$cluster`, in each trigger below).
-CREATE VIEW backup_stats_now AS
-SELECT cluster, count(*) AS complete, COALESCE(sum(stored_size), 0) AS bytes,
-       min(finished_at) AS oldest, max(finished_at) AS newest,
-       (SELECT n.stored_size FROM backups n WHERE n.cluster = b.cluster
-          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_size,
-       (SELECT n.started_at FROM backups n WHERE n.cluster = b.cluster
-          AND n.status = 'complete' ORDER BY n.finished_at DESC LIMIT 1) AS newest_started
-FROM backups b WHERE status = 'complete' GROUP BY cluster;
+-- Every cluster's row as it should now be, its change counter one up: each trigger below
+-- writes its cluster's.
+CREATE VIEW backup_stats_next AS
+SELECT c.name AS cluster,
+       (SELECT count(*) FROM backups b
+        WHERE b.cluster = c.name AND b.status = 'complete') AS complete,
+       (SELECT COALESCE(sum(b.stored_size), 0) FROM backups b
+        WHERE b.cluster = c.name AND b.status = 'complete') AS bytes,
+       (SELECT min(b.finished_at) FROM backups b
+        WHERE b.cluster = c.name AND b.status = 'complete') AS oldest,
+       (SELECT max(b.finished_at) FROM backups b
+        WHERE b.cluster = c.name AND b.status = 'complete') AS newest,
+       (SELECT b.stored_size FROM backups b WHERE b.cluster = c.name
+          AND b.status = 'complete' ORDER BY b.finished_at DESC LIMIT 1) AS newest_size,
+       (SELECT b.started_at FROM backups b WHERE b.cluster = c.name
+          AND b.status = 'complete' ORDER BY b.finished_at DESC LIMIT 1) AS newest_started,
+       COALESCE((SELECT s.changes FROM backup_stats s WHERE s.cluster = c.name), 0) + 1
+           AS changes
+FROM clusters c;
 
-INSERT INTO backup_stats (cluster, complete, bytes, oldest, newest, newest_size, newest_started)
-SELECT * FROM backup_stats_now;
+INSERT INTO backup_stats SELECT * FROM backup_stats_next
+WHERE cluster IN (SELECT cluster FROM backups);
 
 -- What the last verification saw: the counters, and the newest segment it read (NULL
 -- when the newest file was not a segment). Reports from before have none, so their
@@ -71,29 +81,11 @@ END;
 -- Every statement that changes a backup's figures sets its status too; heartbeats and
 -- lock extensions change nothing either table holds.
 CREATE TRIGGER backups_inserted AFTER INSERT ON backups BEGIN
-    INSERT INTO backup_stats (cluster, complete, bytes, changes) VALUES (NEW.cluster, 0, 0, 1)
-    ON CONFLICT (cluster) DO UPDATE SET complete = 0, bytes = 0, oldest = NULL, newest = NULL,
-        newest_size = NULL, newest_started = NULL, changes = changes + 1;
-    UPDATE backup_stats SET (complete, bytes, oldest, newest, newest_size, newest_started) =
-        (SELECT complete, bytes, oldest, newest, newest_size, newest_started
-         FROM backup_stats_now n WHERE n.cluster = NEW.cluster)
-    WHERE cluster = NEW.cluster AND EXISTS (SELECT 1 FROM backup_stats_now n WHERE n.cluster = NEW.cluster);
+    INSERT OR REPLACE INTO backup_stats SELECT * FROM backup_stats_next WHERE cluster = NEW.cluster;
 END;
 CREATE TRIGGER backups_deleted AFTER DELETE ON backups BEGIN
-    INSERT INTO backup_stats (cluster, complete, bytes, changes) VALUES (OLD.cluster, 0, 0, 1)
-    ON CONFLICT (cluster) DO UPDATE SET complete = 0, bytes = 0, oldest = NULL, newest = NULL,
-        newest_size = NULL, newest_started = NULL, changes = changes + 1;
-    UPDATE backup_stats SET (complete, bytes, oldest, newest, newest_size, newest_started) =
-        (SELECT complete, bytes, oldest, newest, newest_size, newest_started
-         FROM backup_stats_now n WHERE n.cluster = OLD.cluster)
-    WHERE cluster = OLD.cluster AND EXISTS (SELECT 1 FROM backup_stats_now n WHERE n.cluster = OLD.cluster);
+    INSERT OR REPLACE INTO backup_stats SELECT * FROM backup_stats_next WHERE cluster = OLD.cluster;
 END;
 CREATE TRIGGER backups_status AFTER UPDATE OF status ON backups BEGIN
-    INSERT INTO backup_stats (cluster, complete, bytes, changes) VALUES (NEW.cluster, 0, 0, 1)
-    ON CONFLICT (cluster) DO UPDATE SET complete = 0, bytes = 0, oldest = NULL, newest = NULL,
-        newest_size = NULL, newest_started = NULL, changes = changes + 1;
-    UPDATE backup_stats SET (complete, bytes, oldest, newest, newest_size, newest_started) =
-        (SELECT complete, bytes, oldest, newest, newest_size, newest_started
-         FROM backup_stats_now n WHERE n.cluster = NEW.cluster)
-    WHERE cluster = NEW.cluster AND EXISTS (SELECT 1 FROM backup_stats_now n WHERE n.cluster = NEW.cluster);
+    INSERT OR REPLACE INTO backup_stats SELECT * FROM backup_stats_next WHERE cluster = NEW.cluster;
 END;

@@ -604,15 +604,8 @@ async fn changes_suite(c: &dyn Catalog) {
     };
     assert_eq!(c.changes(&counted).await.unwrap(), three);
 
-    let report = |cluster: &ClusterName, at: OffsetDateTime| walgate_core::api::VerifyReport {
-        cluster: cluster.to_string(),
-        verified_at: at,
-        ok: true,
-        chain_problems: vec![],
-        forks: vec![],
-        scrubbed: false,
-        objects_checked: 0,
-        object_problems: vec![],
+    let report = |cluster: &ClusterName, at: OffsetDateTime| {
+        walgate_core::api::VerifyReport::clean(cluster.as_str(), at)
     };
     let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let newest: SegmentName = "000000010000000000000003".parse().unwrap();
@@ -729,6 +722,121 @@ async fn stale<const N: usize>(c: &dyn Catalog, clusters: [&str; N]) -> Vec<Stal
     all.into_iter()
         .filter(|s| clusters.contains(&s.cluster.as_str()))
         .collect()
+}
+
+/// Rows a catalog held before migration 0015: a cluster with two complete backups, one
+/// uploading, and a verification.
+fn rows_before_0015() -> [String; 3] {
+    let report = records::report_json(&walgate_core::api::VerifyReport::clean(
+        "old",
+        OffsetDateTime::UNIX_EPOCH,
+    ));
+    let backup = |id: &str, status: &str, stored: u32, day: u32, finished: bool| {
+        let finished = match finished {
+            true => format!("'2026-11-{day}T02:00:00Z'"),
+            false => "NULL".into(),
+        };
+        format!(
+            "('old', '{id}', '{status}', 'x', 'streamed', 0, 1, 1, 1, 10, {stored}, '', 0, \
+             '2026-11-{day}T01:00:00Z', {finished})"
+        )
+    };
+    [
+        "INSERT INTO clusters (name, created_at, target) \
+         VALUES ('old', '2026-11-20T00:00:00Z', 'default')"
+            .into(),
+        format!(
+            "INSERT INTO backups (cluster, id, status, label, method, from_standby, start_lsn, \
+               start_timeline, checkpoint_lsn, size, stored_size, sha256, has_manifest, \
+               started_at, finished_at) VALUES {}, {}, {}",
+            backup("b1", "complete", 5, 27, true),
+            backup("b2", "complete", 7, 28, true),
+            backup("b3", "uploading", 0, 29, false)
+        ),
+        format!(
+            "INSERT INTO verifications (cluster, verified_at, ok, report) \
+             VALUES ('old', '2026-11-28T03:00:00Z', 1, '{report}')"
+        ),
+    ]
+}
+
+/// A catalog as it was before migration 0015: `migrator`'s migrations up to 0014, then
+/// [`rows_before_0015`].
+async fn before_0015<DB>(pool: sqlx::Pool<DB>, mut migrator: sqlx::migrate::Migrator)
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < 15)
+        .cloned()
+        .collect();
+    migrator.run(&pool).await.unwrap();
+    for sql in rows_before_0015() {
+        let sql = sqlx::AssertSqlSafe(sql);
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
+/// After migration 0015: the backup totals were filled in from the rows already there,
+/// and the verification from before is left for a whole run.
+async fn upgraded_from_0014(c: &dyn Catalog) {
+    let old: ClusterName = "old".parse().unwrap();
+    let at = |day: u8, hour: u8| {
+        time::Date::from_calendar_date(2026, time::Month::November, day)
+            .unwrap()
+            .with_hms(hour, 0, 0)
+            .unwrap()
+            .assume_utc()
+    };
+    let expected = BackupStats {
+        complete: 2,
+        stored_bytes: 12,
+        newest: Some((at(28, 2), 7)),
+        newest_took: Some(time::Duration::HOUR),
+        oldest: Some(at(27, 2)),
+    };
+    assert_eq!(c.backup_stats(Some(&old)).await.unwrap(), [(old, expected)]);
+    let stale = stale(c, ["old"]).await;
+    assert!(
+        matches!(
+            &stale[..],
+            [Stale {
+                ok: true,
+                seen: None,
+                ..
+            }]
+        ),
+        "{stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn migration_0015_on_sqlite_with_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/catalog.db", dir.path().display());
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    before_0015(pool, sqlx::migrate!("../migrations/sqlite")).await;
+    upgraded_from_0014(open(&url).await.unwrap().as_ref()).await;
+}
+
+#[tokio::test]
+async fn migration_0015_on_postgres_with_data() {
+    let mut pg = PgCluster::init(&[]);
+    pg.start();
+    pg.psql("CREATE DATABASE walgate_catalog");
+    let url = pg.url("walgate_catalog");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    before_0015(pool, sqlx::migrate!("../migrations/postgres")).await;
+    upgraded_from_0014(open(&url).await.unwrap().as_ref()).await;
 }
 
 #[tokio::test]
