@@ -76,6 +76,18 @@ synchronous_commit = off"
     bytes=$(cd "$work/segments" && cat "${names[@]}" | wc -c)
 }
 
+# stage: a data directory, $work/pgdata, whose pg_wal holds every segment of
+# make_segments, each marked .ready: an archive backlog, as after an outage.
+stage() {
+    rm -rf "$work/pgdata"
+    mkdir -p "$work/pgdata/pg_wal/archive_status"
+    for n in "${names[@]}"; do
+        ln "$work/segments/$n" "$work/pgdata/pg_wal/$n"
+        : >"$work/pgdata/pg_wal/archive_status/$n.ready"
+    done
+    sync
+}
+
 # Best times by name over rounds, in seconds.
 declare -A best
 # since START: the seconds since START (a `date +%s.%N`).

@@ -43,12 +43,7 @@ printf '%s' "$token" >"$work/token"
 # drain ROUND: archives the backlog to cluster busy-ROUND with wal-push, as PostgreSQL's
 # archiver would after an outage; prints segments/s.
 drain() {
-    rm -rf "$work/pgdata"
-    mkdir -p "$work/pgdata/pg_wal/archive_status"
-    for n in "${names[@]}"; do
-        ln "$work/segments/$n" "$work/pgdata/pg_wal/$n"
-        : >"$work/pgdata/pg_wal/archive_status/$n.ready"
-    done
+    stage
     local start
     start=$(date +%s.%N)
     (

@@ -81,16 +81,6 @@ restore_recipe() {
 }
 client() { echo "WALGATE_URL=$1 WALGATE_CLUSTER=$2 WALGATE_TOKEN_FILE=$work/token $client_bin $3"; }
 
-# A data directory whose pg_wal holds every segment, each marked .ready.
-stage() {
-    rm -rf "$work/pgdata"
-    mkdir -p "$work/pgdata/pg_wal/archive_status"
-    for n in "${names[@]}"; do
-        ln "$work/segments/$n" "$work/pgdata/pg_wal/$n"
-        : >"$work/pgdata/pg_wal/archive_status/$n.ready"
-    done
-    sync
-}
 # archive COMMAND: runs it for each segment in order, as the archiver does.
 archive() {
     (
