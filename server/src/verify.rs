@@ -45,13 +45,15 @@ pub async fn verify(
         objects_checked,
         object_problems,
     };
-    let seen = Seen {
+    // A scrub's findings on the objects hold for when it ran: its report is not renewed,
+    // and the next scheduled run replaces it.
+    let seen = (!scrub).then(|| Seen {
         changes,
         newest: last_segment(&archive.files),
-    };
+    });
     services
         .catalog
-        .record_verification(&cluster.name, &report, &seen)
+        .record_verification(&cluster.name, &report, seen.as_ref())
         .await?;
     if !report.ok {
         tracing::warn!(cluster = %cluster.name, chain = ?report.chain_problems, forks = ?report.forks, objects = ?report.object_problems, "verification found problems");
@@ -122,7 +124,7 @@ async fn verify_appended(
     };
     services
         .catalog
-        .record_verification(&cluster.name, &report, &seen)
+        .record_verification(&cluster.name, &report, Some(&seen))
         .await?;
     Ok(Some(report))
 }

@@ -1637,9 +1637,8 @@ async fn cluster_status_follows_archive_backups_and_verification() {
         objects_checked: 0,
         object_problems: vec![],
     };
-    let seen = walgate::catalog::Seen::default();
     catalog
-        .record_verification(&main, &report, &seen)
+        .record_verification(&main, &report, None)
         .await
         .unwrap();
     let (_, _, body) = f.call(Method::GET, "/v1/clusters/main", Some(&admin)).await;
@@ -2854,6 +2853,15 @@ async fn sweeps_find_new_gaps(f: &Fixture, sql: impl AsyncFn(&'static str)) {
     push(&[6]).await;
     assert_eq!(sweep(&f.state).await.unwrap(), whole);
     assert!(last().await.ok);
+
+    // A scrub's findings on the objects hold for when it ran: not renewed, replaced.
+    let admin = f.token("main", Role::Admin).await;
+    let uri = "/v1/clusters/main/verify?scrub=true";
+    let (s, _, _) = f.call(Method::GET, uri, Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(last().await.scrubbed);
+    assert_eq!(sweep(&f.state).await.unwrap(), whole);
+    assert!(!last().await.scrubbed);
 
     // A gap in the middle of what was verified, made behind the gateway's back.
     sql("DELETE FROM wal_files WHERE name = '000000010000000000000003'").await;

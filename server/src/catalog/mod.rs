@@ -592,12 +592,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// Until when (unix seconds) `job`'s lease was last taken, if ever.
     async fn lease_until(&self, job: &str) -> Result<Option<i64>>;
 
-    /// Keeps a cluster's latest verification, replacing the one before, with what it saw.
+    /// Keeps a cluster's latest verification, replacing the one before, with what it saw;
+    /// without `seen` it is never renewed ([`Catalog::refresh_verifications`]).
     async fn record_verification(
         &self,
         cluster: &ClusterName,
         report: &api::VerifyReport,
-        seen: &Seen,
+        seen: Option<&Seen>,
     ) -> Result<()>;
     /// A cluster's change counters.
     async fn changes(&self, cluster: &ClusterName) -> Result<Changes>;

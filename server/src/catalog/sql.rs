@@ -613,18 +613,18 @@ where
         &self,
         cluster: &ClusterName,
         report: &VerifyReport,
-        seen: &Seen,
+        seen: Option<&Seen>,
     ) -> Result<()> {
-        let c = &seen.changes;
+        let counter = |c: fn(&Changes) -> u64| seen.map(|s| c(&s.changes) as i64);
         query(queries::RECORD_VERIFICATION)
             .bind(cluster.as_str())
             .bind(report.verified_at)
             .bind(i64::from(report.ok))
             .bind(report_json(report))
-            .bind(c.wal_inserted as i64)
-            .bind(c.wal_deleted as i64)
-            .bind(c.backups as i64)
-            .bind(seen.newest.map(|s| s.to_string()))
+            .bind(counter(|c| c.wal_inserted))
+            .bind(counter(|c| c.wal_deleted))
+            .bind(counter(|c| c.backups))
+            .bind(seen.and_then(|s| s.newest).map(|s| s.to_string()))
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -461,10 +461,14 @@ async fn retention_suite(c: &dyn Catalog) {
         object_problems: vec![],
     };
     let seen = Seen::default();
-    c.record_verification(&main, &report, &seen).await.unwrap();
+    c.record_verification(&main, &report, Some(&seen))
+        .await
+        .unwrap();
     report.ok = true;
     report.chain_problems.clear();
-    c.record_verification(&main, &report, &seen).await.unwrap();
+    c.record_verification(&main, &report, Some(&seen))
+        .await
+        .unwrap();
     assert_eq!(
         c.last_verification(&main).await.unwrap(),
         Some(report.clone())
@@ -613,7 +617,7 @@ async fn changes_suite(c: &dyn Catalog) {
         changes: three,
         newest: Some(newest),
     };
-    c.record_verification(&counted, &report(&counted, t0), &seen)
+    c.record_verification(&counted, &report(&counted, t0), Some(&seen))
         .await
         .unwrap();
     // `idle` was never verified; `counted` is as its verification saw it.
@@ -673,7 +677,7 @@ async fn changes_suite(c: &dyn Catalog) {
             newest: None,
         };
         assert_eq!(stale(c, ["counted"]).await.len(), 1, "{change} is a change");
-        c.record_verification(&counted, &report(&counted, t1), &seen)
+        c.record_verification(&counted, &report(&counted, t1), Some(&seen))
             .await
             .unwrap();
         assert_eq!(stale(c, ["counted"]).await, [], "after {change}");
