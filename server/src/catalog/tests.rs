@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use walgate_core::api::Role;
 use walgate_core::{ClusterName, SegmentSize, WalFileName};
-use walgate_tests::PgCluster;
+use walgate_tests::{PgCluster, Postgres};
 
 use super::*;
 
@@ -832,15 +832,13 @@ async fn migration_0015_on_sqlite_with_data() {
     upgraded_from_0014(open(&url).await.unwrap().as_ref()).await;
 }
 
-#[tokio::test]
-async fn migration_0015_on_postgres_with_data() {
-    let mut pg = PgCluster::init(&[]);
-    pg.start();
-    pg.psql("CREATE DATABASE walgate_catalog");
-    let url = pg.url("walgate_catalog");
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    before_0015(pool, sqlx::migrate!("../migrations/postgres")).await;
-    upgraded_from_0014(open(&url).await.unwrap().as_ref()).await;
+fn migration_0015_on_postgres_with_data(pg: &Postgres) {
+    let (_cluster, url) = catalog_database(pg);
+    run(async {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        before_0015(pool, sqlx::migrate!("../migrations/postgres")).await;
+        upgraded_from_0014(open(&url).await.unwrap().as_ref()).await;
+    });
 }
 
 #[tokio::test]
@@ -855,19 +853,36 @@ async fn sqlite_backend() {
     changes_suite(c.as_ref()).await;
 }
 
-#[tokio::test]
-async fn postgres_backend() {
-    let mut pg = PgCluster::init(&[]);
-    pg.start();
-    pg.psql("CREATE DATABASE walgate_catalog");
-    let c = open(&pg.url("walgate_catalog")).await.unwrap();
-    assert_eq!(c.backend(), "postgres");
-    suite(c.as_ref()).await;
-    retention_suite(c.as_ref()).await;
-    changes_suite(c.as_ref()).await;
-    // Migrations are idempotent: opening again applies nothing and loses nothing.
-    let c = open(&pg.url("walgate_catalog")).await.unwrap();
-    assert_eq!(c.tokens().await.unwrap().len(), 2);
+fn postgres_backend(pg: &Postgres) {
+    let (_cluster, url) = catalog_database(pg);
+    run(async {
+        let c = open(&url).await.unwrap();
+        assert_eq!(c.backend(), "postgres");
+        suite(c.as_ref()).await;
+        retention_suite(c.as_ref()).await;
+        changes_suite(c.as_ref()).await;
+        // Migrations are idempotent: opening again applies nothing and loses nothing.
+        let c = open(&url).await.unwrap();
+        assert_eq!(c.tokens().await.unwrap().len(), 2);
+    });
+}
+
+// The catalog may live on any PostgreSQL the fleet runs: its migrations, triggers and
+// statements are shown on each.
+walgate_tests::on_every_major!(postgres_backend, migration_0015_on_postgres_with_data);
+
+/// A throwaway cluster of `pg` (stopped when dropped) with an empty catalog database,
+/// and the database's URL.
+fn catalog_database(pg: &Postgres) -> (PgCluster, String) {
+    let mut cluster = PgCluster::init_on(pg, &[]);
+    cluster.start();
+    cluster.psql("CREATE DATABASE walgate_catalog");
+    let url = cluster.url("walgate_catalog");
+    (cluster, url)
+}
+
+fn run(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Runtime::new().unwrap().block_on(test)
 }
 
 #[tokio::test]
